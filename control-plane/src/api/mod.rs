@@ -1,0 +1,149 @@
+//! HTTP surface: `/graphql` (POST queries and mutations, GET GraphiQL),
+//! `/graphql/ws` (subscriptions), `/healthz`, `/readyz`, `/metrics`.
+
+mod error;
+mod schema;
+
+use async_graphql::http::GraphiQLSource;
+use async_graphql_axum::{GraphQLProtocol, GraphQLRequest, GraphQLResponse, GraphQLWebSocket};
+use axum::Router;
+use axum::extract::{State, WebSocketUpgrade};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use tokio_util::sync::CancellationToken;
+
+use crate::AppState;
+use crate::auth::{AuthError, authenticate};
+pub(crate) use error::ApiError;
+use error::error_body;
+pub(crate) use schema::{AppSchema, build_schema};
+
+#[derive(Clone)]
+struct Api {
+    state: AppState,
+    schema: AppSchema,
+    shutdown: CancellationToken,
+}
+
+pub(crate) fn router(state: AppState, shutdown: CancellationToken) -> Router {
+    let limit = state.config.max_body_bytes;
+    let api = Api {
+        schema: build_schema(state.clone()),
+        state,
+        shutdown,
+    };
+    Router::new()
+        .route("/graphql", get(graphiql).post(graphql))
+        .route("/graphql/ws", get(graphql_ws))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(limit))
+        .with_state(api)
+}
+
+fn auth_header(headers: &HeaderMap) -> Option<&str> {
+    headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok())
+}
+
+async fn graphql(State(api): State<Api>, headers: HeaderMap, req: GraphQLRequest) -> Response {
+    let principal = match authenticate(&api.state.store, auth_header(&headers)).await {
+        Ok(p) => p,
+        Err(e) => return auth_failure(&api, e),
+    };
+    let resp: GraphQLResponse = api.schema.execute(req.into_inner().data(principal)).await.into();
+    resp.into_response()
+}
+
+fn auth_failure(api: &Api, e: AuthError) -> Response {
+    let (status, code, msg) = match e {
+        AuthError::Invalid => (
+            StatusCode::UNAUTHORIZED,
+            attache_protocol::ErrorCode::Unauthenticated,
+            "missing or invalid API key",
+        ),
+        AuthError::Db(e) => {
+            tracing::error!(error = %e, "authentication lookup failed");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                attache_protocol::ErrorCode::Internal,
+                "internal error",
+            )
+        }
+    };
+    api.state.metrics.api_errors.with_label_values(&[code.as_str()]).inc();
+    (status, axum::Json(error_body(code, msg))).into_response()
+}
+
+async fn graphiql() -> Html<String> {
+    Html(
+        GraphiQLSource::build()
+            .endpoint("/graphql")
+            .subscription_endpoint("/graphql/ws")
+            .finish(),
+    )
+}
+
+/// Subscriptions. The key comes in the upgrade request's `Authorization`
+/// header, or in `connection_init` as `{"Authorization": "Bearer …"}`.
+async fn graphql_ws(
+    State(api): State<Api>,
+    headers: HeaderMap,
+    protocol: GraphQLProtocol,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    let header_key = auth_header(&headers).map(str::to_string);
+    upgrade
+        .protocols(async_graphql::http::ALL_WEBSOCKET_PROTOCOLS)
+        .on_upgrade(move |socket| async move {
+            let store = api.state.store.clone();
+            let shutdown = api.shutdown.clone();
+            let ws = GraphQLWebSocket::new(socket, api.schema.clone(), protocol).on_connection_init(
+                move |payload| async move {
+                    let from_payload = payload
+                        .get("Authorization")
+                        .or_else(|| payload.get("authorization"))
+                        .and_then(|v| v.as_str())
+                        .map(str::to_string);
+                    let key = from_payload.or(header_key);
+                    let principal = authenticate(&store, key.as_deref())
+                        .await
+                        .map_err(|_| async_graphql::Error::new("missing or invalid API key"))?;
+                    let mut data = async_graphql::Data::default();
+                    data.insert(principal);
+                    Ok(data)
+                },
+            );
+            tokio::select! {
+                _ = ws.serve() => {}
+                _ = shutdown.cancelled() => {}
+            }
+        })
+}
+
+async fn readyz(State(api): State<Api>) -> Response {
+    match api.state.store.ping().await {
+        Ok(()) => (StatusCode::OK, "ready").into_response(),
+        Err(e) => {
+            tracing::warn!(error = %e, "not ready: database unreachable");
+            (StatusCode::SERVICE_UNAVAILABLE, "database unreachable").into_response()
+        }
+    }
+}
+
+async fn metrics(State(api): State<Api>) -> Response {
+    let m = &api.state.metrics;
+    if let Ok(counts) = api.state.store.count_by_status().await {
+        for s in attache_protocol::BotStatus::ALL {
+            let n = counts.iter().find(|(k, _)| k == s.as_str()).map(|(_, n)| *n).unwrap_or(0);
+            m.bots.with_label_values(&[s.as_str()]).set(n);
+        }
+    }
+    m.workers_connected.set(api.state.fleet.connected() as i64);
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        m.render(),
+    )
+        .into_response()
+}

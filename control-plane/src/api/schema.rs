@@ -1,0 +1,443 @@
+//! The public GraphQL contract, first version.
+//!
+//! Every resolver starts with [`guard`]: it checks the principal's role for
+//! the action and hands back the tenant-scoped store, the only door to data.
+
+use async_graphql::connection::{Connection, Edge, EmptyFields};
+use async_graphql::{
+    Context, Enum, ID, InputObject, Object, Result, Schema, SimpleObject, Subscription,
+};
+use attache_protocol::{BotStatus as WireStatus, StatusReason as WireReason, parse_meeting_url};
+use attache_tenant_policy::{Action, Decision};
+use chrono::{DateTime, Utc};
+use futures::Stream;
+
+use super::ApiError;
+use crate::AppState;
+use crate::auth::Principal;
+use crate::entity::{bot, bot_event};
+use crate::store::{Scoped, Transition, now};
+
+pub(crate) type AppSchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;
+
+const DEFAULT_BOT_NAME: &str = "Attaché Notetaker";
+const MAX_BOT_NAME: usize = 100;
+const MAX_PAGE: i32 = 100;
+const MAX_JOIN_AHEAD_DAYS: i64 = 90;
+
+pub(crate) fn build_schema(state: AppState) -> AppSchema {
+    Schema::build(QueryRoot, MutationRoot, SubscriptionRoot)
+        .data(state)
+        .limit_depth(12)
+        .limit_complexity(500)
+        .finish()
+}
+
+/// The one authorization check every resolver makes before any work.
+fn guard<'a>(ctx: &Context<'a>, action: Action) -> Result<(&'a AppState, &'a Principal, Scoped<'a>), ApiError> {
+    let state = ctx.data_unchecked::<AppState>();
+    let principal = ctx.data_opt::<Principal>().ok_or(ApiError::Unauthenticated)?;
+    if principal.role.decide(action) == Decision::Deny {
+        return Err(ApiError::Forbidden);
+    }
+    Ok((state, principal, state.store.scoped(&principal.tenant_id)))
+}
+
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+#[graphql(name = "BotStatus")]
+pub(crate) enum GqlStatus {
+    Queued,
+    Dispatched,
+    Joining,
+    WaitingRoom,
+    InCall,
+    Leaving,
+    Ended,
+    Failed,
+}
+
+impl GqlStatus {
+    fn wire(self) -> WireStatus {
+        match self {
+            GqlStatus::Queued => WireStatus::Queued,
+            GqlStatus::Dispatched => WireStatus::Dispatched,
+            GqlStatus::Joining => WireStatus::Joining,
+            GqlStatus::WaitingRoom => WireStatus::WaitingRoom,
+            GqlStatus::InCall => WireStatus::InCall,
+            GqlStatus::Leaving => WireStatus::Leaving,
+            GqlStatus::Ended => WireStatus::Ended,
+            GqlStatus::Failed => WireStatus::Failed,
+        }
+    }
+
+    fn from_stored(s: &str) -> Result<GqlStatus, ApiError> {
+        let wire = WireStatus::parse(s).ok_or_else(|| ApiError::internal(format!("stored status {s}")))?;
+        Ok(match wire {
+            WireStatus::Queued => GqlStatus::Queued,
+            WireStatus::Dispatched => GqlStatus::Dispatched,
+            WireStatus::Joining => GqlStatus::Joining,
+            WireStatus::WaitingRoom => GqlStatus::WaitingRoom,
+            WireStatus::InCall => GqlStatus::InCall,
+            WireStatus::Leaving => GqlStatus::Leaving,
+            WireStatus::Ended => GqlStatus::Ended,
+            WireStatus::Failed => GqlStatus::Failed,
+        })
+    }
+}
+
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+#[graphql(name = "Platform")]
+pub(crate) enum GqlPlatform {
+    GoogleMeet,
+    Teams,
+    Zoom,
+    Sandbox,
+}
+
+impl GqlPlatform {
+    fn from_stored(s: &str) -> GqlPlatform {
+        match s {
+            "GOOGLE_MEET" => GqlPlatform::GoogleMeet,
+            "TEAMS" => GqlPlatform::Teams,
+            "ZOOM" => GqlPlatform::Zoom,
+            _ => GqlPlatform::Sandbox,
+        }
+    }
+}
+
+pub(crate) struct Bot(bot::Model);
+
+#[Object]
+impl Bot {
+    async fn id(&self) -> ID {
+        ID(self.0.id.clone())
+    }
+    async fn meeting_url(&self) -> &str {
+        &self.0.meeting_url
+    }
+    async fn platform(&self) -> GqlPlatform {
+        GqlPlatform::from_stored(&self.0.platform)
+    }
+    async fn bot_name(&self) -> &str {
+        &self.0.bot_name
+    }
+    async fn status(&self) -> Result<GqlStatus> {
+        Ok(GqlStatus::from_stored(&self.0.status)?)
+    }
+    /// Why the bot ended or failed (`MEETING_ENDED`, `ADMISSION_DENIED`,
+    /// `WORKER_LOST`, …); null while it is running.
+    async fn status_reason(&self) -> Option<&str> {
+        self.0.status_reason.as_deref()
+    }
+    async fn join_at(&self) -> DateTime<Utc> {
+        self.0.join_at
+    }
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.0.created_at
+    }
+    async fn ended_at(&self) -> Option<DateTime<Utc>> {
+        self.0.ended_at
+    }
+    /// Every status the bot went through, oldest first.
+    async fn events(&self, ctx: &Context<'_>) -> Result<Vec<BotEvent>> {
+        let (_, _, scoped) = guard(ctx, Action::ReadBots)?;
+        let events = scoped.events(&self.0.id).await.map_err(ApiError::from)?;
+        events.into_iter().map(BotEvent::try_from).collect()
+    }
+}
+
+#[derive(SimpleObject)]
+pub(crate) struct BotEvent {
+    bot_id: ID,
+    at: DateTime<Utc>,
+    status: GqlStatus,
+    reason: Option<String>,
+    detail: Option<String>,
+}
+
+impl TryFrom<bot_event::Model> for BotEvent {
+    type Error = async_graphql::Error;
+    fn try_from(e: bot_event::Model) -> Result<Self> {
+        Ok(BotEvent {
+            bot_id: ID(e.bot_id),
+            at: e.at,
+            status: GqlStatus::from_stored(&e.status)?,
+            reason: e.reason,
+            detail: e.detail,
+        })
+    }
+}
+
+#[derive(SimpleObject)]
+pub(crate) struct Tenant {
+    id: ID,
+    name: String,
+    region: String,
+}
+
+#[derive(SimpleObject)]
+pub(crate) struct Viewer {
+    tenant: Tenant,
+    role: String,
+    api_key_id: String,
+}
+
+#[derive(SimpleObject)]
+pub(crate) struct BotConnectionFields {
+    total_count: u64,
+}
+
+pub(crate) struct QueryRoot;
+
+#[Object]
+impl QueryRoot {
+    /// Who the API key belongs to.
+    async fn viewer(&self, ctx: &Context<'_>) -> Result<Viewer> {
+        let (_, principal, scoped) = guard(ctx, Action::ReadTenant)?;
+        let t = scoped.tenant().await.map_err(ApiError::from)?.ok_or(ApiError::NotFound)?;
+        Ok(Viewer {
+            tenant: Tenant {
+                id: ID(t.id),
+                name: t.name,
+                region: t.region,
+            },
+            role: principal.role.as_str().to_string(),
+            api_key_id: principal.key_id.clone(),
+        })
+    }
+
+    /// One bot of the caller's tenant; NOT_FOUND for any other id.
+    async fn bot(&self, ctx: &Context<'_>, id: ID) -> Result<Bot> {
+        let (_, _, scoped) = guard(ctx, Action::ReadBots)?;
+        let b = scoped.bot(&id).await.map_err(ApiError::from)?.ok_or(ApiError::NotFound)?;
+        Ok(Bot(b))
+    }
+
+    /// The tenant's bots, newest first.
+    async fn bots(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+        status: Option<GqlStatus>,
+    ) -> Result<Connection<String, Bot, BotConnectionFields, EmptyFields>> {
+        let (_, _, scoped) = guard(ctx, Action::ReadBots)?;
+        let first = first.unwrap_or(20);
+        if !(1..=MAX_PAGE).contains(&first) {
+            return Err(ApiError::BadInput(format!("first must be between 1 and {MAX_PAGE}")).into());
+        }
+        let after = after.map(|c| decode_cursor(&c)).transpose()?;
+        let status = status.map(GqlStatus::wire);
+        let page = scoped
+            .bots(first as u64, after, status)
+            .await
+            .map_err(ApiError::from)?;
+        let total_count = scoped.count_bots(status).await.map_err(ApiError::from)?;
+        let mut conn = Connection::with_additional_fields(false, page.has_next, BotConnectionFields { total_count });
+        conn.edges.extend(
+            page.bots
+                .into_iter()
+                .map(|b| Edge::new(encode_cursor(&b), Bot(b))),
+        );
+        Ok(conn)
+    }
+}
+
+fn encode_cursor(b: &bot::Model) -> String {
+    hex::encode(format!("{}|{}", b.created_at.timestamp_millis(), b.id))
+}
+
+fn decode_cursor(c: &str) -> Result<(DateTime<Utc>, String), ApiError> {
+    let bad = || ApiError::BadInput("invalid cursor".into());
+    let raw = String::from_utf8(hex::decode(c).map_err(|_| bad())?).map_err(|_| bad())?;
+    let (ms, id) = raw.split_once('|').ok_or_else(bad)?;
+    let at = DateTime::from_timestamp_millis(ms.parse().map_err(|_| bad())?).ok_or_else(bad)?;
+    Ok((at, id.to_string()))
+}
+
+#[derive(InputObject)]
+pub(crate) struct CreateBotInput {
+    /// A Google Meet, Microsoft Teams or Zoom meeting link.
+    meeting_url: String,
+    /// The name the bot shows in the meeting (1 to 100 characters).
+    bot_name: Option<String>,
+    /// When to join; now if omitted or in the past.
+    join_at: Option<DateTime<Utc>>,
+}
+
+fn validate_bot_name(name: Option<String>) -> Result<String, ApiError> {
+    let name = name.unwrap_or_else(|| DEFAULT_BOT_NAME.to_string());
+    let name = name.trim();
+    let chars = name.chars().count();
+    if chars == 0 || chars > MAX_BOT_NAME {
+        return Err(ApiError::BadInput(format!(
+            "botName must be 1 to {MAX_BOT_NAME} characters"
+        )));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(ApiError::BadInput("botName must not contain control characters".into()));
+    }
+    Ok(name.to_string())
+}
+
+pub(crate) struct MutationRoot;
+
+#[Object]
+impl MutationRoot {
+    /// Sends a bot to a meeting. It is queued, then dispatched to a worker in
+    /// the tenant's region when its join time comes.
+    async fn create_bot(&self, ctx: &Context<'_>, input: CreateBotInput) -> Result<Bot> {
+        let (state, principal, scoped) = guard(ctx, Action::CreateBot)?;
+        let (platform, url) = parse_meeting_url(&input.meeting_url, &state.config.sandbox_origins)
+            .map_err(|e| ApiError::BadInput(format!("meetingUrl: {e}")))?;
+        let bot_name = validate_bot_name(input.bot_name)?;
+        let created_at = now();
+        let join_at = input.join_at.map_or(created_at, |t| t.max(created_at));
+        if join_at > created_at + chrono::Duration::days(MAX_JOIN_AHEAD_DAYS) {
+            return Err(ApiError::BadInput(format!(
+                "joinAt must be within {MAX_JOIN_AHEAD_DAYS} days"
+            ))
+            .into());
+        }
+        let tenant = scoped.tenant().await.map_err(ApiError::from)?.ok_or(ApiError::NotFound)?;
+        let limits = state.config.default_limits;
+        let b = scoped
+            .insert_bot(bot::Model {
+                id: uuid::Uuid::new_v4().to_string(),
+                tenant_id: principal.tenant_id.clone(),
+                region: tenant.region,
+                meeting_url: url.to_string(),
+                platform: platform.as_str().to_string(),
+                bot_name,
+                status: WireStatus::Queued.as_str().to_string(),
+                status_reason: None,
+                join_at,
+                join_timeout_ms: limits.join_timeout_ms as i64,
+                lobby_timeout_ms: limits.lobby_timeout_ms as i64,
+                max_duration_ms: limits.max_duration_ms as i64,
+                worker_id: None,
+                lease_generation: 0,
+                last_result_seq: 0,
+                leave_requested: false,
+                created_at,
+                updated_at: created_at,
+                ended_at: None,
+            })
+            .await
+            .map_err(ApiError::from)?;
+        tracing::info!(bot_id = %b.id, tenant_id = %b.tenant_id, platform = %b.platform, "bot created");
+        if let Some(ev) = scoped.events(&b.id).await.map_err(ApiError::from)?.pop() {
+            state.events.publish(ev);
+        }
+        state.metrics.transitions.with_label_values(&["QUEUED"]).inc();
+        state.dispatch_wakeup.notify_one();
+        Ok(Bot(b))
+    }
+
+    /// Asks a bot to leave. A queued bot ends at once; a running bot leaves
+    /// the meeting and ends with LEAVE_REQUESTED. Leaving an ended bot is a
+    /// no-op.
+    async fn leave_bot(&self, ctx: &Context<'_>, id: ID) -> Result<Bot> {
+        let (state, _, scoped) = guard(ctx, Action::LeaveBot)?;
+        let b = scoped.bot(&id).await.map_err(ApiError::from)?.ok_or(ApiError::NotFound)?;
+        let status = GqlStatus::from_stored(&b.status)?.wire();
+        if status.is_final() {
+            return Ok(Bot(b));
+        }
+        if status == WireStatus::Queued {
+            let mut t = Transition::new(&b.id, WireStatus::Ended, Some(WireReason::LeaveRequested));
+            t.expect_status = Some(WireStatus::Queued);
+            t.expect_generation = Some(b.lease_generation);
+            match state.store.transition(t).await {
+                Ok(crate::store::Applied::Moved(b, ev)) => {
+                    state.events.publish(ev);
+                    state.metrics.transitions.with_label_values(&["ENDED"]).inc();
+                    return Ok(Bot(b));
+                }
+                // It was dispatched meanwhile: ask its worker instead.
+                Ok(_) | Err(crate::store::StoreError::Conflict) | Err(crate::store::StoreError::Stale { .. }) => {}
+                Err(e) => return Err(ApiError::internal(e).into()),
+            }
+        }
+        state.store.mark_leave_requested(&b.id).await.map_err(ApiError::from)?;
+        let b = scoped.bot(&id).await.map_err(ApiError::from)?.ok_or(ApiError::NotFound)?;
+        if let (Some(w), Ok(bot_id)) = (&b.worker_id, b.id.parse()) {
+            state.fleet.send(
+                w,
+                attache_protocol::ControlMsg::Cancel {
+                    bot_id,
+                    generation: b.lease_generation as u64,
+                },
+            );
+        }
+        Ok(Bot(b))
+    }
+}
+
+pub(crate) struct SubscriptionRoot;
+
+#[Subscription]
+impl SubscriptionRoot {
+    /// A bot's status changes: first those already stored, then live ones;
+    /// the stream ends after the final status.
+    async fn bot_events(&self, ctx: &Context<'_>, bot_id: ID) -> Result<impl Stream<Item = BotEvent>> {
+        let (state, _, scoped) = guard(ctx, Action::ReadBots)?;
+        // Subscribe before reading history so nothing falls in between.
+        let mut live = state.events.subscribe();
+        let bot = scoped.bot(&bot_id).await.map_err(ApiError::from)?.ok_or(ApiError::NotFound)?;
+        let history = scoped.events(&bot.id).await.map_err(ApiError::from)?;
+        let bot_id = bot.id;
+        Ok(async_stream::stream! {
+            let mut last_id = 0;
+            for ev in history {
+                last_id = ev.id;
+                let done = WireStatus::parse(&ev.status).is_some_and(WireStatus::is_final);
+                if let Ok(e) = BotEvent::try_from(ev) { yield e; }
+                if done { return; }
+            }
+            loop {
+                match live.recv().await {
+                    Ok(ev) if ev.bot_id == bot_id && ev.id > last_id => {
+                        last_id = ev.id;
+                        let done = WireStatus::parse(&ev.status).is_some_and(WireStatus::is_final);
+                        if let Ok(e) = BotEvent::try_from(ev) { yield e; }
+                        if done { return; }
+                    }
+                    Ok(_) => {}
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                        // Fell behind: the stored history is the truth.
+                        tracing::warn!(%bot_id, "subscription lagged; events may be missing");
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                }
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bot_names() {
+        assert_eq!(validate_bot_name(None).unwrap(), DEFAULT_BOT_NAME);
+        assert_eq!(validate_bot_name(Some("  Ada  ".into())).unwrap(), "Ada");
+        for bad in ["", "   ", "a\u{0}b", "line\nbreak"] {
+            assert!(validate_bot_name(Some(bad.into())).is_err(), "{bad:?}");
+        }
+        assert!(validate_bot_name(Some("é".repeat(100))).is_ok());
+        assert!(validate_bot_name(Some("x".repeat(101))).is_err());
+        assert!(validate_bot_name(Some("x".repeat(10_000))).is_err());
+    }
+
+    #[test]
+    fn cursors_round_trip_and_garbage_is_bad_input() {
+        let at = DateTime::from_timestamp_millis(1_700_000_000_123).unwrap();
+        let raw = hex::encode(format!("{}|{}", at.timestamp_millis(), "abc"));
+        assert_eq!(decode_cursor(&raw).unwrap(), (at, "abc".to_string()));
+        for bad in ["zz", "", &hex::encode("nobar"), &hex::encode("x|y")] {
+            assert!(matches!(decode_cursor(bad), Err(ApiError::BadInput(_))), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,114 @@
+//! Typed configuration of the control plane, validated before any port is
+//! bound. The CLI fills it from flags and environment; tests fill it directly.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use attache_protocol::SessionLimits;
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Holds the SQLite database (by default) and the fleet CA.
+    pub data_dir: PathBuf,
+    /// `postgres://…` in production; `None` means SQLite in `data_dir`.
+    pub database_url: Option<String>,
+    pub http_addr: SocketAddr,
+    pub quic_addr: SocketAddr,
+    /// Names (DNS or IP) workers use to reach the fleet endpoint; they go in
+    /// its server certificate.
+    pub fleet_names: Vec<String>,
+    /// Origins of sandbox meeting servers this deployment accepts bots for.
+    pub sandbox_origins: Vec<String>,
+    pub heartbeat_interval: Duration,
+    /// How long a worker may be unreachable before its leases are taken back.
+    pub worker_grace: Duration,
+    pub dispatch_interval: Duration,
+    pub max_body_bytes: usize,
+    pub default_limits: SessionLimits,
+    /// Refuse dev fallbacks (SQLite, self-signed fleet CA in the data dir)
+    /// unless `allow_dev_fallbacks` says otherwise.
+    pub production: bool,
+    pub allow_dev_fallbacks: bool,
+}
+
+impl Config {
+    /// Defaults for one machine, everything under `data_dir`.
+    pub fn local(data_dir: impl Into<PathBuf>) -> Config {
+        Config {
+            data_dir: data_dir.into(),
+            database_url: None,
+            http_addr: "127.0.0.1:8080".parse().expect("addr"),
+            quic_addr: "127.0.0.1:8443".parse().expect("addr"),
+            fleet_names: vec!["localhost".into(), "127.0.0.1".into()],
+            sandbox_origins: Vec::new(),
+            heartbeat_interval: Duration::from_secs(2),
+            worker_grace: Duration::from_secs(15),
+            dispatch_interval: Duration::from_secs(1),
+            max_body_bytes: 256 * 1024,
+            default_limits: SessionLimits::default(),
+            production: false,
+            allow_dev_fallbacks: true,
+        }
+    }
+
+    pub fn database_url(&self) -> String {
+        self.database_url.clone().unwrap_or_else(|| {
+            format!(
+                "sqlite://{}?mode=rwc",
+                self.data_dir.join("attache.db").display()
+            )
+        })
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.fleet_names.is_empty() {
+            return Err(ConfigError::Invalid("fleet names must name at least one host".into()));
+        }
+        if self.worker_grace < self.heartbeat_interval * 2 {
+            return Err(ConfigError::Invalid(
+                "worker grace must be at least two heartbeat intervals".into(),
+            ));
+        }
+        if self.heartbeat_interval.is_zero() || self.dispatch_interval.is_zero() {
+            return Err(ConfigError::Invalid("intervals must be positive".into()));
+        }
+        if self.production && !self.allow_dev_fallbacks && self.database_url.is_none() {
+            return Err(ConfigError::DevFallback(
+                "SQLite: set --database-url to PostgreSQL, or --allow-dev-fallbacks",
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+    #[error("production mode refuses a development fallback: {0}")]
+    DevFallback(&'static str),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn production_refuses_sqlite_unless_asked() {
+        let mut c = Config::local("/tmp/x");
+        c.validate().unwrap();
+        c.production = true;
+        c.allow_dev_fallbacks = false;
+        assert!(matches!(c.validate(), Err(ConfigError::DevFallback(_))));
+        c.database_url = Some("postgres://db/attache".into());
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn grace_shorter_than_two_heartbeats_is_refused() {
+        let mut c = Config::local("/tmp/x");
+        c.worker_grace = c.heartbeat_interval;
+        assert!(c.validate().is_err());
+    }
+}

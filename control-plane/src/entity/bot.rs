@@ -1,0 +1,34 @@
+use sea_orm::entity::prelude::*;
+
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[sea_orm(table_name = "bots")]
+pub struct Model {
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub id: String,
+    pub tenant_id: String,
+    pub region: String,
+    pub meeting_url: String,
+    pub platform: String,
+    pub bot_name: String,
+    pub status: String,
+    pub status_reason: Option<String>,
+    pub join_at: DateTimeUtc,
+    pub join_timeout_ms: i64,
+    pub lobby_timeout_ms: i64,
+    pub max_duration_ms: i64,
+    /// The worker holding the current lease, if any.
+    pub worker_id: Option<String>,
+    /// Bumped on every new lease; the compare-and-swap point of every change.
+    pub lease_generation: i64,
+    /// Highest result sequence number persisted for the current generation.
+    pub last_result_seq: i64,
+    pub leave_requested: bool,
+    pub created_at: DateTimeUtc,
+    pub updated_at: DateTimeUtc,
+    pub ended_at: Option<DateTimeUtc>,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}

@@ -1,0 +1,23 @@
+use sea_orm::entity::prelude::*;
+
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[sea_orm(table_name = "workers")]
+pub struct Model {
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub id: String,
+    pub region: String,
+    pub hostname: String,
+    /// SHA-256 of the worker's client certificate (DER), hex.
+    pub cert_fingerprint: String,
+    pub capacity: i32,
+    /// `connected`, `reconnecting` or `lost`.
+    pub state: String,
+    pub enrolled_at: DateTimeUtc,
+    pub last_seen_at: Option<DateTimeUtc>,
+    pub revoked_at: Option<DateTimeUtc>,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}

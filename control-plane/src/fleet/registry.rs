@@ -1,0 +1,150 @@
+//! Who is connected, in this process: each worker's link, capacity, load
+//! and liveness. The database holds leases; this holds sockets.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use attache_protocol::{ControlMsg, Load};
+use tokio::sync::mpsc;
+
+use super::liveness::{Action, Event, Liveness};
+
+#[derive(Clone)]
+pub(crate) struct Link {
+    pub conn_id: usize,
+    pub tx: mpsc::Sender<ControlMsg>,
+    pub conn: quinn::Connection,
+}
+
+struct Entry {
+    region: String,
+    capacity: u32,
+    draining: bool,
+    link: Option<Link>,
+    liveness: Liveness,
+    last_heartbeat: Instant,
+    load: Load,
+}
+
+/// A worker the dispatcher may choose.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Candidate {
+    pub id: String,
+    pub region: String,
+    pub capacity: u32,
+}
+
+#[derive(Clone, Default)]
+pub(crate) struct Registry {
+    inner: Arc<Mutex<HashMap<String, Entry>>>,
+}
+
+impl Registry {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
+        self.inner.lock().expect("registry lock")
+    }
+
+    /// Records a new link and returns the one it replaces, if any.
+    pub(crate) fn connect(&self, id: &str, region: &str, capacity: u32, link: Link) -> Option<Link> {
+        let now = Instant::now();
+        let mut map = self.lock();
+        let e = map.entry(id.to_string()).or_insert_with(|| Entry {
+            region: region.to_string(),
+            capacity,
+            draining: false,
+            link: None,
+            liveness: Liveness::Lost,
+            last_heartbeat: now,
+            load: Load::default(),
+        });
+        e.region = region.to_string();
+        e.capacity = capacity;
+        e.draining = false;
+        e.last_heartbeat = now;
+        e.liveness = e.liveness.step(Event::Connected, now, now, Duration::ZERO).0;
+        e.link.replace(link)
+    }
+
+    /// Forgets a link, if it is still the current one for this worker.
+    pub(crate) fn disconnect(&self, id: &str, conn_id: usize) {
+        let now = Instant::now();
+        let mut map = self.lock();
+        if let Some(e) = map.get_mut(id)
+            && e.link.as_ref().is_some_and(|l| l.conn_id == conn_id)
+        {
+            e.link = None;
+            e.liveness = e.liveness.step(Event::Disconnected, now, e.last_heartbeat, Duration::ZERO).0;
+        }
+    }
+
+    pub(crate) fn heartbeat(&self, id: &str, load: Load) {
+        if let Some(e) = self.lock().get_mut(id) {
+            e.last_heartbeat = Instant::now();
+            e.load = load;
+        }
+    }
+
+    /// A worker that holds leases but has no entry (this process has not seen
+    /// it since starting) begins its grace period now.
+    pub(crate) fn note_unseen(&self, id: &str, now: Instant) {
+        self.lock().entry(id.to_string()).or_insert_with(|| Entry {
+            region: String::new(),
+            capacity: 0,
+            draining: false,
+            link: None,
+            liveness: Liveness::Reconnecting { since: now },
+            last_heartbeat: now,
+            load: Load::default(),
+        });
+    }
+
+    /// Advances every liveness clock; returns the workers just lost.
+    pub(crate) fn tick(&self, now: Instant, grace: Duration) -> Vec<String> {
+        let mut lost = Vec::new();
+        for (id, e) in self.lock().iter_mut() {
+            let (next, action) = e.liveness.step(Event::Tick, now, e.last_heartbeat, grace);
+            e.liveness = next;
+            match action {
+                Some(Action::CloseLinkAndExpire) => {
+                    if let Some(l) = e.link.take() {
+                        l.conn.close(
+                            attache_protocol::ErrorCode::ResourceExhausted.quic_code().into(),
+                            b"heartbeat timeout",
+                        );
+                    }
+                    lost.push(id.clone());
+                }
+                Some(Action::ExpireLeases) => lost.push(id.clone()),
+                None => {}
+            }
+        }
+        lost
+    }
+
+    /// Sends a command to a connected worker. A full queue means the worker
+    /// is not keeping up; the sweep repeats what matters.
+    pub(crate) fn send(&self, id: &str, msg: ControlMsg) -> bool {
+        let tx = self.lock().get(id).and_then(|e| e.link.as_ref().map(|l| l.tx.clone()));
+        match tx {
+            Some(tx) => tx.try_send(msg).is_ok(),
+            None => false,
+        }
+    }
+
+    pub(crate) fn candidates(&self) -> Vec<Candidate> {
+        self.lock()
+            .iter()
+            .filter(|(_, e)| e.liveness == Liveness::Connected && e.link.is_some() && !e.draining)
+            .map(|(id, e)| Candidate {
+                id: id.clone(),
+                region: e.region.clone(),
+                capacity: e.capacity,
+            })
+            .collect()
+    }
+
+    pub(crate) fn connected(&self) -> usize {
+        self.lock().values().filter(|e| e.link.is_some()).count()
+    }
+}

@@ -1,0 +1,297 @@
+//! One enrolled worker's fleet connection: the control stream (hello,
+//! heartbeats, commands) and one result stream per bot.
+
+use std::time::Duration;
+
+use attache_protocol::{
+    Assignment, BotStatus, ControlMsg, ErrorCode, PROTOCOL_VERSION, Platform, ResultBody,
+    ResultFrame, SessionLimits, StatusReason, WorkerMsg, read_frame, write_frame,
+};
+use rustls_pki_types::CertificateDer;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::ca::fingerprint;
+use super::reconcile::{HeldLease, Repair, reconcile};
+use super::registry::Link;
+use crate::AppState;
+use crate::entity::{bot, worker};
+use crate::store::{Applied, StoreError, Transition};
+
+const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+/// Commands queued for one worker; a worker this far behind is overloaded.
+const COMMAND_QUEUE: usize = 256;
+
+fn close(conn: &quinn::Connection, code: ErrorCode, why: &str) {
+    conn.close(code.quic_code().into(), why.as_bytes());
+}
+
+async fn identify(state: &AppState, conn: &quinn::Connection) -> Option<worker::Model> {
+    let certs = conn
+        .peer_identity()?
+        .downcast::<Vec<CertificateDer<'static>>>()
+        .ok()?;
+    let leaf = certs.first()?;
+    state.store.worker_by_fingerprint(&fingerprint(leaf)).await.ok()?
+}
+
+pub(super) async fn serve(state: &AppState, conn: quinn::Connection, shutdown: CancellationToken) {
+    let Some(worker) = identify(state, &conn).await else {
+        close(&conn, ErrorCode::Unauthenticated, "unknown or revoked worker certificate");
+        return;
+    };
+    let span = tracing::info_span!("fleet", worker_id = %worker.id);
+    let _enter = span.enter();
+    drop(_enter);
+    if let Err((code, why)) = run(state, &conn, &worker, shutdown).await {
+        state.metrics.frames_rejected.with_label_values(&[code.as_str()]).inc();
+        tracing::warn!(worker_id = %worker.id, code = %code, "closing worker link: {why}");
+        close(&conn, code, &why);
+    }
+}
+
+async fn run(
+    state: &AppState,
+    conn: &quinn::Connection,
+    worker: &worker::Model,
+    shutdown: CancellationToken,
+) -> Result<(), (ErrorCode, String)> {
+    let violation = |why: String| (ErrorCode::ProtocolViolation, why);
+    let (mut send, mut recv) = tokio::time::timeout(HELLO_TIMEOUT, conn.accept_bi())
+        .await
+        .map_err(|_| violation("no control stream".into()))?
+        .map_err(|e| violation(format!("no control stream: {e}")))?;
+    let hello = tokio::time::timeout(HELLO_TIMEOUT, read_frame::<WorkerMsg, _>(&mut recv))
+        .await
+        .map_err(|_| violation("no hello".into()))?
+        .map_err(|e| violation(format!("bad hello: {e}")))?;
+    let Some(WorkerMsg::Hello {
+        protocol_version,
+        capacity,
+        bots,
+        ..
+    }) = hello
+    else {
+        return Err(violation("first message must be hello".into()));
+    };
+    if protocol_version != PROTOCOL_VERSION {
+        return Err(violation(format!("protocol version {protocol_version} is not {PROTOCOL_VERSION}")));
+    }
+    write_frame(
+        &mut send,
+        &ControlMsg::Welcome {
+            worker_id: worker.id.clone(),
+            region: worker.region.clone(),
+            heartbeat_interval_ms: state.config.heartbeat_interval.as_millis() as u64,
+        },
+    )
+    .await
+    .map_err(|e| (ErrorCode::Internal, e.to_string()))?;
+
+    let (tx, mut rx) = mpsc::channel::<ControlMsg>(COMMAND_QUEUE);
+    let writer = tokio::spawn(async move {
+        while let Some(msg) = rx.recv().await {
+            if write_frame(&mut send, &msg).await.is_err() {
+                break;
+            }
+        }
+    });
+    let conn_id = conn.stable_id();
+    let link = Link {
+        conn_id,
+        tx: tx.clone(),
+        conn: conn.clone(),
+    };
+    if let Some(old) = state.fleet.connect(&worker.id, &worker.region, capacity, link) {
+        close(&old.conn, ErrorCode::Forbidden, "replaced by a newer connection");
+    }
+    let _ = state
+        .store
+        .set_worker_state(&worker.id, "connected", Some(capacity as i32))
+        .await;
+    state.metrics.workers_connected.set(state.fleet.connected() as i64);
+    tracing::info!(worker_id = %worker.id, capacity, bots = bots.len(), "worker connected");
+
+    let outcome = async {
+        repair(state, &worker.id, &bots).await;
+        state.dispatch_wakeup.notify_one();
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return Ok(()),
+                frame = read_frame::<WorkerMsg, _>(&mut recv) => match frame {
+                    Ok(Some(WorkerMsg::Heartbeat { load, .. })) => {
+                        state.metrics.frames_received.with_label_values(&["control"]).inc();
+                        state.fleet.heartbeat(&worker.id, load);
+                    }
+                    Ok(Some(WorkerMsg::Refused { bot_id, generation, code, message })) => {
+                        tracing::info!(%bot_id, generation, code = %code, "worker refused a command: {message}");
+                    }
+                    Ok(Some(WorkerMsg::Hello { .. })) => return Err(violation("second hello".into())),
+                    Ok(None) => return Ok(()),
+                    Err(e) => {
+                        if matches!(e, attache_protocol::IoFrameError::Io(_)) {
+                            return Ok(());
+                        }
+                        return Err(violation(format!("control stream: {e}")));
+                    }
+                },
+                uni = conn.accept_uni() => match uni {
+                    Ok(stream) => {
+                        let state = state.clone();
+                        let worker_id = worker.id.clone();
+                        let tx = tx.clone();
+                        tokio::spawn(async move { results(state, worker_id, stream, tx).await });
+                    }
+                    Err(_) => return Ok(()),
+                },
+            }
+        }
+    }
+    .await;
+    state.fleet.disconnect(&worker.id, conn_id);
+    let _ = state.store.set_worker_state(&worker.id, "reconnecting", None).await;
+    state.metrics.workers_connected.set(state.fleet.connected() as i64);
+    writer.abort();
+    tracing::info!(worker_id = %worker.id, "worker link closed");
+    outcome
+}
+
+/// Compares the worker's hello with the stored leases and repairs the gap.
+async fn repair(state: &AppState, worker_id: &str, reported: &[attache_protocol::BotReport]) {
+    let held: Vec<HeldLease> = match state.store.leased_bots(Some(worker_id)).await {
+        Ok(bots) => bots
+            .iter()
+            .filter_map(|b| {
+                Some(HeldLease {
+                    bot_id: b.id.parse().ok()?,
+                    generation: b.lease_generation as u64,
+                    status: BotStatus::parse(&b.status)?,
+                    leave_requested: b.leave_requested,
+                })
+            })
+            .collect(),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read leases to reconcile; the sweep will retry");
+            return;
+        }
+    };
+    for r in reconcile(&held, reported) {
+        match r {
+            Repair::Cancel { bot_id, generation } => {
+                state.fleet.send(worker_id, ControlMsg::Cancel { bot_id, generation });
+            }
+            Repair::Reassign { bot_id } => {
+                if let Ok(Some(b)) = state.store.bot(&bot_id.to_string()).await
+                    && let Some(a) = assignment(&b)
+                {
+                    state.fleet.send(worker_id, ControlMsg::Assign(a));
+                }
+            }
+            Repair::Expire { bot_id, generation } => {
+                let id = bot_id.to_string();
+                if let Err(e) = super::expire_leases(state, worker_id, Some((&id, generation as i64))).await {
+                    tracing::warn!(error = %e, "cannot expire a lease; the sweep will retry");
+                }
+            }
+        }
+    }
+}
+
+/// The Assign command for a leased bot.
+pub(crate) fn assignment(b: &bot::Model) -> Option<Assignment> {
+    Some(Assignment {
+        bot_id: b.id.parse().ok()?,
+        generation: b.lease_generation as u64,
+        tenant_id: b.tenant_id.parse().ok()?,
+        meeting_url: b.meeting_url.clone(),
+        platform: Platform::parse(&b.platform)?,
+        bot_name: b.bot_name.clone(),
+        limits: SessionLimits {
+            join_timeout_ms: b.join_timeout_ms as u64,
+            lobby_timeout_ms: b.lobby_timeout_ms as u64,
+            max_duration_ms: b.max_duration_ms as u64,
+        },
+    })
+}
+
+/// Reads one bot's result stream: persist, then acknowledge.
+async fn results(
+    state: AppState,
+    worker_id: String,
+    mut stream: quinn::RecvStream,
+    tx: mpsc::Sender<ControlMsg>,
+) {
+    loop {
+        let frame = match read_frame::<ResultFrame, _>(&mut stream).await {
+            Ok(Some(f)) => f,
+            Ok(None) => return,
+            Err(attache_protocol::IoFrameError::Io(_)) => return,
+            Err(e) => {
+                state.metrics.frames_rejected.with_label_values(&["malformed"]).inc();
+                tracing::warn!(worker_id = %worker_id, error = %e, "malformed result frame; stream stopped");
+                let _ = stream.stop(ErrorCode::ProtocolViolation.quic_code().into());
+                return;
+            }
+        };
+        state.metrics.frames_received.with_label_values(&["results"]).inc();
+        let (bot_id, generation, seq) = (frame.bot_id, frame.generation, frame.seq);
+        match persist(&state, &worker_id, frame).await {
+            Ok(()) => {
+                let _ = tx.send(ControlMsg::Ack { bot_id, generation, seq }).await;
+            }
+            Err(StoreError::Stale { .. }) | Err(StoreError::NotFound) => {
+                state.metrics.frames_rejected.with_label_values(&["stale"]).inc();
+                let _ = tx.send(ControlMsg::Cancel { bot_id, generation }).await;
+            }
+            Err(e) => {
+                state.metrics.frames_rejected.with_label_values(&["unpersisted"]).inc();
+                tracing::warn!(worker_id = %worker_id, %bot_id, error = %e, "result not persisted; the worker will replay it");
+                let _ = stream.stop(ErrorCode::Internal.quic_code().into());
+                return;
+            }
+        }
+    }
+}
+
+async fn persist(state: &AppState, worker_id: &str, frame: ResultFrame) -> Result<(), StoreError> {
+    let id = frame.bot_id.to_string();
+    // Only the lease holder may speak for a bot.
+    let bot = state.store.bot(&id).await?.ok_or(StoreError::NotFound)?;
+    if bot.worker_id.as_deref() != Some(worker_id) && bot.lease_generation as u64 == frame.generation {
+        return Err(StoreError::Stale {
+            got: frame.generation as i64,
+            current: bot.lease_generation,
+        });
+    }
+    match frame.body {
+        ResultBody::Status { status, .. } if !status.is_leased() && !status.is_final() => {
+            // Queuing is the control plane's decision, never a worker's.
+            Err(StoreError::Stale {
+                got: frame.generation as i64,
+                current: bot.lease_generation,
+            })
+        }
+        ResultBody::Status { status, reason, detail } => {
+            let reason = if status == BotStatus::Ended && reason.is_none() {
+                Some(StatusReason::MeetingEnded)
+            } else {
+                reason
+            };
+            let mut t = Transition::new(&id, status, reason);
+            t.expect_generation = Some(frame.generation as i64);
+            t.result_seq = Some(frame.seq as i64);
+            t.detail = detail.map(|d| d.chars().take(500).collect());
+            t.at = chrono::DateTime::from_timestamp_millis(frame.at_ms)
+                .filter(|at| (*at - crate::store::now()).num_seconds().abs() < 86_400)
+                .unwrap_or_else(crate::store::now);
+            if let Applied::Moved(_, ev) = state.store.transition(t).await? {
+                state.metrics.transitions.with_label_values(&[status.as_str()]).inc();
+                state.events.publish(ev);
+                if status == BotStatus::Queued || status.is_final() {
+                    state.dispatch_wakeup.notify_one();
+                }
+            }
+            Ok(())
+        }
+    }
+}

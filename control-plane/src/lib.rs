@@ -1,0 +1,122 @@
+//! The Attaché control plane: the GraphQL API, API keys, dispatch of bots to
+//! edge workers over the QUIC fleet link, and the stored truth of every bot.
+//!
+//! Build it with [`ControlPlane::build`] (binds its ports, opens and migrates
+//! the database, loads or creates the fleet CA), then [`ControlPlane::run`]
+//! until the shutdown token fires.
+
+mod admin;
+mod api;
+mod auth;
+mod config;
+mod dispatch;
+mod entity;
+mod events;
+mod fleet;
+mod metrics;
+mod store;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use admin::{Admin, AdminError, CreatedTenant, WorkerToken};
+pub use config::{Config, ConfigError};
+pub use store::Store;
+
+/// Everything the request handlers and background loops share.
+#[derive(Clone)]
+pub(crate) struct AppState {
+    pub config: Arc<Config>,
+    pub store: Store,
+    pub events: events::EventHub,
+    pub metrics: metrics::Metrics,
+    pub fleet: fleet::Registry,
+    pub dispatch_wakeup: Arc<Notify>,
+    pub ca: Arc<fleet::FleetCa>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("data directory {0}: {1}")]
+    DataDir(String, std::io::Error),
+    #[error("database: {0}")]
+    Db(#[from] sea_orm::DbErr),
+    #[error("fleet CA: {0}")]
+    Ca(#[from] fleet::CaError),
+    #[error("binding {0}: {1}")]
+    Bind(SocketAddr, std::io::Error),
+    #[error("fleet TLS: {0}")]
+    Tls(String),
+}
+
+pub struct ControlPlane {
+    state: AppState,
+    http: tokio::net::TcpListener,
+    quic: quinn::Endpoint,
+}
+
+impl ControlPlane {
+    pub async fn build(config: Config) -> Result<ControlPlane, BuildError> {
+        config.validate()?;
+        std::fs::create_dir_all(&config.data_dir)
+            .map_err(|e| BuildError::DataDir(config.data_dir.display().to_string(), e))?;
+        let store = Store::open(&config.database_url()).await?;
+        store.migrate().await?;
+        let ca = Arc::new(fleet::FleetCa::load_or_create(&config.data_dir)?);
+        let http = tokio::net::TcpListener::bind(config.http_addr)
+            .await
+            .map_err(|e| BuildError::Bind(config.http_addr, e))?;
+        let quic = fleet::endpoint(&config, &ca)?;
+        let state = AppState {
+            config: Arc::new(config),
+            store,
+            events: events::EventHub::new(),
+            metrics: metrics::Metrics::new(),
+            fleet: fleet::Registry::default(),
+            dispatch_wakeup: Arc::new(Notify::new()),
+            ca,
+        };
+        Ok(ControlPlane { state, http, quic })
+    }
+
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http.local_addr().expect("bound listener")
+    }
+
+    pub fn quic_addr(&self) -> SocketAddr {
+        self.quic.local_addr().expect("bound endpoint")
+    }
+
+    pub fn admin(&self) -> Admin {
+        Admin::new(self.state.clone())
+    }
+
+    /// Serves until `shutdown`, then drains: stop accepting, close worker
+    /// links (workers keep their bots and reconnect elsewhere), finish tasks.
+    pub async fn run(self, shutdown: CancellationToken) -> std::io::Result<()> {
+        let tasks = TaskTracker::new();
+        let ControlPlane { state, http, quic } = self;
+        tasks.spawn(dispatch::run(state.clone(), shutdown.clone()));
+        tasks.spawn(fleet::sweep(state.clone(), shutdown.clone()));
+        tasks.spawn(fleet::serve(state.clone(), quic.clone(), shutdown.clone(), tasks.clone()));
+        let app = api::router(state.clone(), shutdown.clone());
+        let served = axum::serve(http, app)
+            .with_graceful_shutdown({
+                let s = shutdown.clone();
+                async move { s.cancelled().await }
+            })
+            .await;
+        shutdown.cancel();
+        quic.close(0u32.into(), b"control plane shutting down");
+        tasks.close();
+        tasks.wait().await;
+        quic.wait_idle().await;
+        served
+    }
+}

@@ -1,0 +1,125 @@
+//! Prometheus metrics of the control plane, named
+//! `attache_control_plane_<subsystem>_<name>`. Labels are bounded: statuses
+//! and reasons, never tenants or bots.
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
+};
+
+#[derive(Clone)]
+pub(crate) struct Metrics {
+    registry: Registry,
+    pub bots: IntGaugeVec,
+    pub transitions: IntCounterVec,
+    pub dispatch_latency: HistogramVec,
+    pub workers_connected: IntGauge,
+    pub quic_connections: IntGauge,
+    pub frames_received: IntCounterVec,
+    pub frames_rejected: IntCounterVec,
+    pub leases_expired: IntCounterVec,
+    pub api_errors: IntCounterVec,
+}
+
+impl Metrics {
+    pub(crate) fn new() -> Self {
+        let registry = Registry::new();
+        let bots = IntGaugeVec::new(
+            Opts::new("attache_control_plane_bots", "Bots by lifecycle status"),
+            &["status"],
+        )
+        .expect("metric");
+        let transitions = IntCounterVec::new(
+            Opts::new(
+                "attache_control_plane_bot_transitions_total",
+                "Bot lifecycle transitions stored, by target status",
+            ),
+            &["status"],
+        )
+        .expect("metric");
+        let dispatch_latency = HistogramVec::new(
+            HistogramOpts::new(
+                "attache_control_plane_dispatch_latency_seconds",
+                "From a bot becoming due to its lease being granted",
+            )
+            .buckets(vec![0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0]),
+            &["region"],
+        )
+        .expect("metric");
+        let workers_connected = IntGauge::new(
+            "attache_control_plane_fleet_workers_connected",
+            "Edge workers with a live fleet connection",
+        )
+        .expect("metric");
+        let quic_connections = IntGauge::new(
+            "attache_control_plane_fleet_quic_connections",
+            "Open QUIC connections on the fleet endpoint (fleet and enrollment)",
+        )
+        .expect("metric");
+        let frames_received = IntCounterVec::new(
+            Opts::new(
+                "attache_control_plane_fleet_frames_received_total",
+                "Frames received from workers, by stream",
+            ),
+            &["stream"],
+        )
+        .expect("metric");
+        let frames_rejected = IntCounterVec::new(
+            Opts::new(
+                "attache_control_plane_fleet_frames_rejected_total",
+                "Frames from workers refused, by reason",
+            ),
+            &["reason"],
+        )
+        .expect("metric");
+        let leases_expired = IntCounterVec::new(
+            Opts::new(
+                "attache_control_plane_fleet_leases_expired_total",
+                "Leases taken back from lost workers, by outcome",
+            ),
+            &["outcome"],
+        )
+        .expect("metric");
+        let api_errors = IntCounterVec::new(
+            Opts::new(
+                "attache_control_plane_api_errors_total",
+                "GraphQL errors returned, by code",
+            ),
+            &["code"],
+        )
+        .expect("metric");
+        for c in [
+            Box::new(bots.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(transitions.clone()),
+            Box::new(dispatch_latency.clone()),
+            Box::new(workers_connected.clone()),
+            Box::new(quic_connections.clone()),
+            Box::new(frames_received.clone()),
+            Box::new(frames_rejected.clone()),
+            Box::new(leases_expired.clone()),
+            Box::new(api_errors.clone()),
+        ] {
+            registry.register(c).expect("unique metric");
+        }
+        Metrics {
+            registry,
+            bots,
+            transitions,
+            dispatch_latency,
+            workers_connected,
+            quic_connections,
+            frames_received,
+            frames_rejected,
+            leases_expired,
+            api_errors,
+        }
+    }
+
+    pub(crate) fn render(&self) -> String {
+        let mut out = Vec::new();
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut out)
+            .expect("text encoding");
+        String::from_utf8(out).expect("utf-8")
+    }
+}

@@ -1,0 +1,16 @@
+//! The Attaché schema, as sea-orm migrations that run unchanged on SQLite (the
+//! embedded default) and PostgreSQL (production). Migrations only ever add:
+//! a released migration is never edited.
+
+pub use sea_orm_migration::prelude::*;
+
+mod m0001_foundation;
+
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m0001_foundation::Migration)]
+    }
+}

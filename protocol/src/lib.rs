@@ -1,0 +1,38 @@
+//! The wire contract between the Attaché control plane and its edge workers.
+//!
+//! This crate holds the message types, the length-prefixed framing, the bot
+//! lifecycle both sides agree on, and the one error-code table. It has no
+//! sockets and no clock: the services own I/O and time, this crate owns
+//! meaning. Every decoder here reads bytes from the network and is fuzzed
+//! (`fuzz/`).
+
+mod error;
+mod frame;
+#[cfg(feature = "tokio")]
+mod io;
+mod lifecycle;
+mod message;
+mod platform;
+
+pub use error::ErrorCode;
+pub use frame::{FrameDecoder, FrameError, MAX_FRAME_LEN, encode_frame};
+#[cfg(feature = "tokio")]
+pub use io::{IoFrameError, read_frame, write_frame};
+pub use lifecycle::{BotStatus, StatusReason, TransitionError};
+pub use message::{
+    Assignment, BotReport, ControlMsg, EnrollRequest, EnrollResponse, Load, ResultBody,
+    ResultFrame, SessionLimits, WorkerMsg,
+};
+pub use platform::{MeetingUrlError, Platform, parse_meeting_url};
+
+/// Version of this wire protocol. It is carried in ALPN, so a worker and a
+/// control plane that do not share a version fail the TLS handshake with a
+/// clear `no_application_protocol` alert instead of misreading frames.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// ALPN for an enrolled worker's fleet connection (mutual TLS).
+pub const ALPN_FLEET: &[u8] = b"attache-fleet/1";
+
+/// ALPN for the one-time enrollment exchange (server-authenticated only: the
+/// worker has no certificate yet and proves itself with its join token).
+pub const ALPN_ENROLL: &[u8] = b"attache-enroll/1";

@@ -1,0 +1,292 @@
+//! Messages on the fleet link.
+//!
+//! One bidirectional control stream per connection carries [`WorkerMsg`] up
+//! and [`ControlMsg`] down. Each bot's results travel on a unidirectional
+//! stream of their own as [`ResultFrame`]s, numbered per (bot, generation);
+//! the control plane acknowledges a frame only after it has persisted it.
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::{BotStatus, ErrorCode, Platform, StatusReason};
+
+/// Worker → control plane, on the control stream.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum WorkerMsg {
+    /// First message of every connection: what the worker is and what it is
+    /// running right now, so the control plane can rebuild observed state.
+    Hello {
+        protocol_version: u32,
+        software_version: String,
+        capacity: u32,
+        bots: Vec<BotReport>,
+    },
+    Heartbeat { load: Load, bots: Vec<BotReport> },
+    /// A command the worker will not carry out, and why.
+    Refused {
+        bot_id: Uuid,
+        generation: u64,
+        code: ErrorCode,
+        message: String,
+    },
+}
+
+/// What a worker says about one bot it holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BotReport {
+    pub bot_id: Uuid,
+    pub generation: u64,
+    pub status: BotStatus,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Load {
+    pub active_bots: u32,
+    pub capacity: u32,
+    /// Resident memory of the worker and its browser, in MiB.
+    pub rss_mib: u32,
+}
+
+/// Control plane → worker, on the control stream.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum ControlMsg {
+    Welcome {
+        worker_id: String,
+        region: String,
+        heartbeat_interval_ms: u64,
+    },
+    Assign(Assignment),
+    Cancel { bot_id: Uuid, generation: u64 },
+    /// Everything up to and including `seq` of this bot's result stream is
+    /// persisted; the worker may forget it.
+    Ack {
+        bot_id: Uuid,
+        generation: u64,
+        seq: u64,
+    },
+    /// Take no new bots; finish the running ones.
+    Drain,
+}
+
+/// A lease on one bot, handed to one worker.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Assignment {
+    pub bot_id: Uuid,
+    pub generation: u64,
+    pub tenant_id: Uuid,
+    pub meeting_url: String,
+    pub platform: Platform,
+    pub bot_name: String,
+    pub limits: SessionLimits,
+}
+
+/// Time limits of one bot session, in milliseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionLimits {
+    /// From opening the page to reaching the lobby or the call.
+    pub join_timeout_ms: u64,
+    /// Longest wait in the lobby before giving up.
+    pub lobby_timeout_ms: u64,
+    /// Longest time in the call.
+    pub max_duration_ms: u64,
+}
+
+impl Default for SessionLimits {
+    fn default() -> Self {
+        SessionLimits {
+            join_timeout_ms: 60_000,
+            lobby_timeout_ms: 600_000,
+            max_duration_ms: 4 * 3_600_000,
+        }
+    }
+}
+
+/// One result of one bot, on that bot's result stream.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ResultFrame {
+    pub bot_id: Uuid,
+    pub generation: u64,
+    /// Starts at 1 for each (bot, generation) and has no gaps.
+    pub seq: u64,
+    /// Unix time in milliseconds, taken by the worker when it happened.
+    pub at_ms: i64,
+    pub body: ResultBody,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum ResultBody {
+    Status {
+        status: BotStatus,
+        reason: Option<StatusReason>,
+        /// Human-readable detail for operators (never personal data).
+        detail: Option<String>,
+    },
+}
+
+/// Sent once on the enrollment connection.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnrollRequest {
+    pub token: String,
+    /// PEM certificate signing request; the private key stays on the worker.
+    pub csr_pem: String,
+    pub hostname: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EnrollResponse {
+    Enrolled {
+        worker_id: String,
+        region: String,
+        cert_pem: String,
+        ca_pem: String,
+    },
+    Rejected { code: ErrorCode, message: String },
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::{FrameDecoder, encode_frame};
+    use proptest::prelude::*;
+
+    fn arb_status() -> impl Strategy<Value = BotStatus> {
+        proptest::sample::select(BotStatus::ALL.to_vec())
+    }
+
+    fn arb_reason() -> impl Strategy<Value = Option<StatusReason>> {
+        proptest::option::of(proptest::sample::select(StatusReason::ALL.to_vec()))
+    }
+
+    fn arb_uuid() -> impl Strategy<Value = Uuid> {
+        any::<u128>().prop_map(Uuid::from_u128)
+    }
+
+    fn arb_report() -> impl Strategy<Value = BotReport> {
+        (arb_uuid(), any::<u64>(), arb_status()).prop_map(|(bot_id, generation, status)| {
+            BotReport {
+                bot_id,
+                generation,
+                status,
+            }
+        })
+    }
+
+    pub(crate) fn arb_worker_msg() -> impl Strategy<Value = WorkerMsg> {
+        prop_oneof![
+            (any::<u32>(), ".{0,20}", any::<u32>(), proptest::collection::vec(arb_report(), 0..4))
+                .prop_map(|(protocol_version, software_version, capacity, bots)| WorkerMsg::Hello {
+                    protocol_version,
+                    software_version,
+                    capacity,
+                    bots
+                }),
+            (any::<(u32, u32, u32)>(), proptest::collection::vec(arb_report(), 0..4)).prop_map(
+                |((active_bots, capacity, rss_mib), bots)| WorkerMsg::Heartbeat {
+                    load: Load {
+                        active_bots,
+                        capacity,
+                        rss_mib
+                    },
+                    bots
+                }
+            ),
+            (arb_uuid(), any::<u64>(), ".{0,40}").prop_map(|(bot_id, generation, message)| {
+                WorkerMsg::Refused {
+                    bot_id,
+                    generation,
+                    code: ErrorCode::StaleGeneration,
+                    message,
+                }
+            }),
+        ]
+    }
+
+    fn arb_control_msg() -> impl Strategy<Value = ControlMsg> {
+        prop_oneof![
+            (".{0,20}", ".{0,10}", any::<u64>()).prop_map(|(worker_id, region, hb)| {
+                ControlMsg::Welcome {
+                    worker_id,
+                    region,
+                    heartbeat_interval_ms: hb,
+                }
+            }),
+            (arb_uuid(), any::<u64>(), arb_uuid(), ".{0,80}", ".{0,30}", any::<(u64, u64, u64)>())
+                .prop_map(|(bot_id, generation, tenant_id, meeting_url, bot_name, (j, l, m))| {
+                    ControlMsg::Assign(Assignment {
+                        bot_id,
+                        generation,
+                        tenant_id,
+                        meeting_url,
+                        platform: Platform::Sandbox,
+                        bot_name,
+                        limits: SessionLimits {
+                            join_timeout_ms: j,
+                            lobby_timeout_ms: l,
+                            max_duration_ms: m,
+                        },
+                    })
+                }),
+            (arb_uuid(), any::<u64>()).prop_map(|(bot_id, generation)| ControlMsg::Cancel {
+                bot_id,
+                generation
+            }),
+            (arb_uuid(), any::<u64>(), any::<u64>()).prop_map(|(bot_id, generation, seq)| {
+                ControlMsg::Ack {
+                    bot_id,
+                    generation,
+                    seq,
+                }
+            }),
+            Just(ControlMsg::Drain),
+        ]
+    }
+
+    fn arb_result() -> impl Strategy<Value = ResultFrame> {
+        (arb_uuid(), any::<u64>(), any::<u64>(), any::<i64>(), arb_status(), arb_reason(), proptest::option::of(".{0,40}"))
+            .prop_map(|(bot_id, generation, seq, at_ms, status, reason, detail)| ResultFrame {
+                bot_id,
+                generation,
+                seq,
+                at_ms,
+                body: ResultBody::Status {
+                    status,
+                    reason,
+                    detail,
+                },
+            })
+    }
+
+    fn round_trip<T>(msg: &T) -> T
+    where
+        T: Serialize + serde::de::DeserializeOwned,
+    {
+        let mut d = FrameDecoder::new();
+        d.push(&encode_frame(msg).unwrap());
+        let out = d.next_frame().unwrap().unwrap();
+        d.finish().unwrap();
+        out
+    }
+
+    proptest! {
+        #[test]
+        fn worker_msgs_round_trip(m in arb_worker_msg()) {
+            prop_assert_eq!(round_trip(&m), m);
+        }
+
+        #[test]
+        fn control_msgs_round_trip(m in arb_control_msg()) {
+            prop_assert_eq!(round_trip(&m), m);
+        }
+
+        #[test]
+        fn result_frames_round_trip(m in arb_result()) {
+            prop_assert_eq!(round_trip(&m), m);
+        }
+
+        #[test]
+        fn enrollment_round_trips(token in ".{0,64}", csr in ".{0,200}", hostname in ".{0,30}") {
+            let req = EnrollRequest { token, csr_pem: csr, hostname };
+            prop_assert_eq!(round_trip(&req), req);
+        }
+    }
+}
