@@ -66,7 +66,11 @@ impl Admin {
         Ok(Admin { store, ca })
     }
 
-    pub async fn create_tenant(&self, name: &str, region: &str) -> Result<CreatedTenant, AdminError> {
+    pub async fn create_tenant(
+        &self,
+        name: &str,
+        region: &str,
+    ) -> Result<CreatedTenant, AdminError> {
         validate_tenant_name(name).map_err(|e| AdminError::Invalid(e.to_string()))?;
         validate_region(region).map_err(|e| AdminError::Invalid(e.to_string()))?;
         if self.store.tenant_by_name(name).await?.is_some() {
@@ -108,7 +112,11 @@ impl Admin {
         Ok(key)
     }
 
-    pub async fn worker_token(&self, region: &str, ttl: Duration) -> Result<WorkerToken, AdminError> {
+    pub async fn worker_token(
+        &self,
+        region: &str,
+        ttl: Duration,
+    ) -> Result<WorkerToken, AdminError> {
         validate_region(region).map_err(|e| AdminError::Invalid(e.to_string()))?;
         let id = random_hex(8);
         let secret = random_hex(32);

@@ -72,7 +72,10 @@ fn split_key(key: &str) -> Option<(&str, &str)> {
     let (id, secret) = rest.split_once('_')?;
     let ok = id.len() == 2 * ID_BYTES
         && secret.len() == 2 * SECRET_BYTES
-        && id.bytes().chain(secret.bytes()).all(|b| b.is_ascii_hexdigit());
+        && id
+            .bytes()
+            .chain(secret.bytes())
+            .all(|b| b.is_ascii_hexdigit());
     ok.then_some((id, secret))
 }
 

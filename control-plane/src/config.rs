@@ -63,7 +63,9 @@ impl Config {
 
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.fleet_names.is_empty() {
-            return Err(ConfigError::Invalid("fleet names must name at least one host".into()));
+            return Err(ConfigError::Invalid(
+                "fleet names must name at least one host".into(),
+            ));
         }
         if self.worker_grace < self.heartbeat_interval * 2 {
             return Err(ConfigError::Invalid(

@@ -36,7 +36,10 @@ pub(crate) async fn run(state: AppState, shutdown: CancellationToken) {
 async fn next_wait(state: &AppState) -> Duration {
     let interval = state.config.dispatch_interval;
     match state.store.next_join_at().await {
-        Ok(Some(at)) => (at - now()).to_std().unwrap_or(Duration::ZERO).clamp(Duration::from_millis(5), interval),
+        Ok(Some(at)) => (at - now())
+            .to_std()
+            .unwrap_or(Duration::ZERO)
+            .clamp(Duration::from_millis(5), interval),
         _ => interval,
     }
 }
@@ -91,7 +94,11 @@ async fn dispatch_once(state: &AppState) -> Result<(), StoreError> {
                     .dispatch_latency
                     .with_label_values(&[&leased.region])
                     .observe(waited);
-                state.metrics.transitions.with_label_values(&["DISPATCHED"]).inc();
+                state
+                    .metrics
+                    .transitions
+                    .with_label_values(&["DISPATCHED"])
+                    .inc();
                 *active.entry(worker.id.clone()).or_default() += 1;
                 tracing::info!(bot_id = %leased.id, tenant_id = %leased.tenant_id, worker_id = %worker.id,
                     generation = leased.lease_generation, "bot dispatched");
@@ -147,6 +154,9 @@ mod tests {
     #[test]
     fn ties_go_to_the_lowest_id() {
         let cands = [cand("z", "eu", 2), cand("m", "eu", 2)];
-        assert_eq!(choose_worker(&cands, &HashMap::new(), "eu").unwrap().id, "m");
+        assert_eq!(
+            choose_worker(&cands, &HashMap::new(), "eu").unwrap().id,
+            "m"
+        );
     }
 }

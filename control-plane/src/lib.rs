@@ -104,7 +104,12 @@ impl ControlPlane {
         let ControlPlane { state, http, quic } = self;
         tasks.spawn(dispatch::run(state.clone(), shutdown.clone()));
         tasks.spawn(fleet::sweep(state.clone(), shutdown.clone()));
-        tasks.spawn(fleet::serve(state.clone(), quic.clone(), shutdown.clone(), tasks.clone()));
+        tasks.spawn(fleet::serve(
+            state.clone(),
+            quic.clone(),
+            shutdown.clone(),
+            tasks.clone(),
+        ));
         let app = api::router(state.clone(), shutdown.clone());
         let served = axum::serve(http, app)
             .with_graceful_shutdown({

@@ -42,7 +42,9 @@ impl Metrics {
                 "attache_control_plane_dispatch_latency_seconds",
                 "From a bot becoming due to its lease being granted",
             )
-            .buckets(vec![0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0]),
+            .buckets(vec![
+                0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+            ]),
             &["region"],
         )
         .expect("metric");

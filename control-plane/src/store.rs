@@ -12,9 +12,9 @@ use attache_protocol::{BotStatus, StatusReason, TransitionError};
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, Condition, ConnectOptions, ConnectionTrait, Database, DatabaseConnection,
-    DbErr, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set,
-    TransactionTrait,
+    ActiveModelTrait, ColumnTrait, Condition, ConnectOptions, ConnectionTrait, Database,
+    DatabaseConnection, DbErr, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
+    Set, TransactionTrait,
 };
 
 use crate::entity::{api_key, bot, bot_event, join_token, lease, tenant, worker};
@@ -96,7 +96,8 @@ pub(crate) fn now() -> DateTime<Utc> {
 impl Store {
     pub async fn open(url: &str) -> Result<Store, DbErr> {
         let mut opts = ConnectOptions::new(url.to_string());
-        opts.sqlx_logging(false).max_connections(if url.starts_with("sqlite") { 1 } else { 16 });
+        opts.sqlx_logging(false)
+            .max_connections(if url.starts_with("sqlite") { 1 } else { 16 });
         let db = Database::connect(opts).await?;
         if url.starts_with("sqlite") {
             for pragma in [
@@ -146,7 +147,9 @@ impl Store {
     }
 
     pub(crate) async fn tenant(&self, id: &str) -> Result<Option<tenant::Model>, DbErr> {
-        tenant::Entity::find_by_id(id.to_string()).one(&self.db).await
+        tenant::Entity::find_by_id(id.to_string())
+            .one(&self.db)
+            .await
     }
 
     pub(crate) async fn insert_api_key(&self, k: api_key::Model) -> Result<(), DbErr> {
@@ -167,7 +170,9 @@ impl Store {
     }
 
     pub(crate) async fn api_key(&self, id: &str) -> Result<Option<api_key::Model>, DbErr> {
-        api_key::Entity::find_by_id(id.to_string()).one(&self.db).await
+        api_key::Entity::find_by_id(id.to_string())
+            .one(&self.db)
+            .await
     }
 
     /// Records use at most once a minute per key, to keep reads cheap.
@@ -203,7 +208,9 @@ impl Store {
     }
 
     pub(crate) async fn join_token(&self, id: &str) -> Result<Option<join_token::Model>, DbErr> {
-        join_token::Entity::find_by_id(id.to_string()).one(&self.db).await
+        join_token::Entity::find_by_id(id.to_string())
+            .one(&self.db)
+            .await
     }
 
     /// Spends a join token and records the worker it enrolled, atomically:
@@ -265,7 +272,10 @@ impl Store {
         if let Some(c) = capacity {
             q = q.col_expr(worker::Column::Capacity, Expr::value(c));
         }
-        q.filter(worker::Column::Id.eq(id)).exec(&self.db).await.map(|_| ())
+        q.filter(worker::Column::Id.eq(id))
+            .exec(&self.db)
+            .await
+            .map(|_| ())
     }
 
     // ---- bots: the control plane's side ---------------------------------
@@ -296,7 +306,10 @@ impl Store {
     }
 
     /// Bots under lease, optionally only those of one worker.
-    pub(crate) async fn leased_bots(&self, worker_id: Option<&str>) -> Result<Vec<bot::Model>, DbErr> {
+    pub(crate) async fn leased_bots(
+        &self,
+        worker_id: Option<&str>,
+    ) -> Result<Vec<bot::Model>, DbErr> {
         let leased: Vec<&str> = BotStatus::ALL
             .iter()
             .filter(|s| s.is_leased())
@@ -391,7 +404,8 @@ impl Store {
         if let Some(seq) = t.result_seq {
             q = q.col_expr(bot::Column::LastResultSeq, Expr::value(seq));
         }
-        let releases = moves && bot.worker_id.is_some() && (t.to == BotStatus::Queued || t.to.is_final());
+        let releases =
+            moves && bot.worker_id.is_some() && (t.to == BotStatus::Queued || t.to.is_final());
         let generation = if moves && t.lease_to.is_some() {
             bot.lease_generation + 1
         } else {
@@ -400,7 +414,10 @@ impl Store {
         if moves {
             q = q
                 .col_expr(bot::Column::Status, Expr::value(t.to.as_str()))
-                .col_expr(bot::Column::StatusReason, Expr::value(t.reason.map(|r| r.as_str())));
+                .col_expr(
+                    bot::Column::StatusReason,
+                    Expr::value(t.reason.map(|r| r.as_str())),
+                );
             if let Some(w) = &t.lease_to {
                 q = q
                     .col_expr(bot::Column::WorkerId, Expr::value(w.clone()))

@@ -70,7 +70,10 @@ mod tests {
         let (mut a, mut b) = tokio::io::duplex(64);
         write_frame(&mut a, &ControlMsg::Drain).await.unwrap();
         drop(a);
-        assert_eq!(read_frame::<ControlMsg, _>(&mut b).await.unwrap(), Some(ControlMsg::Drain));
+        assert_eq!(
+            read_frame::<ControlMsg, _>(&mut b).await.unwrap(),
+            Some(ControlMsg::Drain)
+        );
         assert!(read_frame::<ControlMsg, _>(&mut b).await.unwrap().is_none());
     }
 

@@ -21,7 +21,10 @@ pub enum WorkerMsg {
         capacity: u32,
         bots: Vec<BotReport>,
     },
-    Heartbeat { load: Load, bots: Vec<BotReport> },
+    Heartbeat {
+        load: Load,
+        bots: Vec<BotReport>,
+    },
     /// A command the worker will not carry out, and why.
     Refused {
         bot_id: Uuid,
@@ -56,7 +59,10 @@ pub enum ControlMsg {
         heartbeat_interval_ms: u64,
     },
     Assign(Assignment),
-    Cancel { bot_id: Uuid, generation: u64 },
+    Cancel {
+        bot_id: Uuid,
+        generation: u64,
+    },
     /// Everything up to and including `seq` of this bot's result stream is
     /// persisted; the worker may forget it.
     Ack {
@@ -140,7 +146,10 @@ pub enum EnrollResponse {
         cert_pem: String,
         ca_pem: String,
     },
-    Rejected { code: ErrorCode, message: String },
+    Rejected {
+        code: ErrorCode,
+        message: String,
+    },
 }
 
 #[cfg(test)]
@@ -173,23 +182,34 @@ pub(crate) mod tests {
 
     pub(crate) fn arb_worker_msg() -> impl Strategy<Value = WorkerMsg> {
         prop_oneof![
-            (any::<u32>(), ".{0,20}", any::<u32>(), proptest::collection::vec(arb_report(), 0..4))
-                .prop_map(|(protocol_version, software_version, capacity, bots)| WorkerMsg::Hello {
-                    protocol_version,
-                    software_version,
-                    capacity,
-                    bots
-                }),
-            (any::<(u32, u32, u32)>(), proptest::collection::vec(arb_report(), 0..4)).prop_map(
-                |((active_bots, capacity, rss_mib), bots)| WorkerMsg::Heartbeat {
-                    load: Load {
-                        active_bots,
+            (
+                any::<u32>(),
+                ".{0,20}",
+                any::<u32>(),
+                proptest::collection::vec(arb_report(), 0..4)
+            )
+                .prop_map(|(protocol_version, software_version, capacity, bots)| {
+                    WorkerMsg::Hello {
+                        protocol_version,
+                        software_version,
                         capacity,
-                        rss_mib
-                    },
-                    bots
-                }
-            ),
+                        bots,
+                    }
+                }),
+            (
+                any::<(u32, u32, u32)>(),
+                proptest::collection::vec(arb_report(), 0..4)
+            )
+                .prop_map(|((active_bots, capacity, rss_mib), bots)| {
+                    WorkerMsg::Heartbeat {
+                        load: Load {
+                            active_bots,
+                            capacity,
+                            rss_mib,
+                        },
+                        bots,
+                    }
+                }),
             (arb_uuid(), any::<u64>(), ".{0,40}").prop_map(|(bot_id, generation, message)| {
                 WorkerMsg::Refused {
                     bot_id,
@@ -210,26 +230,33 @@ pub(crate) mod tests {
                     heartbeat_interval_ms: hb,
                 }
             }),
-            (arb_uuid(), any::<u64>(), arb_uuid(), ".{0,80}", ".{0,30}", any::<(u64, u64, u64)>())
-                .prop_map(|(bot_id, generation, tenant_id, meeting_url, bot_name, (j, l, m))| {
-                    ControlMsg::Assign(Assignment {
-                        bot_id,
-                        generation,
-                        tenant_id,
-                        meeting_url,
-                        platform: Platform::Sandbox,
-                        bot_name,
-                        limits: SessionLimits {
-                            join_timeout_ms: j,
-                            lobby_timeout_ms: l,
-                            max_duration_ms: m,
-                        },
-                    })
-                }),
-            (arb_uuid(), any::<u64>()).prop_map(|(bot_id, generation)| ControlMsg::Cancel {
-                bot_id,
-                generation
-            }),
+            (
+                arb_uuid(),
+                any::<u64>(),
+                arb_uuid(),
+                ".{0,80}",
+                ".{0,30}",
+                any::<(u64, u64, u64)>()
+            )
+                .prop_map(
+                    |(bot_id, generation, tenant_id, meeting_url, bot_name, (j, l, m))| {
+                        ControlMsg::Assign(Assignment {
+                            bot_id,
+                            generation,
+                            tenant_id,
+                            meeting_url,
+                            platform: Platform::Sandbox,
+                            bot_name,
+                            limits: SessionLimits {
+                                join_timeout_ms: j,
+                                lobby_timeout_ms: l,
+                                max_duration_ms: m,
+                            },
+                        })
+                    }
+                ),
+            (arb_uuid(), any::<u64>())
+                .prop_map(|(bot_id, generation)| ControlMsg::Cancel { bot_id, generation }),
             (arb_uuid(), any::<u64>(), any::<u64>()).prop_map(|(bot_id, generation, seq)| {
                 ControlMsg::Ack {
                     bot_id,
@@ -242,17 +269,27 @@ pub(crate) mod tests {
     }
 
     fn arb_result() -> impl Strategy<Value = ResultFrame> {
-        (arb_uuid(), any::<u64>(), any::<u64>(), any::<i64>(), arb_status(), arb_reason(), proptest::option::of(".{0,40}"))
-            .prop_map(|(bot_id, generation, seq, at_ms, status, reason, detail)| ResultFrame {
-                bot_id,
-                generation,
-                seq,
-                at_ms,
-                body: ResultBody::Status {
-                    status,
-                    reason,
-                    detail,
-                },
+        (
+            arb_uuid(),
+            any::<u64>(),
+            any::<u64>(),
+            any::<i64>(),
+            arb_status(),
+            arb_reason(),
+            proptest::option::of(".{0,40}"),
+        )
+            .prop_map(|(bot_id, generation, seq, at_ms, status, reason, detail)| {
+                ResultFrame {
+                    bot_id,
+                    generation,
+                    seq,
+                    at_ms,
+                    body: ResultBody::Status {
+                        status,
+                        reason,
+                        detail,
+                    },
+                }
             })
     }
 

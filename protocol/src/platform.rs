@@ -105,7 +105,10 @@ pub fn parse_meeting_url(
                 hint: "expected https://meet.google.com/abc-defg-hij",
             })?
     } else if is_teams_host(&host) {
-        let ok = matches!(segments.as_slice(), ["l", "meetup-join", _, ..] | ["meet", _, ..]);
+        let ok = matches!(
+            segments.as_slice(),
+            ["l", "meetup-join", _, ..] | ["meet", _, ..]
+        );
         ok.then_some(Platform::Teams)
             .ok_or(MeetingUrlError::NotAMeeting {
                 platform: "Microsoft Teams",
@@ -141,7 +144,10 @@ fn is_meet_code(s: &str) -> bool {
 fn is_teams_host(host: &str) -> bool {
     matches!(
         host,
-        "teams.microsoft.com" | "teams.live.com" | "teams.microsoft.us" | "gov.teams.microsoft.us"
+        "teams.microsoft.com"
+            | "teams.live.com"
+            | "teams.microsoft.us"
+            | "gov.teams.microsoft.us"
             | "dod.teams.microsoft.mil"
     )
 }
@@ -165,8 +171,14 @@ mod tests {
         use Platform::*;
         let ok = [
             ("https://meet.google.com/abc-defg-hij", GoogleMeet),
-            ("https://meet.google.com/abc-defg-hij?authuser=1", GoogleMeet),
-            ("https://teams.microsoft.com/l/meetup-join/19%3ameeting_abc%40thread.v2/0?context=%7b%7d", Teams),
+            (
+                "https://meet.google.com/abc-defg-hij?authuser=1",
+                GoogleMeet,
+            ),
+            (
+                "https://teams.microsoft.com/l/meetup-join/19%3ameeting_abc%40thread.v2/0?context=%7b%7d",
+                Teams,
+            ),
             ("https://teams.microsoft.com/meet/2345678?p=abc", Teams),
             ("https://teams.live.com/meet/9384756?p=xyz", Teams),
             ("https://gov.teams.microsoft.us/l/meetup-join/abc/0", Teams),
@@ -203,7 +215,10 @@ mod tests {
 
     #[test]
     fn overlong_url_is_refused_before_parsing() {
-        let url = format!("https://meet.google.com/abc-defg-hij?x={}", "a".repeat(3000));
+        let url = format!(
+            "https://meet.google.com/abc-defg-hij?x={}",
+            "a".repeat(3000)
+        );
         assert_eq!(detect(&url), Err(MeetingUrlError::TooLong));
     }
 }

@@ -150,7 +150,12 @@ impl Meeting {
                 }
             }
             let silent = now.duration_since(p.last_seen) > PRESENCE_TIMEOUT;
-            if silent && matches!(p.state, ParticipantState::Lobby | ParticipantState::Admitted) {
+            if silent
+                && matches!(
+                    p.state,
+                    ParticipantState::Lobby | ParticipantState::Admitted
+                )
+            {
                 p.state = ParticipantState::Left;
             }
         }
@@ -186,7 +191,11 @@ pub struct SelfView {
 
 impl Meetings {
     /// Creates a meeting, replacing any with the same id.
-    pub(crate) fn create(&self, id: &str, options: MeetingOptions) -> Result<MeetingView, SandboxError> {
+    pub(crate) fn create(
+        &self,
+        id: &str,
+        options: MeetingOptions,
+    ) -> Result<MeetingView, SandboxError> {
         let mut map = self.map.lock().expect("sandbox lock");
         if map.len() >= MAX_MEETINGS && !map.contains_key(id) {
             let oldest = map
@@ -232,7 +241,12 @@ impl Meetings {
             let present = m
                 .participants
                 .iter()
-                .filter(|p| matches!(p.state, ParticipantState::Lobby | ParticipantState::Admitted))
+                .filter(|p| {
+                    matches!(
+                        p.state,
+                        ParticipantState::Lobby | ParticipantState::Admitted
+                    )
+                })
                 .count();
             if present >= MAX_PARTICIPANTS {
                 return Err(SandboxError::Full);
@@ -257,7 +271,11 @@ impl Meetings {
             // Forget people who left long ago so the list stays bounded.
             if m.participants.len() > 2 * MAX_PARTICIPANTS {
                 m.participants.retain(|p| {
-                    p.host || matches!(p.state, ParticipantState::Lobby | ParticipantState::Admitted)
+                    p.host
+                        || matches!(
+                            p.state,
+                            ParticipantState::Lobby | ParticipantState::Admitted
+                        )
                 });
             }
             Ok(out)
@@ -276,7 +294,10 @@ impl Meetings {
             if p.secret != secret {
                 return Err(SandboxError::Forbidden);
             }
-            if matches!(p.state, ParticipantState::Lobby | ParticipantState::Admitted) {
+            if matches!(
+                p.state,
+                ParticipantState::Lobby | ParticipantState::Admitted
+            ) {
                 p.last_seen = Instant::now();
             }
             let state = p.state;
@@ -388,7 +409,11 @@ mod tests {
         ] {
             let (ms, id) = meeting(admission);
             let (pid, secret) = ms.knock(&id, "Bot").unwrap();
-            assert_eq!(ms.poll(&id, &pid, &secret).unwrap().state, want, "{admission:?}");
+            assert_eq!(
+                ms.poll(&id, &pid, &secret).unwrap().state,
+                want,
+                "{admission:?}"
+            );
         }
     }
 
@@ -396,24 +421,46 @@ mod tests {
     fn host_admits_then_removes() {
         let (ms, id) = meeting(Admission::Manual);
         let (pid, secret) = ms.knock(&id, "Bot").unwrap();
-        ms.set_state(&id, "Bot", &[ParticipantState::Lobby], ParticipantState::Admitted)
-            .unwrap();
+        ms.set_state(
+            &id,
+            "Bot",
+            &[ParticipantState::Lobby],
+            ParticipantState::Admitted,
+        )
+        .unwrap();
         let v = ms.poll(&id, &pid, &secret).unwrap();
         assert_eq!(v.state, ParticipantState::Admitted);
         assert_eq!(v.participants.len(), 2, "host and bot");
-        ms.set_state(&id, "Bot", &[ParticipantState::Admitted], ParticipantState::Removed)
-            .unwrap();
-        assert_eq!(ms.poll(&id, &pid, &secret).unwrap().state, ParticipantState::Removed);
+        ms.set_state(
+            &id,
+            "Bot",
+            &[ParticipantState::Admitted],
+            ParticipantState::Removed,
+        )
+        .unwrap();
+        assert_eq!(
+            ms.poll(&id, &pid, &secret).unwrap().state,
+            ParticipantState::Removed
+        );
     }
 
     #[test]
     fn wrong_secret_and_bad_names_are_refused() {
         let (ms, id) = meeting(Admission::Admit);
         let (pid, _) = ms.knock(&id, "Bot").unwrap();
-        assert!(matches!(ms.poll(&id, &pid, "nope"), Err(SandboxError::Forbidden)));
+        assert!(matches!(
+            ms.poll(&id, &pid, "nope"),
+            Err(SandboxError::Forbidden)
+        ));
         assert!(matches!(ms.knock(&id, "   "), Err(SandboxError::BadName)));
-        assert!(matches!(ms.knock(&id, &"x".repeat(300)), Err(SandboxError::BadName)));
-        assert!(matches!(ms.knock("nope", "Bot"), Err(SandboxError::NotFound)));
+        assert!(matches!(
+            ms.knock(&id, &"x".repeat(300)),
+            Err(SandboxError::BadName)
+        ));
+        assert!(matches!(
+            ms.knock("nope", "Bot"),
+            Err(SandboxError::NotFound)
+        ));
     }
 
     #[test]
@@ -421,7 +468,14 @@ mod tests {
         let (ms, id) = meeting(Admission::Admit);
         ms.end(&id).unwrap();
         assert!(ms.knock(&id, "Bot").is_err());
-        ms.create("gone", MeetingOptions { missing: true, ..Default::default() }).unwrap();
+        ms.create(
+            "gone",
+            MeetingOptions {
+                missing: true,
+                ..Default::default()
+            },
+        )
+        .unwrap();
         assert!(ms.knock("gone", "Bot").is_err());
     }
 }

@@ -37,7 +37,10 @@ impl IntoResponse for SandboxError {
         let (status, msg) = match self {
             SandboxError::NotFound => (StatusCode::NOT_FOUND, "Meeting not found"),
             SandboxError::Full => (StatusCode::TOO_MANY_REQUESTS, "This meeting is full"),
-            SandboxError::BadName => (StatusCode::BAD_REQUEST, "Enter a name of 1 to 256 characters"),
+            SandboxError::BadName => (
+                StatusCode::BAD_REQUEST,
+                "Enter a name of 1 to 256 characters",
+            ),
             SandboxError::Forbidden => (StatusCode::FORBIDDEN, "Not your seat"),
         };
         (status, Json(json!({ "error": msg }))).into_response()
@@ -47,12 +50,20 @@ impl IntoResponse for SandboxError {
 fn check_id(id: &str) -> Result<(), SandboxError> {
     let ok = !id.is_empty()
         && id.len() <= MAX_ID_LEN
-        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-    if ok { Ok(()) } else { Err(SandboxError::NotFound) }
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if ok {
+        Ok(())
+    } else {
+        Err(SandboxError::NotFound)
+    }
 }
 
 async fn index() -> Html<&'static str> {
-    Html("<!doctype html><title>Attaché sandbox</title><p>Open a meeting at <code>/m/&lt;id&gt;</code>.</p>")
+    Html(
+        "<!doctype html><title>Attaché sandbox</title><p>Open a meeting at <code>/m/&lt;id&gt;</code>.</p>",
+    )
 }
 
 async fn page(
@@ -141,7 +152,13 @@ async fn admit(
     Path(id): Path<String>,
     Json(body): Json<NameBody>,
 ) -> Result<Response, SandboxError> {
-    host_hand(&s, &id, &body.name, &[ParticipantState::Lobby], ParticipantState::Admitted)
+    host_hand(
+        &s,
+        &id,
+        &body.name,
+        &[ParticipantState::Lobby],
+        ParticipantState::Admitted,
+    )
 }
 
 async fn deny(
@@ -149,7 +166,13 @@ async fn deny(
     Path(id): Path<String>,
     Json(body): Json<NameBody>,
 ) -> Result<Response, SandboxError> {
-    host_hand(&s, &id, &body.name, &[ParticipantState::Lobby], ParticipantState::Denied)
+    host_hand(
+        &s,
+        &id,
+        &body.name,
+        &[ParticipantState::Lobby],
+        ParticipantState::Denied,
+    )
 }
 
 async fn remove(
@@ -157,7 +180,13 @@ async fn remove(
     Path(id): Path<String>,
     Json(body): Json<NameBody>,
 ) -> Result<Response, SandboxError> {
-    host_hand(&s, &id, &body.name, &[ParticipantState::Admitted], ParticipantState::Removed)
+    host_hand(
+        &s,
+        &id,
+        &body.name,
+        &[ParticipantState::Admitted],
+        ParticipantState::Removed,
+    )
 }
 
 fn host_hand(

@@ -5,7 +5,9 @@
 pub enum NameError {
     #[error("{what} must be 1 to {max} characters")]
     Length { what: &'static str, max: usize },
-    #[error("{what} may contain only lowercase letters, digits and '-', and must start with a letter")]
+    #[error(
+        "{what} may contain only lowercase letters, digits and '-', and must start with a letter"
+    )]
     Alphabet { what: &'static str },
 }
 
@@ -41,7 +43,16 @@ mod tests {
             assert!(validate_tenant_name(ok).is_ok(), "{ok}");
             assert!(validate_region(ok).is_ok(), "{ok}");
         }
-        for bad in ["", "Acme", "1acme", "acme-", "ac me", "acme_1", "ümlaut", &"a".repeat(64)] {
+        for bad in [
+            "",
+            "Acme",
+            "1acme",
+            "acme-",
+            "ac me",
+            "acme_1",
+            "ümlaut",
+            &"a".repeat(64),
+        ] {
             assert!(validate_tenant_name(bad).is_err(), "{bad}");
         }
         assert!(validate_region(&"a".repeat(33)).is_err());

@@ -44,7 +44,9 @@ pub(crate) fn router(state: AppState, shutdown: CancellationToken) -> Router {
 }
 
 fn auth_header(headers: &HeaderMap) -> Option<&str> {
-    headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok())
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
 }
 
 async fn graphql(State(api): State<Api>, headers: HeaderMap, req: GraphQLRequest) -> Response {
@@ -52,7 +54,11 @@ async fn graphql(State(api): State<Api>, headers: HeaderMap, req: GraphQLRequest
         Ok(p) => p,
         Err(e) => return auth_failure(&api, e),
     };
-    let resp: GraphQLResponse = api.schema.execute(req.into_inner().data(principal)).await.into();
+    let resp: GraphQLResponse = api
+        .schema
+        .execute(req.into_inner().data(principal))
+        .await
+        .into();
     resp.into_response()
 }
 
@@ -72,7 +78,11 @@ fn auth_failure(api: &Api, e: AuthError) -> Response {
             )
         }
     };
-    api.state.metrics.api_errors.with_label_values(&[code.as_str()]).inc();
+    api.state
+        .metrics
+        .api_errors
+        .with_label_values(&[code.as_str()])
+        .inc();
     (status, axum::Json(error_body(code, msg))).into_response()
 }
 
@@ -99,8 +109,8 @@ async fn graphql_ws(
         .on_upgrade(move |socket| async move {
             let store = api.state.store.clone();
             let shutdown = api.shutdown.clone();
-            let ws = GraphQLWebSocket::new(socket, api.schema.clone(), protocol).on_connection_init(
-                move |payload| async move {
+            let ws = GraphQLWebSocket::new(socket, api.schema.clone(), protocol)
+                .on_connection_init(move |payload| async move {
                     let from_payload = payload
                         .get("Authorization")
                         .or_else(|| payload.get("authorization"))
@@ -113,8 +123,7 @@ async fn graphql_ws(
                     let mut data = async_graphql::Data::default();
                     data.insert(principal);
                     Ok(data)
-                },
-            );
+                });
             tokio::select! {
                 _ = ws.serve() => {}
                 _ = shutdown.cancelled() => {}
@@ -136,7 +145,11 @@ async fn metrics(State(api): State<Api>) -> Response {
     let m = &api.state.metrics;
     if let Ok(counts) = api.state.store.count_by_status().await {
         for s in attache_protocol::BotStatus::ALL {
-            let n = counts.iter().find(|(k, _)| k == s.as_str()).map(|(_, n)| *n).unwrap_or(0);
+            let n = counts
+                .iter()
+                .find(|(k, _)| k == s.as_str())
+                .map(|(_, n)| *n)
+                .unwrap_or(0);
             m.bots.with_label_values(&[s.as_str()]).set(n);
         }
     }

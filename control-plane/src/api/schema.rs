@@ -34,9 +34,14 @@ pub(crate) fn build_schema(state: AppState) -> AppSchema {
 }
 
 /// The one authorization check every resolver makes before any work.
-fn guard<'a>(ctx: &Context<'a>, action: Action) -> Result<(&'a AppState, &'a Principal, Scoped<'a>), ApiError> {
+fn guard<'a>(
+    ctx: &Context<'a>,
+    action: Action,
+) -> Result<(&'a AppState, &'a Principal, Scoped<'a>), ApiError> {
     let state = ctx.data_unchecked::<AppState>();
-    let principal = ctx.data_opt::<Principal>().ok_or(ApiError::Unauthenticated)?;
+    let principal = ctx
+        .data_opt::<Principal>()
+        .ok_or(ApiError::Unauthenticated)?;
     if principal.role.decide(action) == Decision::Deny {
         return Err(ApiError::Forbidden);
     }
@@ -71,7 +76,8 @@ impl GqlStatus {
     }
 
     fn from_stored(s: &str) -> Result<GqlStatus, ApiError> {
-        let wire = WireStatus::parse(s).ok_or_else(|| ApiError::internal(format!("stored status {s}")))?;
+        let wire =
+            WireStatus::parse(s).ok_or_else(|| ApiError::internal(format!("stored status {s}")))?;
         Ok(match wire {
             WireStatus::Queued => GqlStatus::Queued,
             WireStatus::Dispatched => GqlStatus::Dispatched,
@@ -194,7 +200,11 @@ impl QueryRoot {
     /// Who the API key belongs to.
     async fn viewer(&self, ctx: &Context<'_>) -> Result<Viewer> {
         let (_, principal, scoped) = guard(ctx, Action::ReadTenant)?;
-        let t = scoped.tenant().await.map_err(ApiError::from)?.ok_or(ApiError::NotFound)?;
+        let t = scoped
+            .tenant()
+            .await
+            .map_err(ApiError::from)?
+            .ok_or(ApiError::NotFound)?;
         Ok(Viewer {
             tenant: Tenant {
                 id: ID(t.id),
@@ -209,7 +219,11 @@ impl QueryRoot {
     /// One bot of the caller's tenant; NOT_FOUND for any other id.
     async fn bot(&self, ctx: &Context<'_>, id: ID) -> Result<Bot> {
         let (_, _, scoped) = guard(ctx, Action::ReadBots)?;
-        let b = scoped.bot(&id).await.map_err(ApiError::from)?.ok_or(ApiError::NotFound)?;
+        let b = scoped
+            .bot(&id)
+            .await
+            .map_err(ApiError::from)?
+            .ok_or(ApiError::NotFound)?;
         Ok(Bot(b))
     }
 
@@ -224,7 +238,9 @@ impl QueryRoot {
         let (_, _, scoped) = guard(ctx, Action::ReadBots)?;
         let first = first.unwrap_or(20);
         if !(1..=MAX_PAGE).contains(&first) {
-            return Err(ApiError::BadInput(format!("first must be between 1 and {MAX_PAGE}")).into());
+            return Err(
+                ApiError::BadInput(format!("first must be between 1 and {MAX_PAGE}")).into(),
+            );
         }
         let after = after.map(|c| decode_cursor(&c)).transpose()?;
         let status = status.map(GqlStatus::wire);
@@ -233,7 +249,11 @@ impl QueryRoot {
             .await
             .map_err(ApiError::from)?;
         let total_count = scoped.count_bots(status).await.map_err(ApiError::from)?;
-        let mut conn = Connection::with_additional_fields(false, page.has_next, BotConnectionFields { total_count });
+        let mut conn = Connection::with_additional_fields(
+            false,
+            page.has_next,
+            BotConnectionFields { total_count },
+        );
         conn.edges.extend(
             page.bots
                 .into_iter()
@@ -275,7 +295,9 @@ fn validate_bot_name(name: Option<String>) -> Result<String, ApiError> {
         )));
     }
     if name.chars().any(char::is_control) {
-        return Err(ApiError::BadInput("botName must not contain control characters".into()));
+        return Err(ApiError::BadInput(
+            "botName must not contain control characters".into(),
+        ));
     }
     Ok(name.to_string())
 }
@@ -299,7 +321,11 @@ impl MutationRoot {
             ))
             .into());
         }
-        let tenant = scoped.tenant().await.map_err(ApiError::from)?.ok_or(ApiError::NotFound)?;
+        let tenant = scoped
+            .tenant()
+            .await
+            .map_err(ApiError::from)?
+            .ok_or(ApiError::NotFound)?;
         let limits = state.config.default_limits;
         let b = scoped
             .insert_bot(bot::Model {
@@ -329,7 +355,11 @@ impl MutationRoot {
         if let Some(ev) = scoped.events(&b.id).await.map_err(ApiError::from)?.pop() {
             state.events.publish(ev);
         }
-        state.metrics.transitions.with_label_values(&["QUEUED"]).inc();
+        state
+            .metrics
+            .transitions
+            .with_label_values(&["QUEUED"])
+            .inc();
         state.dispatch_wakeup.notify_one();
         Ok(Bot(b))
     }
@@ -339,7 +369,11 @@ impl MutationRoot {
     /// no-op.
     async fn leave_bot(&self, ctx: &Context<'_>, id: ID) -> Result<Bot> {
         let (state, _, scoped) = guard(ctx, Action::LeaveBot)?;
-        let b = scoped.bot(&id).await.map_err(ApiError::from)?.ok_or(ApiError::NotFound)?;
+        let b = scoped
+            .bot(&id)
+            .await
+            .map_err(ApiError::from)?
+            .ok_or(ApiError::NotFound)?;
         let status = GqlStatus::from_stored(&b.status)?.wire();
         if status.is_final() {
             return Ok(Bot(b));
@@ -351,16 +385,30 @@ impl MutationRoot {
             match state.store.transition(t).await {
                 Ok(crate::store::Applied::Moved(b, ev)) => {
                     state.events.publish(ev);
-                    state.metrics.transitions.with_label_values(&["ENDED"]).inc();
+                    state
+                        .metrics
+                        .transitions
+                        .with_label_values(&["ENDED"])
+                        .inc();
                     return Ok(Bot(b));
                 }
                 // It was dispatched meanwhile: ask its worker instead.
-                Ok(_) | Err(crate::store::StoreError::Conflict) | Err(crate::store::StoreError::Stale { .. }) => {}
+                Ok(_)
+                | Err(crate::store::StoreError::Conflict)
+                | Err(crate::store::StoreError::Stale { .. }) => {}
                 Err(e) => return Err(ApiError::internal(e).into()),
             }
         }
-        state.store.mark_leave_requested(&b.id).await.map_err(ApiError::from)?;
-        let b = scoped.bot(&id).await.map_err(ApiError::from)?.ok_or(ApiError::NotFound)?;
+        state
+            .store
+            .mark_leave_requested(&b.id)
+            .await
+            .map_err(ApiError::from)?;
+        let b = scoped
+            .bot(&id)
+            .await
+            .map_err(ApiError::from)?
+            .ok_or(ApiError::NotFound)?;
         if let (Some(w), Ok(bot_id)) = (&b.worker_id, b.id.parse()) {
             state.fleet.send(
                 w,
@@ -380,11 +428,19 @@ pub(crate) struct SubscriptionRoot;
 impl SubscriptionRoot {
     /// A bot's status changes: first those already stored, then live ones;
     /// the stream ends after the final status.
-    async fn bot_events(&self, ctx: &Context<'_>, bot_id: ID) -> Result<impl Stream<Item = BotEvent>> {
+    async fn bot_events(
+        &self,
+        ctx: &Context<'_>,
+        bot_id: ID,
+    ) -> Result<impl Stream<Item = BotEvent>> {
         let (state, _, scoped) = guard(ctx, Action::ReadBots)?;
         // Subscribe before reading history so nothing falls in between.
         let mut live = state.events.subscribe();
-        let bot = scoped.bot(&bot_id).await.map_err(ApiError::from)?.ok_or(ApiError::NotFound)?;
+        let bot = scoped
+            .bot(&bot_id)
+            .await
+            .map_err(ApiError::from)?
+            .ok_or(ApiError::NotFound)?;
         let history = scoped.events(&bot.id).await.map_err(ApiError::from)?;
         let bot_id = bot.id;
         Ok(async_stream::stream! {
@@ -437,7 +493,10 @@ mod tests {
         let raw = hex::encode(format!("{}|{}", at.timestamp_millis(), "abc"));
         assert_eq!(decode_cursor(&raw).unwrap(), (at, "abc".to_string()));
         for bad in ["zz", "", &hex::encode("nobar"), &hex::encode("x|y")] {
-            assert!(matches!(decode_cursor(bad), Err(ApiError::BadInput(_))), "{bad}");
+            assert!(
+                matches!(decode_cursor(bad), Err(ApiError::BadInput(_))),
+                "{bad}"
+            );
         }
     }
 }

@@ -186,7 +186,10 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(dir.join(CA_KEY)).unwrap().permissions().mode();
+            let mode = std::fs::metadata(dir.join(CA_KEY))
+                .unwrap()
+                .permissions()
+                .mode();
             assert_eq!(mode & 0o777, 0o600);
         }
         std::fs::remove_dir_all(dir).unwrap();
@@ -198,7 +201,8 @@ mod tests {
         let ca = FleetCa::load_or_create(&dir).unwrap();
         let key = KeyPair::generate().unwrap();
         let mut req = CertificateParams::new(vec!["evil.example".to_string()]).unwrap();
-        req.distinguished_name.push(DnType::CommonName, "someone-else");
+        req.distinguished_name
+            .push(DnType::CommonName, "someone-else");
         let csr = req.serialize_request(&key).unwrap().pem().unwrap();
         let (pem, fp) = ca.sign_worker(&csr, "w-1", "local").unwrap();
         assert_eq!(fp.len(), 64);

@@ -23,16 +23,26 @@ pub(super) async fn serve(state: &AppState, conn: quinn::Connection) {
             let _ = tokio::time::timeout(EXCHANGE_TIMEOUT, conn.closed()).await;
         }
         Ok(Err(code)) => conn.close(code.quic_code().into(), b"enrollment failed"),
-        Err(_) => conn.close(ErrorCode::BadUserInput.quic_code().into(), b"enrollment timed out"),
+        Err(_) => conn.close(
+            ErrorCode::BadUserInput.quic_code().into(),
+            b"enrollment timed out",
+        ),
     }
 }
 
 async fn exchange(state: &AppState, conn: &quinn::Connection) -> Result<(), ErrorCode> {
-    let (mut send, mut recv) = conn.accept_bi().await.map_err(|_| ErrorCode::BadUserInput)?;
+    let (mut send, mut recv) = conn
+        .accept_bi()
+        .await
+        .map_err(|_| ErrorCode::BadUserInput)?;
     let req: EnrollRequest = match read_frame(&mut recv).await {
         Ok(Some(r)) => r,
         _ => {
-            state.metrics.frames_rejected.with_label_values(&["enroll_malformed"]).inc();
+            state
+                .metrics
+                .frames_rejected
+                .with_label_values(&["enroll_malformed"])
+                .inc();
             return Err(ErrorCode::ProtocolViolation);
         }
     };
@@ -46,7 +56,9 @@ async fn exchange(state: &AppState, conn: &quinn::Connection) -> Result<(), Erro
             }
         }
     };
-    write_frame(&mut send, &response).await.map_err(|_| ErrorCode::Internal)?;
+    write_frame(&mut send, &response)
+        .await
+        .map_err(|_| ErrorCode::Internal)?;
     send.finish().map_err(|_| ErrorCode::Internal)?;
     Ok(())
 }
@@ -66,7 +78,10 @@ async fn enroll(
     let internal = |_| (ErrorCode::Internal, "internal error");
     let token = state.store.join_token(id).await.map_err(internal)?;
     let presented = hash_secret(secret);
-    let stored = token.as_ref().map(|t| t.secret_hash.clone()).unwrap_or_default();
+    let stored = token
+        .as_ref()
+        .map(|t| t.secret_hash.clone())
+        .unwrap_or_default();
     let matches: bool = presented.as_bytes().ct_eq(stored.as_bytes()).into();
     let token = match token {
         Some(t) if matches && t.used_at.is_none() && t.expires_at > now() => t,
@@ -82,7 +97,12 @@ async fn enroll(
     let (cert_pem, fingerprint) = state
         .ca
         .sign_worker(&req.csr_pem, &worker_id, &token.region)
-        .map_err(|_| (ErrorCode::BadUserInput, "certificate signing request is not valid"))?;
+        .map_err(|_| {
+            (
+                ErrorCode::BadUserInput,
+                "certificate signing request is not valid",
+            )
+        })?;
     let enrolled = state
         .store
         .enroll_worker(

@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 pub(crate) enum Liveness {
     Connected,
     /// Gone since `since`; its bots are still its own until the grace ends.
-    Reconnecting { since: Instant },
+    Reconnecting {
+        since: Instant,
+    },
     Lost,
 }
 
@@ -41,7 +43,9 @@ impl Liveness {
             (Connected, Event::Tick) if now.saturating_duration_since(last_heartbeat) > grace => {
                 (Lost, Some(Action::CloseLinkAndExpire))
             }
-            (Reconnecting { since }, Event::Tick) if now.saturating_duration_since(since) >= grace => {
+            (Reconnecting { since }, Event::Tick)
+                if now.saturating_duration_since(since) >= grace =>
+            {
                 (Lost, Some(Action::ExpireLeases))
             }
             (state, _) => (state, None),
@@ -65,7 +69,11 @@ mod tests {
         let (s, a) = s.step(Event::Tick, t0 + GRACE, t0, GRACE);
         assert_eq!((s, a), (Liveness::Lost, Some(Action::ExpireLeases)));
         let (s, a) = s.step(Event::Tick, t0 + GRACE * 2, t0, GRACE);
-        assert_eq!((s, a), (Liveness::Lost, None), "acts only on the transition");
+        assert_eq!(
+            (s, a),
+            (Liveness::Lost, None),
+            "acts only on the transition"
+        );
     }
 
     #[test]
@@ -74,14 +82,24 @@ mod tests {
         let (s, _) = Liveness::Connected.step(Event::Disconnected, t0, t0, GRACE);
         let (s, a) = s.step(Event::Connected, t0 + Duration::from_secs(3), t0, GRACE);
         assert_eq!((s, a), (Liveness::Connected, None));
-        let (s, a) = s.step(Event::Tick, t0 + Duration::from_secs(4), t0 + Duration::from_secs(3), GRACE);
+        let (s, a) = s.step(
+            Event::Tick,
+            t0 + Duration::from_secs(4),
+            t0 + Duration::from_secs(3),
+            GRACE,
+        );
         assert_eq!((s, a), (Liveness::Connected, None));
     }
 
     #[test]
     fn silent_link_is_closed_and_expired() {
         let t0 = Instant::now();
-        let (s, a) = Liveness::Connected.step(Event::Tick, t0 + GRACE + Duration::from_millis(1), t0, GRACE);
+        let (s, a) = Liveness::Connected.step(
+            Event::Tick,
+            t0 + GRACE + Duration::from_millis(1),
+            t0,
+            GRACE,
+        );
         assert_eq!((s, a), (Liveness::Lost, Some(Action::CloseLinkAndExpire)));
     }
 

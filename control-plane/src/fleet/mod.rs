@@ -32,11 +32,13 @@ pub(crate) fn endpoint(config: &Config, ca: &FleetCa) -> Result<quinn::Endpoint,
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut roots = rustls::RootCertStore::empty();
     roots.add(ca.root_der()).map_err(|e| tls_err(&e))?;
-    let verifier =
-        rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-            .allow_unauthenticated()
-            .build()
-            .map_err(|e| tls_err(&e))?;
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots),
+        provider.clone(),
+    )
+    .allow_unauthenticated()
+    .build()
+    .map_err(|e| tls_err(&e))?;
     let identity = ca.server_identity(&config.fleet_names)?;
     let mut tls = rustls::ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])
@@ -55,7 +57,8 @@ pub(crate) fn endpoint(config: &Config, ca: &FleetCa) -> Result<quinn::Endpoint,
         .max_concurrent_bidi_streams(4u32.into())
         .max_concurrent_uni_streams(1024u32.into());
     server.transport_config(Arc::new(transport));
-    quinn::Endpoint::server(server, config.quic_addr).map_err(|e| BuildError::Bind(config.quic_addr, e))
+    quinn::Endpoint::server(server, config.quic_addr)
+        .map_err(|e| BuildError::Bind(config.quic_addr, e))
 }
 
 /// A link is dead after four missed heartbeats; the grace period then
@@ -94,7 +97,12 @@ pub(crate) async fn serve(
             match alpn.as_deref() {
                 Some(ALPN_ENROLL) => enroll::serve(&state, conn).await,
                 Some(ALPN_FLEET) => session::serve(&state, conn, shutdown).await,
-                _ => conn.close(attache_protocol::ErrorCode::ProtocolViolation.quic_code().into(), b"alpn"),
+                _ => conn.close(
+                    attache_protocol::ErrorCode::ProtocolViolation
+                        .quic_code()
+                        .into(),
+                    b"alpn",
+                ),
             }
             state.metrics.quic_connections.dec();
         });
@@ -130,11 +138,17 @@ async fn sweep_once(state: &AppState) -> Result<(), StoreError> {
     }
     for worker_id in state.fleet.tick(now, state.config.worker_grace) {
         tracing::warn!(worker_id = %worker_id, "worker lost; taking back its leases");
-        state.store.set_worker_state(&worker_id, "lost", None).await?;
+        state
+            .store
+            .set_worker_state(&worker_id, "lost", None)
+            .await?;
         expire_leases(state, &worker_id, None).await?;
     }
     // A leave request whose cancel may have been lost: say it again.
-    for b in leased.iter().filter(|b| b.leave_requested && b.status != BotStatus::Leaving.as_str()) {
+    for b in leased
+        .iter()
+        .filter(|b| b.leave_requested && b.status != BotStatus::Leaving.as_str())
+    {
         if let (Some(w), Ok(bot_id)) = (&b.worker_id, b.id.parse()) {
             state.fleet.send(
                 w,
@@ -145,7 +159,10 @@ async fn sweep_once(state: &AppState) -> Result<(), StoreError> {
             );
         }
     }
-    state.metrics.workers_connected.set(state.fleet.connected() as i64);
+    state
+        .metrics
+        .workers_connected
+        .set(state.fleet.connected() as i64);
     Ok(())
 }
 
@@ -185,9 +202,21 @@ pub(crate) async fn expire_leases(
         t.detail = Some(format!("worker {worker_id} lost"));
         match state.store.transition(t).await {
             Ok(Applied::Moved(_, ev)) => {
-                let outcome = if to == BotStatus::Queued { "requeued" } else { "failed" };
-                state.metrics.leases_expired.with_label_values(&[outcome]).inc();
-                state.metrics.transitions.with_label_values(&[to.as_str()]).inc();
+                let outcome = if to == BotStatus::Queued {
+                    "requeued"
+                } else {
+                    "failed"
+                };
+                state
+                    .metrics
+                    .leases_expired
+                    .with_label_values(&[outcome])
+                    .inc();
+                state
+                    .metrics
+                    .transitions
+                    .with_label_values(&[to.as_str()])
+                    .inc();
                 state.events.publish(ev);
             }
             Ok(_) | Err(StoreError::Conflict) | Err(StoreError::Stale { .. }) => {}
@@ -215,7 +244,11 @@ mod tests {
             (InCall, true, Failed, Some(StatusReason::WorkerLost)),
         ];
         for (from, leave, to, reason) in table {
-            assert_eq!(lost_worker_outcome(from, leave), (to, reason), "{from:?} leave={leave}");
+            assert_eq!(
+                lost_worker_outcome(from, leave),
+                (to, reason),
+                "{from:?} leave={leave}"
+            );
             from.check_transition(to, reason).unwrap();
         }
     }

@@ -101,7 +101,10 @@ mod tests {
         assert_eq!(
             reconcile(&h, &r),
             vec![
-                Repair::Cancel { bot_id: id(1), generation: 3 },
+                Repair::Cancel {
+                    bot_id: id(1),
+                    generation: 3
+                },
                 Repair::Reassign { bot_id: id(1) },
             ]
         );
@@ -111,7 +114,10 @@ mod tests {
     fn unknown_bot_is_cancelled() {
         assert_eq!(
             reconcile(&[], &[report(9, 1, BotStatus::InCall)]),
-            vec![Repair::Cancel { bot_id: id(9), generation: 1 }]
+            vec![Repair::Cancel {
+                bot_id: id(9),
+                generation: 1
+            }]
         );
     }
 
@@ -126,8 +132,14 @@ mod tests {
             reconcile(&h, &[]),
             vec![
                 Repair::Reassign { bot_id: id(1) },
-                Repair::Expire { bot_id: id(2), generation: 1 },
-                Repair::Expire { bot_id: id(3), generation: 2 },
+                Repair::Expire {
+                    bot_id: id(2),
+                    generation: 1
+                },
+                Repair::Expire {
+                    bot_id: id(3),
+                    generation: 2
+                },
             ]
         );
     }
@@ -138,7 +150,10 @@ mod tests {
         h.leave_requested = true;
         assert_eq!(
             reconcile(&[h], &[report(1, 1, BotStatus::InCall)]),
-            vec![Repair::Cancel { bot_id: id(1), generation: 1 }]
+            vec![Repair::Cancel {
+                bot_id: id(1),
+                generation: 1
+            }]
         );
     }
 }

@@ -46,7 +46,13 @@ impl Registry {
     }
 
     /// Records a new link and returns the one it replaces, if any.
-    pub(crate) fn connect(&self, id: &str, region: &str, capacity: u32, link: Link) -> Option<Link> {
+    pub(crate) fn connect(
+        &self,
+        id: &str,
+        region: &str,
+        capacity: u32,
+        link: Link,
+    ) -> Option<Link> {
         let now = Instant::now();
         let mut map = self.lock();
         let e = map.entry(id.to_string()).or_insert_with(|| Entry {
@@ -62,7 +68,10 @@ impl Registry {
         e.capacity = capacity;
         e.draining = false;
         e.last_heartbeat = now;
-        e.liveness = e.liveness.step(Event::Connected, now, now, Duration::ZERO).0;
+        e.liveness = e
+            .liveness
+            .step(Event::Connected, now, now, Duration::ZERO)
+            .0;
         e.link.replace(link)
     }
 
@@ -74,7 +83,10 @@ impl Registry {
             && e.link.as_ref().is_some_and(|l| l.conn_id == conn_id)
         {
             e.link = None;
-            e.liveness = e.liveness.step(Event::Disconnected, now, e.last_heartbeat, Duration::ZERO).0;
+            e.liveness = e
+                .liveness
+                .step(Event::Disconnected, now, e.last_heartbeat, Duration::ZERO)
+                .0;
         }
     }
 
@@ -109,7 +121,9 @@ impl Registry {
                 Some(Action::CloseLinkAndExpire) => {
                     if let Some(l) = e.link.take() {
                         l.conn.close(
-                            attache_protocol::ErrorCode::ResourceExhausted.quic_code().into(),
+                            attache_protocol::ErrorCode::ResourceExhausted
+                                .quic_code()
+                                .into(),
                             b"heartbeat timeout",
                         );
                     }
@@ -125,7 +139,10 @@ impl Registry {
     /// Sends a command to a connected worker. A full queue means the worker
     /// is not keeping up; the sweep repeats what matters.
     pub(crate) fn send(&self, id: &str, msg: ControlMsg) -> bool {
-        let tx = self.lock().get(id).and_then(|e| e.link.as_ref().map(|l| l.tx.clone()));
+        let tx = self
+            .lock()
+            .get(id)
+            .and_then(|e| e.link.as_ref().map(|l| l.tx.clone()));
         match tx {
             Some(tx) => tx.try_send(msg).is_ok(),
             None => false,

@@ -32,19 +32,31 @@ async fn identify(state: &AppState, conn: &quinn::Connection) -> Option<worker::
         .downcast::<Vec<CertificateDer<'static>>>()
         .ok()?;
     let leaf = certs.first()?;
-    state.store.worker_by_fingerprint(&fingerprint(leaf)).await.ok()?
+    state
+        .store
+        .worker_by_fingerprint(&fingerprint(leaf))
+        .await
+        .ok()?
 }
 
 pub(super) async fn serve(state: &AppState, conn: quinn::Connection, shutdown: CancellationToken) {
     let Some(worker) = identify(state, &conn).await else {
-        close(&conn, ErrorCode::Unauthenticated, "unknown or revoked worker certificate");
+        close(
+            &conn,
+            ErrorCode::Unauthenticated,
+            "unknown or revoked worker certificate",
+        );
         return;
     };
     let span = tracing::info_span!("fleet", worker_id = %worker.id);
     let _enter = span.enter();
     drop(_enter);
     if let Err((code, why)) = run(state, &conn, &worker, shutdown).await {
-        state.metrics.frames_rejected.with_label_values(&[code.as_str()]).inc();
+        state
+            .metrics
+            .frames_rejected
+            .with_label_values(&[code.as_str()])
+            .inc();
         tracing::warn!(worker_id = %worker.id, code = %code, "closing worker link: {why}");
         close(&conn, code, &why);
     }
@@ -75,7 +87,9 @@ async fn run(
         return Err(violation("first message must be hello".into()));
     };
     if protocol_version != PROTOCOL_VERSION {
-        return Err(violation(format!("protocol version {protocol_version} is not {PROTOCOL_VERSION}")));
+        return Err(violation(format!(
+            "protocol version {protocol_version} is not {PROTOCOL_VERSION}"
+        )));
     }
     write_frame(
         &mut send,
@@ -102,14 +116,24 @@ async fn run(
         tx: tx.clone(),
         conn: conn.clone(),
     };
-    if let Some(old) = state.fleet.connect(&worker.id, &worker.region, capacity, link) {
-        close(&old.conn, ErrorCode::Forbidden, "replaced by a newer connection");
+    if let Some(old) = state
+        .fleet
+        .connect(&worker.id, &worker.region, capacity, link)
+    {
+        close(
+            &old.conn,
+            ErrorCode::Forbidden,
+            "replaced by a newer connection",
+        );
     }
     let _ = state
         .store
         .set_worker_state(&worker.id, "connected", Some(capacity as i32))
         .await;
-    state.metrics.workers_connected.set(state.fleet.connected() as i64);
+    state
+        .metrics
+        .workers_connected
+        .set(state.fleet.connected() as i64);
     tracing::info!(worker_id = %worker.id, capacity, bots = bots.len(), "worker connected");
 
     let outcome = async {
@@ -149,8 +173,14 @@ async fn run(
     }
     .await;
     state.fleet.disconnect(&worker.id, conn_id);
-    let _ = state.store.set_worker_state(&worker.id, "reconnecting", None).await;
-    state.metrics.workers_connected.set(state.fleet.connected() as i64);
+    let _ = state
+        .store
+        .set_worker_state(&worker.id, "reconnecting", None)
+        .await;
+    state
+        .metrics
+        .workers_connected
+        .set(state.fleet.connected() as i64);
     writer.abort();
     tracing::info!(worker_id = %worker.id, "worker link closed");
     outcome
@@ -178,7 +208,9 @@ async fn repair(state: &AppState, worker_id: &str, reported: &[attache_protocol:
     for r in reconcile(&held, reported) {
         match r {
             Repair::Cancel { bot_id, generation } => {
-                state.fleet.send(worker_id, ControlMsg::Cancel { bot_id, generation });
+                state
+                    .fleet
+                    .send(worker_id, ControlMsg::Cancel { bot_id, generation });
             }
             Repair::Reassign { bot_id } => {
                 if let Ok(Some(b)) = state.store.bot(&bot_id.to_string()).await
@@ -189,7 +221,9 @@ async fn repair(state: &AppState, worker_id: &str, reported: &[attache_protocol:
             }
             Repair::Expire { bot_id, generation } => {
                 let id = bot_id.to_string();
-                if let Err(e) = super::expire_leases(state, worker_id, Some((&id, generation as i64))).await {
+                if let Err(e) =
+                    super::expire_leases(state, worker_id, Some((&id, generation as i64))).await
+                {
                     tracing::warn!(error = %e, "cannot expire a lease; the sweep will retry");
                 }
             }
@@ -227,24 +261,46 @@ async fn results(
             Ok(None) => return,
             Err(attache_protocol::IoFrameError::Io(_)) => return,
             Err(e) => {
-                state.metrics.frames_rejected.with_label_values(&["malformed"]).inc();
+                state
+                    .metrics
+                    .frames_rejected
+                    .with_label_values(&["malformed"])
+                    .inc();
                 tracing::warn!(worker_id = %worker_id, error = %e, "malformed result frame; stream stopped");
                 let _ = stream.stop(ErrorCode::ProtocolViolation.quic_code().into());
                 return;
             }
         };
-        state.metrics.frames_received.with_label_values(&["results"]).inc();
+        state
+            .metrics
+            .frames_received
+            .with_label_values(&["results"])
+            .inc();
         let (bot_id, generation, seq) = (frame.bot_id, frame.generation, frame.seq);
         match persist(&state, &worker_id, frame).await {
             Ok(()) => {
-                let _ = tx.send(ControlMsg::Ack { bot_id, generation, seq }).await;
+                let _ = tx
+                    .send(ControlMsg::Ack {
+                        bot_id,
+                        generation,
+                        seq,
+                    })
+                    .await;
             }
             Err(StoreError::Stale { .. }) | Err(StoreError::NotFound) => {
-                state.metrics.frames_rejected.with_label_values(&["stale"]).inc();
+                state
+                    .metrics
+                    .frames_rejected
+                    .with_label_values(&["stale"])
+                    .inc();
                 let _ = tx.send(ControlMsg::Cancel { bot_id, generation }).await;
             }
             Err(e) => {
-                state.metrics.frames_rejected.with_label_values(&["unpersisted"]).inc();
+                state
+                    .metrics
+                    .frames_rejected
+                    .with_label_values(&["unpersisted"])
+                    .inc();
                 tracing::warn!(worker_id = %worker_id, %bot_id, error = %e, "result not persisted; the worker will replay it");
                 let _ = stream.stop(ErrorCode::Internal.quic_code().into());
                 return;
@@ -257,7 +313,9 @@ async fn persist(state: &AppState, worker_id: &str, frame: ResultFrame) -> Resul
     let id = frame.bot_id.to_string();
     // Only the lease holder may speak for a bot.
     let bot = state.store.bot(&id).await?.ok_or(StoreError::NotFound)?;
-    if bot.worker_id.as_deref() != Some(worker_id) && bot.lease_generation as u64 == frame.generation {
+    if bot.worker_id.as_deref() != Some(worker_id)
+        && bot.lease_generation as u64 == frame.generation
+    {
         return Err(StoreError::Stale {
             got: frame.generation as i64,
             current: bot.lease_generation,
@@ -271,7 +329,11 @@ async fn persist(state: &AppState, worker_id: &str, frame: ResultFrame) -> Resul
                 current: bot.lease_generation,
             })
         }
-        ResultBody::Status { status, reason, detail } => {
+        ResultBody::Status {
+            status,
+            reason,
+            detail,
+        } => {
             let reason = if status == BotStatus::Ended && reason.is_none() {
                 Some(StatusReason::MeetingEnded)
             } else {
@@ -285,7 +347,11 @@ async fn persist(state: &AppState, worker_id: &str, frame: ResultFrame) -> Resul
                 .filter(|at| (*at - crate::store::now()).num_seconds().abs() < 86_400)
                 .unwrap_or_else(crate::store::now);
             if let Applied::Moved(_, ev) = state.store.transition(t).await? {
-                state.metrics.transitions.with_label_values(&[status.as_str()]).inc();
+                state
+                    .metrics
+                    .transitions
+                    .with_label_values(&[status.as_str()])
+                    .inc();
                 state.events.publish(ev);
                 if status == BotStatus::Queued || status.is_final() {
                     state.dispatch_wakeup.notify_one();

@@ -1,0 +1,69 @@
+//! Typed configuration of an edge worker.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `host:port` of the control plane's fleet (QUIC) endpoint.
+    pub control_plane: String,
+    /// Name to verify in the control plane's certificate; defaults to the
+    /// host part of `control_plane`.
+    pub server_name: Option<String>,
+    /// Holds the worker's key, certificate and the fleet CA after enrolling.
+    pub data_dir: PathBuf,
+    /// One-time join token (`attache admin worker-token`), needed only until
+    /// the worker has enrolled.
+    pub join_token: Option<String>,
+    /// Most bots this worker runs at once.
+    pub capacity: u32,
+    pub chromium: PathBuf,
+    pub reconnect_min: Duration,
+    pub reconnect_max: Duration,
+    /// Extra Chromium flags (without leading dashes).
+    pub chromium_args: Vec<String>,
+}
+
+impl Config {
+    pub fn new(control_plane: impl Into<String>, data_dir: impl Into<PathBuf>) -> Config {
+        Config {
+            control_plane: control_plane.into(),
+            server_name: None,
+            data_dir: data_dir.into(),
+            join_token: None,
+            capacity: 4,
+            chromium: PathBuf::from("/usr/bin/chromium"),
+            reconnect_min: Duration::from_millis(200),
+            reconnect_max: Duration::from_secs(10),
+            chromium_args: Vec::new(),
+        }
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        if self.capacity == 0 {
+            return Err("capacity must be at least 1".into());
+        }
+        if self.reconnect_min.is_zero() || self.reconnect_max < self.reconnect_min {
+            return Err("reconnect backoff bounds are inconsistent".into());
+        }
+        if self.host().is_empty() {
+            return Err(format!(
+                "control plane address {:?} has no host",
+                self.control_plane
+            ));
+        }
+        Ok(())
+    }
+
+    pub(crate) fn host(&self) -> String {
+        let cp = self.control_plane.trim();
+        match cp.rsplit_once(':') {
+            Some((h, _)) => h.trim_start_matches('[').trim_end_matches(']').to_string(),
+            None => cp.to_string(),
+        }
+    }
+
+    pub(crate) fn server_name(&self) -> String {
+        self.server_name.clone().unwrap_or_else(|| self.host())
+    }
+}

@@ -1,0 +1,288 @@
+//! The worker's link to the control plane. It dials out (so workers can sit
+//! behind NAT), says hello with the bots it runs, heartbeats, obeys
+//! commands, and delivers results. When the link drops it retries with
+//! jittered exponential backoff until shutdown; bots keep running and their
+//! results wait in the outbox.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use attache_protocol::{
+    ControlMsg, ErrorCode, Load, PROTOCOL_VERSION, WorkerMsg, read_frame, write_frame,
+};
+use rand::Rng;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::browser::BrowserPool;
+use crate::config::Config;
+use crate::identity::{Identity, client_endpoint, resolve};
+use crate::outbox::Outbox;
+use crate::session::{SessionEvent, Sessions, StartOutcome};
+
+/// Session events buffered between the sessions and the link.
+const EVENT_QUEUE: usize = 1024;
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+struct Worker {
+    config: Arc<Config>,
+    identity: Identity,
+    browser: BrowserPool,
+    sessions: Sessions,
+    outbox: Outbox,
+    events_tx: mpsc::Sender<SessionEvent>,
+    events_rx: mpsc::Receiver<SessionEvent>,
+    draining: bool,
+}
+
+/// Doubles up to `max`, with full jitter over the upper half so a fleet
+/// that lost its control plane does not return in lockstep.
+fn backoff(attempt: u32, min: Duration, max: Duration) -> Duration {
+    let ceiling = min.saturating_mul(1u32 << attempt.min(16)).min(max);
+    let half = ceiling / 2;
+    half + rand::rng().random_range(Duration::ZERO..=half)
+}
+
+pub(crate) async fn run(
+    config: Arc<Config>,
+    identity: Identity,
+    browser: BrowserPool,
+    shutdown: CancellationToken,
+) {
+    let (events_tx, events_rx) = mpsc::channel(EVENT_QUEUE);
+    let mut w = Worker {
+        config,
+        identity,
+        browser,
+        sessions: Sessions::default(),
+        outbox: Outbox::default(),
+        events_tx,
+        events_rx,
+        draining: false,
+    };
+    let mut attempt = 0u32;
+    let mut endpoint = None;
+    while !shutdown.is_cancelled() {
+        match w.connect_and_serve(&mut endpoint, &shutdown).await {
+            Ok(()) => attempt = 0,
+            Err(e) => {
+                tracing::warn!(worker_id = %w.identity.worker_id, error = %e, attempt, "fleet link down");
+                attempt = attempt.saturating_add(1);
+            }
+        }
+        w.outbox.detach();
+        if shutdown.is_cancelled() {
+            break;
+        }
+        let wait = backoff(attempt, w.config.reconnect_min, w.config.reconnect_max);
+        let until = tokio::time::Instant::now() + wait;
+        // Keep taking session events while disconnected.
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = tokio::time::sleep_until(until) => break,
+                Some(ev) = w.events_rx.recv() => { w.outbox.push(ev); }
+            }
+        }
+    }
+    w.sessions.cancel_all();
+}
+
+impl Worker {
+    async fn connect_and_serve(
+        &mut self,
+        endpoint: &mut Option<quinn::Endpoint>,
+        shutdown: &CancellationToken,
+    ) -> Result<(), String> {
+        let addr = resolve(&self.config).await.map_err(|e| e.to_string())?;
+        if endpoint.is_none() {
+            *endpoint = Some(client_endpoint(addr).map_err(|e| e.to_string())?);
+        }
+        let ep = endpoint.as_ref().expect("endpoint");
+        let client = self.identity.client_config().map_err(|e| e.to_string())?;
+        let conn = ep
+            .connect_with(client, addr, &self.config.server_name())
+            .map_err(|e| e.to_string())?
+            .await
+            .map_err(|e| format!("connect: {e}"))?;
+        let (mut send, mut recv) = conn.open_bi().await.map_err(|e| e.to_string())?;
+        write_frame(
+            &mut send,
+            &WorkerMsg::Hello {
+                protocol_version: PROTOCOL_VERSION,
+                software_version: env!("CARGO_PKG_VERSION").to_string(),
+                capacity: self.config.capacity,
+                bots: self.sessions.reports(),
+            },
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+        let heartbeat = match read_frame::<ControlMsg, _>(&mut recv).await {
+            Ok(Some(ControlMsg::Welcome {
+                heartbeat_interval_ms,
+                ..
+            })) => Duration::from_millis(heartbeat_interval_ms.max(50)),
+            Ok(other) => return Err(format!("expected welcome, got {other:?}")),
+            Err(e) => return Err(format!("no welcome: {e}")),
+        };
+        tracing::info!(worker_id = %self.identity.worker_id, "connected to the control plane");
+        // Commands are read on their own task: reading a frame is not
+        // cancel-safe, so it must not sit in the select below.
+        let (cmd_tx, mut cmd_rx) = mpsc::channel::<ControlMsg>(256);
+        let reader = tokio::spawn(async move {
+            loop {
+                match read_frame::<ControlMsg, _>(&mut recv).await {
+                    Ok(Some(m)) => {
+                        if cmd_tx.send(m).await.is_err() {
+                            return;
+                        }
+                    }
+                    Ok(None) | Err(_) => return,
+                }
+            }
+        });
+        self.outbox
+            .flush_all(&conn)
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut tick = tokio::time::interval(heartbeat);
+        let result = loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => {
+                    self.drain(&conn, &mut cmd_rx).await;
+                    conn.close(0u32.into(), b"worker shutting down");
+                    break Ok(());
+                }
+                cmd = cmd_rx.recv() => match cmd {
+                    Some(cmd) => {
+                        if let Some(reply) = self.command(cmd) {
+                            write_frame(&mut send, &reply).await.map_err(|e| e.to_string())?;
+                        }
+                    }
+                    None => break Err(conn.close_reason().map_or("control stream closed".into(), |r| r.to_string())),
+                },
+                Some(ev) = self.events_rx.recv() => {
+                    let key = self.outbox.push(ev);
+                    self.outbox.flush(key, &conn).await.map_err(|e| e.to_string())?;
+                }
+                _ = tick.tick() => {
+                    let load = Load {
+                        active_bots: self.sessions.active(),
+                        capacity: self.config.capacity,
+                        rss_mib: 0,
+                    };
+                    let hb = WorkerMsg::Heartbeat { load, bots: self.sessions.reports() };
+                    write_frame(&mut send, &hb).await.map_err(|e| e.to_string())?;
+                }
+            }
+        };
+        reader.abort();
+        result
+    }
+
+    /// Carries out one command; returns a refusal to send back, if any.
+    fn command(&mut self, cmd: ControlMsg) -> Option<WorkerMsg> {
+        match cmd {
+            ControlMsg::Assign(a) => {
+                let refuse = |code, message: &str| WorkerMsg::Refused {
+                    bot_id: a.bot_id,
+                    generation: a.generation,
+                    code,
+                    message: message.to_string(),
+                };
+                if self.draining {
+                    return Some(refuse(ErrorCode::ResourceExhausted, "worker is draining"));
+                }
+                if self.sessions.active() >= self.config.capacity {
+                    return Some(refuse(
+                        ErrorCode::ResourceExhausted,
+                        "worker is at capacity",
+                    ));
+                }
+                let (bot_id, generation) = (a.bot_id, a.generation);
+                match self
+                    .sessions
+                    .start(a, self.browser.clone(), self.events_tx.clone())
+                {
+                    StartOutcome::Started => {
+                        tracing::info!(%bot_id, generation, "bot assigned");
+                        None
+                    }
+                    StartOutcome::AlreadyRunning => None,
+                    StartOutcome::Stale => Some(WorkerMsg::Refused {
+                        bot_id,
+                        generation,
+                        code: ErrorCode::StaleGeneration,
+                        message: "a newer lease of this bot is running".into(),
+                    }),
+                }
+            }
+            ControlMsg::Cancel { bot_id, generation } => {
+                if self.sessions.cancel(bot_id, generation) {
+                    tracing::info!(%bot_id, generation, "leaving on request");
+                    None
+                } else {
+                    self.outbox.forget(bot_id, generation);
+                    Some(WorkerMsg::Refused {
+                        bot_id,
+                        generation,
+                        code: ErrorCode::StaleGeneration,
+                        message: "no such running lease".into(),
+                    })
+                }
+            }
+            ControlMsg::Ack {
+                bot_id,
+                generation,
+                seq,
+            } => {
+                self.outbox.ack(bot_id, generation, seq);
+                None
+            }
+            ControlMsg::Drain => {
+                self.draining = true;
+                None
+            }
+            ControlMsg::Welcome { .. } => None,
+        }
+    }
+
+    /// On shutdown: bots leave their meetings and their last results are
+    /// delivered, for a bounded time.
+    async fn drain(&mut self, conn: &quinn::Connection, cmd_rx: &mut mpsc::Receiver<ControlMsg>) {
+        self.sessions.cancel_all();
+        let deadline = tokio::time::Instant::now() + DRAIN_TIMEOUT;
+        while self.sessions.active() > 0 || self.outbox.pending() > 0 {
+            tokio::select! {
+                _ = tokio::time::sleep_until(deadline) => break,
+                Some(ev) = self.events_rx.recv() => {
+                    let key = self.outbox.push(ev);
+                    if self.outbox.flush(key, conn).await.is_err() { break; }
+                }
+                Some(cmd) = cmd_rx.recv() => {
+                    if let ControlMsg::Ack { bot_id, generation, seq } = cmd {
+                        self.outbox.ack(bot_id, generation, seq);
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_is_capped_and_jittered() {
+        let (min, max) = (Duration::from_millis(100), Duration::from_secs(5));
+        for attempt in 0..40 {
+            let d = backoff(attempt, min, max);
+            let ceiling = min.saturating_mul(1 << attempt.min(16)).min(max);
+            assert!(d >= ceiling / 2 && d <= ceiling, "{attempt}: {d:?}");
+        }
+        let samples: std::collections::HashSet<_> =
+            (0..20).map(|_| backoff(10, min, max)).collect();
+        assert!(samples.len() > 1, "jittered");
+    }
+}

@@ -1,0 +1,187 @@
+//! Bot sessions on this worker: one task per bot, each in its own browser
+//! context. A session reports every status change to the link (which numbers
+//! and delivers it) and keeps the table that heartbeats are made from.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use attache_protocol::{Assignment, BotReport, BotStatus, ResultBody, StatusReason};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::adapter;
+use crate::browser::BrowserPool;
+
+/// One result from a session, not yet numbered.
+#[derive(Debug, Clone)]
+pub(crate) struct SessionEvent {
+    pub bot_id: Uuid,
+    pub generation: u64,
+    pub at_ms: i64,
+    pub body: ResultBody,
+    /// The session's last event.
+    pub last: bool,
+}
+
+struct Entry {
+    generation: u64,
+    status: BotStatus,
+    cancel: CancellationToken,
+}
+
+#[derive(Clone, Default)]
+pub(crate) struct Sessions {
+    inner: Arc<Mutex<HashMap<Uuid, Entry>>>,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum StartOutcome {
+    Started,
+    /// Already running this lease (a repeated assign): nothing to do.
+    AlreadyRunning,
+    /// We run a newer lease of this bot than the one offered.
+    Stale,
+}
+
+impl Sessions {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, Entry>> {
+        self.inner.lock().expect("sessions lock")
+    }
+
+    pub(crate) fn active(&self) -> u32 {
+        self.lock().len() as u32
+    }
+
+    pub(crate) fn reports(&self) -> Vec<BotReport> {
+        self.lock()
+            .iter()
+            .map(|(id, e)| BotReport {
+                bot_id: *id,
+                generation: e.generation,
+                status: e.status,
+            })
+            .collect()
+    }
+
+    pub(crate) fn start(
+        &self,
+        a: Assignment,
+        browser: BrowserPool,
+        events: mpsc::Sender<SessionEvent>,
+    ) -> StartOutcome {
+        let cancel = CancellationToken::new();
+        {
+            let mut map = self.lock();
+            if let Some(e) = map.get(&a.bot_id) {
+                if e.generation == a.generation {
+                    return StartOutcome::AlreadyRunning;
+                }
+                if e.generation > a.generation {
+                    return StartOutcome::Stale;
+                }
+                e.cancel.cancel();
+            }
+            map.insert(
+                a.bot_id,
+                Entry {
+                    generation: a.generation,
+                    status: BotStatus::Dispatched,
+                    cancel: cancel.clone(),
+                },
+            );
+        }
+        let reporter = Reporter {
+            bot_id: a.bot_id,
+            generation: a.generation,
+            events,
+            sessions: self.clone(),
+        };
+        tokio::spawn(async move {
+            let span = tracing::info_span!("bot", bot_id = %a.bot_id, tenant_id = %a.tenant_id, generation = a.generation);
+            let _g = span.enter();
+            drop(_g);
+            reporter.status(BotStatus::Joining).await;
+            let (status, reason, detail) = adapter::run(&browser, &a, &reporter, cancel).await;
+            tracing::info!(bot_id = %a.bot_id, status = %status, reason = %reason, "bot session finished");
+            reporter.finish(status, reason, detail).await;
+        });
+        StartOutcome::Started
+    }
+
+    /// Asks a running session to leave. False if this lease is not running.
+    pub(crate) fn cancel(&self, bot_id: Uuid, generation: u64) -> bool {
+        match self.lock().get(&bot_id) {
+            Some(e) if e.generation == generation => {
+                e.cancel.cancel();
+                true
+            }
+            _ => false,
+        }
+    }
+
+    pub(crate) fn cancel_all(&self) {
+        for e in self.lock().values() {
+            e.cancel.cancel();
+        }
+    }
+}
+
+/// How a session tells the world what happened.
+pub(crate) struct Reporter {
+    bot_id: Uuid,
+    generation: u64,
+    events: mpsc::Sender<SessionEvent>,
+    sessions: Sessions,
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default()
+}
+
+impl Reporter {
+    pub(crate) async fn status(&self, status: BotStatus) {
+        self.send(status, None, None, false).await;
+    }
+
+    async fn finish(&self, status: BotStatus, reason: StatusReason, detail: Option<String>) {
+        self.send(status, Some(reason), detail, true).await;
+        let mut map = self.sessions.lock();
+        if map
+            .get(&self.bot_id)
+            .is_some_and(|e| e.generation == self.generation)
+        {
+            map.remove(&self.bot_id);
+        }
+    }
+
+    async fn send(
+        &self,
+        status: BotStatus,
+        reason: Option<StatusReason>,
+        detail: Option<String>,
+        last: bool,
+    ) {
+        if let Some(e) = self.sessions.lock().get_mut(&self.bot_id)
+            && e.generation == self.generation
+        {
+            e.status = status;
+        }
+        let ev = SessionEvent {
+            bot_id: self.bot_id,
+            generation: self.generation,
+            at_ms: now_ms(),
+            body: ResultBody::Status {
+                status,
+                reason,
+                detail,
+            },
+            last,
+        };
+        // The link drains this queue even while disconnected.
+        let _ = self.events.send(ev).await;
+    }
+}

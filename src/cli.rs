@@ -1,0 +1,212 @@
+//! Command-line surface: flags with environment fallbacks, mapped onto the
+//! services' typed configs.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use attache_control_plane::{Admin, Config as CpConfig, ControlPlane};
+use attache_edge_worker::{Config as WorkerConfig, EdgeWorker};
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "attache",
+    version,
+    about = "Attaché: a self-hostable, multi-tenant meeting-bot platform"
+)]
+pub(crate) struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Everything on one machine: control plane (SQLite), one edge worker in
+    /// region `local`, and the sandbox meeting.
+    Dev(crate::dev::DevArgs),
+    /// The control plane service.
+    ControlPlane(ControlPlaneArgs),
+    /// An edge worker.
+    EdgeWorker(EdgeWorkerArgs),
+    /// Apply database migrations and exit.
+    Migrate(DeploymentArgs),
+    /// Operator tasks on a deployment's database.
+    #[command(subcommand)]
+    Admin(AdminCommand),
+}
+
+#[derive(Args, Clone)]
+pub(crate) struct DeploymentArgs {
+    /// Directory for the SQLite database (by default) and the fleet CA.
+    #[arg(long, env = "ATTACHE_DATA_DIR", default_value = "./attache-data")]
+    pub data_dir: PathBuf,
+    /// PostgreSQL URL (`postgres://user:pass@host/db`); SQLite in the data dir if unset.
+    #[arg(long, env = "ATTACHE_DATABASE_URL")]
+    pub database_url: Option<String>,
+}
+
+impl DeploymentArgs {
+    fn config(&self) -> CpConfig {
+        let mut c = CpConfig::local(&self.data_dir);
+        c.database_url = self.database_url.clone();
+        c
+    }
+}
+
+#[derive(Args)]
+struct ControlPlaneArgs {
+    #[command(flatten)]
+    deployment: DeploymentArgs,
+    #[arg(long, env = "ATTACHE_HTTP_ADDR", default_value = "127.0.0.1:8080")]
+    http_addr: SocketAddr,
+    #[arg(long, env = "ATTACHE_QUIC_ADDR", default_value = "127.0.0.1:8443")]
+    quic_addr: SocketAddr,
+    /// Names workers dial (DNS names or IPs), comma-separated.
+    #[arg(
+        long,
+        env = "ATTACHE_FLEET_NAMES",
+        value_delimiter = ',',
+        default_value = "localhost,127.0.0.1"
+    )]
+    fleet_names: Vec<String>,
+    /// Sandbox meeting origins to accept bots for, comma-separated.
+    #[arg(long, env = "ATTACHE_SANDBOX_ORIGINS", value_delimiter = ',')]
+    sandbox_origins: Vec<String>,
+    #[arg(long, env = "ATTACHE_HEARTBEAT_MS", default_value_t = 2000)]
+    heartbeat_ms: u64,
+    #[arg(long, env = "ATTACHE_WORKER_GRACE_MS", default_value_t = 15000)]
+    worker_grace_ms: u64,
+    #[arg(long, env = "ATTACHE_DISPATCH_INTERVAL_MS", default_value_t = 1000)]
+    dispatch_interval_ms: u64,
+    #[arg(long, env = "ATTACHE_LOBBY_TIMEOUT_MS")]
+    lobby_timeout_ms: Option<u64>,
+    /// Refuse development fallbacks (SQLite, CA in the data dir).
+    #[arg(long, env = "ATTACHE_PRODUCTION")]
+    production: bool,
+    #[arg(long, env = "ATTACHE_ALLOW_DEV_FALLBACKS")]
+    allow_dev_fallbacks: bool,
+}
+
+#[derive(Args)]
+pub(crate) struct EdgeWorkerArgs {
+    /// The control plane's fleet endpoint, `host:port`.
+    #[arg(long, env = "ATTACHE_CONTROL_PLANE", default_value = "127.0.0.1:8443")]
+    pub control_plane: String,
+    #[arg(long, env = "ATTACHE_SERVER_NAME")]
+    pub server_name: Option<String>,
+    #[arg(
+        long,
+        env = "ATTACHE_WORKER_DATA_DIR",
+        default_value = "./attache-worker"
+    )]
+    pub data_dir: PathBuf,
+    /// One-time join token, needed until the worker has enrolled.
+    #[arg(long, env = "ATTACHE_JOIN_TOKEN", hide_env_values = true)]
+    pub join_token: Option<String>,
+    #[arg(long, env = "ATTACHE_CAPACITY", default_value_t = 4)]
+    pub capacity: u32,
+    #[arg(long, env = "ATTACHE_CHROMIUM", default_value = "/usr/bin/chromium")]
+    pub chromium: PathBuf,
+}
+
+impl EdgeWorkerArgs {
+    pub(crate) fn config(&self) -> WorkerConfig {
+        let mut c = WorkerConfig::new(&self.control_plane, &self.data_dir);
+        c.server_name = self.server_name.clone();
+        c.join_token = self.join_token.clone();
+        c.capacity = self.capacity;
+        c.chromium = self.chromium.clone();
+        c
+    }
+}
+
+#[derive(Subcommand)]
+enum AdminCommand {
+    /// Create a tenant and print its first API key (shown once).
+    CreateTenant {
+        name: String,
+        #[arg(long)]
+        region: String,
+        #[command(flatten)]
+        deployment: DeploymentArgs,
+    },
+    /// Issue a one-time join token for a worker in a region.
+    WorkerToken {
+        #[arg(long)]
+        region: String,
+        /// Minutes until the token expires.
+        #[arg(long, default_value_t = 60)]
+        ttl_minutes: u64,
+        #[command(flatten)]
+        deployment: DeploymentArgs,
+    },
+}
+
+impl Cli {
+    pub(crate) async fn run(self) -> anyhow::Result<()> {
+        match self.command {
+            Command::Dev(args) => crate::dev::run(args).await,
+            Command::ControlPlane(a) => {
+                let mut c = a.deployment.config();
+                c.http_addr = a.http_addr;
+                c.quic_addr = a.quic_addr;
+                c.fleet_names = a.fleet_names;
+                c.sandbox_origins = a.sandbox_origins;
+                c.heartbeat_interval = Duration::from_millis(a.heartbeat_ms);
+                c.worker_grace = Duration::from_millis(a.worker_grace_ms);
+                c.dispatch_interval = Duration::from_millis(a.dispatch_interval_ms);
+                if let Some(l) = a.lobby_timeout_ms {
+                    c.default_limits.lobby_timeout_ms = l;
+                }
+                c.production = a.production;
+                c.allow_dev_fallbacks = a.allow_dev_fallbacks || !a.production;
+                let cp = ControlPlane::build(c)
+                    .await
+                    .context("starting the control plane")?;
+                tracing::info!(http = %cp.http_addr(), fleet = %cp.quic_addr(), "control plane listening");
+                cp.run(crate::shutdown_on_signal()).await?;
+                Ok(())
+            }
+            Command::EdgeWorker(a) => {
+                let worker = EdgeWorker::build(a.config())
+                    .await
+                    .context("starting the edge worker")?;
+                tracing::info!(worker_id = worker.worker_id(), "edge worker running");
+                worker.run(crate::shutdown_on_signal()).await;
+                Ok(())
+            }
+            Command::Migrate(d) => {
+                Admin::open(&d.config()).await.context("migrating")?;
+                println!("migrations applied");
+                Ok(())
+            }
+            Command::Admin(AdminCommand::CreateTenant {
+                name,
+                region,
+                deployment,
+            }) => {
+                let admin = Admin::open(&deployment.config()).await?;
+                let t = admin.create_tenant(&name, &region).await?;
+                println!("tenant: {} ({})", t.name, t.tenant_id);
+                println!("region: {}", t.region);
+                println!("api key: {}", t.api_key);
+                Ok(())
+            }
+            Command::Admin(AdminCommand::WorkerToken {
+                region,
+                ttl_minutes,
+                deployment,
+            }) => {
+                let admin = Admin::open(&deployment.config()).await?;
+                let t = admin
+                    .worker_token(&region, Duration::from_secs(ttl_minutes * 60))
+                    .await?;
+                println!("join token: {}", t.token);
+                println!("region: {}  expires: {}", t.region, t.expires_at);
+                Ok(())
+            }
+        }
+    }
+}
