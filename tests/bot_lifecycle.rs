@@ -1,0 +1,204 @@
+//! A sandbox bot's whole life through the public API, seen both by polling
+//! and on the `botEvents` subscription; and the ways a meeting can end it.
+
+mod support;
+
+use std::time::Duration;
+
+use futures::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use support::*;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+const JOIN: Duration = Duration::from_secs(30);
+
+/// Subscribes to a bot's events over graphql-transport-ws and collects the
+/// statuses until the server completes the stream.
+async fn subscribe(api: &Api, bot_id: &str) -> tokio::task::JoinHandle<Vec<String>> {
+    let url = api.http.replace("http://", "ws://") + "/graphql/ws";
+    let mut req = url.into_client_request().unwrap();
+    req.headers_mut().insert(
+        "Sec-WebSocket-Protocol",
+        "graphql-transport-ws".parse().unwrap(),
+    );
+    let (mut ws, _) = tokio_tungstenite::connect_async(req)
+        .await
+        .expect("websocket");
+    let init = json!({ "type": "connection_init", "payload": { "Authorization": format!("Bearer {}", api.key) } });
+    ws.send(Message::text(init.to_string())).await.unwrap();
+    let ack: Value = match ws.next().await.unwrap().unwrap() {
+        Message::Text(t) => serde_json::from_str(&t).unwrap(),
+        other => panic!("unexpected {other:?}"),
+    };
+    assert_eq!(ack["type"], "connection_ack", "{ack}");
+    let sub = json!({
+        "id": "1", "type": "subscribe",
+        "payload": { "query": "subscription($id: ID!) { botEvents(botId: $id) { status reason } }", "variables": { "id": bot_id } }
+    });
+    ws.send(Message::text(sub.to_string())).await.unwrap();
+    tokio::spawn(async move {
+        let mut seen = Vec::new();
+        while let Some(Ok(msg)) = ws.next().await {
+            let Message::Text(t) = msg else { continue };
+            let v: Value = serde_json::from_str(&t).unwrap();
+            match v["type"].as_str() {
+                Some("next") => seen.push(
+                    v["payload"]["data"]["botEvents"]["status"]
+                        .as_str()
+                        .unwrap()
+                        .to_string(),
+                ),
+                Some("complete") => break,
+                Some("error") => panic!("subscription error: {v}"),
+                _ => {}
+            }
+        }
+        seen
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bot_joins_waits_is_admitted_and_ends_with_the_meeting() {
+    let mut cluster = Cluster::start().await;
+    cluster.add_worker(2).await;
+    let api = cluster.tenant("acme").await;
+    let url = cluster.meeting("life", "admit_after_ms=800");
+    let id = api.create_bot(&url, "Lifecycle Bot").await;
+    let sub = subscribe(&api, &id).await;
+
+    api.wait_status(&id, "IN_CALL", JOIN).await;
+    let meeting: Value = reqwest::get(format!("{}/api/meetings/life", cluster.sandbox))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let bot_seat = meeting["participants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "Lifecycle Bot")
+        .expect("the bot is a participant");
+    assert_eq!(bot_seat["state"], "admitted");
+
+    cluster.host("life", "end", None).await;
+    let bot = api.wait_status(&id, "ENDED", JOIN).await;
+    assert_eq!(bot["statusReason"], "MEETING_ENDED");
+    assert!(bot["endedAt"].is_string());
+    let want = [
+        "QUEUED",
+        "DISPATCHED",
+        "JOINING",
+        "WAITING_ROOM",
+        "IN_CALL",
+        "ENDED",
+    ];
+    assert_eq!(statuses(&bot), want, "polled history");
+    let live = tokio::time::timeout(Duration::from_secs(10), sub)
+        .await
+        .expect("subscription completes")
+        .unwrap();
+    assert_eq!(live, want, "subscription");
+
+    let metrics = cluster.metrics().await;
+    assert!(
+        metrics.contains("attache_control_plane_bots{status=\"ENDED\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics
+            .contains("attache_control_plane_dispatch_latency_seconds_count{region=\"local\"} 1")
+    );
+    assert!(metrics.contains("attache_control_plane_fleet_workers_connected 1"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn denial_lobby_timeout_removal_and_leave_each_have_their_reason() {
+    let mut cluster = Cluster::start().await;
+    cluster.add_worker(4).await;
+    let api = cluster.tenant("acme").await;
+
+    let denied = api
+        .create_bot(
+            &cluster.meeting("deny", "admission=deny&admit_after_ms=500"),
+            "Denied Bot",
+        )
+        .await;
+    let ignored = api
+        .create_bot(&cluster.meeting("never", "admission=never"), "Ignored Bot")
+        .await;
+    let kicked = api
+        .create_bot(&cluster.meeting("kick", "admit_after_ms=200"), "Kicked Bot")
+        .await;
+    let leaver = api
+        .create_bot(&cluster.meeting("leave", "admission=open"), "Leaving Bot")
+        .await;
+
+    let b = api.wait_status(&denied, "FAILED", JOIN).await;
+    assert_eq!(b["statusReason"], "ADMISSION_DENIED");
+    assert!(statuses(&b).contains(&"WAITING_ROOM".to_string()));
+
+    api.wait_status(&kicked, "IN_CALL", JOIN).await;
+    cluster.host("kick", "remove", Some("Kicked Bot")).await;
+    let b = api.wait_status(&kicked, "FAILED", JOIN).await;
+    assert_eq!(b["statusReason"], "KICKED");
+
+    api.wait_status(&leaver, "IN_CALL", JOIN).await;
+    assert_eq!(api.leave(&leaver).await["id"], leaver.as_str());
+    let b = api.wait_status(&leaver, "ENDED", JOIN).await;
+    assert_eq!(b["statusReason"], "LEAVE_REQUESTED");
+    assert_eq!(statuses(&b)[statuses(&b).len() - 2], "LEAVING");
+    // Leaving twice is harmless.
+    assert_eq!(api.leave(&leaver).await["status"], "ENDED");
+
+    // Never admitted: the lobby timeout (4 s in tests) fails it, truthfully.
+    let b = api.wait_status(&ignored, "FAILED", JOIN).await;
+    assert_eq!(b["statusReason"], "LOBBY_TIMEOUT");
+    assert!(
+        !statuses(&b).contains(&"IN_CALL".to_string()),
+        "never reported in call from the lobby"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scheduled_and_queued_bots_wait_and_can_be_called_off() {
+    let mut cluster = Cluster::start().await;
+    let api = cluster.tenant("acme").await;
+    // No worker yet: the bot stays queued.
+    let early = api
+        .create_bot(&cluster.meeting("sched", "admission=open"), "Early Bot")
+        .await;
+    let join_at = chrono::Utc::now() + chrono::Duration::seconds(3);
+    let d = api
+        .gql(
+            "mutation($u: String!, $t: DateTime) { createBot(input: {meetingUrl: $u, joinAt: $t}) { id status joinAt } }",
+            json!({ "u": cluster.meeting("sched2", "admission=open"), "t": join_at.to_rfc3339() }),
+        )
+        .await;
+    let later = d["createBot"]["id"].as_str().unwrap().to_string();
+    assert_eq!(api.leave(&early).await["status"], "ENDED");
+    let b = api.bot(&early).await;
+    assert_eq!(b["statusReason"], "LEAVE_REQUESTED");
+    assert_eq!(statuses(&b), ["QUEUED", "ENDED"]);
+
+    cluster.add_worker(2).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        api.bot(&later).await["status"],
+        "QUEUED",
+        "joinAt is in the future"
+    );
+    let b = api.wait_status(&later, "IN_CALL", JOIN).await;
+    let dispatched = b["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["status"] == "DISPATCHED")
+        .unwrap();
+    let at: chrono::DateTime<chrono::Utc> = dispatched["at"].as_str().unwrap().parse().unwrap();
+    assert!(
+        at >= join_at - chrono::Duration::milliseconds(1),
+        "dispatched at {at}, before joinAt {join_at}"
+    );
+}

@@ -1,0 +1,325 @@
+//! The end-to-end harness: a control plane, edge workers and the sandbox
+//! meeting, all on 127.0.0.1 listeners bound to port 0, with short
+//! intervals so lifecycles play out in seconds.
+
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+use attache_control_plane::{Admin, Config as CpConfig, ControlPlane};
+use attache_edge_worker::{Config as WorkerConfig, EdgeWorker};
+use attache_sandbox::Sandbox;
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+pub const HEARTBEAT: Duration = Duration::from_millis(200);
+pub const GRACE: Duration = Duration::from_secs(3);
+pub const LOBBY_TIMEOUT: Duration = Duration::from_secs(4);
+
+pub fn chromium() -> PathBuf {
+    std::env::var_os("ATTACHE_CHROMIUM")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/usr/bin/chromium"))
+}
+
+pub fn temp_dir(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("attache-test-{tag}-{}", uuid_like()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn uuid_like() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "{}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed),
+        Instant::now().elapsed().as_nanos()
+    )
+}
+
+pub struct Cluster {
+    pub http: String,
+    pub quic: std::net::SocketAddr,
+    pub sandbox: String,
+    pub admin: Admin,
+    pub dir: PathBuf,
+    shutdown: CancellationToken,
+    workers: Vec<CancellationToken>,
+}
+
+pub struct Options {
+    pub database_url: Option<String>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options { database_url: None }
+    }
+}
+
+impl Cluster {
+    pub async fn start() -> Cluster {
+        Self::start_with(Options::default()).await
+    }
+
+    pub async fn start_with(opts: Options) -> Cluster {
+        let dir = temp_dir("cluster");
+        let shutdown = CancellationToken::new();
+        let sandbox_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let sandbox = format!("http://{}", sandbox_listener.local_addr().unwrap());
+        tokio::spawn(Sandbox::new().serve(sandbox_listener, shutdown.clone()));
+
+        let mut c = CpConfig::local(dir.join("cp"));
+        c.database_url = opts.database_url;
+        c.http_addr = "127.0.0.1:0".parse().unwrap();
+        c.quic_addr = "127.0.0.1:0".parse().unwrap();
+        c.sandbox_origins = vec![sandbox.clone()];
+        c.heartbeat_interval = HEARTBEAT;
+        c.worker_grace = GRACE;
+        c.dispatch_interval = Duration::from_millis(100);
+        c.default_limits.lobby_timeout_ms = LOBBY_TIMEOUT.as_millis() as u64;
+        c.default_limits.join_timeout_ms = 20_000;
+        let cp = ControlPlane::build(c).await.expect("control plane builds");
+        let http = format!("http://{}", cp.http_addr());
+        let quic = cp.quic_addr();
+        let admin = cp.admin();
+        tokio::spawn(cp.run(shutdown.clone()));
+        Cluster {
+            http,
+            quic,
+            sandbox,
+            admin,
+            dir,
+            shutdown,
+            workers: Vec::new(),
+        }
+    }
+
+    pub async fn token(&self) -> String {
+        self.admin
+            .worker_token("local", Duration::from_secs(600))
+            .await
+            .unwrap()
+            .token
+    }
+
+    pub fn worker_config(&self, dir: PathBuf) -> WorkerConfig {
+        let mut wc = WorkerConfig::new(self.quic.to_string(), dir);
+        wc.chromium = chromium();
+        wc.reconnect_min = Duration::from_millis(50);
+        wc.reconnect_max = Duration::from_millis(500);
+        wc
+    }
+
+    /// An edge worker in this process. Returns its id.
+    pub async fn add_worker(&mut self, capacity: u32) -> String {
+        let mut wc = self.worker_config(temp_dir("worker"));
+        wc.join_token = Some(self.token().await);
+        wc.capacity = capacity;
+        let w = EdgeWorker::build(wc).await.expect("worker enrolls");
+        let id = w.worker_id().to_string();
+        let token = self.shutdown.child_token();
+        self.workers.push(token.clone());
+        tokio::spawn(w.run(token));
+        id
+    }
+
+    /// An edge worker as a separate `attache edge-worker` process, in its own
+    /// process group so that killing it takes its Chromium along.
+    pub async fn spawn_worker_process(&self) -> WorkerProcess {
+        use std::os::unix::process::CommandExt;
+        let dir = temp_dir("worker-proc");
+        let child = Command::new(env!("CARGO_BIN_EXE_attache"))
+            .arg("edge-worker")
+            .arg("--control-plane")
+            .arg(self.quic.to_string())
+            .arg("--data-dir")
+            .arg(&dir)
+            .arg("--capacity")
+            .arg("2")
+            .arg("--chromium")
+            .arg(chromium())
+            .env("ATTACHE_JOIN_TOKEN", self.token().await)
+            .env("RUST_LOG", "warn")
+            .process_group(0)
+            .spawn()
+            .expect("attache binary runs");
+        WorkerProcess { child }
+    }
+
+    pub async fn tenant(&self, name: &str) -> Api {
+        let t = self.admin.create_tenant(name, "local").await.unwrap();
+        Api::new(&self.http, &t.api_key)
+    }
+
+    pub fn meeting(&self, id: &str, query: &str) -> String {
+        if query.is_empty() {
+            format!("{}/m/{id}", self.sandbox)
+        } else {
+            format!("{}/m/{id}?{query}", self.sandbox)
+        }
+    }
+
+    /// The sandbox host's hand: admit, deny, remove, end.
+    pub async fn host(&self, meeting: &str, action: &str, name: Option<&str>) {
+        let url = format!("{}/api/meetings/{meeting}/{action}", self.sandbox);
+        let body = name.map(|n| json!({ "name": n })).unwrap_or(json!({}));
+        let r = reqwest::Client::new()
+            .post(url)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success(), "sandbox {action}: {}", r.status());
+    }
+
+    pub async fn metrics(&self) -> String {
+        reqwest::get(format!("{}/metrics", self.http))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+pub struct WorkerProcess {
+    child: Child,
+}
+
+impl WorkerProcess {
+    /// SIGKILL to the whole process group: no goodbye, no cleanup.
+    pub fn kill(&mut self) {
+        let pgid = self.child.id() as i32;
+        let _ = Command::new("kill")
+            .arg("-KILL")
+            .arg(format!("-{pgid}"))
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for WorkerProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A GraphQL client with one API key.
+#[derive(Clone)]
+pub struct Api {
+    pub http: String,
+    pub key: String,
+    client: reqwest::Client,
+}
+
+pub const BOT_FIELDS: &str = "id status statusReason platform botName meetingUrl createdAt endedAt events { status reason detail at }";
+
+impl Api {
+    pub fn new(http: &str, key: &str) -> Api {
+        Api {
+            http: http.to_string(),
+            key: key.to_string(),
+            client: reqwest::Client::new(),
+        }
+    }
+
+    /// Raw response: (HTTP status, body).
+    pub async fn raw(&self, query: &str, variables: Value) -> (u16, Value) {
+        let r = self
+            .client
+            .post(format!("{}/graphql", self.http))
+            .bearer_auth(&self.key)
+            .json(&json!({ "query": query, "variables": variables }))
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    /// The `data`, panicking on errors.
+    pub async fn gql(&self, query: &str, variables: Value) -> Value {
+        let (status, body) = self.raw(query, variables).await;
+        assert!(
+            body.get("errors").is_none(),
+            "GraphQL errors ({status}): {body}"
+        );
+        body["data"].clone()
+    }
+
+    /// The first error's `extensions.code`.
+    pub async fn error_code(&self, query: &str, variables: Value) -> String {
+        let (_, body) = self.raw(query, variables).await;
+        body["errors"][0]["extensions"]["code"]
+            .as_str()
+            .unwrap_or_else(|| panic!("expected an error: {body}"))
+            .to_string()
+    }
+
+    pub async fn create_bot(&self, meeting_url: &str, name: &str) -> String {
+        let d = self
+            .gql(
+                "mutation($u: String!, $n: String) { createBot(input: {meetingUrl: $u, botName: $n}) { id status } }",
+                json!({ "u": meeting_url, "n": name }),
+            )
+            .await;
+        assert_eq!(d["createBot"]["status"], "QUEUED");
+        d["createBot"]["id"].as_str().unwrap().to_string()
+    }
+
+    pub async fn bot(&self, id: &str) -> Value {
+        let q = format!("query($id: ID!) {{ bot(id: $id) {{ {BOT_FIELDS} }} }}");
+        self.gql(&q, json!({ "id": id })).await["bot"].clone()
+    }
+
+    pub async fn leave(&self, id: &str) -> Value {
+        self.gql(
+            "mutation($id: ID!) { leaveBot(id: $id) { id status } }",
+            json!({ "id": id }),
+        )
+        .await["leaveBot"]
+            .clone()
+    }
+
+    /// Polls until the bot's status is `want`, or panics with its history.
+    pub async fn wait_status(&self, id: &str, want: &str, within: Duration) -> Value {
+        let deadline = Instant::now() + within;
+        loop {
+            let b = self.bot(id).await;
+            if b["status"] == want {
+                return b;
+            }
+            if Instant::now() > deadline {
+                panic!("bot {id} did not reach {want} within {within:?}: {b:#}");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    pub async fn bot_count(&self) -> u64 {
+        self.gql("{ bots { totalCount } }", json!({})).await["bots"]["totalCount"]
+            .as_u64()
+            .unwrap()
+    }
+}
+
+/// The statuses of a bot's stored events, in order.
+pub fn statuses(bot: &Value) -> Vec<String> {
+    bot["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["status"].as_str().unwrap().to_string())
+        .collect()
+}
