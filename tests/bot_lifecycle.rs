@@ -5,58 +5,10 @@ mod support;
 
 use std::time::Duration;
 
-use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use support::*;
-use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 const JOIN: Duration = Duration::from_secs(30);
-
-/// Subscribes to a bot's events over graphql-transport-ws and collects the
-/// statuses until the server completes the stream.
-async fn subscribe(api: &Api, bot_id: &str) -> tokio::task::JoinHandle<Vec<String>> {
-    let url = api.http.replace("http://", "ws://") + "/graphql/ws";
-    let mut req = url.into_client_request().unwrap();
-    req.headers_mut().insert(
-        "Sec-WebSocket-Protocol",
-        "graphql-transport-ws".parse().unwrap(),
-    );
-    let (mut ws, _) = tokio_tungstenite::connect_async(req)
-        .await
-        .expect("websocket");
-    let init = json!({ "type": "connection_init", "payload": { "Authorization": format!("Bearer {}", api.key) } });
-    ws.send(Message::text(init.to_string())).await.unwrap();
-    let ack: Value = match ws.next().await.unwrap().unwrap() {
-        Message::Text(t) => serde_json::from_str(&t).unwrap(),
-        other => panic!("unexpected {other:?}"),
-    };
-    assert_eq!(ack["type"], "connection_ack", "{ack}");
-    let sub = json!({
-        "id": "1", "type": "subscribe",
-        "payload": { "query": "subscription($id: ID!) { botEvents(botId: $id) { status reason } }", "variables": { "id": bot_id } }
-    });
-    ws.send(Message::text(sub.to_string())).await.unwrap();
-    tokio::spawn(async move {
-        let mut seen = Vec::new();
-        while let Some(Ok(msg)) = ws.next().await {
-            let Message::Text(t) = msg else { continue };
-            let v: Value = serde_json::from_str(&t).unwrap();
-            match v["type"].as_str() {
-                Some("next") => seen.push(
-                    v["payload"]["data"]["botEvents"]["status"]
-                        .as_str()
-                        .unwrap()
-                        .to_string(),
-                ),
-                Some("complete") => break,
-                Some("error") => panic!("subscription error: {v}"),
-                _ => {}
-            }
-        }
-        seen
-    })
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bot_joins_waits_is_admitted_and_ends_with_the_meeting() {

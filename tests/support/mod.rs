@@ -11,7 +11,10 @@ use std::time::{Duration, Instant};
 use attache_control_plane::{Admin, Config as CpConfig, ControlPlane};
 use attache_edge_worker::{Config as WorkerConfig, EdgeWorker};
 use attache_sandbox::Sandbox;
+use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_util::sync::CancellationToken;
 
 pub const HEARTBEAT: Duration = Duration::from_millis(200);
@@ -144,11 +147,16 @@ impl Cluster {
             .arg("--chromium")
             .arg(chromium())
             .env("ATTACHE_JOIN_TOKEN", self.token().await)
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", "info,chromiumoxide=off,quinn=warn")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(dir.join("worker.log")).unwrap())
             .process_group(0)
             .spawn()
             .expect("attache binary runs");
-        WorkerProcess { child }
+        WorkerProcess {
+            child,
+            killed: false,
+        }
     }
 
     pub async fn tenant(&self, name: &str) -> Api {
@@ -195,14 +203,18 @@ impl Drop for Cluster {
 
 pub struct WorkerProcess {
     child: Child,
+    killed: bool,
 }
 
 impl WorkerProcess {
     /// SIGKILL to the whole process group: no goodbye, no cleanup.
     pub fn kill(&mut self) {
+        if std::mem::replace(&mut self.killed, true) {
+            return;
+        }
         let pgid = self.child.id() as i32;
         let _ = Command::new("kill")
-            .arg("-KILL")
+            .args(["-s", "KILL", "--"])
             .arg(format!("-{pgid}"))
             .status();
         let _ = self.child.wait();
@@ -322,4 +334,55 @@ pub fn statuses(bot: &Value) -> Vec<String> {
         .iter()
         .map(|e| e["status"].as_str().unwrap().to_string())
         .collect()
+}
+
+/// Subscribes to a bot's events over graphql-transport-ws and collects the
+/// statuses until the server completes the stream.
+pub async fn subscribe(
+    api: &Api,
+    bot_id: &str,
+) -> tokio::task::JoinHandle<Result<Vec<String>, Value>> {
+    let url = api.http.replace("http://", "ws://") + "/graphql/ws";
+    let mut req = url.into_client_request().unwrap();
+    req.headers_mut().insert(
+        "Sec-WebSocket-Protocol",
+        "graphql-transport-ws".parse().unwrap(),
+    );
+    let (mut ws, _) = tokio_tungstenite::connect_async(req)
+        .await
+        .expect("websocket");
+    let init = json!({ "type": "connection_init", "payload": { "Authorization": format!("Bearer {}", api.key) } });
+    ws.send(Message::text(init.to_string())).await.unwrap();
+    let ack: Value = match ws.next().await.unwrap().unwrap() {
+        Message::Text(t) => serde_json::from_str(&t).unwrap(),
+        other => panic!("unexpected {other:?}"),
+    };
+    assert_eq!(ack["type"], "connection_ack", "{ack}");
+    let sub = json!({
+        "id": "1", "type": "subscribe",
+        "payload": { "query": "subscription($id: ID!) { botEvents(botId: $id) { status reason } }", "variables": { "id": bot_id } }
+    });
+    ws.send(Message::text(sub.to_string())).await.unwrap();
+    tokio::spawn(async move {
+        let mut seen = Vec::new();
+        while let Some(Ok(msg)) = ws.next().await {
+            let Message::Text(t) = msg else { continue };
+            let v: Value = serde_json::from_str(&t).unwrap();
+            match v["type"].as_str() {
+                Some("next") if v["payload"].get("errors").is_some() => {
+                    return Err(v["payload"]["errors"].clone());
+                }
+                Some("next") => seen.push(
+                    v["payload"]["data"]["botEvents"]["status"]
+                        .as_str()
+                        .unwrap()
+                        .to_string(),
+                ),
+                Some("complete") => break,
+                Some("error") => return Err(v["payload"].clone()),
+                _ => {}
+            }
+        }
+        Ok(seen)
+    })
 }
