@@ -1,0 +1,171 @@
+//! The fleet link from a worker's side, spoken by hand: enrollment rules,
+//! mutual TLS, and garbage from a worker that must be refused without
+//! hurting the control plane.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use attache_edge_worker::EdgeWorker;
+use attache_protocol::{ALPN_FLEET, ControlMsg, ErrorCode, PROTOCOL_VERSION, ResultBody, ResultFrame, WorkerMsg, BotStatus, read_frame, write_frame};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use support::*;
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// A QUIC client speaking the fleet ALPN with an enrolled worker's files,
+/// or with no client certificate at all.
+async fn dial(cluster: &Cluster, identity: Option<&std::path::Path>, ca_dir: &std::path::Path) -> quinn::Connection {
+    let ca = CertificateDer::from_pem_file(ca_dir.join("fleet-ca.pem")).unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca).unwrap();
+    let builder = rustls::ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .unwrap()
+        .with_root_certificates(roots);
+    let mut tls = match identity {
+        Some(dir) => builder
+            .with_client_auth_cert(
+                vec![CertificateDer::from_pem_file(dir.join("worker.pem")).unwrap()],
+                PrivateKeyDer::from_pem_file(dir.join("worker.key")).unwrap(),
+            )
+            .unwrap(),
+        None => builder.with_no_client_auth(),
+    };
+    tls.alpn_protocols = vec![ALPN_FLEET.to_vec()];
+    let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls).unwrap();
+    let mut ep = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+    ep.set_default_client_config(quinn::ClientConfig::new(Arc::new(crypto)));
+    ep.connect(cluster.quic, "localhost").unwrap().await.expect("handshake")
+}
+
+async fn closed_with(conn: &quinn::Connection) -> u64 {
+    let err = tokio::time::timeout(Duration::from_secs(5), conn.closed()).await.expect("closed by the server");
+    match err {
+        quinn::ConnectionError::ApplicationClosed(c) => c.error_code.into_inner(),
+        other => panic!("expected an application close, got {other:?}"),
+    }
+}
+
+async fn enrolled(cluster: &Cluster) -> std::path::PathBuf {
+    let dir = temp_dir("raw-worker");
+    let mut wc = cluster.worker_config(dir.clone());
+    wc.join_token = Some(cluster.token().await);
+    EdgeWorker::build(wc).await.expect("enrolls");
+    dir
+}
+
+async fn hello(conn: &quinn::Connection) -> (quinn::SendStream, quinn::RecvStream) {
+    let (mut send, mut recv) = conn.open_bi().await.unwrap();
+    let msg = WorkerMsg::Hello { protocol_version: PROTOCOL_VERSION, software_version: "test".into(), capacity: 1, bots: vec![] };
+    write_frame(&mut send, &msg).await.unwrap();
+    match read_frame::<ControlMsg, _>(&mut recv).await.unwrap() {
+        Some(ControlMsg::Welcome { region, .. }) => assert_eq!(region, "local"),
+        other => panic!("expected welcome, got {other:?}"),
+    }
+    (send, recv)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn join_tokens_enroll_once_and_pin_the_control_plane() {
+    let cluster = Cluster::start().await;
+    let token = cluster.token().await;
+    let mut wc = cluster.worker_config(temp_dir("w1"));
+    wc.join_token = Some(token.clone());
+    let w = EdgeWorker::build(wc).await.expect("first use enrolls");
+    assert!(w.worker_id().starts_with("w-"));
+
+    let mut again = cluster.worker_config(temp_dir("w2"));
+    again.join_token = Some(token.clone());
+    let err = EdgeWorker::build(again).await.err().expect("a spent token is refused");
+    assert!(err.to_string().contains("UNAUTHENTICATED"), "{err}");
+
+    let mut wrong_secret = cluster.worker_config(temp_dir("w3"));
+    let parts: Vec<&str> = token.split('_').collect();
+    wrong_secret.join_token = Some(format!("ajt_{}_{}_{}", parts[1], "0".repeat(64), parts[3]));
+    assert!(EdgeWorker::build(wrong_secret).await.is_err());
+
+    let mut wrong_ca = cluster.worker_config(temp_dir("w4"));
+    let fresh = cluster.token().await;
+    let p: Vec<&str> = fresh.split('_').collect();
+    wrong_ca.join_token = Some(format!("ajt_{}_{}_{}", p[1], p[2], "a".repeat(64)));
+    let err = EdgeWorker::build(wrong_ca).await.err().expect("an unpinned control plane is not trusted");
+    assert!(err.to_string().contains("fleet CA does not match"), "{err}");
+    // The token was not spent by the refused attempt: it still enrolls.
+    let mut ok = cluster.worker_config(temp_dir("w5"));
+    ok.join_token = Some(fresh);
+    EdgeWorker::build(ok).await.expect("token still valid");
+
+    let mut garbage = cluster.worker_config(temp_dir("w6"));
+    garbage.join_token = Some("hello".into());
+    assert!(EdgeWorker::build(garbage).await.is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_from_a_worker_is_refused_and_the_service_keeps_serving() {
+    let cluster = Cluster::start().await;
+    let id = enrolled(&cluster).await;
+
+    // No certificate: the fleet ALPN refuses the connection.
+    let anon = dial(&cluster, None, &id).await;
+    let _ = anon.open_bi().await.map(|(mut s, _)| async move { s.write_all(b"hi").await });
+    assert_eq!(closed_with(&anon).await, ErrorCode::Unauthenticated.quic_code() as u64);
+
+    // Garbage instead of a hello.
+    let conn = dial(&cluster, Some(&id), &id).await;
+    let (mut send, _recv) = conn.open_bi().await.unwrap();
+    send.write_all(&[0, 0, 0, 5, 0xff, 0xfe, 0xfd, 0xfc, 0xfb]).await.unwrap();
+    assert_eq!(closed_with(&conn).await, ErrorCode::ProtocolViolation.quic_code() as u64);
+
+    // A 4 GiB length prefix after a valid hello.
+    let conn = dial(&cluster, Some(&id), &id).await;
+    let (mut send, _recv) = hello(&conn).await;
+    send.write_all(&u32::MAX.to_be_bytes()).await.unwrap();
+    assert_eq!(closed_with(&conn).await, ErrorCode::ProtocolViolation.quic_code() as u64);
+
+    // Garbage on a result stream stops that stream only.
+    let conn = dial(&cluster, Some(&id), &id).await;
+    let (mut send, mut recv) = hello(&conn).await;
+    let mut results = conn.open_uni().await.unwrap();
+    results.write_all(&[0, 0, 0, 3, 1, 2, 3]).await.unwrap();
+    let stopped = tokio::time::timeout(Duration::from_secs(5), results.stopped()).await.unwrap().unwrap();
+    assert_eq!(stopped.map(|c| c.into_inner()), Some(ErrorCode::ProtocolViolation.quic_code() as u64));
+
+    // A well-formed result for a bot this worker holds no lease on is
+    // refused with a cancel, and nothing is stored.
+    let stranger = uuid_v4();
+    let mut results = conn.open_uni().await.unwrap();
+    let frame = ResultFrame {
+        bot_id: stranger,
+        generation: 1,
+        seq: 1,
+        at_ms: 0,
+        body: ResultBody::Status { status: BotStatus::InCall, reason: None, detail: None },
+    };
+    write_frame(&mut results, &frame).await.unwrap();
+    let reply = tokio::time::timeout(Duration::from_secs(5), read_frame::<ControlMsg, _>(&mut recv)).await.unwrap().unwrap();
+    assert_eq!(reply, Some(ControlMsg::Cancel { bot_id: stranger, generation: 1 }));
+
+    // The link itself is still up: heartbeats are taken.
+    let hb = WorkerMsg::Heartbeat { load: Default::default(), bots: vec![] };
+    write_frame(&mut send, &hb).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(conn.close_reason().is_none(), "still connected: {:?}", conn.close_reason());
+
+    let metrics = cluster.metrics().await;
+    assert!(metrics.contains("attache_control_plane_fleet_frames_rejected_total{reason=\"malformed\"} 1"), "{metrics}");
+    assert!(metrics.contains("attache_control_plane_fleet_frames_rejected_total{reason=\"PROTOCOL_VIOLATION\"} 2"), "{metrics}");
+    assert!(metrics.contains("attache_control_plane_fleet_frames_rejected_total{reason=\"stale\"} 1"), "{metrics}");
+
+    // And the API never noticed.
+    let api = cluster.tenant("acme").await;
+    assert_eq!(api.bot_count().await, 0);
+}
+
+fn uuid_v4() -> uuid::Uuid {
+    uuid::Uuid::new_v4()
+}
