@@ -50,7 +50,8 @@ async fn bot_joins_waits_is_admitted_and_ends_with_the_meeting() {
     let live = tokio::time::timeout(Duration::from_secs(10), sub)
         .await
         .expect("subscription completes")
-        .unwrap();
+        .unwrap()
+        .expect("no subscription error");
     assert_eq!(live, want, "subscription");
 
     let metrics = cluster.metrics().await;

@@ -76,6 +76,8 @@ impl Transition {
     }
 }
 
+// Returned once per move and consumed at once; boxing would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub(crate) enum Applied {
     /// The bot moved; here it is, with the event that records the move.

@@ -115,16 +115,16 @@ impl BotStatus {
         if self.is_final() {
             return Err(TransitionError::Final(self));
         }
-        let allowed = match (self, to) {
-            (_, Ended | Failed) => true,
-            (Queued, Dispatched) => true,
-            (Dispatched | Joining | WaitingRoom, Queued) => true,
-            (Dispatched, Joining | WaitingRoom | InCall | Leaving) => true,
-            (Joining, WaitingRoom | InCall | Leaving) => true,
-            (WaitingRoom, InCall | Leaving) => true,
-            (InCall, Leaving) => true,
-            _ => false,
-        };
+        let allowed = matches!(
+            (self, to),
+            (_, Ended | Failed)
+                | (Queued, Dispatched)
+                | (Dispatched | Joining | WaitingRoom, Queued)
+                | (Dispatched, Joining | WaitingRoom | InCall | Leaving)
+                | (Joining, WaitingRoom | InCall | Leaving)
+                | (WaitingRoom, InCall | Leaving)
+                | (InCall, Leaving)
+        );
         if !allowed {
             return Err(TransitionError::NotAllowed { from: self, to });
         }

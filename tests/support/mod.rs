@@ -54,14 +54,9 @@ pub struct Cluster {
     workers: Vec<CancellationToken>,
 }
 
+#[derive(Default)]
 pub struct Options {
     pub database_url: Option<String>,
-}
-
-impl Default for Options {
-    fn default() -> Self {
-        Options { database_url: None }
-    }
 }
 
 impl Cluster {
