@@ -8,7 +8,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use attache_edge_worker::EdgeWorker;
-use attache_protocol::{ALPN_FLEET, ControlMsg, ErrorCode, PROTOCOL_VERSION, ResultBody, ResultFrame, WorkerMsg, BotStatus, read_frame, write_frame};
+use attache_protocol::{
+    ALPN_FLEET, BotStatus, ControlMsg, ErrorCode, PROTOCOL_VERSION, ResultBody, ResultFrame,
+    WorkerMsg, read_frame, write_frame,
+};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use support::*;
@@ -19,7 +22,11 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
 
 /// A QUIC client speaking the fleet ALPN with an enrolled worker's files,
 /// or with no client certificate at all.
-async fn dial(cluster: &Cluster, identity: Option<&std::path::Path>, ca_dir: &std::path::Path) -> quinn::Connection {
+async fn dial(
+    cluster: &Cluster,
+    identity: Option<&std::path::Path>,
+    ca_dir: &std::path::Path,
+) -> quinn::Connection {
     let ca = CertificateDer::from_pem_file(ca_dir.join("fleet-ca.pem")).unwrap();
     let mut roots = rustls::RootCertStore::empty();
     roots.add(ca).unwrap();
@@ -40,11 +47,16 @@ async fn dial(cluster: &Cluster, identity: Option<&std::path::Path>, ca_dir: &st
     let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls).unwrap();
     let mut ep = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
     ep.set_default_client_config(quinn::ClientConfig::new(Arc::new(crypto)));
-    ep.connect(cluster.quic, "localhost").unwrap().await.expect("handshake")
+    ep.connect(cluster.quic, "localhost")
+        .unwrap()
+        .await
+        .expect("handshake")
 }
 
 async fn closed_with(conn: &quinn::Connection) -> u64 {
-    let err = tokio::time::timeout(Duration::from_secs(5), conn.closed()).await.expect("closed by the server");
+    let err = tokio::time::timeout(Duration::from_secs(5), conn.closed())
+        .await
+        .expect("closed by the server");
     match err {
         quinn::ConnectionError::ApplicationClosed(c) => c.error_code.into_inner(),
         other => panic!("expected an application close, got {other:?}"),
@@ -61,7 +73,12 @@ async fn enrolled(cluster: &Cluster) -> std::path::PathBuf {
 
 async fn hello(conn: &quinn::Connection) -> (quinn::SendStream, quinn::RecvStream) {
     let (mut send, mut recv) = conn.open_bi().await.unwrap();
-    let msg = WorkerMsg::Hello { protocol_version: PROTOCOL_VERSION, software_version: "test".into(), capacity: 1, bots: vec![] };
+    let msg = WorkerMsg::Hello {
+        protocol_version: PROTOCOL_VERSION,
+        software_version: "test".into(),
+        capacity: 1,
+        bots: vec![],
+    };
     write_frame(&mut send, &msg).await.unwrap();
     match read_frame::<ControlMsg, _>(&mut recv).await.unwrap() {
         Some(ControlMsg::Welcome { region, .. }) => assert_eq!(region, "local"),
@@ -81,7 +98,10 @@ async fn join_tokens_enroll_once_and_pin_the_control_plane() {
 
     let mut again = cluster.worker_config(temp_dir("w2"));
     again.join_token = Some(token.clone());
-    let err = EdgeWorker::build(again).await.err().expect("a spent token is refused");
+    let err = EdgeWorker::build(again)
+        .await
+        .err()
+        .expect("a spent token is refused");
     assert!(err.to_string().contains("UNAUTHENTICATED"), "{err}");
 
     let mut wrong_secret = cluster.worker_config(temp_dir("w3"));
@@ -93,7 +113,10 @@ async fn join_tokens_enroll_once_and_pin_the_control_plane() {
     let fresh = cluster.token().await;
     let p: Vec<&str> = fresh.split('_').collect();
     wrong_ca.join_token = Some(format!("ajt_{}_{}_{}", p[1], p[2], "a".repeat(64)));
-    let err = EdgeWorker::build(wrong_ca).await.err().expect("an unpinned control plane is not trusted");
+    let err = EdgeWorker::build(wrong_ca)
+        .await
+        .err()
+        .expect("an unpinned control plane is not trusted");
     assert!(err.to_string().contains("fleet CA does not match"), "{err}");
     // The token was not spent by the refused attempt: it still enrolls.
     let mut ok = cluster.worker_config(temp_dir("w5"));
@@ -112,28 +135,48 @@ async fn garbage_from_a_worker_is_refused_and_the_service_keeps_serving() {
 
     // No certificate: the fleet ALPN refuses the connection.
     let anon = dial(&cluster, None, &id).await;
-    let _ = anon.open_bi().await.map(|(mut s, _)| async move { s.write_all(b"hi").await });
-    assert_eq!(closed_with(&anon).await, ErrorCode::Unauthenticated.quic_code() as u64);
+    let _ = anon
+        .open_bi()
+        .await
+        .map(|(mut s, _)| async move { s.write_all(b"hi").await });
+    assert_eq!(
+        closed_with(&anon).await,
+        ErrorCode::Unauthenticated.quic_code() as u64
+    );
 
     // Garbage instead of a hello.
     let conn = dial(&cluster, Some(&id), &id).await;
     let (mut send, _recv) = conn.open_bi().await.unwrap();
-    send.write_all(&[0, 0, 0, 5, 0xff, 0xfe, 0xfd, 0xfc, 0xfb]).await.unwrap();
-    assert_eq!(closed_with(&conn).await, ErrorCode::ProtocolViolation.quic_code() as u64);
+    send.write_all(&[0, 0, 0, 5, 0xff, 0xfe, 0xfd, 0xfc, 0xfb])
+        .await
+        .unwrap();
+    assert_eq!(
+        closed_with(&conn).await,
+        ErrorCode::ProtocolViolation.quic_code() as u64
+    );
 
     // A 4 GiB length prefix after a valid hello.
     let conn = dial(&cluster, Some(&id), &id).await;
     let (mut send, _recv) = hello(&conn).await;
     send.write_all(&u32::MAX.to_be_bytes()).await.unwrap();
-    assert_eq!(closed_with(&conn).await, ErrorCode::ProtocolViolation.quic_code() as u64);
+    assert_eq!(
+        closed_with(&conn).await,
+        ErrorCode::ProtocolViolation.quic_code() as u64
+    );
 
     // Garbage on a result stream stops that stream only.
     let conn = dial(&cluster, Some(&id), &id).await;
     let (mut send, mut recv) = hello(&conn).await;
     let mut results = conn.open_uni().await.unwrap();
     results.write_all(&[0, 0, 0, 3, 1, 2, 3]).await.unwrap();
-    let stopped = tokio::time::timeout(Duration::from_secs(5), results.stopped()).await.unwrap().unwrap();
-    assert_eq!(stopped.map(|c| c.into_inner()), Some(ErrorCode::ProtocolViolation.quic_code() as u64));
+    let stopped = tokio::time::timeout(Duration::from_secs(5), results.stopped())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        stopped.map(|c| c.into_inner()),
+        Some(ErrorCode::ProtocolViolation.quic_code() as u64)
+    );
 
     // A well-formed result for a bot this worker holds no lease on is
     // refused with a cancel, and nothing is stored.
@@ -144,22 +187,57 @@ async fn garbage_from_a_worker_is_refused_and_the_service_keeps_serving() {
         generation: 1,
         seq: 1,
         at_ms: 0,
-        body: ResultBody::Status { status: BotStatus::InCall, reason: None, detail: None },
+        body: ResultBody::Status {
+            status: BotStatus::InCall,
+            reason: None,
+            detail: None,
+        },
     };
     write_frame(&mut results, &frame).await.unwrap();
-    let reply = tokio::time::timeout(Duration::from_secs(5), read_frame::<ControlMsg, _>(&mut recv)).await.unwrap().unwrap();
-    assert_eq!(reply, Some(ControlMsg::Cancel { bot_id: stranger, generation: 1 }));
+    let reply = tokio::time::timeout(
+        Duration::from_secs(5),
+        read_frame::<ControlMsg, _>(&mut recv),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(
+        reply,
+        Some(ControlMsg::Cancel {
+            bot_id: stranger,
+            generation: 1
+        })
+    );
 
     // The link itself is still up: heartbeats are taken.
-    let hb = WorkerMsg::Heartbeat { load: Default::default(), bots: vec![] };
+    let hb = WorkerMsg::Heartbeat {
+        load: Default::default(),
+        bots: vec![],
+    };
     write_frame(&mut send, &hb).await.unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(conn.close_reason().is_none(), "still connected: {:?}", conn.close_reason());
+    assert!(
+        conn.close_reason().is_none(),
+        "still connected: {:?}",
+        conn.close_reason()
+    );
 
     let metrics = cluster.metrics().await;
-    assert!(metrics.contains("attache_control_plane_fleet_frames_rejected_total{reason=\"malformed\"} 1"), "{metrics}");
-    assert!(metrics.contains("attache_control_plane_fleet_frames_rejected_total{reason=\"PROTOCOL_VIOLATION\"} 2"), "{metrics}");
-    assert!(metrics.contains("attache_control_plane_fleet_frames_rejected_total{reason=\"stale\"} 1"), "{metrics}");
+    assert!(
+        metrics
+            .contains("attache_control_plane_fleet_frames_rejected_total{reason=\"malformed\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(
+            "attache_control_plane_fleet_frames_rejected_total{reason=\"PROTOCOL_VIOLATION\"} 2"
+        ),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("attache_control_plane_fleet_frames_rejected_total{reason=\"stale\"} 1"),
+        "{metrics}"
+    );
 
     // And the API never noticed.
     let api = cluster.tenant("acme").await;

@@ -28,18 +28,31 @@ async fn a_bot_lives_its_whole_life_on_postgres() {
     // Migrating twice is a no-op the second time.
     let mut cp = attache_control_plane::Config::local(temp_dir("pg-migrate"));
     cp.database_url = Some(url.clone());
-    attache_control_plane::Admin::open(&cp).await.expect("migrates");
-    attache_control_plane::Admin::open(&cp).await.expect("migrates again");
+    attache_control_plane::Admin::open(&cp)
+        .await
+        .expect("migrates");
+    attache_control_plane::Admin::open(&cp)
+        .await
+        .expect("migrates again");
 
-    let mut cluster = Cluster::start_with(Options { database_url: Some(url) }).await;
+    let mut cluster = Cluster::start_with(Options {
+        database_url: Some(url),
+    })
+    .await;
     cluster.add_worker(2).await;
     let suffix = std::process::id();
     let a = cluster.tenant(&format!("pg-a-{suffix}")).await;
     let b = cluster.tenant(&format!("pg-b-{suffix}")).await;
-    let id = a.create_bot(&cluster.meeting("pg", "admission=open"), "Postgres Bot").await;
+    let id = a
+        .create_bot(&cluster.meeting("pg", "admission=open"), "Postgres Bot")
+        .await;
     a.wait_status(&id, "IN_CALL", Duration::from_secs(30)).await;
     assert_eq!(
-        b.error_code("query($id: ID!) { bot(id: $id) { id } }", json!({ "id": id })).await,
+        b.error_code(
+            "query($id: ID!) { bot(id: $id) { id } }",
+            json!({ "id": id })
+        )
+        .await,
         "NOT_FOUND"
     );
     a.leave(&id).await;
@@ -47,14 +60,27 @@ async fn a_bot_lives_its_whole_life_on_postgres() {
     assert_eq!(bot["statusReason"], "LEAVE_REQUESTED");
     assert_eq!(
         statuses(&bot),
-        ["QUEUED", "DISPATCHED", "JOINING", "IN_CALL", "LEAVING", "ENDED"]
+        [
+            "QUEUED",
+            "DISPATCHED",
+            "JOINING",
+            "IN_CALL",
+            "LEAVING",
+            "ENDED"
+        ]
     );
     let page = a
-        .gql("{ bots(first: 1, status: ENDED) { totalCount edges { node { id } } } }", json!({}))
+        .gql(
+            "{ bots(first: 1, status: ENDED) { totalCount edges { node { id } } } }",
+            json!({}),
+        )
         .await;
     assert_eq!(page["bots"]["totalCount"], 1);
     assert_eq!(page["bots"]["edges"][0]["node"]["id"], id.as_str());
     // Creating the same tenant twice is refused by name, on any backend.
-    let again = cluster.admin.create_tenant(&format!("pg-a-{suffix}"), "local").await;
+    let again = cluster
+        .admin
+        .create_tenant(&format!("pg-a-{suffix}"), "local")
+        .await;
     assert!(again.is_err());
 }
