@@ -89,11 +89,7 @@ async fn dispatch_once(state: &AppState) -> Result<(), StoreError> {
             Ok(Applied::Moved(leased, ev)) => {
                 let due_since = leased.join_at.max(leased.created_at);
                 let waited = (ev.at - due_since).num_milliseconds().max(0) as f64 / 1000.0;
-                state
-                    .metrics
-                    .dispatch_latency
-                    .with_label_values(&[&leased.region])
-                    .observe(waited);
+                state.metrics.dispatch_latency.observe(waited);
                 state
                     .metrics
                     .transitions
@@ -134,10 +130,11 @@ mod tests {
         let active = |pairs: &[(&str, u32)]| -> HashMap<String, u32> {
             pairs.iter().map(|(k, v)| (k.to_string(), *v)).collect()
         };
-        let table: [(&str, HashMap<String, u32>, Option<&str>); 6] = [
+        let table: [(&str, HashMap<String, u32>, Option<&str>); 7] = [
             ("eu", active(&[]), Some("b")),
             ("eu", active(&[("b", 3)]), Some("a")),
-            ("eu", active(&[("b", 2)]), Some("b")),
+            ("eu", active(&[("b", 2)]), Some("a")),
+            ("eu", active(&[("b", 1)]), Some("b")),
             ("eu", active(&[("a", 2), ("b", 4)]), None),
             ("us", active(&[("c", 7)]), Some("c")),
             ("ap", active(&[]), None),

@@ -2,8 +2,9 @@
 //! `attache_control_plane_<subsystem>_<name>`. Labels are bounded: statuses
 //! and reasons, never tenants or bots.
 
+use attache_protocol::{BotStatus, ErrorCode};
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    Encoder, Histogram, HistogramOpts, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
     TextEncoder,
 };
 
@@ -12,7 +13,7 @@ pub(crate) struct Metrics {
     registry: Registry,
     pub bots: IntGaugeVec,
     pub transitions: IntCounterVec,
-    pub dispatch_latency: HistogramVec,
+    pub dispatch_latency: Histogram,
     pub workers_connected: IntGauge,
     pub quic_connections: IntGauge,
     pub frames_received: IntCounterVec,
@@ -37,7 +38,7 @@ impl Metrics {
             &["status"],
         )
         .expect("metric");
-        let dispatch_latency = HistogramVec::new(
+        let dispatch_latency = Histogram::with_opts(
             HistogramOpts::new(
                 "attache_control_plane_dispatch_latency_seconds",
                 "From a bot becoming due to its lease being granted",
@@ -45,7 +46,6 @@ impl Metrics {
             .buckets(vec![
                 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
             ]),
-            &["region"],
         )
         .expect("metric");
         let workers_connected = IntGauge::new(
@@ -102,6 +102,25 @@ impl Metrics {
             Box::new(api_errors.clone()),
         ] {
             registry.register(c).expect("unique metric");
+        }
+        // Every series exists from the start, at zero, so dashboards and
+        // alerts see a value rather than nothing.
+        for s in BotStatus::ALL {
+            bots.with_label_values(&[s.as_str()]);
+            transitions.with_label_values(&[s.as_str()]);
+        }
+        for s in ["control", "results"] {
+            frames_received.with_label_values(&[s]);
+        }
+        for r in ["malformed", "stale", "unpersisted", "enroll_malformed"] {
+            frames_rejected.with_label_values(&[r]);
+        }
+        for c in ErrorCode::ALL {
+            frames_rejected.with_label_values(&[c.as_str()]);
+            api_errors.with_label_values(&[c.as_str()]);
+        }
+        for o in ["requeued", "failed"] {
+            leases_expired.with_label_values(&[o]);
         }
         Metrics {
             registry,
