@@ -196,3 +196,33 @@ async fn declare_huge_body(http: &str, key: &str, len: usize) -> u16 {
     let line = String::from_utf8_lossy(&buf[..n]);
     line.split_whitespace().nth(1).unwrap().parse().unwrap()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bot_creation_is_rate_limited_per_tenant() {
+    let cluster = Cluster::start_with(Options {
+        create_bot_limit: Some((1, 3)),
+        ..Default::default()
+    })
+    .await;
+    let noisy = cluster.tenant("noisy").await;
+    let quiet = cluster.tenant("quiet").await;
+    for i in 0..3 {
+        noisy
+            .create_bot(&cluster.meeting(&format!("r{i}"), ""), "Bot")
+            .await;
+    }
+    let create = "mutation($u: String!) { createBot(input: {meetingUrl: $u}) { id } }";
+    let (_, body) = noisy
+        .raw(create, json!({ "u": cluster.meeting("r4", "") }))
+        .await;
+    let err = &body["errors"][0];
+    assert_eq!(err["extensions"]["code"], "RATE_LIMITED", "{body}");
+    assert!(err["extensions"]["retryAfterSeconds"].as_u64().unwrap() >= 1);
+    assert_eq!(noisy.bot_count().await, 3, "the refused bot was not stored");
+    quiet.create_bot(&cluster.meeting("q", ""), "Bot").await;
+    let metrics = cluster.metrics().await;
+    assert!(
+        metrics.contains("attache_control_plane_api_errors_total{code=\"RATE_LIMITED\"} 1"),
+        "{metrics}"
+    );
+}

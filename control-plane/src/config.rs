@@ -26,6 +26,9 @@ pub struct Config {
     pub dispatch_interval: Duration,
     pub max_body_bytes: usize,
     pub default_limits: SessionLimits,
+    /// Per tenant: bots created per minute (sustained) and in one burst.
+    pub create_bot_per_minute: u32,
+    pub create_bot_burst: u32,
     /// Refuse dev fallbacks (SQLite, self-signed fleet CA in the data dir)
     /// unless `allow_dev_fallbacks` says otherwise.
     pub production: bool,
@@ -47,6 +50,8 @@ impl Config {
             dispatch_interval: Duration::from_secs(1),
             max_body_bytes: 256 * 1024,
             default_limits: SessionLimits::default(),
+            create_bot_per_minute: 120,
+            create_bot_burst: 60,
             production: false,
             allow_dev_fallbacks: true,
         }

@@ -604,3 +604,183 @@ impl Scoped<'_> {
             .await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn store_with_bot() -> (Store, String) {
+        let store = Store::open("sqlite::memory:").await.unwrap();
+        store.migrate().await.unwrap();
+        store
+            .insert_tenant(tenant::Model {
+                id: "t1".into(),
+                name: "acme".into(),
+                region: "local".into(),
+                created_at: now(),
+            })
+            .await
+            .unwrap();
+        let b = store
+            .scoped("t1")
+            .insert_bot(bot::Model {
+                id: "b1".into(),
+                tenant_id: "t1".into(),
+                region: "local".into(),
+                meeting_url: "https://meet.google.com/abc-defg-hij".into(),
+                platform: "GOOGLE_MEET".into(),
+                bot_name: "Bot".into(),
+                status: "QUEUED".into(),
+                status_reason: None,
+                join_at: now(),
+                join_timeout_ms: 1,
+                lobby_timeout_ms: 1,
+                max_duration_ms: 1,
+                worker_id: None,
+                lease_generation: 0,
+                last_result_seq: 0,
+                leave_requested: false,
+                created_at: now(),
+                updated_at: now(),
+                ended_at: None,
+            })
+            .await
+            .unwrap();
+        (store, b.id)
+    }
+
+    fn lease(bot: &str, worker: &str, generation: i64) -> Transition {
+        let mut t = Transition::new(bot, BotStatus::Dispatched, None);
+        t.expect_status = Some(BotStatus::Queued);
+        t.expect_generation = Some(generation);
+        t.lease_to = Some(worker.into());
+        t
+    }
+
+    fn report(
+        bot: &str,
+        generation: i64,
+        seq: i64,
+        to: BotStatus,
+        reason: Option<StatusReason>,
+    ) -> Transition {
+        let mut t = Transition::new(bot, to, reason);
+        t.expect_generation = Some(generation);
+        t.result_seq = Some(seq);
+        t
+    }
+
+    #[tokio::test]
+    async fn only_one_of_two_racing_leases_wins() {
+        let (store, id) = store_with_bot().await;
+        let (a, b) = tokio::join!(
+            store.transition(lease(&id, "w-a", 0)),
+            store.transition(lease(&id, "w-b", 0))
+        );
+        let wins = [&a, &b]
+            .iter()
+            .filter(|r| matches!(r, Ok(Applied::Moved(..))))
+            .count();
+        assert_eq!(wins, 1, "{a:?} {b:?}");
+        let bot = store.bot(&id).await.unwrap().unwrap();
+        assert_eq!(bot.lease_generation, 1);
+        assert_eq!(bot.status, "DISPATCHED");
+    }
+
+    #[tokio::test]
+    async fn results_are_applied_once_in_order_and_stale_ones_refused() {
+        let (store, id) = store_with_bot().await;
+        store.transition(lease(&id, "w-a", 0)).await.unwrap();
+        let joining = store
+            .transition(report(&id, 1, 1, BotStatus::Joining, None))
+            .await
+            .unwrap();
+        assert!(matches!(joining, Applied::Moved(..)));
+        // The same frame again: acknowledged, not stored twice.
+        let again = store
+            .transition(report(&id, 1, 1, BotStatus::Joining, None))
+            .await
+            .unwrap();
+        assert!(matches!(again, Applied::Duplicate));
+        // A gap means a lost frame: refused, so the worker replays.
+        let gap = store
+            .transition(report(&id, 1, 3, BotStatus::InCall, None))
+            .await;
+        assert!(
+            matches!(
+                gap,
+                Err(StoreError::Gap {
+                    expected: 2,
+                    got: 3
+                })
+            ),
+            "{gap:?}"
+        );
+        // An old generation is refused outright.
+        let stale = store
+            .transition(report(&id, 0, 2, BotStatus::InCall, None))
+            .await;
+        assert!(
+            matches!(stale, Err(StoreError::Stale { got: 0, current: 1 })),
+            "{stale:?}"
+        );
+        store
+            .transition(report(&id, 1, 2, BotStatus::InCall, None))
+            .await
+            .unwrap();
+        let events = store.scoped("t1").events(&id).await.unwrap();
+        let names: Vec<_> = events.iter().map(|e| e.status.as_str()).collect();
+        assert_eq!(names, ["QUEUED", "DISPATCHED", "JOINING", "IN_CALL"]);
+    }
+
+    #[tokio::test]
+    async fn a_frame_the_lifecycle_overtook_keeps_its_place_but_changes_nothing() {
+        let (store, id) = store_with_bot().await;
+        store.transition(lease(&id, "w-a", 0)).await.unwrap();
+        let mut fail = Transition::new(&id, BotStatus::Failed, Some(StatusReason::WorkerLost));
+        fail.expect_generation = Some(1);
+        store.transition(fail).await.unwrap();
+        let late = store
+            .transition(report(&id, 1, 1, BotStatus::InCall, None))
+            .await
+            .unwrap();
+        assert!(matches!(late, Applied::Unchanged));
+        let bot = store.bot(&id).await.unwrap().unwrap();
+        assert_eq!((bot.status.as_str(), bot.last_result_seq), ("FAILED", 1));
+    }
+
+    #[tokio::test]
+    async fn requeue_frees_the_worker_and_closes_the_lease() {
+        let (store, id) = store_with_bot().await;
+        store.transition(lease(&id, "w-a", 0)).await.unwrap();
+        let mut requeue = Transition::new(&id, BotStatus::Queued, None);
+        requeue.expect_generation = Some(1);
+        store.transition(requeue).await.unwrap();
+        let bot = store.bot(&id).await.unwrap().unwrap();
+        assert_eq!(bot.worker_id, None);
+        let l = lease::Entity::find().one(&store.db).await.unwrap().unwrap();
+        assert_eq!((l.generation, l.outcome.as_deref()), (1, Some("requeued")));
+        assert!(l.released_at.is_some());
+        // The next lease is a new generation.
+        store.transition(lease(&id, "w-b", 1)).await.unwrap();
+        assert_eq!(store.bot(&id).await.unwrap().unwrap().lease_generation, 2);
+    }
+
+    #[tokio::test]
+    async fn scoped_reads_never_cross_tenants() {
+        let (store, id) = store_with_bot().await;
+        assert!(store.scoped("t1").bot(&id).await.unwrap().is_some());
+        assert!(store.scoped("t2").bot(&id).await.unwrap().is_none());
+        assert!(store.scoped("t2").events(&id).await.unwrap().is_empty());
+        assert_eq!(store.scoped("t2").count_bots(None).await.unwrap(), 0);
+        assert!(
+            store
+                .scoped("t2")
+                .bots(10, None, None)
+                .await
+                .unwrap()
+                .bots
+                .is_empty()
+        );
+    }
+}

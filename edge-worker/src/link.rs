@@ -169,7 +169,7 @@ impl Worker {
                     let load = Load {
                         active_bots: self.sessions.active(),
                         capacity: self.config.capacity,
-                        rss_mib: 0,
+                        rss_mib: rss_mib(),
                     };
                     let hb = WorkerMsg::Heartbeat { load, bots: self.sessions.reports() };
                     write_frame(&mut send, &hb).await.map_err(|e| e.to_string())?;
@@ -269,9 +269,28 @@ impl Worker {
     }
 }
 
+/// This process's resident memory (the browser's is its own, for now).
+fn rss_mib() -> u32 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        })
+        .map_or(0, |kb| (kb / 1024) as u32)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reads_its_own_resident_memory() {
+        let ballast = std::hint::black_box(vec![1u8; 64 << 20]);
+        assert!(rss_mib() >= 64, "VmRSS is read from /proc");
+        drop(ballast);
+    }
 
     #[test]
     fn backoff_grows_is_capped_and_jittered() {

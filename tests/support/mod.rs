@@ -57,6 +57,8 @@ pub struct Cluster {
 #[derive(Default)]
 pub struct Options {
     pub database_url: Option<String>,
+    /// (per minute, burst) for createBot, per tenant.
+    pub create_bot_limit: Option<(u32, u32)>,
 }
 
 impl Cluster {
@@ -81,6 +83,10 @@ impl Cluster {
         c.dispatch_interval = Duration::from_millis(100);
         c.default_limits.lobby_timeout_ms = LOBBY_TIMEOUT.as_millis() as u64;
         c.default_limits.join_timeout_ms = 20_000;
+        if let Some((per_minute, burst)) = opts.create_bot_limit {
+            c.create_bot_per_minute = per_minute;
+            c.create_bot_burst = burst;
+        }
         let cp = ControlPlane::build(c).await.expect("control plane builds");
         let http = format!("http://{}", cp.http_addr());
         let quic = cp.quic_addr();

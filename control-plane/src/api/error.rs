@@ -13,6 +13,7 @@ pub(crate) enum ApiError {
     Forbidden,
     NotFound,
     BadInput(String),
+    RateLimited(std::time::Duration),
     Internal,
 }
 
@@ -23,6 +24,7 @@ impl ApiError {
             ApiError::Forbidden => "this key's role may not do that",
             ApiError::NotFound => "not found",
             ApiError::BadInput(m) => m,
+            ApiError::RateLimited(_) => "too many requests for this tenant; retry later",
             ApiError::Internal => "internal error",
         }
     }
@@ -33,6 +35,7 @@ impl ApiError {
             ApiError::Forbidden => ErrorCode::Forbidden,
             ApiError::NotFound => ErrorCode::NotFound,
             ApiError::BadInput(_) => ErrorCode::BadUserInput,
+            ApiError::RateLimited(_) => ErrorCode::RateLimited,
             ApiError::Internal => ErrorCode::Internal,
         }
     }
@@ -53,7 +56,16 @@ impl From<ApiError> for async_graphql::Error {
     fn from(e: ApiError) -> Self {
         use async_graphql::ErrorExtensions;
         let code = e.code().as_str();
-        async_graphql::Error::new(e.message()).extend_with(|_, ext| ext.set("code", code))
+        let retry_after = match e {
+            ApiError::RateLimited(d) => Some(d.as_secs_f64().ceil() as u64),
+            _ => None,
+        };
+        async_graphql::Error::new(e.message()).extend_with(|_, ext| {
+            ext.set("code", code);
+            if let Some(s) = retry_after {
+                ext.set("retryAfterSeconds", s);
+            }
+        })
     }
 }
 

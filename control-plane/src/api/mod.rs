@@ -2,6 +2,7 @@
 //! `/graphql/ws` (subscriptions), `/healthz`, `/readyz`, `/metrics`.
 
 mod error;
+mod limits;
 mod schema;
 
 use async_graphql::http::GraphiQLSource;
@@ -54,12 +55,31 @@ async fn graphql(State(api): State<Api>, headers: HeaderMap, req: GraphQLRequest
         Ok(p) => p,
         Err(e) => return auth_failure(&api, e),
     };
-    let resp: GraphQLResponse = api
-        .schema
-        .execute(req.into_inner().data(principal))
-        .await
-        .into();
-    resp.into_response()
+    let resp = api.schema.execute(req.into_inner().data(principal)).await;
+    for e in &resp.errors {
+        // Errors the executor raises itself (parse, validation, limits) carry
+        // no code of ours: they are the caller's input.
+        let code = e
+            .extensions
+            .as_ref()
+            .and_then(|x| x.get("code"))
+            .and_then(|v| match v {
+                async_graphql::Value::String(s) => Some(s.as_str()),
+                _ => None,
+            })
+            .unwrap_or("BAD_USER_INPUT");
+        if let Some(c) = attache_protocol::ErrorCode::ALL
+            .iter()
+            .find(|c| c.as_str() == code)
+        {
+            api.state
+                .metrics
+                .api_errors
+                .with_label_values(&[c.as_str()])
+                .inc();
+        }
+    }
+    GraphQLResponse::from(resp).into_response()
 }
 
 fn auth_failure(api: &Api, e: AuthError) -> Response {

@@ -26,7 +26,12 @@ const MAX_PAGE: i32 = 100;
 const MAX_JOIN_AHEAD_DAYS: i64 = 90;
 
 pub(crate) fn build_schema(state: AppState) -> AppSchema {
+    let limiter = super::limits::RateLimiter::new(
+        state.config.create_bot_per_minute,
+        state.config.create_bot_burst,
+    );
     Schema::build(QueryRoot, MutationRoot, SubscriptionRoot)
+        .data(limiter)
         .data(state)
         .limit_depth(12)
         .limit_complexity(500)
@@ -310,6 +315,9 @@ impl MutationRoot {
     /// the tenant's region when its join time comes.
     async fn create_bot(&self, ctx: &Context<'_>, input: CreateBotInput) -> Result<Bot> {
         let (state, principal, scoped) = guard(ctx, Action::CreateBot)?;
+        ctx.data_unchecked::<super::limits::RateLimiter>()
+            .take(&principal.tenant_id, std::time::Instant::now())
+            .map_err(ApiError::RateLimited)?;
         let (platform, url) = parse_meeting_url(&input.meeting_url, &state.config.sandbox_origins)
             .map_err(|e| ApiError::BadInput(format!("meetingUrl: {e}")))?;
         let bot_name = validate_bot_name(input.bot_name)?;

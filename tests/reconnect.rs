@@ -1,0 +1,97 @@
+//! The control plane restarts under a running bot: the worker reconnects
+//! with backoff, says which bots it runs, and the bot carries on; results
+//! from after the restart arrive through the new process.
+
+mod support;
+
+use std::time::Duration;
+
+use attache_control_plane::{Config, ControlPlane};
+use attache_edge_worker::EdgeWorker;
+use attache_sandbox::Sandbox;
+use support::*;
+use tokio_util::sync::CancellationToken;
+
+fn config(dir: &std::path::Path, sandbox: &str, quic: std::net::SocketAddr) -> Config {
+    let mut c = Config::local(dir);
+    c.http_addr = "127.0.0.1:0".parse().unwrap();
+    c.quic_addr = quic;
+    c.sandbox_origins = vec![sandbox.to_string()];
+    c.heartbeat_interval = HEARTBEAT;
+    c.worker_grace = GRACE;
+    c.dispatch_interval = Duration::from_millis(100);
+    c
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_bot_survives_a_control_plane_restart() {
+    let dir = temp_dir("restart");
+    let stop_all = CancellationToken::new();
+    let sandbox_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let sandbox = format!("http://{}", sandbox_listener.local_addr().unwrap());
+    tokio::spawn(Sandbox::new().serve(sandbox_listener, stop_all.clone()));
+
+    // First life of the control plane.
+    let cp = ControlPlane::build(config(&dir, &sandbox, "127.0.0.1:0".parse().unwrap()))
+        .await
+        .unwrap();
+    let quic = cp.quic_addr();
+    let admin = cp.admin();
+    let api = Api::new(
+        &format!("http://{}", cp.http_addr()),
+        &admin.create_tenant("acme", "local").await.unwrap().api_key,
+    );
+    let first_life = CancellationToken::new();
+    let first = tokio::spawn(cp.run(first_life.clone()));
+
+    let mut wc = attache_edge_worker::Config::new(quic.to_string(), temp_dir("restart-worker"));
+    wc.chromium = chromium();
+    wc.reconnect_min = Duration::from_millis(100);
+    wc.reconnect_max = Duration::from_millis(400);
+    wc.join_token = Some(
+        admin
+            .worker_token("local", Duration::from_secs(60))
+            .await
+            .unwrap()
+            .token,
+    );
+    let worker = EdgeWorker::build(wc).await.unwrap();
+    tokio::spawn(worker.run(stop_all.clone()));
+
+    let meeting = format!("{sandbox}/m/restart?admission=open");
+    let id = api.create_bot(&meeting, "Steady Bot").await;
+    api.wait_status(&id, "IN_CALL", Duration::from_secs(30))
+        .await;
+
+    // The control plane goes away, and comes back on the same fleet port
+    // and the same database.
+    first_life.cancel();
+    first.await.unwrap().unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let cp = ControlPlane::build(config(&dir, &sandbox, quic))
+        .await
+        .unwrap();
+    let api = Api::new(&format!("http://{}", cp.http_addr()), &api.key);
+    tokio::spawn(cp.run(stop_all.clone()));
+
+    // Well past the grace period the bot is still in the call: the worker
+    // reconnected and reported it.
+    tokio::time::sleep(GRACE + Duration::from_secs(2)).await;
+    assert_eq!(api.bot(&id).await["status"], "IN_CALL");
+
+    // What happens next reaches the new process.
+    let host = reqwest::Client::new();
+    let r = host
+        .post(format!("{sandbox}/api/meetings/restart/end"))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
+    let b = api.wait_status(&id, "ENDED", Duration::from_secs(30)).await;
+    assert_eq!(b["statusReason"], "MEETING_ENDED");
+    assert_eq!(
+        statuses(&b),
+        ["QUEUED", "DISPATCHED", "JOINING", "IN_CALL", "ENDED"]
+    );
+    stop_all.cancel();
+}
