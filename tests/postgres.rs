@@ -37,6 +37,7 @@ async fn a_bot_lives_its_whole_life_on_postgres() {
 
     let mut cluster = Cluster::start_with(Options {
         database_url: Some(url),
+        ..Default::default()
     })
     .await;
     cluster.add_worker(2).await;
