@@ -203,7 +203,7 @@ async fn garbage_from_a_worker_is_refused_and_the_service_keeps_serving() {
     .unwrap();
     assert_eq!(
         reply,
-        Some(ControlMsg::Cancel {
+        Some(ControlMsg::Revoke {
             bot_id: stranger,
             generation: 1
         })

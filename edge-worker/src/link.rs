@@ -217,12 +217,19 @@ impl Worker {
                     }),
                 }
             }
+            ControlMsg::Revoke { bot_id, generation } => {
+                if self.sessions.cancel(bot_id, generation) {
+                    tracing::warn!(%bot_id, generation, "lease revoked; stopping the bot");
+                }
+                self.outbox.forget(bot_id, generation);
+                None
+            }
             ControlMsg::Cancel { bot_id, generation } => {
                 if self.sessions.cancel(bot_id, generation) {
                     tracing::info!(%bot_id, generation, "leaving on request");
                     None
                 } else {
-                    self.outbox.forget(bot_id, generation);
+                    // Already finished: its final status is in the outbox.
                     Some(WorkerMsg::Refused {
                         bot_id,
                         generation,

@@ -59,7 +59,15 @@ pub enum ControlMsg {
         heartbeat_interval_ms: u64,
     },
     Assign(Assignment),
+    /// Leave the meeting (the customer asked); the lease stays until the
+    /// bot's final status is persisted.
     Cancel {
+        bot_id: Uuid,
+        generation: u64,
+    },
+    /// This lease is no longer the worker's: stop the bot if it still runs
+    /// and drop its pending results, which will never be accepted.
+    Revoke {
         bot_id: Uuid,
         generation: u64,
     },
@@ -257,6 +265,8 @@ pub(crate) mod tests {
                 ),
             (arb_uuid(), any::<u64>())
                 .prop_map(|(bot_id, generation)| ControlMsg::Cancel { bot_id, generation }),
+            (arb_uuid(), any::<u64>())
+                .prop_map(|(bot_id, generation)| ControlMsg::Revoke { bot_id, generation }),
             (arb_uuid(), any::<u64>(), any::<u64>()).prop_map(|(bot_id, generation, seq)| {
                 ControlMsg::Ack {
                     bot_id,

@@ -16,7 +16,10 @@ pub(crate) struct HeldLease {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Repair {
-    /// The worker runs a bot it holds no current lease for: stop it.
+    /// The worker runs a bot it holds no current lease for: stop it and
+    /// drop its results.
+    Revoke { bot_id: Uuid, generation: u64 },
+    /// The customer asked the bot to leave; say it again.
     Cancel { bot_id: Uuid, generation: u64 },
     /// The lease was granted but never reached the worker: send it again.
     Reassign { bot_id: Uuid },
@@ -32,7 +35,7 @@ pub(crate) fn reconcile(held: &[HeldLease], reported: &[BotReport]) -> Vec<Repai
             .iter()
             .find(|h| h.bot_id == r.bot_id && h.generation == r.generation);
         match current {
-            None => out.push(Repair::Cancel {
+            None => out.push(Repair::Revoke {
                 bot_id: r.bot_id,
                 generation: r.generation,
             }),
@@ -101,7 +104,7 @@ mod tests {
         assert_eq!(
             reconcile(&h, &r),
             vec![
-                Repair::Cancel {
+                Repair::Revoke {
                     bot_id: id(1),
                     generation: 3
                 },
@@ -114,7 +117,7 @@ mod tests {
     fn unknown_bot_is_cancelled() {
         assert_eq!(
             reconcile(&[], &[report(9, 1, BotStatus::InCall)]),
-            vec![Repair::Cancel {
+            vec![Repair::Revoke {
                 bot_id: id(9),
                 generation: 1
             }]

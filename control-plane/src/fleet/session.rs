@@ -207,6 +207,11 @@ async fn repair(state: &AppState, worker_id: &str, reported: &[attache_protocol:
     };
     for r in reconcile(&held, reported) {
         match r {
+            Repair::Revoke { bot_id, generation } => {
+                state
+                    .fleet
+                    .send(worker_id, ControlMsg::Revoke { bot_id, generation });
+            }
             Repair::Cancel { bot_id, generation } => {
                 state
                     .fleet
@@ -293,7 +298,7 @@ async fn results(
                     .frames_rejected
                     .with_label_values(&["stale"])
                     .inc();
-                let _ = tx.send(ControlMsg::Cancel { bot_id, generation }).await;
+                let _ = tx.send(ControlMsg::Revoke { bot_id, generation }).await;
             }
             Err(e) => {
                 state
