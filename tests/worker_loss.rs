@@ -92,3 +92,38 @@ async fn worker_killed_before_admission_hands_the_bot_to_another_worker() {
             .contains("attache_control_plane_fleet_leases_expired_total{outcome=\"requeued\"} 1")
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_shutting_down_takes_its_bots_out_with_a_true_reason() {
+    let mut cluster = Cluster::start().await;
+    cluster.add_worker(2).await;
+    let api = cluster.tenant("acme").await;
+    let id = api
+        .create_bot(&cluster.meeting("drain", "admission=open"), "Drained Bot")
+        .await;
+    api.wait_status(&id, "IN_CALL", JOIN).await;
+
+    cluster.stop_worker(0);
+    let b = api
+        .wait_status(&id, "FAILED", Duration::from_secs(15))
+        .await;
+    assert_eq!(b["statusReason"], "WORKER_SHUTDOWN");
+    assert_eq!(statuses(&b)[statuses(&b).len() - 2], "LEAVING");
+    let meeting: serde_json::Value =
+        reqwest::get(format!("{}/api/meetings/drain", cluster.sandbox))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+    let seat = meeting["participants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "Drained Bot")
+        .unwrap();
+    assert_eq!(
+        seat["state"], "left",
+        "the bot clicked leave on its way out"
+    );
+}

@@ -218,7 +218,7 @@ impl Worker {
                 }
             }
             ControlMsg::Revoke { bot_id, generation } => {
-                if self.sessions.cancel(bot_id, generation) {
+                if self.sessions.stop(bot_id, generation) {
                     tracing::warn!(%bot_id, generation, "lease revoked; stopping the bot");
                 }
                 self.outbox.forget(bot_id, generation);

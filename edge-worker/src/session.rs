@@ -28,6 +28,8 @@ struct Entry {
     generation: u64,
     status: BotStatus,
     cancel: CancellationToken,
+    /// The control plane asked this bot to leave (the customer did).
+    leave_requested: bool,
 }
 
 #[derive(Clone, Default)]
@@ -88,6 +90,7 @@ impl Sessions {
                     generation: a.generation,
                     status: BotStatus::Dispatched,
                     cancel: cancel.clone(),
+                    leave_requested: false,
                 },
             );
         }
@@ -102,7 +105,13 @@ impl Sessions {
             let _g = span.enter();
             drop(_g);
             reporter.status(BotStatus::Joining).await;
-            let (status, reason, detail) = adapter::run(&browser, &a, &reporter, cancel).await;
+            let (mut status, mut reason, mut detail) =
+                adapter::run(&browser, &a, &reporter, cancel).await;
+            if reason == StatusReason::LeaveRequested && !reporter.leave_was_requested() {
+                status = BotStatus::Failed;
+                reason = StatusReason::WorkerShutdown;
+                detail = Some("the worker shut down".into());
+            }
             tracing::info!(bot_id = %a.bot_id, status = %status, reason = %reason, "bot session finished");
             reporter.finish(status, reason, detail).await;
         });
@@ -111,6 +120,18 @@ impl Sessions {
 
     /// Asks a running session to leave. False if this lease is not running.
     pub(crate) fn cancel(&self, bot_id: Uuid, generation: u64) -> bool {
+        match self.lock().get_mut(&bot_id) {
+            Some(e) if e.generation == generation => {
+                e.leave_requested = true;
+                e.cancel.cancel();
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Stops a session whose lease is gone. False if it is not running.
+    pub(crate) fn stop(&self, bot_id: Uuid, generation: u64) -> bool {
         match self.lock().get(&bot_id) {
             Some(e) if e.generation == generation => {
                 e.cancel.cancel();
@@ -120,6 +141,7 @@ impl Sessions {
         }
     }
 
+    /// The worker is stopping: every bot leaves, with that as its reason.
     pub(crate) fn cancel_all(&self) {
         for e in self.lock().values() {
             e.cancel.cancel();
@@ -143,6 +165,15 @@ fn now_ms() -> i64 {
 }
 
 impl Reporter {
+    /// Whether the control plane asked this bot to leave (rather than the
+    /// worker stopping, or the lease being revoked).
+    fn leave_was_requested(&self) -> bool {
+        self.sessions
+            .lock()
+            .get(&self.bot_id)
+            .is_some_and(|e| e.generation == self.generation && e.leave_requested)
+    }
+
     pub(crate) async fn status(&self, status: BotStatus) {
         self.send(status, None, None, false).await;
     }

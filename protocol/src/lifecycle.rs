@@ -37,6 +37,8 @@ pub enum StatusReason {
     SignInRequired,
     BlockedByPlatform,
     WorkerLost,
+    /// The worker running the bot was shut down before the meeting ended.
+    WorkerShutdown,
     PlatformError,
     Internal,
 }
@@ -147,7 +149,7 @@ impl std::fmt::Display for BotStatus {
 }
 
 impl StatusReason {
-    pub const ALL: [StatusReason; 15] = [
+    pub const ALL: [StatusReason; 16] = [
         StatusReason::MeetingEnded,
         StatusReason::LeaveRequested,
         StatusReason::AloneTooLong,
@@ -161,6 +163,7 @@ impl StatusReason {
         StatusReason::SignInRequired,
         StatusReason::BlockedByPlatform,
         StatusReason::WorkerLost,
+        StatusReason::WorkerShutdown,
         StatusReason::PlatformError,
         StatusReason::Internal,
     ];
@@ -191,6 +194,7 @@ impl StatusReason {
             StatusReason::SignInRequired => "SIGN_IN_REQUIRED",
             StatusReason::BlockedByPlatform => "BLOCKED_BY_PLATFORM",
             StatusReason::WorkerLost => "WORKER_LOST",
+            StatusReason::WorkerShutdown => "WORKER_SHUTDOWN",
             StatusReason::PlatformError => "PLATFORM_ERROR",
             StatusReason::Internal => "INTERNAL",
         }

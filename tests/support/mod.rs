@@ -132,6 +132,11 @@ impl Cluster {
         id
     }
 
+    /// Stops the `n`th in-process worker the way SIGTERM would.
+    pub fn stop_worker(&self, n: usize) {
+        self.workers[n].cancel();
+    }
+
     /// An edge worker as a separate `attache edge-worker` process, in its own
     /// process group so that killing it takes its Chromium along.
     pub async fn spawn_worker_process(&self) -> WorkerProcess {
