@@ -78,6 +78,20 @@ async fn dispatch_once(state: &AppState) -> Result<(), StoreError> {
         }
     }
     for bot in due {
+        if bot.leave_requested {
+            // Asked to leave while it was being taken back from a worker.
+            let mut t = Transition::new(
+                &bot.id,
+                BotStatus::Ended,
+                Some(attache_protocol::StatusReason::LeaveRequested),
+            );
+            t.expect_status = Some(BotStatus::Queued);
+            t.expect_generation = Some(bot.lease_generation);
+            if let Ok(Applied::Moved(_, ev)) = state.store.transition(t).await {
+                state.events.publish(ev);
+            }
+            continue;
+        }
         let Some(worker) = choose_worker(&candidates, &active, &bot.region) else {
             continue;
         };

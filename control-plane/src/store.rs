@@ -262,6 +262,35 @@ impl Store {
             .await
     }
 
+    /// Whether any replica recorded a sign of life from this worker within
+    /// `window`.
+    pub(crate) async fn worker_seen_within(
+        &self,
+        id: &str,
+        window: std::time::Duration,
+    ) -> Result<bool, DbErr> {
+        let since = now() - chrono::Duration::from_std(window).unwrap_or_default();
+        Ok(worker::Entity::find()
+            .filter(worker::Column::Id.eq(id))
+            .filter(worker::Column::State.eq("connected"))
+            .filter(worker::Column::LastSeenAt.gt(since))
+            .count(&self.db)
+            .await?
+            > 0)
+    }
+
+    /// Records a heartbeat (and repairs a `reconnecting` left behind by the
+    /// replica the worker moved away from).
+    pub(crate) async fn touch_worker(&self, id: &str) -> Result<(), DbErr> {
+        worker::Entity::update_many()
+            .col_expr(worker::Column::LastSeenAt, Expr::value(now()))
+            .col_expr(worker::Column::State, Expr::value("connected"))
+            .filter(worker::Column::Id.eq(id))
+            .exec(&self.db)
+            .await
+            .map(|_| ())
+    }
+
     pub(crate) async fn set_worker_state(
         &self,
         id: &str,

@@ -119,8 +119,13 @@ impl BrowserPool {
                     .browser_context_id(id.clone())
                     .build()
                     .map_err(chromiumoxide::error::CdpError::msg)?;
-                let page = browser.new_page(params).await?;
-                Ok::<_, chromiumoxide::error::CdpError>((id, page))
+                match browser.new_page(params).await {
+                    Ok(page) => Ok((id, page)),
+                    Err(e) => {
+                        let _ = browser.dispose_browser_context(id).await;
+                        Err(e)
+                    }
+                }
             }
             .await;
             match made {
@@ -131,7 +136,11 @@ impl BrowserPool {
                         page,
                     });
                 }
-                Err(e) if attempt == 0 => {
+                // Start a new browser only if this one is gone: the other
+                // bots in it are still in their meetings.
+                Err(e)
+                    if attempt == 0 && guard.as_ref().is_some_and(|r| r.handler.is_finished()) =>
+                {
                     tracing::warn!(error = %e, "browser unusable; starting a new one");
                     if let Some(r) = guard.take() {
                         stop(r).await;

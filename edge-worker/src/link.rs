@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use attache_protocol::{
-    ControlMsg, ErrorCode, Load, PROTOCOL_VERSION, WorkerMsg, read_frame, write_frame,
+    BotReport, ControlMsg, ErrorCode, Load, PROTOCOL_VERSION, WorkerMsg, read_frame, write_frame,
 };
 use rand::Rng;
 use tokio::sync::mpsc;
@@ -112,7 +112,7 @@ impl Worker {
                 protocol_version: PROTOCOL_VERSION,
                 software_version: env!("CARGO_PKG_VERSION").to_string(),
                 capacity: self.config.capacity,
-                bots: self.sessions.reports(),
+                bots: self.running_and_unreported(),
             },
         )
         .await
@@ -173,11 +173,29 @@ impl Worker {
                     };
                     let hb = WorkerMsg::Heartbeat { load, bots: self.sessions.reports() };
                     write_frame(&mut send, &hb).await.map_err(|e| e.to_string())?;
+                    if self.outbox.rewind_stalled(std::time::Instant::now(), heartbeat * 4) > 0 {
+                        self.outbox.flush_all(&conn).await.map_err(|e| e.to_string())?;
+                    }
                 }
             }
         };
         reader.abort();
         result
+    }
+
+    /// What the hello lists: running bots, and finished ones whose last
+    /// results have not been acknowledged yet.
+    fn running_and_unreported(&self) -> Vec<BotReport> {
+        let mut bots = self.sessions.reports();
+        for r in self.outbox.reports() {
+            if !bots
+                .iter()
+                .any(|b| b.bot_id == r.bot_id && b.generation == r.generation)
+            {
+                bots.push(r);
+            }
+        }
+        bots
     }
 
     /// Carries out one command; returns a refusal to send back, if any.

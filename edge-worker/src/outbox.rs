@@ -7,8 +7,9 @@
 //! unacknowledged ones, and its bots with them.)
 
 use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant};
 
-use attache_protocol::{ResultFrame, encode_frame};
+use attache_protocol::{BotReport, ResultBody, ResultFrame, encode_frame};
 use uuid::Uuid;
 
 use crate::session::SessionEvent;
@@ -25,6 +26,9 @@ struct BotOut {
     written: u64,
     stream: Option<quinn::SendStream>,
     finished: bool,
+    /// Last write or acknowledgement: frames written long ago and still not
+    /// acknowledged were lost with a stopped stream.
+    progress: Option<Instant>,
 }
 
 #[derive(Default)]
@@ -59,6 +63,7 @@ impl Outbox {
             while out.unacked.front().is_some_and(|f| f.seq <= seq) {
                 out.unacked.pop_front();
             }
+            out.progress = Some(Instant::now());
             if out.finished && out.unacked.is_empty() {
                 if let Some(mut s) = out.stream.take() {
                     let _ = s.finish();
@@ -71,6 +76,23 @@ impl Outbox {
     /// Forgets a bot's pending frames (its lease is gone).
     pub(crate) fn forget(&mut self, bot_id: Uuid, generation: u64) {
         self.bots.remove(&(bot_id, generation));
+    }
+
+    /// Bots with results still on their way, with the last status they
+    /// reported: a finished bot whose final status is not yet persisted is
+    /// still this worker's to report.
+    pub(crate) fn reports(&self) -> Vec<BotReport> {
+        self.bots
+            .iter()
+            .filter_map(|(&(bot_id, generation), out)| {
+                let ResultBody::Status { status, .. } = &out.unacked.back()?.body;
+                Some(BotReport {
+                    bot_id,
+                    generation,
+                    status: *status,
+                })
+            })
+            .collect()
     }
 
     pub(crate) fn pending(&self) -> usize {
@@ -128,7 +150,30 @@ impl Outbox {
             return Ok(());
         }
         out.written = last;
+        out.progress = Some(Instant::now());
         Ok(())
+    }
+
+    /// Marks for rewriting, on a fresh stream, every bot whose written frames
+    /// have waited longer than `after` for an acknowledgement (the control
+    /// plane stopped the stream, say, after failing to persist). Replaying is
+    /// safe: the control plane drops what it already has.
+    pub(crate) fn rewind_stalled(&mut self, now: Instant, after: Duration) -> usize {
+        let mut n = 0;
+        for out in self.bots.values_mut() {
+            let Some(front) = out.unacked.front() else {
+                continue;
+            };
+            let stalled = out.written >= front.seq
+                && out.progress.is_some_and(|t| now.duration_since(t) > after);
+            if stalled {
+                out.stream = None;
+                out.written = front.seq - 1;
+                out.progress = Some(now);
+                n += 1;
+            }
+        }
+        n
     }
 }
 
@@ -170,6 +215,35 @@ mod tests {
         o.ack(Uuid::from_u128(1), 1, 1);
         o.ack(Uuid::from_u128(1), 7, 9);
         assert_eq!(o.pending(), 2);
+    }
+
+    #[test]
+    fn frames_written_but_never_acknowledged_are_rewritten() {
+        let mut o = Outbox::default();
+        o.push(ev(1, false));
+        o.push(ev(1, true));
+        let key = (Uuid::from_u128(1), 1);
+        let t0 = Instant::now();
+        {
+            let out = o.bots.get_mut(&key).unwrap();
+            out.written = 2;
+            out.progress = Some(t0);
+        }
+        assert_eq!(
+            o.rewind_stalled(t0 + Duration::from_millis(500), Duration::from_secs(1)),
+            0
+        );
+        assert_eq!(
+            o.rewind_stalled(t0 + Duration::from_secs(2), Duration::from_secs(1)),
+            1
+        );
+        assert_eq!(
+            o.bots[&key].written, 0,
+            "everything unacknowledged goes again"
+        );
+        let reports = o.reports();
+        assert_eq!(reports.len(), 1);
+        assert_eq!(reports[0].status, BotStatus::Joining);
     }
 
     #[test]

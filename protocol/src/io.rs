@@ -20,6 +20,18 @@ where
     T: DeserializeOwned,
     R: AsyncRead + Unpin,
 {
+    read_frame_limited(r, MAX_FRAME_LEN).await
+}
+
+/// Reads one frame of at most `max` bytes. The body buffer grows with the
+/// bytes that actually arrive, never from the declared length alone, so a
+/// peer that announces a large frame and sends nothing costs nothing.
+pub async fn read_frame_limited<T, R>(r: &mut R, max: usize) -> Result<Option<T>, IoFrameError>
+where
+    T: DeserializeOwned,
+    R: AsyncRead + Unpin,
+{
+    let max = max.min(MAX_FRAME_LEN);
     let mut header = [0u8; 4];
     let mut got = 0;
     while got < header.len() {
@@ -34,18 +46,14 @@ where
         got += n;
     }
     let len = u32::from_be_bytes(header) as usize;
-    if len > MAX_FRAME_LEN {
-        return Err(FrameError::TooLarge {
-            len,
-            max: MAX_FRAME_LEN,
-        }
-        .into());
+    if len > max {
+        return Err(FrameError::TooLarge { len, max }.into());
     }
-    let mut body = vec![0u8; len];
-    r.read_exact(&mut body).await.map_err(|e| match e.kind() {
-        std::io::ErrorKind::UnexpectedEof => IoFrameError::Frame(FrameError::Truncated),
-        _ => IoFrameError::Io(e),
-    })?;
+    let mut body = Vec::with_capacity(len.min(16 * 1024));
+    (&mut *r).take(len as u64).read_to_end(&mut body).await?;
+    if body.len() != len {
+        return Err(FrameError::Truncated.into());
+    }
     postcard::from_bytes(&body)
         .map(Some)
         .map_err(|e| FrameError::Malformed(e.to_string()).into())

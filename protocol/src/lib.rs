@@ -17,7 +17,7 @@ mod platform;
 pub use error::ErrorCode;
 pub use frame::{FrameDecoder, FrameError, MAX_FRAME_LEN, encode_frame};
 #[cfg(feature = "tokio")]
-pub use io::{IoFrameError, read_frame, write_frame};
+pub use io::{IoFrameError, read_frame, read_frame_limited, write_frame};
 pub use lifecycle::{BotStatus, StatusReason, TransitionError};
 pub use message::{
     Assignment, BotReport, ControlMsg, EnrollRequest, EnrollResponse, Load, ResultBody,

@@ -441,7 +441,9 @@ impl SubscriptionRoot {
         ctx: &Context<'_>,
         bot_id: ID,
     ) -> Result<impl Stream<Item = BotEvent>> {
-        let (state, _, scoped) = guard(ctx, Action::ReadBots)?;
+        let (state, principal, scoped) = guard(ctx, Action::ReadBots)?;
+        let store = state.store.clone();
+        let tenant_id = principal.tenant_id.clone();
         // Subscribe before reading history so nothing falls in between.
         let mut live = state.events.subscribe();
         let bot = scoped
@@ -453,24 +455,29 @@ impl SubscriptionRoot {
         let bot_id = bot.id;
         Ok(async_stream::stream! {
             let mut last_id = 0;
-            for ev in history {
-                last_id = ev.id;
-                let done = WireStatus::parse(&ev.status).is_some_and(WireStatus::is_final);
-                if let Ok(e) = BotEvent::try_from(ev) { yield e; }
-                if done { return; }
-            }
+            let mut pending = history;
             loop {
-                match live.recv().await {
-                    Ok(ev) if ev.bot_id == bot_id && ev.id > last_id => {
-                        last_id = ev.id;
-                        let done = WireStatus::parse(&ev.status).is_some_and(WireStatus::is_final);
-                        if let Ok(e) = BotEvent::try_from(ev) { yield e; }
-                        if done { return; }
+                for ev in pending.drain(..) {
+                    if ev.bot_id != bot_id || ev.id <= last_id {
+                        continue;
                     }
-                    Ok(_) => {}
+                    last_id = ev.id;
+                    let done = WireStatus::parse(&ev.status).is_some_and(WireStatus::is_final);
+                    if let Ok(e) = BotEvent::try_from(ev) { yield e; }
+                    if done { return; }
+                }
+                match live.recv().await {
+                    Ok(ev) => pending.push(ev),
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
-                        // Fell behind: the stored history is the truth.
-                        tracing::warn!(%bot_id, "subscription lagged; events may be missing");
+                        // Fell behind the live feed: the stored history is
+                        // the truth, so catch up from it.
+                        match store.scoped(&tenant_id).events(&bot_id).await {
+                            Ok(evs) => pending = evs,
+                            Err(e) => {
+                                tracing::warn!(%bot_id, error = %e, "subscription cannot catch up; ending it");
+                                return;
+                            }
+                        }
                     }
                     Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
                 }

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use attache_protocol::{EnrollRequest, EnrollResponse, ErrorCode, read_frame, write_frame};
+use attache_protocol::{EnrollRequest, EnrollResponse, ErrorCode, read_frame_limited, write_frame};
 use subtle::ConstantTimeEq;
 
 use crate::AppState;
@@ -35,7 +35,9 @@ async fn exchange(state: &AppState, conn: &quinn::Connection) -> Result<(), Erro
         .accept_bi()
         .await
         .map_err(|_| ErrorCode::BadUserInput)?;
-    let req: EnrollRequest = match read_frame(&mut recv).await {
+    // A token, a CSR and a hostname: a few KiB. This peer is not yet
+    // authenticated, so it gets no more.
+    let req: EnrollRequest = match read_frame_limited(&mut recv, 16 * 1024).await {
         Ok(Some(r)) => r,
         _ => {
             state

@@ -136,15 +136,44 @@ async fn sweep_once(state: &AppState) -> Result<(), StoreError> {
             state.fleet.note_unseen(w, now);
         }
     }
-    for worker_id in state.fleet.tick(now, state.config.worker_grace) {
-        tracing::warn!(worker_id = %worker_id, "worker lost; taking back its leases");
+    let grace = state.config.worker_grace;
+    for worker_id in state.fleet.tick(now, grace) {
+        tracing::warn!(worker_id = %worker_id, "worker lost");
         state
             .store
             .set_worker_state(&worker_id, "lost", None)
             .await?;
-        expire_leases(state, &worker_id, None).await?;
     }
-    // A leave request whose cancel may have been lost: say it again.
+    // Taking leases back is idempotent, so every sweep repeats it for every
+    // lost worker that still holds some: a failed or raced attempt is
+    // repaired on the next tick. A worker another replica heard from within
+    // the grace period is not lost.
+    let holders: std::collections::BTreeSet<&str> = leased
+        .iter()
+        .filter_map(|b| b.worker_id.as_deref())
+        .collect();
+    for worker_id in holders {
+        if !state.fleet.is_lost(worker_id)
+            || state.store.worker_seen_within(worker_id, grace).await?
+        {
+            continue;
+        }
+        if let Err(e) = expire_leases(state, worker_id, None).await {
+            tracing::warn!(worker_id, error = %e, "cannot take back leases yet; retrying next tick");
+        }
+    }
+    // Commands that may have been lost: assignments not yet taken up, and
+    // leave requests not yet obeyed.
+    let stale_after =
+        chrono::Duration::from_std(state.config.heartbeat_interval * 2).unwrap_or_default();
+    for b in leased.iter().filter(|b| {
+        b.status == BotStatus::Dispatched.as_str()
+            && crate::store::now() - b.updated_at > stale_after
+    }) {
+        if let (Some(w), Some(a)) = (&b.worker_id, assignment(b)) {
+            state.fleet.send(w, attache_protocol::ControlMsg::Assign(a));
+        }
+    }
     for b in leased
         .iter()
         .filter(|b| b.leave_requested && b.status != BotStatus::Leaving.as_str())
@@ -202,6 +231,17 @@ pub(crate) async fn expire_leases(
         t.detail = Some(format!("worker {worker_id} lost"));
         match state.store.transition(t).await {
             Ok(Applied::Moved(_, ev)) => {
+                // Should the worker still be (or come back) online, the
+                // lease is no longer its own.
+                if let Ok(bot_id) = b.id.parse() {
+                    state.fleet.send(
+                        worker_id,
+                        attache_protocol::ControlMsg::Revoke {
+                            bot_id,
+                            generation: b.lease_generation as u64,
+                        },
+                    );
+                }
                 let outcome = if to == BotStatus::Queued {
                     "requeued"
                 } else {

@@ -161,6 +161,13 @@ impl Registry {
             .collect()
     }
 
+    /// Lost, with no link: its leases may be taken back.
+    pub(crate) fn is_lost(&self, id: &str) -> bool {
+        self.lock()
+            .get(id)
+            .is_some_and(|e| e.liveness == Liveness::Lost && e.link.is_none())
+    }
+
     pub(crate) fn connected(&self) -> usize {
         self.lock().values().filter(|e| e.link.is_some()).count()
     }

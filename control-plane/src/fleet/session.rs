@@ -139,6 +139,10 @@ async fn run(
     let outcome = async {
         repair(state, &worker.id, &bots).await;
         state.dispatch_wakeup.notify_one();
+        // Heartbeats reach the database at most this often: enough for other
+        // replicas to know the worker is alive, well inside the grace period.
+        let touch_every = state.config.worker_grace / 4;
+        let mut last_touch = std::time::Instant::now();
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => return Ok(()),
@@ -146,9 +150,22 @@ async fn run(
                     Ok(Some(WorkerMsg::Heartbeat { load, .. })) => {
                         state.metrics.frames_received.with_label_values(&["control"]).inc();
                         state.fleet.heartbeat(&worker.id, load);
+                        if last_touch.elapsed() >= touch_every {
+                            last_touch = std::time::Instant::now();
+                            if let Err(e) = state.store.touch_worker(&worker.id).await {
+                                tracing::warn!(error = %e, "cannot record a heartbeat");
+                            }
+                        }
                     }
                     Ok(Some(WorkerMsg::Refused { bot_id, generation, code, message })) => {
                         tracing::info!(%bot_id, generation, code = %code, "worker refused a command: {message}");
+                        if code == ErrorCode::ResourceExhausted {
+                            // Full or draining: the bot goes back to the queue.
+                            let id = bot_id.to_string();
+                            if let Err(e) = super::expire_leases(state, &worker.id, Some((&id, generation as i64))).await {
+                                tracing::warn!(error = %e, "cannot requeue a refused bot; the sweep will retry");
+                            }
+                        }
                     }
                     Ok(Some(WorkerMsg::Hello { .. })) => return Err(violation("second hello".into())),
                     Ok(None) => return Ok(()),
