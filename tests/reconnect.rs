@@ -95,3 +95,54 @@ async fn a_running_bot_survives_a_control_plane_restart() {
     );
     stop_all.cancel();
 }
+
+/// Two control-plane replicas on one database and one fleet CA; the worker
+/// is connected to one of them. The other must not take its leases back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_never_expires_a_worker_connected_to_another() {
+    let dir = temp_dir("replicas");
+    let stop = CancellationToken::new();
+    let sandbox_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let sandbox = format!("http://{}", sandbox_listener.local_addr().unwrap());
+    tokio::spawn(Sandbox::new().serve(sandbox_listener, stop.clone()));
+    let any: std::net::SocketAddr = "127.0.0.1:0".parse().unwrap();
+
+    let a = ControlPlane::build(config(&dir, &sandbox, any))
+        .await
+        .unwrap();
+    let b = ControlPlane::build(config(&dir, &sandbox, any))
+        .await
+        .unwrap();
+    let admin = a.admin();
+    let api = Api::new(
+        &format!("http://{}", a.http_addr()),
+        &admin.create_tenant("acme", "local").await.unwrap().api_key,
+    );
+    let quic_b = b.quic_addr();
+    tokio::spawn(a.run(stop.clone()));
+    tokio::spawn(b.run(stop.clone()));
+
+    let mut wc = attache_edge_worker::Config::new(quic_b.to_string(), temp_dir("replica-worker"));
+    wc.chromium = chromium();
+    wc.join_token = Some(
+        admin
+            .worker_token("local", Duration::from_secs(60))
+            .await
+            .unwrap()
+            .token,
+    );
+    tokio::spawn(EdgeWorker::build(wc).await.unwrap().run(stop.clone()));
+
+    let id = api
+        .create_bot(
+            &format!("{sandbox}/m/replicas?admission=open"),
+            "Shared Bot",
+        )
+        .await;
+    api.wait_status(&id, "IN_CALL", Duration::from_secs(30))
+        .await;
+    tokio::time::sleep(GRACE * 2).await;
+    let b = api.bot(&id).await;
+    assert_eq!(b["status"], "IN_CALL", "{b:#}");
+    stop.cancel();
+}

@@ -138,11 +138,14 @@ async fn sweep_once(state: &AppState) -> Result<(), StoreError> {
     }
     let grace = state.config.worker_grace;
     for worker_id in state.fleet.tick(now, grace) {
-        tracing::warn!(worker_id = %worker_id, "worker lost");
-        state
-            .store
-            .set_worker_state(&worker_id, "lost", None)
-            .await?;
+        // Lost to this replica; another may still hear from it.
+        if !state.store.worker_seen_within(&worker_id, grace).await? {
+            tracing::warn!(worker_id = %worker_id, "worker lost");
+            state
+                .store
+                .set_worker_state(&worker_id, "lost", None)
+                .await?;
+        }
     }
     // Taking leases back is idempotent, so every sweep repeats it for every
     // lost worker that still holds some: a failed or raced attempt is
