@@ -4,6 +4,7 @@
 //! status change back until the control plane acknowledges it.
 
 mod adapter;
+pub mod audio;
 mod browser;
 mod config;
 mod identity;
