@@ -140,6 +140,10 @@ impl Cluster {
     /// An edge worker as a separate `attache edge-worker` process, in its own
     /// process group so that killing it takes its Chromium along.
     pub async fn spawn_worker_process(&self) -> WorkerProcess {
+        self.spawn_worker_process_with_capacity(2).await
+    }
+
+    pub async fn spawn_worker_process_with_capacity(&self, capacity: u32) -> WorkerProcess {
         use std::os::unix::process::CommandExt;
         let dir = temp_dir("worker-proc");
         let child = Command::new(env!("CARGO_BIN_EXE_attache"))
@@ -149,7 +153,7 @@ impl Cluster {
             .arg("--data-dir")
             .arg(&dir)
             .arg("--capacity")
-            .arg("2")
+            .arg(capacity.to_string())
             .arg("--chromium")
             .arg(chromium())
             .env("ATTACHE_JOIN_TOKEN", self.token().await)
@@ -213,6 +217,11 @@ pub struct WorkerProcess {
 }
 
 impl WorkerProcess {
+    /// Its process group (it leads its own).
+    pub fn pgid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
     /// SIGKILL to the whole process group: no goodbye, no cleanup.
     pub fn kill(&mut self) {
         if std::mem::replace(&mut self.killed, true) {
