@@ -5,7 +5,7 @@ mod support;
 
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde_json::json;
 use support::*;
 
 const JOIN: Duration = Duration::from_secs(30);
@@ -20,18 +20,7 @@ async fn bot_joins_waits_is_admitted_and_ends_with_the_meeting() {
     let sub = subscribe(&api, &id).await;
 
     api.wait_status(&id, "IN_CALL", JOIN).await;
-    let meeting: Value = reqwest::get(format!("{}/api/meetings/life", cluster.sandbox))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let bot_seat = meeting["participants"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["name"] == "Lifecycle Bot")
-        .expect("the bot is a participant");
+    let bot_seat = cluster.participant("life", "Lifecycle Bot").await;
     assert_eq!(bot_seat["state"], "admitted");
 
     cluster.host("life", "end", None).await;

@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use attache_control_plane::{Config, ControlPlane};
 use attache_edge_worker::EdgeWorker;
-use attache_sandbox::Sandbox;
 use support::*;
 use tokio_util::sync::CancellationToken;
 
@@ -27,9 +26,7 @@ fn config(dir: &std::path::Path, sandbox: &str, quic: std::net::SocketAddr) -> C
 async fn a_running_bot_survives_a_control_plane_restart() {
     let dir = temp_dir("restart");
     let stop_all = CancellationToken::new();
-    let sandbox_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let sandbox = format!("http://{}", sandbox_listener.local_addr().unwrap());
-    tokio::spawn(Sandbox::new().serve(sandbox_listener, stop_all.clone()));
+    let sandbox = start_sandbox(stop_all.clone()).await;
 
     // First life of the control plane.
     let cp = ControlPlane::build(config(&dir, &sandbox, "127.0.0.1:0".parse().unwrap()))
@@ -102,9 +99,7 @@ async fn a_running_bot_survives_a_control_plane_restart() {
 async fn a_replica_never_expires_a_worker_connected_to_another() {
     let dir = temp_dir("replicas");
     let stop = CancellationToken::new();
-    let sandbox_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let sandbox = format!("http://{}", sandbox_listener.local_addr().unwrap());
-    tokio::spawn(Sandbox::new().serve(sandbox_listener, stop.clone()));
+    let sandbox = start_sandbox(stop.clone()).await;
     let any: std::net::SocketAddr = "127.0.0.1:0".parse().unwrap();
 
     let a = ControlPlane::build(config(&dir, &sandbox, any))

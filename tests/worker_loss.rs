@@ -109,19 +109,7 @@ async fn a_worker_shutting_down_takes_its_bots_out_with_a_true_reason() {
         .await;
     assert_eq!(b["statusReason"], "WORKER_SHUTDOWN");
     assert_eq!(statuses(&b)[statuses(&b).len() - 2], "LEAVING");
-    let meeting: serde_json::Value =
-        reqwest::get(format!("{}/api/meetings/drain", cluster.sandbox))
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-    let seat = meeting["participants"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["name"] == "Drained Bot")
-        .unwrap();
+    let seat = cluster.participant("drain", "Drained Bot").await;
     assert_eq!(
         seat["state"], "left",
         "the bot clicked leave on its way out"

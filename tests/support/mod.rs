@@ -69,9 +69,7 @@ impl Cluster {
     pub async fn start_with(opts: Options) -> Cluster {
         let dir = temp_dir("cluster");
         let shutdown = CancellationToken::new();
-        let sandbox_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let sandbox = format!("http://{}", sandbox_listener.local_addr().unwrap());
-        tokio::spawn(Sandbox::new().serve(sandbox_listener, shutdown.clone()));
+        let sandbox = start_sandbox(shutdown.clone()).await;
 
         let mut c = CpConfig::local(dir.join("cp"));
         c.database_url = opts.database_url;
@@ -195,6 +193,23 @@ impl Cluster {
         assert!(r.status().is_success(), "sandbox {action}: {}", r.status());
     }
 
+    /// The sandbox's view of the participant called `name` in `meeting`.
+    pub async fn participant(&self, meeting: &str, name: &str) -> Value {
+        let m: Value = reqwest::get(format!("{}/api/meetings/{meeting}", self.sandbox))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        m["participants"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == name)
+            .unwrap_or_else(|| panic!("{name} is not a participant of {meeting}: {m}"))
+            .clone()
+    }
+
     pub async fn metrics(&self) -> String {
         reqwest::get(format!("{}/metrics", self.http))
             .await
@@ -240,6 +255,14 @@ impl Drop for WorkerProcess {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// A sandbox meeting server on a port of its own; returns its origin.
+pub async fn start_sandbox(stop: CancellationToken) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let origin = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(Sandbox::new().serve(listener, stop));
+    origin
 }
 
 /// A GraphQL client with one API key.
