@@ -216,3 +216,77 @@ impl Reporter {
         let _ = self.events.send(ev).await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use attache_protocol::{Platform, SessionLimits};
+
+    fn assignment(bot: u128, generation: u64) -> Assignment {
+        Assignment {
+            bot_id: Uuid::from_u128(bot),
+            generation,
+            tenant_id: Uuid::from_u128(7),
+            meeting_url: "http://127.0.0.1:9/m/x".into(),
+            platform: Platform::Sandbox,
+            bot_name: "Bot".into(),
+            limits: SessionLimits::default(),
+        }
+    }
+
+    #[tokio::test]
+    async fn stale_and_repeated_commands_are_told_apart() {
+        // A browser that cannot start: sessions fail fast, which is all
+        // this test needs of them.
+        let mut config = crate::Config::new("127.0.0.1:1", std::env::temp_dir());
+        config.chromium = "/nonexistent/chromium".into();
+        let browser = BrowserPool::new(std::sync::Arc::new(config));
+        let (tx, mut rx) = mpsc::channel(16);
+        let sessions = Sessions::default();
+        assert_eq!(
+            sessions.start(assignment(1, 2), browser.clone(), tx.clone()),
+            StartOutcome::Started
+        );
+        assert_eq!(
+            sessions.start(assignment(1, 2), browser.clone(), tx.clone()),
+            StartOutcome::AlreadyRunning
+        );
+        assert_eq!(
+            sessions.start(assignment(1, 1), browser.clone(), tx.clone()),
+            StartOutcome::Stale
+        );
+        assert!(
+            !sessions.cancel(Uuid::from_u128(1), 1),
+            "an old generation is not cancelled"
+        );
+        assert!(
+            !sessions.cancel(Uuid::from_u128(9), 2),
+            "an unknown bot is not cancelled"
+        );
+        // The session reports JOINING, then fails with the true reason.
+        let first = rx.recv().await.unwrap();
+        assert!(matches!(
+            first.body,
+            ResultBody::Status {
+                status: BotStatus::Joining,
+                ..
+            }
+        ));
+        let last = rx.recv().await.unwrap();
+        assert!(last.last);
+        match last.body {
+            ResultBody::Status {
+                status,
+                reason,
+                detail,
+            } => {
+                assert_eq!(
+                    (status, reason),
+                    (BotStatus::Failed, Some(StatusReason::PlatformError))
+                );
+                assert!(detail.unwrap().contains("Chromium"));
+            }
+        }
+        assert_eq!(sessions.active(), 0, "a finished session leaves the table");
+    }
+}
