@@ -42,6 +42,9 @@ pub struct MeetingOptions {
     pub missing: bool,
     /// Names of the people already in the call.
     pub hosts: Vec<String>,
+    /// The hosts take turns speaking (a tone each), delivered to every
+    /// admitted page as a remote `RTCPeerConnection` audio track.
+    pub speech: bool,
 }
 
 impl Default for MeetingOptions {
@@ -52,6 +55,7 @@ impl Default for MeetingOptions {
             admit_after_ms: 500,
             missing: false,
             hosts: vec!["Host".into()],
+            speech: false,
         }
     }
 }
@@ -78,6 +82,7 @@ pub struct ParticipantView {
 pub struct MeetingView {
     pub id: String,
     pub title: String,
+    pub speech: bool,
     pub missing: bool,
     pub ended: bool,
     pub participants: Vec<ParticipantView>,
@@ -165,6 +170,7 @@ impl Meeting {
         MeetingView {
             id: id.to_string(),
             title: self.options.title.clone(),
+            speech: self.options.speech,
             missing: self.options.missing,
             ended: self.ended,
             participants: self

@@ -52,6 +52,8 @@ pub struct Cluster {
     pub dir: PathBuf,
     shutdown: CancellationToken,
     workers: Vec<CancellationToken>,
+    /// Data directory of each in-process worker, in the order they started.
+    pub worker_dirs: Vec<PathBuf>,
 }
 
 #[derive(Default)]
@@ -98,6 +100,7 @@ impl Cluster {
             dir,
             shutdown,
             workers: Vec::new(),
+            worker_dirs: Vec::new(),
         }
     }
 
@@ -119,7 +122,9 @@ impl Cluster {
 
     /// An edge worker in this process. Returns its id.
     pub async fn add_worker(&mut self, capacity: u32) -> String {
-        let mut wc = self.worker_config(temp_dir("worker"));
+        let dir = temp_dir("worker");
+        self.worker_dirs.push(dir.clone());
+        let mut wc = self.worker_config(dir);
         wc.join_token = Some(self.token().await);
         wc.capacity = capacity;
         let w = EdgeWorker::build(wc).await.expect("worker enrolls");

@@ -6,6 +6,7 @@
 //! Admission is detected positively: a bot is IN_CALL only when the call's
 //! own controls are on screen, never because the lobby text went away.
 
+mod capture;
 mod tables;
 
 use std::time::{Duration, Instant};
@@ -199,8 +200,34 @@ pub(crate) async fn run(
             );
         }
     };
+    let path = browser
+        .recordings_dir()
+        .join(format!("{}-{}.ogg", a.bot_id, a.generation));
+    let capture = match capture::start(&ctx.page, path).await {
+        Ok(c) => Some(c),
+        Err(e) => {
+            tracing::warn!(bot_id = %a.bot_id, error = %e, "audio capture unavailable");
+            None
+        }
+    };
     let outcome = drive(&ctx, a, reporter, cancel).await;
     ctx.close().await;
+    if let Some(c) = capture {
+        let counters = c.counters.clone();
+        let path = c.path.clone();
+        match c.finish().await {
+            Ok(stats) => tracing::info!(
+                bot_id = %a.bot_id,
+                path = %path.display(),
+                duration_ms = stats.duration_ms(),
+                frames = counters.frames.load(std::sync::atomic::Ordering::Relaxed),
+                corrupt = counters.corrupt.load(std::sync::atomic::Ordering::Relaxed),
+                dropped = counters.dropped.load(std::sync::atomic::Ordering::Relaxed),
+                "recording closed"
+            ),
+            Err(e) => tracing::warn!(bot_id = %a.bot_id, error = %e, "recording failed"),
+        }
+    }
     outcome
 }
 

@@ -1,0 +1,70 @@
+// Injected before any page script: every remote audio track any
+// RTCPeerConnection receives is mixed into one AudioWorklet, which hands
+// 20 ms of 48 kHz mono float PCM at a time to the worker through the
+// `__attacheAudio` binding (base64, little-endian f32).
+(() => {
+  if (window.__attacheCapture) return;
+  const send = window.__attacheAudio;
+  if (typeof send !== 'function') return;
+  const WORKLET = `
+    class AttacheCapture extends AudioWorkletProcessor {
+      constructor() { super(); this.buf = new Float32Array(960); this.n = 0; }
+      process(inputs) {
+        const ch = inputs[0] && inputs[0][0];
+        // No input (every source paused) still advances time: silence keeps
+        // the recording's timeline continuous.
+        const len = ch ? ch.length : 128;
+        for (let i = 0; i < len; i++) {
+          this.buf[this.n++] = ch ? ch[i] : 0;
+          if (this.n === this.buf.length) {
+            this.port.postMessage(this.buf.slice(0));
+            this.n = 0;
+          }
+        }
+        return true;
+      }
+    }
+    registerProcessor('attache-capture', AttacheCapture);`;
+  let ready = null;
+  const seen = new Set();
+  function sink() {
+    if (!ready) {
+      ready = (async () => {
+        const ctx = new AudioContext({ sampleRate: 48000 });
+        const url = URL.createObjectURL(new Blob([WORKLET], { type: 'application/javascript' }));
+        await ctx.audioWorklet.addModule(url);
+        const node = new AudioWorkletNode(ctx, 'attache-capture', {
+          numberOfInputs: 1, numberOfOutputs: 0, channelCount: 1, channelCountMode: 'explicit',
+        });
+        node.port.onmessage = (e) => {
+          const bytes = new Uint8Array(e.data.buffer);
+          let s = '';
+          for (let i = 0; i < bytes.length; i += 0x8000) {
+            s += String.fromCharCode.apply(null, bytes.subarray(i, i + 0x8000));
+          }
+          send(btoa(s));
+        };
+        return { ctx, node };
+      })();
+    }
+    return ready;
+  }
+  async function capture(track) {
+    if (track.kind !== 'audio' || seen.has(track.id)) return;
+    seen.add(track.id);
+    const { ctx, node } = await sink();
+    if (ctx.state !== 'running') await ctx.resume();
+    ctx.createMediaStreamSource(new MediaStream([track])).connect(node);
+  }
+  const Native = window.RTCPeerConnection;
+  if (!Native) return;
+  function Wrapped(...args) {
+    const pc = new Native(...args);
+    pc.addEventListener('track', (e) => { capture(e.track).catch(() => {}); });
+    return pc;
+  }
+  Wrapped.prototype = Native.prototype;
+  Object.setPrototypeOf(Wrapped, Native);
+  window.RTCPeerConnection = Wrapped;
+  window.__attacheCapture = true;
+})();

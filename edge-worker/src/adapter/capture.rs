@@ -1,0 +1,154 @@
+//! Audio capture from the meeting page into a recording on this worker.
+//!
+//! The page script (`capture.js`) is installed before any page script runs
+//! and calls a CDP binding with 20 ms of 48 kHz mono PCM at a time. Frames
+//! are decoded here and encoded on a thread of their own (never on the async
+//! threads); a frame that does not decode is dropped and counted, never
+//! fatal. The queue to the encoder is bounded: if encoding falls behind,
+//! frames are dropped and counted rather than memory growing.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use base64::Engine;
+use chromiumoxide::Page;
+use chromiumoxide::cdp::browser_protocol::page::AddScriptToEvaluateOnNewDocumentParams;
+use chromiumoxide::cdp::js_protocol::runtime::{AddBindingParams, EventBindingCalled};
+use futures::StreamExt;
+
+use crate::audio::{AudioPipeline, PipelineStats};
+
+const BINDING: &str = "__attacheAudio";
+const SCRIPT: &str = include_str!("capture.js");
+/// Frames (20 ms each) queued for the encoder: five seconds.
+const QUEUE: usize = 250;
+/// Samples in one frame from the page: 20 ms at 48 kHz.
+const FRAME: usize = 960;
+
+#[derive(Debug, Default)]
+pub(crate) struct CaptureCounters {
+    pub frames: AtomicU64,
+    pub corrupt: AtomicU64,
+    pub dropped: AtomicU64,
+}
+
+/// A running capture; finishing it closes the recording.
+pub(crate) struct Capture {
+    pub counters: Arc<CaptureCounters>,
+    listener: tokio::task::JoinHandle<()>,
+    encoder: std::thread::JoinHandle<Result<PipelineStats, String>>,
+    tx: std::sync::mpsc::SyncSender<Vec<f32>>,
+    pub path: PathBuf,
+}
+
+/// Decodes one binding payload into PCM, refusing anything malformed.
+pub(crate) fn decode_frame(payload: &str) -> Option<Vec<f32>> {
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(payload)
+        .ok()?;
+    if bytes.len() != FRAME * 4 {
+        return None;
+    }
+    let pcm: Vec<f32> = bytes
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect();
+    pcm.iter().all(|s| s.is_finite()).then_some(pcm)
+}
+
+/// Installs the binding and the page script; call before navigating.
+pub(crate) async fn start(page: &Page, path: PathBuf) -> Result<Capture, String> {
+    page.execute(AddBindingParams::new(BINDING))
+        .await
+        .map_err(|e| e.to_string())?;
+    page.execute(AddScriptToEvaluateOnNewDocumentParams::new(SCRIPT))
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut events = page
+        .event_listener::<EventBindingCalled>()
+        .await
+        .map_err(|e| e.to_string())?;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+    }
+    let file = std::fs::File::create(&path).map_err(|e| e.to_string())?;
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<f32>>(QUEUE);
+    let encoder = std::thread::Builder::new()
+        .name("attache-audio".into())
+        .spawn(move || {
+            let mut p = AudioPipeline::new(48_000, 1, std::io::BufWriter::new(file))
+                .map_err(|e| e.to_string())?;
+            for frame in rx {
+                p.push(&frame).map_err(|e| e.to_string())?;
+            }
+            let (mut w, stats) = p.finish().map_err(|e| e.to_string())?;
+            std::io::Write::flush(&mut w).map_err(|e| e.to_string())?;
+            Ok(stats)
+        })
+        .map_err(|e| e.to_string())?;
+    let counters = Arc::new(CaptureCounters::default());
+    let c = counters.clone();
+    let frames_tx = tx.clone();
+    let listener = tokio::spawn(async move {
+        while let Some(ev) = events.next().await {
+            if ev.name != BINDING {
+                continue;
+            }
+            match decode_frame(&ev.payload) {
+                Some(pcm) => {
+                    c.frames.fetch_add(1, Ordering::Relaxed);
+                    if frames_tx.try_send(pcm).is_err() {
+                        c.dropped.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                None => {
+                    c.corrupt.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+    });
+    Ok(Capture {
+        counters,
+        listener,
+        encoder,
+        tx,
+        path,
+    })
+}
+
+impl Capture {
+    /// Stops listening and closes the recording.
+    pub(crate) async fn finish(self) -> Result<PipelineStats, String> {
+        self.listener.abort();
+        drop(self.tx);
+        let encoder = self.encoder;
+        tokio::task::spawn_blocking(move || {
+            encoder.join().map_err(|_| "encoder panicked".to_string())?
+        })
+        .await
+        .map_err(|e| e.to_string())?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn corrupt_frames_are_refused() {
+        let good: Vec<u8> = (0..FRAME)
+            .flat_map(|i| (i as f32 / FRAME as f32).to_le_bytes())
+            .collect();
+        let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+        assert_eq!(decode_frame(&b64(&good)).unwrap().len(), FRAME);
+        assert!(decode_frame("not base64!").is_none());
+        assert!(
+            decode_frame(&b64(&good[..good.len() - 4])).is_none(),
+            "short frame"
+        );
+        let mut nan = good.clone();
+        nan[..4].copy_from_slice(&f32::NAN.to_le_bytes());
+        assert!(decode_frame(&b64(&nan)).is_none(), "non-finite samples");
+    }
+}
