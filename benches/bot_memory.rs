@@ -3,7 +3,8 @@
 //!     cargo bench --bench bot_memory
 //!
 //! Runs an `attache edge-worker` process (capacity 10), puts 1, 5 and 10
-//! bots into sandbox meetings, and after each step sums the proportional
+//! bots into sandbox meetings where the host speaks (so every bot captures
+//! and encodes audio), and after each step sums the proportional
 //! set size (PSS, so shared pages are counted once) of the worker and every
 //! process in its process group: the shared Chromium, its GPU/network
 //! helpers and one renderer per bot context. Prints the total and the cost
@@ -72,7 +73,7 @@ fn main() {
         let mut previous: Option<(usize, u64)> = None;
         for target in [1usize, 5, 10] {
             while bots.len() < target {
-                let url = cluster.meeting(&format!("mem{}", bots.len()), "admission=open");
+                let url = cluster.meeting(&format!("mem{}", bots.len()), "admission=open&speech=true");
                 bots.push(api.create_bot(&url, "Memory Bot").await);
             }
             for id in &bots {
