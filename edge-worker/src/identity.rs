@@ -18,7 +18,6 @@ use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use crate::config::Config;
 
@@ -64,9 +63,7 @@ fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-pub(crate) fn fingerprint(der: &[u8]) -> String {
-    hex::encode(Sha256::digest(der))
-}
+use attache_protocol::cert_fingerprint as fingerprint;
 
 fn cert_err(e: impl std::fmt::Display) -> IdentityError {
     IdentityError::Cert(e.to_string())

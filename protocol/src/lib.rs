@@ -25,6 +25,13 @@ pub use message::{
 };
 pub use platform::{MeetingUrlError, Platform, parse_meeting_url};
 
+/// How certificates are named on the wire (join-token CA pins, worker
+/// identities): lowercase hex SHA-256 of the DER encoding.
+pub fn cert_fingerprint(der: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(der))
+}
+
 /// Version of this wire protocol. It is carried in ALPN, so a worker and a
 /// control plane that do not share a version fail the TLS handshake with a
 /// clear `no_application_protocol` alert instead of misreading frames.

@@ -14,7 +14,6 @@ use rcgen::{
     DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose,
 };
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
-use sha2::{Digest, Sha256};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CaError {
@@ -136,9 +135,7 @@ impl FleetCa {
     }
 }
 
-pub(crate) fn fingerprint(der: &[u8]) -> String {
-    hex::encode(Sha256::digest(der))
-}
+pub(crate) use attache_protocol::cert_fingerprint as fingerprint;
 
 fn time_now() -> time::OffsetDateTime {
     time::OffsetDateTime::now_utc()
