@@ -85,7 +85,12 @@ pub(crate) async fn run(
             }
         }
     }
+    // Bots leave and close their recordings before the browser goes away.
     w.sessions.cancel_all();
+    let deadline = tokio::time::Instant::now() + DRAIN_TIMEOUT;
+    while w.sessions.active() > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
 }
 
 impl Worker {

@@ -3,7 +3,8 @@
 // 20 ms of 48 kHz mono float PCM at a time to the worker through the
 // `__attacheAudio` binding (base64, little-endian f32).
 (() => {
-  if (window.__attacheCapture) return;
+  // One capture per page: iframes would interleave their frames with ours.
+  if (window.__attacheCapture || window !== window.top) return;
   const send = window.__attacheAudio;
   if (typeof send !== 'function') return;
   const WORKLET = `
@@ -52,15 +53,26 @@
   async function capture(track) {
     if (track.kind !== 'audio' || seen.has(track.id)) return;
     seen.add(track.id);
-    const { ctx, node } = await sink();
-    if (ctx.state !== 'running') await ctx.resume();
-    ctx.createMediaStreamSource(new MediaStream([track])).connect(node);
+    try {
+      const { ctx, node } = await sink();
+      if (ctx.state !== 'running') await ctx.resume();
+      ctx.createMediaStreamSource(new MediaStream([track])).connect(node);
+    } catch (e) {
+      // Try again with the next track, and tell the worker why.
+      ready = null;
+      seen.delete(track.id);
+      send('!' + String((e && e.message) || e));
+    }
   }
   const Native = window.RTCPeerConnection;
   if (!Native) return;
   function Wrapped(...args) {
-    const pc = new Native(...args);
-    pc.addEventListener('track', (e) => { capture(e.track).catch(() => {}); });
+    if (!new.target) {
+      throw new TypeError("Failed to construct 'RTCPeerConnection': Please use the 'new' operator");
+    }
+    // Reflect.construct keeps subclasses (class X extends RTCPeerConnection) intact.
+    const pc = Reflect.construct(Native, args, new.target);
+    pc.addEventListener('track', (e) => { capture(e.track); });
     return pc;
   }
   Wrapped.prototype = Native.prototype;

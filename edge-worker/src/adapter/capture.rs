@@ -13,7 +13,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use base64::Engine;
 use chromiumoxide::Page;
-use chromiumoxide::cdp::browser_protocol::page::AddScriptToEvaluateOnNewDocumentParams;
+use chromiumoxide::cdp::browser_protocol::page::{
+    AddScriptToEvaluateOnNewDocumentParams, SetBypassCspParams,
+};
 use chromiumoxide::cdp::js_protocol::runtime::{AddBindingParams, EventBindingCalled};
 use futures::StreamExt;
 
@@ -31,13 +33,15 @@ pub(crate) struct CaptureCounters {
     pub frames: AtomicU64,
     pub corrupt: AtomicU64,
     pub dropped: AtomicU64,
+    /// Failures the page reported (a worklet that would not load, say).
+    pub errors: AtomicU64,
 }
 
 /// A running capture; finishing it closes the recording.
 pub(crate) struct Capture {
     pub counters: Arc<CaptureCounters>,
     listener: tokio::task::JoinHandle<()>,
-    encoder: std::thread::JoinHandle<Result<PipelineStats, String>>,
+    encoder: Option<std::thread::JoinHandle<Result<PipelineStats, String>>>,
     tx: std::sync::mpsc::SyncSender<Vec<f32>>,
     pub path: PathBuf,
 }
@@ -59,6 +63,15 @@ pub(crate) fn decode_frame(payload: &str) -> Option<Vec<f32>> {
 
 /// Installs the binding and the page script; call before navigating.
 pub(crate) async fn start(page: &Page, path: PathBuf) -> Result<Capture, String> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+    }
+    let file = std::fs::File::create(&path).map_err(|e| e.to_string())?;
+    // Meeting pages may forbid the worklet's blob: module by CSP; the bot's
+    // own capture is not theirs to police.
+    page.execute(SetBypassCspParams::new(true))
+        .await
+        .map_err(|e| e.to_string())?;
     page.execute(AddBindingParams::new(BINDING))
         .await
         .map_err(|e| e.to_string())?;
@@ -69,10 +82,6 @@ pub(crate) async fn start(page: &Page, path: PathBuf) -> Result<Capture, String>
         .event_listener::<EventBindingCalled>()
         .await
         .map_err(|e| e.to_string())?;
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
-    }
-    let file = std::fs::File::create(&path).map_err(|e| e.to_string())?;
     let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<f32>>(QUEUE);
     let encoder = std::thread::Builder::new()
         .name("attache-audio".into())
@@ -95,6 +104,12 @@ pub(crate) async fn start(page: &Page, path: PathBuf) -> Result<Capture, String>
             if ev.name != BINDING {
                 continue;
             }
+            if let Some(err) = ev.payload.strip_prefix('!') {
+                c.errors.fetch_add(1, Ordering::Relaxed);
+                let err: String = err.chars().take(200).collect();
+                tracing::warn!(error = %err, "in-page audio capture failed");
+                continue;
+            }
             match decode_frame(&ev.payload) {
                 Some(pcm) => {
                     c.frames.fetch_add(1, Ordering::Relaxed);
@@ -111,23 +126,39 @@ pub(crate) async fn start(page: &Page, path: PathBuf) -> Result<Capture, String>
     Ok(Capture {
         counters,
         listener,
-        encoder,
+        encoder: Some(encoder),
         tx,
         path,
     })
 }
 
 impl Capture {
-    /// Stops listening and closes the recording.
-    pub(crate) async fn finish(self) -> Result<PipelineStats, String> {
+    /// Stops listening and closes the recording. A recording that never got
+    /// any audio is removed rather than left behind empty.
+    pub(crate) async fn finish(mut self) -> Result<PipelineStats, String> {
         self.listener.abort();
-        drop(self.tx);
-        let encoder = self.encoder;
-        tokio::task::spawn_blocking(move || {
+        // Closing our sender ends the encoder's input once the listener's
+        // clone is gone with its task.
+        let (closed, _) = std::sync::mpsc::sync_channel(0);
+        drop(std::mem::replace(&mut self.tx, closed));
+        let encoder = self.encoder.take().expect("finished once");
+        let stats = tokio::task::spawn_blocking(move || {
             encoder.join().map_err(|_| "encoder panicked".to_string())?
         })
         .await
-        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())??;
+        if stats.opus_frames == 0 {
+            let _ = std::fs::remove_file(&self.path);
+        }
+        Ok(stats)
+    }
+}
+
+impl Drop for Capture {
+    /// Dropped without `finish` (its task was cancelled): stop listening so
+    /// the encoder sees the end of its input and closes the file.
+    fn drop(&mut self) {
+        self.listener.abort();
     }
 }
 

@@ -41,6 +41,9 @@ pub struct AudioPipeline<W: Write> {
     channels: usize,
     packet: Vec<u8>,
     stats: PipelineStats,
+    input_rate: u32,
+    /// Samples (at 16 kHz) held back by the resampler and the encoder.
+    delay_16k: usize,
 }
 
 impl<W: Write> AudioPipeline<W> {
@@ -48,7 +51,10 @@ impl<W: Write> AudioPipeline<W> {
         let down = Downsampler::new(input_rate, channels)?;
         let mut encoder = Encoder::new(OUTPUT_RATE, Channels::Mono, Application::Voip)?;
         encoder.set_bitrate(Bitrate::Bits(24_000))?;
-        let lookahead_48k = encoder.get_lookahead()? as u32 * (48_000 / OUTPUT_RATE);
+        // Pre-skip covers both the encoder's lookahead and the resampler's
+        // delay, so decoded audio lines up with what came in.
+        let delay_16k = encoder.get_lookahead()? as u32 + down.delay() as u32;
+        let lookahead_48k = delay_16k * (48_000 / OUTPUT_RATE);
         let serial = rand::random::<u32>();
         let ogg = OggOpusWriter::new(out, input_rate, lookahead_48k as u16, serial)?;
         Ok(AudioPipeline {
@@ -58,6 +64,8 @@ impl<W: Write> AudioPipeline<W> {
             channels,
             packet: vec![0u8; 4000],
             stats: PipelineStats::default(),
+            input_rate,
+            delay_16k: delay_16k as usize,
         })
     }
 
@@ -106,16 +114,18 @@ impl<W: Write> AudioPipeline<W> {
     /// the audio that came in (in whole 20 ms frames).
     pub fn finish(mut self) -> Result<(W, PipelineStats), PipelineError> {
         let stats = self.stats;
-        let mut end = None;
-        if stats.opus_frames > 0 {
-            let n = self
-                .encoder
-                .encode_float(&[0.0; FRAME_SAMPLES], &mut self.packet)?;
-            self.ogg
-                .write(&self.packet[..n], (FRAME_SAMPLES * 3) as u64)?;
-            end = Some(self.ogg.pre_skip() as u64 + stats.opus_frames * (FRAME_SAMPLES * 3) as u64);
+        // Push silence through the resampler and the encoder until what they
+        // held back is out, then trim the stream to the audio that came in.
+        // A recording with no audio at all still gets one packet, trimmed to
+        // nothing, so it stays a valid stream.
+        let flush_frames = self.delay_16k.div_ceil(FRAME_SAMPLES).max(1);
+        let silence = vec![0.0f32; (self.input_rate as usize / 50) * self.channels];
+        let before = self.stats.opus_frames;
+        while self.stats.opus_frames < before + flush_frames as u64 {
+            self.push(&silence)?;
         }
-        Ok((self.ogg.finish(end)?, stats))
+        let end = self.ogg.pre_skip() as u64 + stats.opus_frames * (FRAME_SAMPLES * 3) as u64;
+        Ok((self.ogg.finish(Some(end))?, stats))
     }
 }
 
@@ -162,6 +172,14 @@ mod tests {
         // About 24 kbit/s.
         let kbps = stats.opus_bytes as f64 * 8.0 / 3.0 / 1000.0;
         assert!((15.0..35.0).contains(&kbps), "{kbps} kbit/s");
+    }
+
+    #[test]
+    fn a_recording_without_audio_is_still_a_valid_empty_stream() {
+        let p = AudioPipeline::new(48_000, 2, Vec::new()).unwrap();
+        let (bytes, stats) = p.finish().unwrap();
+        assert_eq!(stats.opus_frames, 0);
+        assert!(super::super::decode_ogg_opus(&bytes).unwrap().is_empty());
     }
 
     #[test]
