@@ -109,6 +109,9 @@ pub(crate) struct EdgeWorkerArgs {
     pub capacity: u32,
     #[arg(long, env = "ATTACHE_CHROMIUM", default_value = "/usr/bin/chromium")]
     pub chromium: PathBuf,
+    /// Serve Prometheus metrics at http://ADDR/metrics.
+    #[arg(long, env = "ATTACHE_WORKER_METRICS_ADDR")]
+    pub metrics_addr: Option<SocketAddr>,
 }
 
 impl EdgeWorkerArgs {
@@ -118,6 +121,7 @@ impl EdgeWorkerArgs {
         c.join_token = self.join_token.clone();
         c.capacity = self.capacity;
         c.chromium = self.chromium.clone();
+        c.metrics_addr = self.metrics_addr;
         c
     }
 }

@@ -21,6 +21,8 @@ pub(crate) struct DevArgs {
     sandbox_port: u16,
     #[arg(long, env = "ATTACHE_CHROMIUM", default_value = "/usr/bin/chromium")]
     chromium: PathBuf,
+    #[arg(long, default_value_t = 9464)]
+    worker_metrics_port: u16,
 }
 
 pub(crate) async fn run(args: DevArgs) -> anyhow::Result<()> {
@@ -65,6 +67,7 @@ pub(crate) async fn run(args: DevArgs) -> anyhow::Result<()> {
     let worker_dir = args.data_dir.join("worker");
     let mut wc = WorkerConfig::new(cp.quic_addr().to_string(), &worker_dir);
     wc.chromium = args.chromium.clone();
+    wc.metrics_addr = Some(([127, 0, 0, 1], args.worker_metrics_port).into());
     if !worker_dir.join("worker.json").exists() {
         wc.join_token = Some(
             admin
@@ -80,6 +83,7 @@ pub(crate) async fn run(args: DevArgs) -> anyhow::Result<()> {
     let worker = EdgeWorker::build(wc)
         .await
         .context("starting the edge worker")?;
+    let worker_metrics = worker.metrics_addr();
     tasks.spawn(worker.run(shutdown.clone()));
     tasks.close();
 
@@ -88,6 +92,9 @@ pub(crate) async fn run(args: DevArgs) -> anyhow::Result<()> {
     println!("console: http://{http}/graphql (GraphiQL; the admin console arrives with SSO)");
     println!("api key: {tenant}");
     println!("sandbox meeting: {meeting}");
+    if let Some(addr) = worker_metrics {
+        println!("worker metrics: http://{addr}/metrics (control plane: http://{http}/metrics)");
+    }
     println!(
         "curl -s http://{http}/graphql -H 'Authorization: Bearer {tenant}' -H 'Content-Type: application/json' \
          -d '{{\"query\":\"mutation {{ createBot(input: {{meetingUrl: \\\"{meeting}\\\", botName: \\\"Attaché\\\"}}) {{ id status }} }}\"}}'"

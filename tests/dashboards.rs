@@ -31,10 +31,20 @@ fn referenced(text: &str) -> BTreeSet<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_metric_a_dashboard_or_alert_uses_is_exported() {
-    let cluster = Cluster::start().await;
-    let exported: BTreeSet<String> = cluster
-        .metrics()
+    let mut cluster = Cluster::start().await;
+    cluster.add_worker(1).await;
+    let worker = reqwest::get(format!("http://{}/metrics", cluster.worker_metrics[0]))
         .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let text = cluster.metrics().await + &worker;
+    assert!(
+        text.contains("attache_edge_worker_audio_frames_total"),
+        "{text}"
+    );
+    let exported: BTreeSet<String> = text
         .lines()
         .filter_map(|l| l.strip_prefix("# TYPE "))
         .filter_map(|l| l.split_whitespace().next())

@@ -51,4 +51,27 @@ async fn the_bot_records_what_the_meeting_says() {
         loud > 0 && quiet > 0,
         "turns of speech and silence: {loud} loud, {quiet} quiet 100 ms windows"
     );
+
+    // The worker counts what it captured, and nothing was malformed.
+    let metrics = reqwest::get(format!("http://{}/metrics", cluster.worker_metrics[0]))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let value = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
+            .unwrap_or_else(|| panic!("{name} missing: {metrics}"))
+    };
+    assert!(
+        value("attache_edge_worker_audio_frames_total ") >= 200.0,
+        "{metrics}"
+    );
+    assert_eq!(
+        value("attache_edge_worker_audio_frames_corrupt_total "),
+        0.0
+    );
+    assert!(value("attache_edge_worker_recorded_seconds_total ") >= 4.0);
 }

@@ -33,6 +33,7 @@ struct Running {
 pub(crate) struct BrowserPool {
     config: Arc<Config>,
     running: Arc<Mutex<Option<Running>>>,
+    pub(crate) metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// A bot's private corner of the browser.
@@ -43,10 +44,11 @@ pub(crate) struct BotContext {
 }
 
 impl BrowserPool {
-    pub(crate) fn new(config: Arc<Config>) -> BrowserPool {
+    pub(crate) fn new(config: Arc<Config>, metrics: Arc<crate::metrics::Metrics>) -> BrowserPool {
         BrowserPool {
             config,
             running: Arc::new(Mutex::new(None)),
+            metrics,
         }
     }
 

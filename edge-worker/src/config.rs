@@ -22,6 +22,8 @@ pub struct Config {
     pub reconnect_max: Duration,
     /// Extra Chromium flags (without leading dashes).
     pub chromium_args: Vec<String>,
+    /// Where to serve `/metrics`; off when unset.
+    pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
 impl Config {
@@ -36,6 +38,7 @@ impl Config {
             reconnect_min: Duration::from_millis(200),
             reconnect_max: Duration::from_secs(10),
             chromium_args: Vec::new(),
+            metrics_addr: None,
         }
     }
 

@@ -9,6 +9,7 @@ mod browser;
 mod config;
 mod identity;
 mod link;
+mod metrics;
 mod outbox;
 mod session;
 
@@ -22,6 +23,8 @@ pub use identity::IdentityError;
 pub struct EdgeWorker {
     config: Arc<Config>,
     identity: identity::Identity,
+    metrics: Arc<metrics::Metrics>,
+    metrics_listener: Option<tokio::net::TcpListener>,
 }
 
 impl EdgeWorker {
@@ -30,9 +33,19 @@ impl EdgeWorker {
     pub async fn build(config: Config) -> Result<EdgeWorker, IdentityError> {
         config.validate().map_err(IdentityError::Config)?;
         let identity = identity::load_or_enroll(&config).await?;
+        let metrics_listener = match config.metrics_addr {
+            Some(addr) => Some(
+                tokio::net::TcpListener::bind(addr)
+                    .await
+                    .map_err(|e| IdentityError::Io(format!("metrics address {addr}"), e))?,
+            ),
+            None => None,
+        };
         Ok(EdgeWorker {
             config: Arc::new(config),
             identity,
+            metrics: Arc::new(metrics::Metrics::new()),
+            metrics_listener,
         })
     }
 
@@ -40,11 +53,41 @@ impl EdgeWorker {
         &self.identity.worker_id
     }
 
+    /// Where `/metrics` is served, if it is.
+    pub fn metrics_addr(&self) -> Option<std::net::SocketAddr> {
+        self.metrics_listener
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
+    }
+
     /// Runs until `shutdown`: reconnects with jittered backoff whenever the
     /// link drops; bots keep running meanwhile and their results wait.
     pub async fn run(self, shutdown: CancellationToken) {
-        let browser = browser::BrowserPool::new(self.config.clone());
-        link::run(self.config, self.identity, browser.clone(), shutdown).await;
+        if let Some(listener) = self.metrics_listener {
+            let m = self.metrics.clone();
+            let app = axum::Router::new().route(
+                "/metrics",
+                axum::routing::get(move || {
+                    let m = m.clone();
+                    async move { m.render() }
+                }),
+            );
+            let stop = shutdown.clone();
+            tokio::spawn(async move {
+                let _ = axum::serve(listener, app)
+                    .with_graceful_shutdown(async move { stop.cancelled().await })
+                    .await;
+            });
+        }
+        let browser = browser::BrowserPool::new(self.config.clone(), self.metrics.clone());
+        link::run(
+            self.config,
+            self.identity,
+            browser.clone(),
+            self.metrics,
+            shutdown,
+        )
+        .await;
         browser.shutdown().await;
     }
 }

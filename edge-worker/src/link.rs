@@ -33,6 +33,7 @@ struct Worker {
     events_tx: mpsc::Sender<SessionEvent>,
     events_rx: mpsc::Receiver<SessionEvent>,
     draining: bool,
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// Doubles up to `max`, with full jitter over the upper half so a fleet
@@ -47,6 +48,7 @@ pub(crate) async fn run(
     config: Arc<Config>,
     identity: Identity,
     browser: BrowserPool,
+    metrics: Arc<crate::metrics::Metrics>,
     shutdown: CancellationToken,
 ) {
     let (events_tx, events_rx) = mpsc::channel(EVENT_QUEUE);
@@ -59,6 +61,7 @@ pub(crate) async fn run(
         events_tx,
         events_rx,
         draining: false,
+        metrics: metrics.clone(),
     };
     let mut attempt = 0u32;
     let mut endpoint = None;
@@ -66,10 +69,12 @@ pub(crate) async fn run(
         match w.connect_and_serve(&mut endpoint, &shutdown).await {
             Ok(()) => attempt = 0,
             Err(e) => {
+                metrics.link_reconnects.inc();
                 tracing::warn!(worker_id = %w.identity.worker_id, error = %e, attempt, "fleet link down");
                 attempt = attempt.saturating_add(1);
             }
         }
+        metrics.link_connected.set(0);
         w.outbox.detach();
         if shutdown.is_cancelled() {
             break;
@@ -131,6 +136,7 @@ impl Worker {
             Err(e) => return Err(format!("no welcome: {e}")),
         };
         tracing::info!(worker_id = %self.identity.worker_id, "connected to the control plane");
+        self.metrics.link_connected.set(1);
         // Commands are read on their own task: reading a frame is not
         // cancel-safe, so it must not sit in the select below.
         let (cmd_tx, mut cmd_rx) = mpsc::channel::<ControlMsg>(256);
@@ -176,6 +182,8 @@ impl Worker {
                         capacity: self.config.capacity,
                         rss_mib: rss_mib(),
                     };
+                    self.metrics.bots_active.set(self.sessions.active() as i64);
+                    self.metrics.outbox_pending.set(self.outbox.pending() as i64);
                     let hb = WorkerMsg::Heartbeat { load, bots: self.sessions.reports() };
                     write_frame(&mut send, &hb).await.map_err(|e| e.to_string())?;
                     if self.outbox.rewind_stalled(std::time::Instant::now(), heartbeat * 4) > 0 {

@@ -240,7 +240,10 @@ mod tests {
         // this test needs of them.
         let mut config = crate::Config::new("127.0.0.1:1", std::env::temp_dir());
         config.chromium = "/nonexistent/chromium".into();
-        let browser = BrowserPool::new(std::sync::Arc::new(config));
+        let browser = BrowserPool::new(
+            std::sync::Arc::new(config),
+            std::sync::Arc::new(crate::metrics::Metrics::new()),
+        );
         let (tx, mut rx) = mpsc::channel(16);
         let sessions = Sessions::default();
         assert_eq!(

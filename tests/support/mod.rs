@@ -54,6 +54,8 @@ pub struct Cluster {
     workers: Vec<CancellationToken>,
     /// Data directory of each in-process worker, in the order they started.
     pub worker_dirs: Vec<PathBuf>,
+    /// `/metrics` address of each in-process worker.
+    pub worker_metrics: Vec<std::net::SocketAddr>,
 }
 
 #[derive(Default)]
@@ -101,6 +103,7 @@ impl Cluster {
             shutdown,
             workers: Vec::new(),
             worker_dirs: Vec::new(),
+            worker_metrics: Vec::new(),
         }
     }
 
@@ -117,6 +120,7 @@ impl Cluster {
         wc.chromium = chromium();
         wc.reconnect_min = Duration::from_millis(50);
         wc.reconnect_max = Duration::from_millis(500);
+        wc.metrics_addr = Some("127.0.0.1:0".parse().unwrap());
         wc
     }
 
@@ -129,6 +133,8 @@ impl Cluster {
         wc.capacity = capacity;
         let w = EdgeWorker::build(wc).await.expect("worker enrolls");
         let id = w.worker_id().to_string();
+        self.worker_metrics
+            .push(w.metrics_addr().expect("metrics served"));
         let token = self.shutdown.child_token();
         self.workers.push(token.clone());
         tokio::spawn(w.run(token));

@@ -62,7 +62,11 @@ pub(crate) fn decode_frame(payload: &str) -> Option<Vec<f32>> {
 }
 
 /// Installs the binding and the page script; call before navigating.
-pub(crate) async fn start(page: &Page, path: PathBuf) -> Result<Capture, String> {
+pub(crate) async fn start(
+    page: &Page,
+    path: PathBuf,
+    metrics: Arc<crate::metrics::Metrics>,
+) -> Result<Capture, String> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
     }
@@ -106,6 +110,7 @@ pub(crate) async fn start(page: &Page, path: PathBuf) -> Result<Capture, String>
             }
             if let Some(err) = ev.payload.strip_prefix('!') {
                 c.errors.fetch_add(1, Ordering::Relaxed);
+                metrics.audio_capture_errors.inc();
                 let err: String = err.chars().take(200).collect();
                 tracing::warn!(error = %err, "in-page audio capture failed");
                 continue;
@@ -113,12 +118,15 @@ pub(crate) async fn start(page: &Page, path: PathBuf) -> Result<Capture, String>
             match decode_frame(&ev.payload) {
                 Some(pcm) => {
                     c.frames.fetch_add(1, Ordering::Relaxed);
+                    metrics.audio_frames.inc();
                     if frames_tx.try_send(pcm).is_err() {
                         c.dropped.fetch_add(1, Ordering::Relaxed);
+                        metrics.audio_frames_dropped.inc();
                     }
                 }
                 None => {
                     c.corrupt.fetch_add(1, Ordering::Relaxed);
+                    metrics.audio_frames_corrupt.inc();
                 }
             }
         }

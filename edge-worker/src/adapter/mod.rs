@@ -203,7 +203,7 @@ pub(crate) async fn run(
     let path = browser
         .recordings_dir()
         .join(format!("{}-{}.ogg", a.bot_id, a.generation));
-    let capture = match capture::start(&ctx.page, path).await {
+    let capture = match capture::start(&ctx.page, path, browser.metrics.clone()).await {
         Ok(c) => Some(c),
         Err(e) => {
             tracing::warn!(bot_id = %a.bot_id, error = %e, "audio capture unavailable");
@@ -216,7 +216,12 @@ pub(crate) async fn run(
         let counters = c.counters.clone();
         let path = c.path.clone();
         match c.finish().await {
-            Ok(stats) => tracing::info!(
+            Ok(stats) => {
+                browser
+                    .metrics
+                    .recorded_seconds
+                    .inc_by(stats.duration_ms() / 1000);
+                tracing::info!(
                 bot_id = %a.bot_id,
                 path = %path.display(),
                 duration_ms = stats.duration_ms(),
@@ -224,7 +229,8 @@ pub(crate) async fn run(
                 corrupt = counters.corrupt.load(std::sync::atomic::Ordering::Relaxed),
                 dropped = counters.dropped.load(std::sync::atomic::Ordering::Relaxed),
                 "recording closed"
-            ),
+                )
+            }
             Err(e) => tracing::warn!(bot_id = %a.bot_id, error = %e, "recording failed"),
         }
     }

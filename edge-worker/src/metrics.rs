@@ -1,0 +1,92 @@
+//! Prometheus metrics of one edge worker, named `attache_edge_worker_*`,
+//! served on `--metrics-addr` when set. Labels are bounded; no bot or tenant
+//! ids.
+
+use prometheus::{Encoder, IntCounter, IntGauge, Registry, TextEncoder};
+
+pub(crate) struct Metrics {
+    registry: Registry,
+    pub bots_active: IntGauge,
+    pub audio_frames: IntCounter,
+    pub audio_frames_corrupt: IntCounter,
+    pub audio_frames_dropped: IntCounter,
+    pub audio_capture_errors: IntCounter,
+    pub recorded_seconds: IntCounter,
+    pub outbox_pending: IntGauge,
+    pub link_connected: IntGauge,
+    pub link_reconnects: IntCounter,
+}
+
+fn counter(r: &Registry, name: &str, help: &str) -> IntCounter {
+    let c = IntCounter::new(name, help).expect("metric");
+    r.register(Box::new(c.clone())).expect("unique metric");
+    c
+}
+
+fn gauge(r: &Registry, name: &str, help: &str) -> IntGauge {
+    let g = IntGauge::new(name, help).expect("metric");
+    r.register(Box::new(g.clone())).expect("unique metric");
+    g
+}
+
+impl Metrics {
+    pub(crate) fn new() -> Metrics {
+        let r = Registry::new();
+        Metrics {
+            bots_active: gauge(
+                &r,
+                "attache_edge_worker_bots_active",
+                "Bot sessions running on this worker",
+            ),
+            audio_frames: counter(
+                &r,
+                "attache_edge_worker_audio_frames_total",
+                "20 ms audio frames captured from meeting pages",
+            ),
+            audio_frames_corrupt: counter(
+                &r,
+                "attache_edge_worker_audio_frames_corrupt_total",
+                "Frames from a page that did not decode (dropped)",
+            ),
+            audio_frames_dropped: counter(
+                &r,
+                "attache_edge_worker_audio_frames_dropped_total",
+                "Frames dropped because the encoder fell behind",
+            ),
+            audio_capture_errors: counter(
+                &r,
+                "attache_edge_worker_audio_capture_errors_total",
+                "In-page capture failures reported by meeting pages",
+            ),
+            recorded_seconds: counter(
+                &r,
+                "attache_edge_worker_recorded_seconds_total",
+                "Seconds of audio written to recordings",
+            ),
+            outbox_pending: gauge(
+                &r,
+                "attache_edge_worker_outbox_pending_frames",
+                "Result frames not yet acknowledged by the control plane",
+            ),
+            link_connected: gauge(
+                &r,
+                "attache_edge_worker_link_connected",
+                "1 while the fleet link is up",
+            ),
+            link_reconnects: counter(
+                &r,
+                "attache_edge_worker_link_reconnects_total",
+                "Fleet link losses",
+            ),
+            registry: r,
+        }
+    }
+
+    pub(crate) fn render(&self) -> String {
+        let mut out = Vec::new();
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut out)
+            .expect("text encoding");
+        String::from_utf8(out).expect("utf-8")
+    }
+}
