@@ -92,7 +92,7 @@ pub async fn authenticate(store: &Store, header: Option<&str>) -> Result<Princip
     } else {
         store.api_key(id).await?
     };
-    // Compare against a fixed dummy when there is no row, so both paths do
+    // Compare against a fixed all-zero hash when there is no row, so both paths do
     // the same work.
     let stored = row
         .as_ref()
