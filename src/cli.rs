@@ -43,14 +43,19 @@ pub(crate) struct DeploymentArgs {
     #[arg(long, env = "ATTACHE_DATA_DIR", default_value = "./attache-data")]
     pub data_dir: PathBuf,
     /// PostgreSQL URL (`postgres://user:pass@host/db`); SQLite in the data dir if unset.
-    #[arg(long, env = "ATTACHE_DATABASE_URL")]
+    #[arg(long, env = "ATTACHE_DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
+    /// Directory with the fleet CA shared by all replicas; a CA is created in
+    /// the data dir if unset.
+    #[arg(long, env = "ATTACHE_FLEET_CA_DIR")]
+    pub fleet_ca_dir: Option<PathBuf>,
 }
 
 impl DeploymentArgs {
     fn config(&self) -> CpConfig {
         let mut c = CpConfig::local(&self.data_dir);
         c.database_url = self.database_url.clone();
+        c.fleet_ca_dir = self.fleet_ca_dir.clone();
         c
     }
 }

@@ -62,7 +62,7 @@ impl Admin {
             .map_err(|e| BuildError::DataDir(config.data_dir.display().to_string(), e))?;
         let store = Store::open(&config.database_url()).await?;
         store.migrate().await?;
-        let ca = Arc::new(FleetCa::load_or_create(&config.data_dir)?);
+        let ca = Arc::new(FleetCa::for_config(config)?);
         Ok(Admin { store, ca })
     }
 

@@ -13,6 +13,10 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// `postgres://…` in production; `None` means SQLite in `data_dir`.
     pub database_url: Option<String>,
+    /// Directory holding the fleet CA (`fleet-ca.pem`, `fleet-ca.key`),
+    /// shared by every replica (a mounted secret). `None`: the data
+    /// directory, where a CA is created on first start.
+    pub fleet_ca_dir: Option<PathBuf>,
     pub http_addr: SocketAddr,
     pub quic_addr: SocketAddr,
     /// Names (DNS or IP) workers use to reach the fleet endpoint; they go in
@@ -41,6 +45,7 @@ impl Config {
         Config {
             data_dir: data_dir.into(),
             database_url: None,
+            fleet_ca_dir: None,
             http_addr: "127.0.0.1:8080".parse().expect("addr"),
             quic_addr: "127.0.0.1:8443".parse().expect("addr"),
             fleet_names: vec!["localhost".into(), "127.0.0.1".into()],
@@ -85,6 +90,11 @@ impl Config {
                 "SQLite: set --database-url to PostgreSQL, or --allow-dev-fallbacks",
             ));
         }
+        if self.production && !self.allow_dev_fallbacks && self.fleet_ca_dir.is_none() {
+            return Err(ConfigError::DevFallback(
+                "a fleet CA created in the data directory: set --fleet-ca-dir to the managed CA, or --allow-dev-fallbacks",
+            ));
+        }
         Ok(())
     }
 }
@@ -109,6 +119,11 @@ mod tests {
         c.allow_dev_fallbacks = false;
         assert!(matches!(c.validate(), Err(ConfigError::DevFallback(_))));
         c.database_url = Some("postgres://db/attache".into());
+        assert!(
+            matches!(c.validate(), Err(ConfigError::DevFallback(_))),
+            "self-made CA"
+        );
+        c.fleet_ca_dir = Some("/run/secrets/fleet-ca".into());
         c.validate().unwrap();
     }
 

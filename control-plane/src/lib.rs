@@ -68,7 +68,7 @@ impl ControlPlane {
             .map_err(|e| BuildError::DataDir(config.data_dir.display().to_string(), e))?;
         let store = Store::open(&config.database_url()).await?;
         store.migrate().await?;
-        let ca = Arc::new(fleet::FleetCa::load_or_create(&config.data_dir)?);
+        let ca = Arc::new(fleet::FleetCa::for_config(&config)?);
         let http = tokio::net::TcpListener::bind(config.http_addr)
             .await
             .map_err(|e| BuildError::Bind(config.http_addr, e))?;

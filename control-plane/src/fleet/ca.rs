@@ -43,20 +43,33 @@ const CA_KEY: &str = "fleet-ca.key";
 const WORKER_CERT_DAYS: u64 = 365;
 
 impl FleetCa {
+    /// Loads the CA from the configured directory (which must hold one), or
+    /// from the data directory, creating it there on first start.
+    pub(crate) fn for_config(config: &crate::Config) -> Result<FleetCa, CaError> {
+        match &config.fleet_ca_dir {
+            Some(dir) => FleetCa::load(dir),
+            None => FleetCa::load_or_create(&config.data_dir),
+        }
+    }
+
+    fn load(dir: &Path) -> Result<FleetCa, CaError> {
+        let cert_pem = read(&dir.join(CA_CERT))?;
+        let key = KeyPair::from_pem(&read(&dir.join(CA_KEY))?)?;
+        let issuer = Issuer::from_ca_cert_pem(&cert_pem, key)?;
+        let cert_der = pem_to_der(&cert_pem)?;
+        Ok(FleetCa {
+            cert_pem,
+            cert_der,
+            issuer,
+        })
+    }
+
     /// Loads the CA from `dir`, creating it on first start.
     pub(crate) fn load_or_create(dir: &Path) -> Result<FleetCa, CaError> {
         let cert_path = dir.join(CA_CERT);
         let key_path = dir.join(CA_KEY);
         if cert_path.exists() && key_path.exists() {
-            let cert_pem = read(&cert_path)?;
-            let key = KeyPair::from_pem(&read(&key_path)?)?;
-            let issuer = Issuer::from_ca_cert_pem(&cert_pem, key)?;
-            let cert_der = pem_to_der(&cert_pem)?;
-            return Ok(FleetCa {
-                cert_pem,
-                cert_der,
-                issuer,
-            });
+            return FleetCa::load(dir);
         }
         let key = KeyPair::generate()?;
         let mut params = CertificateParams::new(Vec::<String>::new())?;
@@ -190,6 +203,31 @@ mod tests {
             assert_eq!(mode & 0o777, 0o600);
         }
         std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_managed_ca_directory_is_used_never_created() {
+        let managed = std::env::temp_dir().join(format!("attache-ca-{}", uuid::Uuid::new_v4()));
+        let data = std::env::temp_dir().join(format!("attache-data-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&managed).unwrap();
+        let mut config = crate::Config::local(&data);
+        config.fleet_ca_dir = Some(managed.clone());
+        assert!(
+            FleetCa::for_config(&config).is_err(),
+            "an empty managed dir is an error"
+        );
+        assert!(
+            !managed.join(CA_KEY).exists(),
+            "and nothing is created in it"
+        );
+        let made = FleetCa::load_or_create(&managed).unwrap();
+        let used = FleetCa::for_config(&config).unwrap();
+        assert_eq!(made.fingerprint(), used.fingerprint());
+        assert!(
+            !data.join(CA_KEY).exists(),
+            "the data dir gets no CA of its own"
+        );
+        std::fs::remove_dir_all(managed).unwrap();
     }
 
     #[test]
