@@ -141,6 +141,12 @@ enum AdminCommand {
         #[command(flatten)]
         deployment: DeploymentArgs,
     },
+    /// Create the fleet CA in a directory (for --fleet-ca-dir) and print its
+    /// fingerprint; an existing CA there is kept.
+    InitFleetCa {
+        #[arg(long)]
+        dir: PathBuf,
+    },
     /// Issue a one-time join token for a worker in a region.
     WorkerToken {
         #[arg(long)]
@@ -201,6 +207,11 @@ impl Cli {
                 println!("tenant: {} ({})", t.name, t.tenant_id);
                 println!("region: {}", t.region);
                 println!("api key: {}", t.api_key);
+                Ok(())
+            }
+            Command::Admin(AdminCommand::InitFleetCa { dir }) => {
+                let fp = attache_control_plane::init_fleet_ca(&dir)?;
+                println!("fleet CA: {} (sha256 {fp})", dir.display());
                 Ok(())
             }
             Command::Admin(AdminCommand::WorkerToken {

@@ -27,6 +27,12 @@ pub use admin::{Admin, AdminError, CreatedTenant, WorkerToken};
 pub use config::{Config, ConfigError};
 pub use store::Store;
 
+/// Creates a fleet CA in `dir` (or loads the one there) and returns its
+/// fingerprint: how an operator makes the CA `--fleet-ca-dir` points to.
+pub fn init_fleet_ca(dir: &std::path::Path) -> Result<String, fleet::CaError> {
+    Ok(fleet::FleetCa::load_or_create(dir)?.fingerprint())
+}
+
 /// Everything the request handlers and background loops share.
 #[derive(Clone)]
 pub(crate) struct AppState {
