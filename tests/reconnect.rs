@@ -22,6 +22,24 @@ fn config(dir: &std::path::Path, sandbox: &str, quic: std::net::SocketAddr) -> C
     c
 }
 
+/// An in-process worker enrolled with `admin`, dialling `quic`.
+async fn start_worker(
+    admin: &attache_control_plane::Admin,
+    quic: std::net::SocketAddr,
+    stop: CancellationToken,
+) {
+    let mut wc = attache_edge_worker::Config::new(quic.to_string(), temp_dir("reconnect-worker"));
+    wc.chromium = chromium();
+    wc.reconnect_min = Duration::from_millis(100);
+    wc.reconnect_max = Duration::from_millis(400);
+    let token = admin
+        .worker_token("local", Duration::from_secs(60))
+        .await
+        .unwrap();
+    wc.join_token = Some(token.token);
+    tokio::spawn(EdgeWorker::build(wc).await.unwrap().run(stop));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_running_bot_survives_a_control_plane_restart() {
     let dir = temp_dir("restart");
@@ -41,19 +59,7 @@ async fn a_running_bot_survives_a_control_plane_restart() {
     let first_life = CancellationToken::new();
     let first = tokio::spawn(cp.run(first_life.clone()));
 
-    let mut wc = attache_edge_worker::Config::new(quic.to_string(), temp_dir("restart-worker"));
-    wc.chromium = chromium();
-    wc.reconnect_min = Duration::from_millis(100);
-    wc.reconnect_max = Duration::from_millis(400);
-    wc.join_token = Some(
-        admin
-            .worker_token("local", Duration::from_secs(60))
-            .await
-            .unwrap()
-            .token,
-    );
-    let worker = EdgeWorker::build(wc).await.unwrap();
-    tokio::spawn(worker.run(stop_all.clone()));
+    start_worker(&admin, quic, stop_all.clone()).await;
 
     let meeting = format!("{sandbox}/m/restart?admission=open");
     let id = api.create_bot(&meeting, "Steady Bot").await;
@@ -117,16 +123,7 @@ async fn a_replica_never_expires_a_worker_connected_to_another() {
     tokio::spawn(a.run(stop.clone()));
     tokio::spawn(b.run(stop.clone()));
 
-    let mut wc = attache_edge_worker::Config::new(quic_b.to_string(), temp_dir("replica-worker"));
-    wc.chromium = chromium();
-    wc.join_token = Some(
-        admin
-            .worker_token("local", Duration::from_secs(60))
-            .await
-            .unwrap()
-            .token,
-    );
-    tokio::spawn(EdgeWorker::build(wc).await.unwrap().run(stop.clone()));
+    start_worker(&admin, quic_b, stop.clone()).await;
 
     let id = api
         .create_bot(

@@ -59,6 +59,8 @@ static MEET: Table = Table {
 static TEAMS: Table = Table {
     name_inputs: &[
         "[data-tid=\"prejoin-display-name-input\"]",
+        // Teams' name field as the web client renders it (its HTML
+        // placeholder attribute), for builds without the data-tid.
         "input[placeholder=\"Type your name\"]",
     ],
     join_buttons: &["Join now"],
