@@ -73,7 +73,7 @@ fn main() {
         let mut previous: Option<(usize, u64)> = None;
         for target in [1usize, 5, 10] {
             while bots.len() < target {
-                let url = cluster.meeting(&format!("mem{}", bots.len()), "admission=open&speech=true");
+                let url = cluster.meeting(&format!("mem{}", bots.len()), "admission=open&script=demo-loop");
                 bots.push(api.create_bot(&url, "Memory Bot").await);
             }
             for id in &bots {

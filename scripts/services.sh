@@ -28,3 +28,127 @@ stop_postgres() {
     rm -rf "$PG_DIR"
   fi
 }
+
+# Prints the 10 ports of start_s3: 8 free ones, then a free P and P+10000,
+# free too. One python3 holds them all until the last is found, so none
+# repeats (python3 starts slowly under pyenv: one call, not ten).
+free_s3_ports() {
+  python3 -c '
+import socket
+held, ports = [], []
+def take(port=0):
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", port))
+    except (OSError, OverflowError):
+        s.close()
+        return None
+    held.append(s)
+    return s.getsockname()[1]
+while len(ports) < 8:
+    ports.append(take())
+while True:
+    p = take()
+    if take(p + 10000):
+        ports += [p, p + 10000]
+        break
+print(*ports)
+for s in held:
+    s.close()'
+}
+
+# Starts SeaweedFS's `weed mini` (master, volume server, filer and S3 gateway
+# in one process) in a fresh directory as the S3-compatible server of the
+# object-store tests, and exports ATTACHE_TEST_S3_ENDPOINT, _ACCESS_KEY,
+# _SECRET_KEY and _REGION; clients need path-style addressing. The tests make
+# their own buckets.
+# - Every port is chosen here: mini moves a busy default port silently, and
+#   gRPC ports default to HTTP port + 10000, so parallel runs would collide.
+#   WebDAV and the Iceberg and Lance catalogs are off; the admin server cannot
+#   be, and its maintenance worker dials admin port + 10000 whatever
+#   -admin.port.grpc says, so that is the admin gRPC port.
+# - Without an identity S3 lets anyone in: the one in -s3.config, with fresh
+#   keys, makes it refuse unsigned or wrongly signed requests.
+# - As on AWS, a PUT into a missing bucket fails and so does deleting a bucket
+#   that is not empty (mini's defaults create the one and empty the other).
+# - Each bucket that holds data takes a volume of its own, and mini allows
+#   free disk / volume size of them: 64 MB volumes, not its 1 GB, allow
+#   hundreds of buckets rather than a few dozen.
+# - -logtostderr keeps glog's files out of /tmp; -config_dir keeps any
+#   security.toml or master.toml of the machine out.
+start_s3() {
+  local weed=${ATTACHE_WEED:-$HOME/.cache/attache/venv/bin/weed}
+  if [ ! -x "$weed" ]; then
+    echo "start_s3: no $weed: run install_deps" >&2
+    return 1
+  fi
+  local master master_grpc volume volume_grpc filer filer_grpc s3 s3_grpc admin admin_grpc
+  read -r master master_grpc volume volume_grpc filer filer_grpc s3 s3_grpc admin admin_grpc \
+    < <(free_s3_ports)
+  S3_DIR=$(mktemp -d /tmp/attache-s3.XXXXXX)
+  # mini always puts its gRPC unix sockets there; stop_s3 removes them.
+  S3_SOCKETS=(/tmp/seaweedfs-{master-grpc-$master_grpc,volume-grpc-$volume_grpc,filer-grpc-$filer_grpc,s3-grpc-$s3_grpc,admin-grpc-$admin_grpc}.sock)
+  local access_key secret_key
+  access_key=attache-$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')
+  secret_key=$(od -An -N20 -tx1 /dev/urandom | tr -d ' \n')
+  cat >"$S3_DIR/s3.json" <<JSON
+{"identities": [{"name": "attache-tests",
+  "credentials": [{"accessKey": "$access_key", "secretKey": "$secret_key"}],
+  "actions": ["Admin", "Read", "Write", "List", "Tagging"]}]}
+JSON
+  # AWS_* in the environment would add a second identity: mini's 'mini' user.
+  env -u AWS_ACCESS_KEY_ID -u AWS_SECRET_ACCESS_KEY "$weed" -logtostderr -config_dir="$S3_DIR" \
+    mini -dir="$S3_DIR/data" -ip=127.0.0.1 -ip.bind=127.0.0.1 \
+    -master.port="$master" -master.port.grpc="$master_grpc" \
+    -volume.port="$volume" -volume.port.grpc="$volume_grpc" \
+    -filer.port="$filer" -filer.port.grpc="$filer_grpc" -filer.localSocket="$S3_DIR/filer.sock" \
+    -s3.port="$s3" -s3.port.grpc="$s3_grpc" -s3.localSocket="$S3_DIR/s3.sock" \
+    -s3.port.iceberg=0 -s3.port.lance=0 -webdav=false -master.volumeSizeLimitMB=64 \
+    -admin.ui=false -admin.port="$admin" -admin.port.grpc="$admin_grpc" \
+    -s3.config="$S3_DIR/s3.json" -s3.autoCreateBucket=false -s3.allowDeleteBucketNotEmpty=false \
+    >"$S3_DIR/weed.log" 2>&1 &
+  S3_PID=$!
+  # Up once an unsigned request is refused: 200 would mean no credentials.
+  # The probe is bash's /dev/tcp, in a subshell so fd 3 stays its own.
+  local status started=$SECONDS
+  while :; do
+    status=$(
+      exec 2>/dev/null
+      exec 3<>"/dev/tcp/127.0.0.1/$s3" || exit 0
+      printf 'GET / HTTP/1.0\r\nHost: 127.0.0.1:%s\r\n\r\n' "$s3" >&3
+      read -r -t 2 _ status _ <&3 && echo "$status"
+    ) || true
+    [ "$status" = 403 ] && break
+    if [ "$status" = 200 ] || ! kill -0 "$S3_PID" 2>/dev/null || [ $((SECONDS - started)) -ge 30 ]; then
+      if [ "$status" = 200 ]; then
+        echo "start_s3: S3 on 127.0.0.1:$s3 answered an unsigned GET / with 200: credentials not in force" >&2
+      else
+        echo "start_s3: weed mini not serving S3 on 127.0.0.1:$s3 after $((SECONDS - started)) s (unsigned GET /: ${status:-no answer})" >&2
+      fi
+      echo "end of $S3_DIR/weed.log:" >&2
+      tail -n 30 "$S3_DIR/weed.log" >&2
+      stop_s3
+      return 1
+    fi
+    sleep 0.1
+  done
+  export ATTACHE_TEST_S3_ENDPOINT="http://127.0.0.1:$s3"
+  export ATTACHE_TEST_S3_ACCESS_KEY="$access_key"
+  export ATTACHE_TEST_S3_SECRET_KEY="$secret_key"
+  export ATTACHE_TEST_S3_REGION=us-east-1
+}
+
+# Kills weed mini outright, as stop_postgres does: its data is thrown away
+# and a graceful stop takes seconds. Then removes its directory and sockets.
+stop_s3() {
+  if [ -n "${S3_PID:-}" ]; then
+    kill -KILL "$S3_PID" 2>/dev/null || true
+    wait "$S3_PID" 2>/dev/null || true
+    S3_PID=
+  fi
+  if [ -n "${S3_DIR:-}" ]; then
+    rm -f "${S3_SOCKETS[@]}"
+    rm -rf "$S3_DIR"
+    S3_DIR=
+  fi
+}

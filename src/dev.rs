@@ -87,7 +87,7 @@ pub(crate) async fn run(args: DevArgs) -> anyhow::Result<()> {
     tasks.spawn(worker.run(shutdown.clone()));
     tasks.close();
 
-    let meeting = format!("{sandbox_origin}/m/demo?speech=true");
+    let meeting = format!("{sandbox_origin}/m/demo?script=demo-loop");
     println!("graphql: http://{http}/graphql");
     println!("console: http://{http}/graphql (GraphiQL; the admin console arrives with SSO)");
     println!("api key: {tenant}");

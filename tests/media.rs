@@ -1,77 +1,344 @@
-//! A bot that hears: the sandbox's host speaks through a real
-//! RTCPeerConnection, the bot captures the remote track inside the page, and
-//! the worker writes a recording that decodes to the host's voice.
+//! A bot that hears, end to end through GraphQL: the sandbox's scripted
+//! speakers talk through a real RTCPeerConnection, someone joins and leaves,
+//! someone writes in the chat; the bot captures it all inside the page, and
+//! the recording lands in the object store (a local directory, and a real
+//! S3-compatible server), as long as the call, decodable and not silent,
+//! with the script's speakers in the script's order.
 
 mod support;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use attache_edge_worker::audio::decode_ogg_opus;
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use sha2::Digest;
 use support::*;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_bot_records_what_the_meeting_says() {
-    let mut cluster = Cluster::start().await;
-    cluster.add_worker(2).await;
+/// Speech RMS must clear this; silence sits far below it.
+const RMS_FLOOR: f32 = 0.01;
+
+fn at(v: &Value) -> DateTime<Utc> {
+    v.as_str()
+        .unwrap_or_else(|| panic!("not a time: {v}"))
+        .parse()
+        .unwrap()
+}
+
+fn event_at(bot: &Value, status: &str) -> DateTime<Utc> {
+    let e = bot["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["status"] == status)
+        .unwrap_or_else(|| panic!("no {status} in {bot:#}"));
+    at(&e["at"])
+}
+
+fn rms(pcm: &[f32]) -> f32 {
+    (pcm.iter().map(|s| s * s).sum::<f32>() / pcm.len().max(1) as f32).sqrt()
+}
+
+/// The sandbox's view of the meeting: its script and clip lengths.
+async fn sandbox_view(cluster: &Cluster, meeting: &str) -> Value {
+    reqwest::get(format!("{}/api/meetings/{meeting}", cluster.sandbox))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+/// Runs the scripted meeting to its end and checks everything the bot
+/// brought back.
+async fn a_scripted_meeting_is_heard_and_recorded(cluster: Cluster, meeting: &str) {
     let api = cluster.tenant("acme").await;
     let id = api
         .create_bot(
-            &cluster.meeting("media", "admission=open&speech=true"),
+            &cluster.meeting(meeting, "admission=open&script=demo"),
             "Listening Bot",
         )
         .await;
     api.wait_status(&id, "IN_CALL", Duration::from_secs(30))
         .await;
-    let in_call = Instant::now();
-    tokio::time::sleep(Duration::from_secs(5)).await;
-    api.leave(&id).await;
-    api.wait_status(&id, "ENDED", Duration::from_secs(30)).await;
-    let heard_for = in_call.elapsed();
+    // The script's last event is Carol leaving at 9 s; give it 2 s more.
+    tokio::time::sleep(Duration::from_secs(11)).await;
+    cluster.host(meeting, "end", None).await;
+    let bot = api.wait_status(&id, "ENDED", Duration::from_secs(30)).await;
+    assert_eq!(bot["statusReason"], "MEETING_ENDED");
+    let view = sandbox_view(&cluster, meeting).await;
+    let script = &view["script"];
 
-    let path = cluster.worker_dirs[0]
-        .join("recordings")
-        .join(format!("{id}-1.ogg"));
-    let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    // The recording: closed, checked, as long as the call, downloadable.
+    let m = api.media(&id).await;
+    let in_call = event_at(&m, "IN_CALL");
+    let ended = event_at(&m, "ENDED");
+    let call_ms = (ended - in_call).num_milliseconds() as f64;
+    let rec = &m["recording"];
+    assert_eq!(rec["status"], "READY", "{m:#}");
+    assert_eq!(rec["format"], "audio/ogg; codecs=opus");
+    let duration = rec["durationMs"].as_f64().unwrap();
+    assert!(
+        (duration - call_ms).abs() <= 0.05 * call_ms,
+        "recording {duration} ms for {call_ms} ms in the call"
+    );
+    let url = rec["downloadUrl"].as_str().expect("a download URL");
+    let resp = reqwest::get(url).await.unwrap();
+    assert!(resp.status().is_success(), "download: {}", resp.status());
+    let bytes = resp.bytes().await.unwrap();
+    assert_eq!(bytes.len() as u64, rec["sizeBytes"].as_u64().unwrap());
+    assert_eq!(
+        hex::encode(sha2::Sha256::digest(&bytes)),
+        rec["sha256"].as_str().unwrap()
+    );
     let pcm = decode_ogg_opus(&bytes).expect("the recording decodes");
-    let secs = pcm.len() as f64 / 16_000.0;
-    // Capture starts with the call's audio and stops when the bot leaves.
+    let decoded_ms = pcm.len() as f64 / 16.0;
     assert!(
-        secs > 4.0 && secs <= heard_for.as_secs_f64() + 1.0,
-        "recorded {secs:.2} s of {heard_for:?}"
+        (decoded_ms - call_ms).abs() <= 0.05 * call_ms,
+        "decoded {decoded_ms} ms for {call_ms} ms in the call"
     );
-    // The host's tone (220 Hz, 1.5 s of every 2 s at 0.3) is in it.
-    let rms = (pcm.iter().map(|s| s * s).sum::<f32>() / pcm.len() as f32).sqrt();
-    assert!(rms > 0.05, "recording is silent: rms {rms}");
-    let loud = pcm
-        .chunks(1600)
-        .filter(|c| c.iter().map(|s| s.abs()).fold(0.0, f32::max) > 0.1)
-        .count();
-    let quiet = pcm.chunks(1600).count() - loud;
     assert!(
-        loud > 0 && quiet > 0,
-        "turns of speech and silence: {loud} loud, {quiet} quiet 100 ms windows"
+        rms(&pcm) > RMS_FLOOR,
+        "the recording is silent: {}",
+        rms(&pcm)
+    );
+    eprintln!(
+        "in call {call_ms} ms; recording {duration} ms ({:+.2}%), decoded {decoded_ms} ms, {} bytes, rms {:.3}",
+        100.0 * (duration - call_ms) / call_ms,
+        bytes.len(),
+        rms(&pcm)
     );
 
-    // The worker counts what it captured, and nothing was malformed.
-    let metrics = reqwest::get(format!("http://{}/metrics", cluster.worker_metrics[0]))
+    // The speaker timeline: the script's speakers, in its order, on time.
+    let timeline = m["speakerTimeline"].as_array().unwrap();
+    let said: Vec<&str> = timeline
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    let speech = script["speech"].as_array().expect("the script's speech");
+    let want: Vec<&str> = speech
+        .iter()
+        .map(|u| u["speaker"].as_str().unwrap())
+        .collect();
+    assert_eq!(said, want, "{timeline:#?}");
+    for (seg, utterance) in timeline.iter().zip(speech) {
+        let start = seg["startOffsetMs"].as_i64().unwrap();
+        let script_at = utterance["at_ms"].as_i64().unwrap();
+        assert!(
+            (start - script_at).abs() <= 1_000,
+            "{} spoke at {start} ms of the recording; the script says {script_at} ms",
+            seg["name"]
+        );
+        let end = seg["endOffsetMs"].as_i64().expect("the turn ended");
+        eprintln!(
+            "{}: {start}..{end} ms of the recording; script {script_at} ms + {} ms",
+            seg["name"],
+            view["clip_ms"][utterance["clip"].as_str().unwrap()]
+        );
+        assert!(end > start);
+        // The recording has their voice where the timeline says it is.
+        let (a, b) = (
+            start.max(0) as usize * 16,
+            (end as usize * 16).min(pcm.len()),
+        );
+        assert!(
+            rms(&pcm[a..b]) > RMS_FLOOR,
+            "{}'s turn ({start}..{end} ms) is silent in the recording",
+            seg["name"]
+        );
+    }
+    // And nobody speaks before the first turn.
+    let first = timeline[0]["startOffsetMs"].as_i64().unwrap() as usize;
+    assert!(rms(&pcm[..(first.saturating_sub(300)) * 16]) < RMS_FLOOR);
+
+    // Participants: everyone but the bot, with Carol's visit.
+    let people = m["participants"].as_array().unwrap();
+    let names: Vec<&str> = people.iter().map(|p| p["name"].as_str().unwrap()).collect();
+    for n in ["Alice", "Bob", "Carol"] {
+        assert!(names.contains(&n), "{n} missing from {names:?}");
+    }
+    assert!(
+        !names.contains(&"Listening Bot"),
+        "the bot is not a participant"
+    );
+    let carol = people.iter().find(|p| p["name"] == "Carol").unwrap();
+    let stayed = (at(&carol["leftAt"]) - at(&carol["joinedAt"])).num_milliseconds();
+    assert!(
+        (5_500..=7_500).contains(&stayed),
+        "Carol stayed {stayed} ms; the script says 6.5 s"
+    );
+
+    // The chat.
+    let chat = m["chatMessages"].as_array().unwrap();
+    assert_eq!(chat.len(), 1, "{chat:#?}");
+    assert_eq!(chat[0]["sender"], "Bob");
+    assert_eq!(chat[0]["text"], "Notes are in the shared doc.");
+    assert!(m["warnings"].as_array().unwrap().is_empty(), "{m:#}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scripted_meeting_is_recorded_to_the_local_store() {
+    let mut cluster = Cluster::start().await;
+    cluster.add_worker(1).await;
+    a_scripted_meeting_is_heard_and_recorded(cluster, "media-local").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scripted_meeting_is_recorded_to_s3() {
+    let Some(s3) = s3_config("attache-media-test") else {
+        return;
+    };
+    let mut cluster = Cluster::start_with(Options {
+        object_store: Some(attache_control_plane::ObjectStoreConfig::S3(s3)),
+        ..Default::default()
+    })
+    .await;
+    cluster.add_worker(1).await;
+    a_scripted_meeting_is_heard_and_recorded(cluster, "media-s3").await;
+}
+
+/// Each auto-leave rule ends its bot with its own reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auto_leave_rules_end_bots_with_their_reasons() {
+    let mut cluster = Cluster::start().await;
+    cluster.add_worker(5).await;
+    let api = cluster.tenant("acme").await;
+    let cases = [
+        (
+            "al-nobody",
+            "admission=open&script=empty",
+            serde_json::json!({"nobodyJoinedSeconds": 2}),
+            "ENDED",
+            "NOBODY_JOINED",
+        ),
+        (
+            "al-alone",
+            "admission=open&script=leaves",
+            serde_json::json!({"aloneSeconds": 2}),
+            "ENDED",
+            "ALONE_TOO_LONG",
+        ),
+        (
+            "al-quiet",
+            "admission=open&script=quiet",
+            serde_json::json!({"silenceSeconds": 3}),
+            "ENDED",
+            "SILENCE_TOO_LONG",
+        ),
+        (
+            "al-max",
+            "admission=open&script=demo",
+            serde_json::json!({"maxDurationSeconds": 2}),
+            "ENDED",
+            "MAX_DURATION",
+        ),
+        (
+            "al-lobby",
+            "admission=never",
+            serde_json::json!({"lobbyTimeoutSeconds": 2}),
+            "FAILED",
+            "LOBBY_TIMEOUT",
+        ),
+    ];
+    let mut bots = Vec::new();
+    for (meeting, query, rules, _, _) in &cases {
+        bots.push(
+            api.create_bot_with(&cluster.meeting(meeting, query), rules.clone())
+                .await,
+        );
+    }
+    for (id, (meeting, _, _, status, reason)) in bots.iter().zip(&cases) {
+        let b = api.wait_status(id, status, Duration::from_secs(40)).await;
+        assert_eq!(b["statusReason"], *reason, "{meeting}: {b:#}");
+    }
+    // The rules are stored with the bot; defaults fill the rest.
+    let d = api
+        .gql(
+            "query($id: ID!) { bot(id: $id) { autoLeave { aloneSeconds silenceSeconds maxDurationSeconds } } }",
+            serde_json::json!({ "id": bots[1] }),
+        )
+        .await;
+    let rules = &d["bot"]["autoLeave"];
+    assert_eq!(rules["aloneSeconds"], 2);
+    assert_eq!(rules["silenceSeconds"], 900);
+    // Out-of-range rules are refused before anything is created.
+    for bad in [0, -5, 100_000] {
+        let code = api
+            .error_code(
+                "mutation($u: String!, $a: AutoLeaveInput) { createBot(input: {meetingUrl: $u, autoLeave: $a}) { id } }",
+                serde_json::json!({ "u": cluster.meeting("x", ""), "a": { "aloneSeconds": bad } }),
+            )
+            .await;
+        assert_eq!(code, "BAD_USER_INPUT", "aloneSeconds {bad}");
+    }
+    assert_eq!(api.bot_count().await, cases.len() as u64);
+}
+
+fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
+        .unwrap_or_else(|| panic!("{name} missing: {text}"))
+}
+
+/// Someone speaks but no audio reaches the bot: a warning, in GraphQL and in
+/// metrics. Junk the page pushes into the capture binding is dropped and
+/// counted, and the bot carries on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bot_that_hears_nothing_says_so_and_junk_frames_are_dropped() {
+    let mut cluster = Cluster::start().await;
+    cluster.add_worker(1).await;
+    let api = cluster.tenant("acme").await;
+    let id = api
+        .create_bot(
+            &cluster.meeting(
+                "muted",
+                "admission=open&script=demo-loop&audio=muted&corrupt_frames=5",
+            ),
+            "Deaf Bot",
+        )
+        .await;
+    api.wait_status(&id, "IN_CALL", Duration::from_secs(30))
+        .await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let warning = loop {
+        let m = api.media(&id).await;
+        if let Some(w) = m["warnings"].as_array().unwrap().first() {
+            break w.clone();
+        }
+        assert!(std::time::Instant::now() < deadline, "no warning: {m:#}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    assert_eq!(warning["code"], "NO_AUDIO");
+    assert!(warning["message"].as_str().unwrap().contains("no audio"));
+    assert_eq!(
+        api.bot(&id).await["status"],
+        "IN_CALL",
+        "a warning is not an ending"
+    );
+
+    let cp = cluster.metrics().await;
+    assert!(
+        metric(
+            &cp,
+            "attache_control_plane_bot_warnings_total{code=\"NO_AUDIO\"}"
+        ) >= 1.0
+    );
+    let worker = reqwest::get(format!("http://{}/metrics", cluster.worker_metrics[0]))
         .await
         .unwrap()
         .text()
         .await
         .unwrap();
-    let value = |name: &str| -> f64 {
-        metrics
-            .lines()
-            .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
-            .unwrap_or_else(|| panic!("{name} missing: {metrics}"))
-    };
+    assert!(metric(&worker, "attache_edge_worker_no_audio_warnings_total ") >= 1.0);
     assert!(
-        value("attache_edge_worker_audio_frames_total ") >= 200.0,
-        "{metrics}"
+        metric(&worker, "attache_edge_worker_audio_frames_corrupt_total ") >= 5.0,
+        "{worker}"
     );
-    assert_eq!(
-        value("attache_edge_worker_audio_frames_corrupt_total "),
-        0.0
-    );
-    assert!(value("attache_edge_worker_recorded_seconds_total ") >= 4.0);
+    assert!(metric(&worker, "attache_edge_worker_audio_frames_total ") > 50.0);
+
+    api.leave(&id).await;
+    let b = api.wait_status(&id, "ENDED", Duration::from_secs(30)).await;
+    assert_eq!(b["statusReason"], "LEAVE_REQUESTED");
+    let rec = &api.media(&id).await["recording"];
+    assert_eq!(rec["status"], "READY", "{rec:#}");
 }

@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use attache_protocol::SessionLimits;
 
+use crate::objects::ObjectStoreConfig;
+
 #[derive(Debug, Clone)]
 pub struct Config {
     /// Holds the SQLite database (by default) and the fleet CA.
@@ -37,13 +39,26 @@ pub struct Config {
     /// unless `allow_dev_fallbacks` says otherwise.
     pub production: bool,
     pub allow_dev_fallbacks: bool,
+    /// Where recordings go: a local directory by default, S3 in production.
+    pub object_store: ObjectStoreConfig,
+    /// How long a recording's download URL stays valid.
+    pub download_ttl: Duration,
+    /// The URL clients reach this control plane at (for download links the
+    /// local object store signs); `None`: `http://<http_addr>`.
+    pub public_url: Option<String>,
 }
 
 impl Config {
     /// Defaults for one machine, everything under `data_dir`.
     pub fn local(data_dir: impl Into<PathBuf>) -> Config {
+        let data_dir = data_dir.into();
         Config {
-            data_dir: data_dir.into(),
+            object_store: ObjectStoreConfig::Local {
+                dir: data_dir.join("objects"),
+            },
+            download_ttl: Duration::from_secs(15 * 60),
+            public_url: None,
+            data_dir,
             database_url: None,
             fleet_ca_dir: None,
             http_addr: "127.0.0.1:8080".parse().expect("addr"),
@@ -95,6 +110,19 @@ impl Config {
                 "a fleet CA created in the data directory: set --fleet-ca-dir to the managed CA, or --allow-dev-fallbacks",
             ));
         }
+        if self.production
+            && !self.allow_dev_fallbacks
+            && matches!(self.object_store, ObjectStoreConfig::Local { .. })
+        {
+            return Err(ConfigError::DevFallback(
+                "recordings in a local directory: set --s3-bucket, or --allow-dev-fallbacks",
+            ));
+        }
+        if self.download_ttl.is_zero() || self.download_ttl > Duration::from_secs(7 * 86_400) {
+            return Err(ConfigError::Invalid(
+                "download URL lifetime must be between 1 second and 7 days".into(),
+            ));
+        }
         Ok(())
     }
 }
@@ -124,6 +152,19 @@ mod tests {
             "self-made CA"
         );
         c.fleet_ca_dir = Some("/run/secrets/fleet-ca".into());
+        assert!(
+            matches!(c.validate(), Err(ConfigError::DevFallback(_))),
+            "recordings on local disk"
+        );
+        c.object_store = ObjectStoreConfig::S3(crate::objects::S3Config {
+            bucket: "recordings".into(),
+            region: "eu-west-1".into(),
+            endpoint: None,
+            force_path_style: false,
+            access_key: None,
+            secret_key: None,
+            create_bucket: false,
+        });
         c.validate().unwrap();
     }
 

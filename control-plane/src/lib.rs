@@ -14,6 +14,8 @@ mod entity;
 mod events;
 mod fleet;
 mod metrics;
+mod objects;
+mod recordings;
 mod store;
 
 use std::net::SocketAddr;
@@ -25,6 +27,7 @@ use tokio_util::task::TaskTracker;
 
 pub use admin::{Admin, AdminError, CreatedTenant, WorkerToken};
 pub use config::{Config, ConfigError};
+pub use objects::{ObjectError, ObjectStoreConfig, Objects, S3Config};
 pub use store::Store;
 
 /// Creates a fleet CA in `dir` (or loads the one there) and returns its
@@ -43,6 +46,9 @@ pub(crate) struct AppState {
     pub fleet: fleet::Registry,
     pub dispatch_wakeup: Arc<Notify>,
     pub ca: Arc<fleet::FleetCa>,
+    pub objects: objects::Objects,
+    /// Base of URLs handed to clients (download links).
+    pub public_url: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -59,6 +65,8 @@ pub enum BuildError {
     Bind(SocketAddr, std::io::Error),
     #[error("fleet TLS: {0}")]
     Tls(String),
+    #[error(transparent)]
+    Objects(#[from] objects::ObjectError),
 }
 
 pub struct ControlPlane {
@@ -79,7 +87,14 @@ impl ControlPlane {
             .await
             .map_err(|e| BuildError::Bind(config.http_addr, e))?;
         let quic = fleet::endpoint(&config, &ca)?;
+        let objects = objects::Objects::open(&config.object_store, &config.data_dir).await?;
+        let public_url = config
+            .public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{}", http.local_addr().expect("bound listener")));
         let state = AppState {
+            objects,
+            public_url,
             config: Arc::new(config),
             store,
             events: events::EventHub::new(),
@@ -110,6 +125,7 @@ impl ControlPlane {
         let ControlPlane { state, http, quic } = self;
         tasks.spawn(dispatch::run(state.clone(), shutdown.clone()));
         tasks.spawn(fleet::sweep(state.clone(), shutdown.clone()));
+        tasks.spawn(recordings::close_orphans(state.clone(), shutdown.clone()));
         tasks.spawn(fleet::serve(
             state.clone(),
             quic.clone(),

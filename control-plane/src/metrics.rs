@@ -20,6 +20,7 @@ pub(crate) struct Metrics {
     pub frames_rejected: IntCounterVec,
     pub leases_expired: IntCounterVec,
     pub api_errors: IntCounterVec,
+    pub bot_warnings: IntCounterVec,
 }
 
 impl Metrics {
@@ -90,7 +91,16 @@ impl Metrics {
             &["code"],
         )
         .expect("metric");
+        let bot_warnings = IntCounterVec::new(
+            Opts::new(
+                "attache_control_plane_bot_warnings_total",
+                "Warnings bots reported while running (NO_AUDIO: someone speaks but no audio arrives), by code",
+            ),
+            &["code"],
+        )
+        .expect("metric");
         for c in [
+            Box::new(bot_warnings.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(bots.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(transitions.clone()),
             Box::new(dispatch_latency.clone()),
@@ -112,7 +122,16 @@ impl Metrics {
         for s in ["control", "results"] {
             frames_received.with_label_values(&[s]);
         }
-        for r in ["malformed", "stale", "unpersisted", "enroll_malformed"] {
+        for c in attache_protocol::WarningCode::ALL {
+            bot_warnings.with_label_values(&[c.as_str()]);
+        }
+        for r in [
+            "malformed",
+            "stale",
+            "unpersisted",
+            "invalid",
+            "enroll_malformed",
+        ] {
             frames_rejected.with_label_values(&[r]);
         }
         for c in ErrorCode::ALL {
@@ -133,6 +152,7 @@ impl Metrics {
             frames_rejected,
             leases_expired,
             api_errors,
+            bot_warnings,
         }
     }
 

@@ -17,6 +17,10 @@ use sea_orm::{
     Set, TransactionTrait,
 };
 
+mod media;
+
+pub(crate) use media::{MediaWrite, Stored};
+
 use crate::entity::{api_key, bot, bot_event, join_token, lease, tenant, worker};
 use attache_migrations::{Migrator, MigratorTrait};
 
@@ -559,6 +563,9 @@ impl Scoped<'_> {
             join_timeout_ms: Set(b.join_timeout_ms),
             lobby_timeout_ms: Set(b.lobby_timeout_ms),
             max_duration_ms: Set(b.max_duration_ms),
+            nobody_joined_ms: Set(b.nobody_joined_ms),
+            alone_ms: Set(b.alone_ms),
+            silence_ms: Set(b.silence_ms),
             worker_id: Set(None),
             lease_generation: Set(0),
             last_result_seq: Set(0),
@@ -665,6 +672,9 @@ mod tests {
                 join_timeout_ms: 1,
                 lobby_timeout_ms: 1,
                 max_duration_ms: 1,
+                nobody_joined_ms: 1,
+                alone_ms: 1,
+                silence_ms: 1,
                 worker_id: None,
                 lease_generation: 0,
                 last_result_seq: 0,

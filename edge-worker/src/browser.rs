@@ -154,11 +154,6 @@ impl BrowserPool {
         unreachable!("two attempts")
     }
 
-    /// Where bots' recordings are written on this worker.
-    pub(crate) fn recordings_dir(&self) -> std::path::PathBuf {
-        self.config.data_dir.join("recordings")
-    }
-
     pub(crate) async fn shutdown(&self) {
         if let Some(r) = self.running.lock().await.take() {
             stop(r).await;

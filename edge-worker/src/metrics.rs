@@ -11,6 +11,7 @@ pub(crate) struct Metrics {
     pub audio_frames_corrupt: IntCounter,
     pub audio_frames_dropped: IntCounter,
     pub audio_capture_errors: IntCounter,
+    pub no_audio_warnings: IntCounter,
     pub recorded_seconds: IntCounter,
     pub outbox_pending: IntGauge,
     pub link_connected: IntGauge,
@@ -57,6 +58,11 @@ impl Metrics {
                 &r,
                 "attache_edge_worker_audio_capture_errors_total",
                 "In-page capture failures reported by meeting pages",
+            ),
+            no_audio_warnings: counter(
+                &r,
+                "attache_edge_worker_no_audio_warnings_total",
+                "Bots that saw someone speaking but received no audio for the warning period",
             ),
             recorded_seconds: counter(
                 &r,

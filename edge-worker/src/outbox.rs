@@ -85,11 +85,14 @@ impl Outbox {
         self.bots
             .iter()
             .filter_map(|(&(bot_id, generation), out)| {
-                let ResultBody::Status { status, .. } = &out.unacked.back()?.body;
+                let status = out.unacked.iter().rev().find_map(|f| match &f.body {
+                    ResultBody::Status { status, .. } => Some(*status),
+                    _ => None,
+                })?;
                 Some(BotReport {
                     bot_id,
                     generation,
-                    status: *status,
+                    status,
                 })
             })
             .collect()

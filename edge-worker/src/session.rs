@@ -149,6 +149,45 @@ impl Sessions {
     }
 }
 
+/// Sends one bot's results (other than its status) from anywhere: async
+/// tasks, or the encoder thread.
+#[derive(Clone)]
+pub(crate) struct Emitter {
+    bot_id: Uuid,
+    generation: u64,
+    events: mpsc::Sender<SessionEvent>,
+}
+
+impl Emitter {
+    fn event(&self, at_ms: i64, body: ResultBody) -> SessionEvent {
+        SessionEvent {
+            bot_id: self.bot_id,
+            generation: self.generation,
+            at_ms,
+            body,
+            last: false,
+        }
+    }
+
+    pub(crate) async fn send(&self, at_ms: i64, body: ResultBody) {
+        let _ = self.events.send(self.event(at_ms, body)).await;
+    }
+
+    /// From a thread outside the async runtime.
+    pub(crate) fn blocking(&self, at_ms: i64, body: ResultBody) {
+        let _ = self.events.blocking_send(self.event(at_ms, body));
+    }
+
+    #[cfg(test)]
+    pub(crate) fn for_tests(events: mpsc::Sender<SessionEvent>) -> Emitter {
+        Emitter {
+            bot_id: Uuid::nil(),
+            generation: 1,
+            events,
+        }
+    }
+}
+
 /// How a session tells the world what happened.
 pub(crate) struct Reporter {
     bot_id: Uuid,
@@ -172,6 +211,14 @@ impl Reporter {
             .lock()
             .get(&self.bot_id)
             .is_some_and(|e| e.generation == self.generation && e.leave_requested)
+    }
+
+    pub(crate) fn emitter(&self) -> Emitter {
+        Emitter {
+            bot_id: self.bot_id,
+            generation: self.generation,
+            events: self.events.clone(),
+        }
     }
 
     pub(crate) async fn status(&self, status: BotStatus) {
@@ -289,6 +336,7 @@ mod tests {
                 );
                 assert!(detail.unwrap().contains("Chromium"));
             }
+            other => panic!("expected the final status, got {other:?}"),
         }
         assert_eq!(sessions.active(), 0, "a finished session leaves the table");
     }

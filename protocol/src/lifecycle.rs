@@ -25,6 +25,8 @@ pub enum StatusReason {
     // ENDED
     MeetingEnded,
     LeaveRequested,
+    /// Nobody but the bot joined the call.
+    NobodyJoined,
     AloneTooLong,
     SilenceTooLong,
     MaxDuration,
@@ -149,9 +151,10 @@ impl std::fmt::Display for BotStatus {
 }
 
 impl StatusReason {
-    pub const ALL: [StatusReason; 16] = [
+    pub const ALL: [StatusReason; 17] = [
         StatusReason::MeetingEnded,
         StatusReason::LeaveRequested,
+        StatusReason::NobodyJoined,
         StatusReason::AloneTooLong,
         StatusReason::SilenceTooLong,
         StatusReason::MaxDuration,
@@ -173,6 +176,7 @@ impl StatusReason {
             self,
             StatusReason::MeetingEnded
                 | StatusReason::LeaveRequested
+                | StatusReason::NobodyJoined
                 | StatusReason::AloneTooLong
                 | StatusReason::SilenceTooLong
                 | StatusReason::MaxDuration
@@ -183,6 +187,7 @@ impl StatusReason {
         match self {
             StatusReason::MeetingEnded => "MEETING_ENDED",
             StatusReason::LeaveRequested => "LEAVE_REQUESTED",
+            StatusReason::NobodyJoined => "NOBODY_JOINED",
             StatusReason::AloneTooLong => "ALONE_TOO_LONG",
             StatusReason::SilenceTooLong => "SILENCE_TOO_LONG",
             StatusReason::MaxDuration => "MAX_DURATION",

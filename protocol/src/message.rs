@@ -94,7 +94,7 @@ pub struct Assignment {
     pub limits: SessionLimits,
 }
 
-/// Time limits of one bot session, in milliseconds.
+/// Time limits and auto-leave rules of one bot session, in milliseconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SessionLimits {
     /// From opening the page to reaching the lobby or the call.
@@ -103,6 +103,15 @@ pub struct SessionLimits {
     pub lobby_timeout_ms: u64,
     /// Longest time in the call.
     pub max_duration_ms: u64,
+    /// Leave when nobody but the bot has been in the call this long since
+    /// it was admitted.
+    pub nobody_joined_ms: u64,
+    /// Leave when the bot has been alone this long after everyone left.
+    pub alone_ms: u64,
+    /// Leave after this long with no audio and nobody shown speaking.
+    pub silence_ms: u64,
+    /// Warn when someone is shown speaking this long while no audio arrives.
+    pub no_audio_warning_ms: u64,
 }
 
 impl Default for SessionLimits {
@@ -111,6 +120,10 @@ impl Default for SessionLimits {
             join_timeout_ms: 60_000,
             lobby_timeout_ms: 600_000,
             max_duration_ms: 4 * 3_600_000,
+            nobody_joined_ms: 600_000,
+            alone_ms: 60_000,
+            silence_ms: 900_000,
+            no_audio_warning_ms: 15_000,
         }
     }
 }
@@ -135,6 +148,93 @@ pub enum ResultBody {
         /// Human-readable detail for operators (never personal data).
         detail: Option<String>,
     },
+    /// Someone other than the bot appeared in the meeting.
+    ParticipantJoined {
+        participant_id: String,
+        name: String,
+    },
+    ParticipantLeft {
+        participant_id: String,
+    },
+    /// The platform shows this participant speaking, from `at_ms` on.
+    SpeakerStarted {
+        participant_id: String,
+        name: String,
+    },
+    SpeakerStopped {
+        participant_id: String,
+    },
+    Chat {
+        /// Stable per message within one meeting, so a message seen again
+        /// (after a re-dispatch, say) is stored once.
+        message_id: String,
+        sender: String,
+        text: String,
+    },
+    /// The recording begins; `at_ms` of this frame is its time zero.
+    RecordingStarted {
+        format: String,
+    },
+    /// The next bytes of the recording, contiguous from `offset`.
+    RecordingChunk {
+        offset: u64,
+        #[serde(with = "serde_bytes")]
+        bytes: Vec<u8>,
+    },
+    /// The recording is complete: these are its totals.
+    RecordingFinished {
+        size_bytes: u64,
+        duration_ms: u64,
+        /// Lowercase hex SHA-256 of the whole recording.
+        sha256: String,
+    },
+    /// Something is wrong with the bot that has not (yet) ended it.
+    Warning {
+        code: WarningCode,
+        detail: String,
+    },
+}
+
+/// Largest recording chunk a worker sends in one frame.
+pub const MAX_RECORDING_CHUNK: usize = 256 * 1024;
+
+/// Longest participant name, id, or chat sender a frame may carry, in
+/// characters; longer ones are cut by the worker and refused by the
+/// control plane.
+pub const MAX_NAME_CHARS: usize = 256;
+
+/// Longest chat message a frame may carry, in characters.
+pub const MAX_CHAT_CHARS: usize = 4_000;
+
+/// Problems a bot reports while it keeps running.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum WarningCode {
+    /// The platform shows someone speaking, but no audio reaches the bot.
+    NoAudio,
+    /// Audio flows again after a `NoAudio` warning.
+    AudioRestored,
+    /// The in-page audio capture failed to start.
+    CaptureFailed,
+}
+
+impl WarningCode {
+    pub const ALL: [WarningCode; 3] = [
+        WarningCode::NoAudio,
+        WarningCode::AudioRestored,
+        WarningCode::CaptureFailed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WarningCode::NoAudio => "NO_AUDIO",
+            WarningCode::AudioRestored => "AUDIO_RESTORED",
+            WarningCode::CaptureFailed => "CAPTURE_FAILED",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<WarningCode> {
+        WarningCode::ALL.into_iter().find(|c| c.as_str() == s)
+    }
 }
 
 /// Sent once on the enrollment connection.
@@ -244,10 +344,10 @@ pub(crate) mod tests {
                 arb_uuid(),
                 ".{0,80}",
                 ".{0,30}",
-                any::<(u64, u64, u64)>()
+                any::<(u64, u64, u64, u64)>()
             )
                 .prop_map(
-                    |(bot_id, generation, tenant_id, meeting_url, bot_name, (j, l, m))| {
+                    |(bot_id, generation, tenant_id, meeting_url, bot_name, (j, l, m, n))| {
                         ControlMsg::Assign(Assignment {
                             bot_id,
                             generation,
@@ -259,6 +359,10 @@ pub(crate) mod tests {
                                 join_timeout_ms: j,
                                 lobby_timeout_ms: l,
                                 max_duration_ms: m,
+                                nobody_joined_ms: n,
+                                alone_ms: n / 2,
+                                silence_ms: n / 3,
+                                no_audio_warning_ms: j / 2,
                             },
                         })
                     }
@@ -278,29 +382,90 @@ pub(crate) mod tests {
         ]
     }
 
+    fn arb_body() -> impl Strategy<Value = ResultBody> {
+        prop_oneof![
+            (arb_status(), arb_reason(), proptest::option::of(".{0,40}")).prop_map(
+                |(status, reason, detail)| ResultBody::Status {
+                    status,
+                    reason,
+                    detail,
+                }
+            ),
+            (".{0,20}", ".{0,20}").prop_map(|(participant_id, name)| {
+                ResultBody::ParticipantJoined {
+                    participant_id,
+                    name,
+                }
+            }),
+            ".{0,20}".prop_map(|participant_id| ResultBody::ParticipantLeft { participant_id }),
+            (".{0,20}", ".{0,20}").prop_map(|(participant_id, name)| {
+                ResultBody::SpeakerStarted {
+                    participant_id,
+                    name,
+                }
+            }),
+            ".{0,20}".prop_map(|participant_id| ResultBody::SpeakerStopped { participant_id }),
+            (".{0,20}", ".{0,20}", ".{0,80}").prop_map(|(message_id, sender, text)| {
+                ResultBody::Chat {
+                    message_id,
+                    sender,
+                    text,
+                }
+            }),
+            ".{0,20}".prop_map(|format| ResultBody::RecordingStarted { format }),
+            (any::<u64>(), proptest::collection::vec(any::<u8>(), 0..600))
+                .prop_map(|(offset, bytes)| ResultBody::RecordingChunk { offset, bytes }),
+            (any::<u64>(), any::<u64>(), "[0-9a-f]{64}").prop_map(
+                |(size_bytes, duration_ms, sha256)| ResultBody::RecordingFinished {
+                    size_bytes,
+                    duration_ms,
+                    sha256,
+                }
+            ),
+            (
+                proptest::sample::select(WarningCode::ALL.to_vec()),
+                ".{0,40}"
+            )
+                .prop_map(|(code, detail)| ResultBody::Warning { code, detail }),
+        ]
+    }
+
     fn arb_result() -> impl Strategy<Value = ResultFrame> {
         (
             arb_uuid(),
             any::<u64>(),
             any::<u64>(),
             any::<i64>(),
-            arb_status(),
-            arb_reason(),
-            proptest::option::of(".{0,40}"),
+            arb_body(),
         )
-            .prop_map(|(bot_id, generation, seq, at_ms, status, reason, detail)| {
-                ResultFrame {
-                    bot_id,
-                    generation,
-                    seq,
-                    at_ms,
-                    body: ResultBody::Status {
-                        status,
-                        reason,
-                        detail,
-                    },
-                }
+            .prop_map(|(bot_id, generation, seq, at_ms, body)| ResultFrame {
+                bot_id,
+                generation,
+                seq,
+                at_ms,
+                body,
             })
+    }
+
+    #[test]
+    fn recording_bytes_travel_compactly() {
+        // Bytes, not a sequence of varints: a full chunk fits one frame.
+        let frame = ResultFrame {
+            bot_id: Uuid::nil(),
+            generation: 1,
+            seq: 1,
+            at_ms: 0,
+            body: ResultBody::RecordingChunk {
+                offset: 0,
+                bytes: vec![0xff; MAX_RECORDING_CHUNK],
+            },
+        };
+        let encoded = encode_frame(&frame).unwrap();
+        assert!(
+            encoded.len() < MAX_RECORDING_CHUNK + 64,
+            "{}",
+            encoded.len()
+        );
     }
 
     fn round_trip<T>(msg: &T) -> T

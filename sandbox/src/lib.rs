@@ -5,16 +5,27 @@
 //!
 //! Each meeting's behaviour is set in its URL (`/m/<id>?admission=deny`) or
 //! through the control API under `/api/meetings`, so tests can script it.
+//! A script (`?script=demo`, or a whole one posted to `/api/meetings`) adds
+//! other participants who join, leave, speak and write in the chat; their
+//! voices reach each admitted page as one remote `RTCPeerConnection` audio
+//! track per speaker, as on a real platform.
+//!
 //! It keeps everything in memory and bounds every collection: it is a test
 //! fixture and a demo, never a place to keep data.
 
 mod meeting;
 mod routes;
+mod script;
+mod speech;
 
 use std::sync::Arc;
 
-pub use meeting::{Admission, MeetingOptions, ParticipantState};
+pub use meeting::{
+    Admission, AudioMode, MeetingOptions, MeetingView, ParticipantState, ParticipantView, SelfView,
+};
 pub use routes::router;
+pub use script::{BUILTIN_SCRIPTS, ChatView, Script, ScriptedChat, ScriptedParticipant, Utterance};
+pub use speech::{CLIPS, Clip};
 
 /// Shared state of one sandbox server.
 #[derive(Clone, Default)]

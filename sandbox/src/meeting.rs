@@ -1,10 +1,13 @@
 //! Meetings, their participants and the host's admission behaviour.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
+
+use crate::script::{BUILTIN_SCRIPTS, ChatView, Script, ScriptedParticipant};
+use crate::speech;
 
 /// Most meetings one sandbox keeps; the oldest ended ones go first.
 const MAX_MEETINGS: usize = 1_000;
@@ -14,6 +17,11 @@ const MAX_NAME_CHARS: usize = 256;
 /// A page that stops polling for this long has left (its tab was closed or
 /// its browser died), as a real platform notices a dropped peer.
 const PRESENCE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Most chat messages one poll returns (the latest ones): a repeating
+/// script keeps writing for as long as the meeting lives.
+const MAX_CHAT_SHOWN: usize = 200;
+/// Most junk frames a page hands the bot's capture (`corrupt_frames`).
+const MAX_CORRUPT_FRAMES: u8 = 100;
 
 /// How the sandbox's host answers someone who asks to join.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -32,6 +40,20 @@ pub enum Admission {
     Open,
 }
 
+/// What the scripted speakers' audio tracks carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AudioMode {
+    /// Their voices.
+    #[default]
+    On,
+    /// Silence: the tracks arrive and the speaking indicators still show,
+    /// but nothing is heard.
+    Muted,
+}
+
+/// A meeting's behaviour. Set from the page URL's query (so every field
+/// stays a scalar there) or from the body of `POST /api/meetings`.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default)]
 pub struct MeetingOptions {
@@ -40,11 +62,15 @@ pub struct MeetingOptions {
     pub admit_after_ms: u64,
     /// The meeting does not exist: the page shows "Meeting not found".
     pub missing: bool,
-    /// Names of the people already in the call.
+    /// Names of the people already in the call, when there is no script.
     pub hosts: Vec<String>,
-    /// The hosts take turns speaking (a tone each), delivered to every
-    /// admitted page as a remote `RTCPeerConnection` audio track.
-    pub speech: bool,
+    /// A built-in script (see [`BUILTIN_SCRIPTS`]): who else is in the
+    /// meeting and what they say. Replaces `hosts`.
+    pub script: Option<String>,
+    pub audio: AudioMode,
+    /// Once admitted, the page hands the bot's audio capture this many junk
+    /// frames (0 to 100).
+    pub corrupt_frames: u8,
 }
 
 impl Default for MeetingOptions {
@@ -55,8 +81,37 @@ impl Default for MeetingOptions {
             admit_after_ms: 500,
             missing: false,
             hosts: vec!["Host".into()],
-            speech: false,
+            script: None,
+            audio: AudioMode::On,
+            corrupt_frames: 0,
         }
+    }
+}
+
+impl MeetingOptions {
+    /// The script these options give, with `custom` winning over a
+    /// built-in: `Ok(None)` when there is none (only `hosts` are present).
+    pub(crate) fn resolve_script(
+        &self,
+        custom: Option<Script>,
+    ) -> Result<Option<Script>, SandboxError> {
+        if self.corrupt_frames > MAX_CORRUPT_FRAMES {
+            return Err(SandboxError::Invalid(format!(
+                "corrupt_frames must be 0 to {MAX_CORRUPT_FRAMES}"
+            )));
+        }
+        let mut script = match (custom, &self.script) {
+            (Some(s), _) => s,
+            (None, Some(name)) => Script::builtin(name).ok_or_else(|| {
+                SandboxError::Invalid(format!(
+                    "Unknown script \"{name}\" (built-in scripts: {})",
+                    BUILTIN_SCRIPTS.join(", ")
+                ))
+            })?,
+            (None, None) => return Ok(None),
+        };
+        script.validate().map_err(SandboxError::Invalid)?;
+        Ok(Some(script))
     }
 }
 
@@ -75,6 +130,8 @@ pub struct ParticipantView {
     pub id: String,
     pub name: String,
     pub state: ParticipantState,
+    /// Played by the sandbox (a host or a scripted participant) rather than
+    /// a guest who asked to join.
     pub host: bool,
 }
 
@@ -82,9 +139,17 @@ pub struct ParticipantView {
 pub struct MeetingView {
     pub id: String,
     pub title: String,
-    pub speech: bool,
     pub missing: bool,
     pub ended: bool,
+    pub audio: AudioMode,
+    pub corrupt_frames: u8,
+    /// The meeting's script (speech and chat in time order), or `None`.
+    pub script: Option<Script>,
+    /// How long each clip plays, in milliseconds.
+    pub clip_ms: BTreeMap<&'static str, u64>,
+    /// Milliseconds since the call started, once it has.
+    pub elapsed_ms: Option<u64>,
+    /// The sandbox's side as present now, and every guest.
     pub participants: Vec<ParticipantView>,
 }
 
@@ -94,23 +159,39 @@ pub enum SandboxError {
     Full,
     BadName,
     Forbidden,
+    /// A script or option the sandbox cannot play, and why.
+    Invalid(String),
 }
 
+/// A guest: someone who asked to join.
 struct Participant {
     id: String,
     secret: String,
     name: String,
-    host: bool,
     state: ParticipantState,
     knocked_at: Instant,
     last_seen: Instant,
 }
 
+/// Someone the sandbox plays: a host, or a script's participant.
+struct Cast {
+    id: String,
+    who: ScriptedParticipant,
+}
+
 struct Meeting {
     options: MeetingOptions,
+    /// The script as given; `None` when only `hosts` are present.
+    script: Option<Script>,
+    /// The script that runs: the given one, or `hosts` present throughout.
+    plan: Script,
+    cast: Vec<Cast>,
     ended: bool,
+    /// Guests: everyone who asked to join.
     participants: Vec<Participant>,
     created: Instant,
+    /// The first time any guest was in the call.
+    call_started: Option<Instant>,
 }
 
 #[derive(Default)]
@@ -119,34 +200,70 @@ pub(crate) struct Meetings {
 }
 
 impl Meeting {
-    fn new(options: MeetingOptions) -> Self {
-        let now = Instant::now();
-        let participants = options
-            .hosts
+    fn new(options: MeetingOptions, script: Option<Script>) -> Self {
+        let plan = script.clone().unwrap_or_else(|| Script {
+            participants: options
+                .hosts
+                .iter()
+                .take(MAX_PARTICIPANTS)
+                .map(|name| ScriptedParticipant {
+                    name: clip(name),
+                    join_ms: 0,
+                    leave_ms: None,
+                })
+                .collect(),
+            ..Script::default()
+        });
+        let cast = plan
+            .participants
             .iter()
-            .take(MAX_PARTICIPANTS)
-            .map(|name| Participant {
+            .map(|who| Cast {
                 id: new_id(),
-                secret: String::new(),
-                name: clip(name),
-                host: true,
-                state: ParticipantState::Admitted,
-                knocked_at: now,
-                last_seen: now,
+                who: who.clone(),
             })
             .collect();
         Meeting {
             options,
+            script,
+            plan,
+            cast,
             ended: false,
-            participants,
-            created: now,
+            participants: Vec::new(),
+            created: Instant::now(),
+            call_started: None,
+        }
+    }
+
+    fn elapsed_ms(&self, now: Instant) -> Option<u64> {
+        self.call_started
+            .map(|t| now.saturating_duration_since(t).as_millis() as u64)
+    }
+
+    /// The sandbox's side present now; before the call starts, those there
+    /// from its first moment.
+    fn cast_present(&self, now: Instant) -> impl Iterator<Item = &Cast> {
+        let t = self.elapsed_ms(now).unwrap_or(0);
+        self.cast
+            .iter()
+            .filter(move |c| self.plan.is_present(&c.who, t))
+    }
+
+    /// Starts the call's clock the first time a guest is in it.
+    fn note_call_start(&mut self, now: Instant) {
+        if self.call_started.is_none()
+            && self
+                .participants
+                .iter()
+                .any(|p| p.state == ParticipantState::Admitted)
+        {
+            self.call_started = Some(now);
         }
     }
 
     /// Applies the host's automatic answers and drops silent pages.
     fn tick(&mut self, now: Instant) {
         let delay = Duration::from_millis(self.options.admit_after_ms);
-        for p in self.participants.iter_mut().filter(|p| !p.host) {
+        for p in self.participants.iter_mut() {
             if p.state == ParticipantState::Lobby && now.duration_since(p.knocked_at) >= delay {
                 match self.options.admission {
                     Admission::Admit | Admission::Open => p.state = ParticipantState::Admitted,
@@ -164,35 +281,57 @@ impl Meeting {
                 p.state = ParticipantState::Left;
             }
         }
+        self.note_call_start(now);
     }
 
-    fn view(&self, id: &str) -> MeetingView {
+    /// The sandbox's side present now, then the guests.
+    fn participant_views(&self, now: Instant) -> Vec<ParticipantView> {
+        let cast = self.cast_present(now).map(|c| ParticipantView {
+            id: c.id.clone(),
+            name: c.who.name.clone(),
+            state: ParticipantState::Admitted,
+            host: true,
+        });
+        let guests = self.participants.iter().map(|p| ParticipantView {
+            id: p.id.clone(),
+            name: p.name.clone(),
+            state: p.state,
+            host: false,
+        });
+        cast.chain(guests).collect()
+    }
+
+    fn view(&self, id: &str, now: Instant) -> MeetingView {
         MeetingView {
             id: id.to_string(),
             title: self.options.title.clone(),
-            speech: self.options.speech,
             missing: self.options.missing,
             ended: self.ended,
-            participants: self
-                .participants
+            audio: self.options.audio,
+            corrupt_frames: self.options.corrupt_frames,
+            script: self.script.clone(),
+            clip_ms: speech::CLIPS
                 .iter()
-                .map(|p| ParticipantView {
-                    id: p.id.clone(),
-                    name: p.name.clone(),
-                    state: p.state,
-                    host: p.host,
-                })
+                .map(|c| (c.name, c.duration_ms))
                 .collect(),
+            elapsed_ms: self.elapsed_ms(now),
+            participants: self.participant_views(now),
         }
     }
 }
 
-/// What one page learns when it polls.
+/// What one page learns when it polls. Everything but `state` and `ended`
+/// is empty (or `None`) until the page is in the call.
 #[derive(Debug, Clone, Serialize)]
 pub struct SelfView {
     pub state: ParticipantState,
     pub ended: bool,
+    /// Milliseconds since the call started.
+    pub elapsed_ms: Option<u64>,
+    /// Everyone in the call now, this page included.
     pub participants: Vec<ParticipantView>,
+    /// The chat so far (its latest messages), oldest first.
+    pub chat: Vec<ChatView>,
 }
 
 impl Meetings {
@@ -201,7 +340,9 @@ impl Meetings {
         &self,
         id: &str,
         options: MeetingOptions,
+        custom_script: Option<Script>,
     ) -> Result<MeetingView, SandboxError> {
+        let script = options.resolve_script(custom_script)?;
         let mut map = self.map.lock().expect("sandbox lock");
         if map.len() >= MAX_MEETINGS && !map.contains_key(id) {
             let oldest = map
@@ -212,27 +353,34 @@ impl Meetings {
                 map.remove(&k);
             }
         }
-        let meeting = Meeting::new(options);
-        let view = meeting.view(id);
+        let meeting = Meeting::new(options, script);
+        let view = meeting.view(id, Instant::now());
         map.insert(id.to_string(), meeting);
         Ok(view)
     }
 
     /// The meeting, created with `options` on first sight (so a meeting can
-    /// be scripted entirely by its URL).
-    pub(crate) fn get_or_create(&self, id: &str, options: MeetingOptions) -> MeetingView {
+    /// be scripted entirely by its URL). Options that cannot be played are
+    /// refused even when the meeting exists.
+    pub(crate) fn get_or_create(
+        &self,
+        id: &str,
+        options: MeetingOptions,
+    ) -> Result<MeetingView, SandboxError> {
+        options.resolve_script(None)?;
         {
             let mut map = self.map.lock().expect("sandbox lock");
             if let Some(m) = map.get_mut(id) {
-                m.tick(Instant::now());
-                return m.view(id);
+                let now = Instant::now();
+                m.tick(now);
+                return Ok(m.view(id, now));
             }
         }
-        self.create(id, options).expect("create never fails")
+        self.create(id, options, None)
     }
 
     pub(crate) fn view(&self, id: &str) -> Result<MeetingView, SandboxError> {
-        self.with(id, |m| Ok(m.view(id)))
+        self.with(id, |m, now| Ok(m.view(id, now)))
     }
 
     pub(crate) fn knock(&self, id: &str, name: &str) -> Result<(String, String), SandboxError> {
@@ -240,7 +388,7 @@ impl Meetings {
         if name.is_empty() || name.chars().count() > MAX_NAME_CHARS {
             return Err(SandboxError::BadName);
         }
-        self.with(id, |m| {
+        self.with(id, |m, now| {
             if m.options.missing || m.ended {
                 return Err(SandboxError::NotFound);
             }
@@ -253,11 +401,11 @@ impl Meetings {
                         ParticipantState::Lobby | ParticipantState::Admitted
                     )
                 })
-                .count();
+                .count()
+                + m.cast_present(now).count();
             if present >= MAX_PARTICIPANTS {
                 return Err(SandboxError::Full);
             }
-            let now = Instant::now();
             let state = if m.options.admission == Admission::Open {
                 ParticipantState::Admitted
             } else {
@@ -267,7 +415,6 @@ impl Meetings {
                 id: new_id(),
                 secret: new_id(),
                 name: name.to_string(),
-                host: false,
                 state,
                 knocked_at: now,
                 last_seen: now,
@@ -277,11 +424,10 @@ impl Meetings {
             // Forget people who left long ago so the list stays bounded.
             if m.participants.len() > 2 * MAX_PARTICIPANTS {
                 m.participants.retain(|p| {
-                    p.host
-                        || matches!(
-                            p.state,
-                            ParticipantState::Lobby | ParticipantState::Admitted
-                        )
+                    matches!(
+                        p.state,
+                        ParticipantState::Lobby | ParticipantState::Admitted
+                    )
                 });
             }
             Ok(out)
@@ -290,7 +436,7 @@ impl Meetings {
 
     /// A page's poll: proves presence and returns what it may see.
     pub(crate) fn poll(&self, id: &str, pid: &str, secret: &str) -> Result<SelfView, SandboxError> {
-        self.with(id, |m| {
+        self.with(id, |m, now| {
             let ended = m.ended;
             let p = m
                 .participants
@@ -304,28 +450,32 @@ impl Meetings {
                 p.state,
                 ParticipantState::Lobby | ParticipantState::Admitted
             ) {
-                p.last_seen = Instant::now();
+                p.last_seen = now;
             }
             let state = p.state;
-            let participants = if state == ParticipantState::Admitted {
-                m.view(id)
-                    .participants
-                    .into_iter()
-                    .filter(|p| p.state == ParticipantState::Admitted)
-                    .collect()
-            } else {
-                Vec::new()
-            };
-            Ok(SelfView {
+            let mut view = SelfView {
                 state,
                 ended,
-                participants,
-            })
+                elapsed_ms: None,
+                participants: Vec::new(),
+                chat: Vec::new(),
+            };
+            if state == ParticipantState::Admitted {
+                let elapsed = m.elapsed_ms(now).unwrap_or(0);
+                view.elapsed_ms = Some(elapsed);
+                view.participants = m
+                    .participant_views(now)
+                    .into_iter()
+                    .filter(|p| p.state == ParticipantState::Admitted)
+                    .collect();
+                view.chat = m.plan.chat_until(elapsed, MAX_CHAT_SHOWN);
+            }
+            Ok(view)
         })
     }
 
     pub(crate) fn leave(&self, id: &str, pid: &str, secret: &str) -> Result<(), SandboxError> {
-        self.with(id, |m| {
+        self.with(id, |m, _| {
             let p = m
                 .participants
                 .iter_mut()
@@ -344,12 +494,12 @@ impl Meetings {
         from: &[ParticipantState],
         to: ParticipantState,
     ) -> Result<usize, SandboxError> {
-        self.with(id, |m| {
+        self.with(id, |m, _| {
             let mut n = 0;
             for p in m
                 .participants
                 .iter_mut()
-                .filter(|p| !p.host && p.name == name && from.contains(&p.state))
+                .filter(|p| p.name == name && from.contains(&p.state))
             {
                 p.state = to;
                 n += 1;
@@ -363,7 +513,7 @@ impl Meetings {
     }
 
     pub(crate) fn end(&self, id: &str) -> Result<(), SandboxError> {
-        self.with(id, |m| {
+        self.with(id, |m, _| {
             m.ended = true;
             Ok(())
         })
@@ -372,12 +522,15 @@ impl Meetings {
     fn with<T>(
         &self,
         id: &str,
-        f: impl FnOnce(&mut Meeting) -> Result<T, SandboxError>,
+        f: impl FnOnce(&mut Meeting, Instant) -> Result<T, SandboxError>,
     ) -> Result<T, SandboxError> {
         let mut map = self.map.lock().expect("sandbox lock");
         let m = map.get_mut(id).ok_or(SandboxError::NotFound)?;
-        m.tick(Instant::now());
-        f(m)
+        let now = Instant::now();
+        m.tick(now);
+        let out = f(m, now);
+        m.note_call_start(now);
+        out
     }
 }
 
@@ -400,7 +553,7 @@ mod tests {
             admit_after_ms: 0,
             ..Default::default()
         };
-        ms.create("m1", opts).unwrap();
+        ms.create("m1", opts, None).unwrap();
         (ms, "m1".into())
     }
 
@@ -480,8 +633,192 @@ mod tests {
                 missing: true,
                 ..Default::default()
             },
+            None,
         )
         .unwrap();
         assert!(ms.knock("gone", "Bot").is_err());
+    }
+
+    fn scripted(script: &str) -> (Meetings, String) {
+        let ms = Meetings::default();
+        let opts = MeetingOptions {
+            admission: Admission::Open,
+            script: Some(script.into()),
+            ..Default::default()
+        };
+        ms.create("m1", opts, None).unwrap();
+        (ms, "m1".into())
+    }
+
+    /// Moves the call's start `ms` milliseconds into the past.
+    fn rewind(ms: &Meetings, id: &str, by_ms: u64) {
+        let mut map = ms.map.lock().unwrap();
+        let m = map.get_mut(id).unwrap();
+        let start = m.call_started.expect("the call started");
+        m.call_started = Some(start.checked_sub(Duration::from_millis(by_ms)).unwrap());
+    }
+
+    fn names(v: &SelfView) -> Vec<&str> {
+        v.participants.iter().map(|p| p.name.as_str()).collect()
+    }
+
+    #[test]
+    fn the_call_starts_when_the_first_guest_is_in() {
+        let (ms, id) = meeting(Admission::Manual);
+        let (pid, secret) = ms.knock(&id, "Bot").unwrap();
+        let v = ms.poll(&id, &pid, &secret).unwrap();
+        assert_eq!(v.elapsed_ms, None);
+        assert!(
+            v.participants.is_empty() && v.chat.is_empty(),
+            "lobby sees nothing"
+        );
+        assert_eq!(ms.view(&id).unwrap().elapsed_ms, None);
+        ms.set_state(
+            &id,
+            "Bot",
+            &[ParticipantState::Lobby],
+            ParticipantState::Admitted,
+        )
+        .unwrap();
+        let v = ms.poll(&id, &pid, &secret).unwrap();
+        assert!(v.elapsed_ms.unwrap() < 1000);
+        assert_eq!(names(&v), ["Host", "Bot"]);
+        assert!(v.participants[0].host && !v.participants[1].host);
+        let view = ms.view(&id).unwrap();
+        assert!(view.script.is_none(), "hosts only: no script");
+        assert!(view.elapsed_ms.is_some());
+        // A later guest does not restart the clock.
+        rewind(&ms, &id, 5000);
+        ms.knock(&id, "Second").unwrap();
+        ms.set_state(
+            &id,
+            "Second",
+            &[ParticipantState::Lobby],
+            ParticipantState::Admitted,
+        )
+        .unwrap();
+        assert!(ms.poll(&id, &pid, &secret).unwrap().elapsed_ms.unwrap() >= 5000);
+    }
+
+    #[test]
+    fn the_roster_follows_the_script() {
+        let (ms, id) = scripted("demo");
+        let before = ms.view(&id).unwrap();
+        let present: Vec<_> = before.participants.iter().map(|p| &p.name).collect();
+        assert_eq!(present, ["Alice", "Bob"], "there from the start");
+        let (pid, secret) = ms.knock(&id, "Bot").unwrap();
+        let v = ms.poll(&id, &pid, &secret).unwrap();
+        assert_eq!(names(&v), ["Alice", "Bob", "Bot"]);
+        let alice = v.participants[0].id.clone();
+        assert!(v.participants.iter().any(|p| p.id == pid && !p.host));
+
+        rewind(&ms, &id, 3000);
+        let v = ms.poll(&id, &pid, &secret).unwrap();
+        assert!((3000..4000).contains(&v.elapsed_ms.unwrap()));
+        assert_eq!(names(&v), ["Alice", "Bob", "Carol", "Bot"]);
+        assert_eq!(v.participants[0].id, alice, "scripted ids are stable");
+        assert!(v.chat.is_empty());
+
+        rewind(&ms, &id, 1500);
+        let v = ms.poll(&id, &pid, &secret).unwrap();
+        assert_eq!(v.chat.len(), 1);
+        assert_eq!(v.chat[0].sender, "Bob");
+        assert_eq!(v.chat[0].at_ms, 4000);
+        let chat_id = v.chat[0].id.clone();
+
+        rewind(&ms, &id, 5000);
+        let v = ms.poll(&id, &pid, &secret).unwrap();
+        assert_eq!(names(&v), ["Alice", "Bob", "Bot"], "Carol left at 9 s");
+        assert_eq!(v.chat.len(), 1);
+        assert_eq!(v.chat[0].id, chat_id);
+
+        // The host's hand reaches guests only.
+        assert!(matches!(
+            ms.set_state(
+                &id,
+                "Alice",
+                &[ParticipantState::Admitted],
+                ParticipantState::Removed
+            ),
+            Err(SandboxError::NotFound)
+        ));
+    }
+
+    #[test]
+    fn the_host_can_leave_and_scripts_can_be_empty() {
+        let (ms, id) = scripted("leaves");
+        let (pid, secret) = ms.knock(&id, "Bot").unwrap();
+        assert_eq!(
+            names(&ms.poll(&id, &pid, &secret).unwrap()),
+            ["Host", "Bot"]
+        );
+        rewind(&ms, &id, 2000);
+        assert_eq!(names(&ms.poll(&id, &pid, &secret).unwrap()), ["Bot"]);
+
+        let (ms, id) = scripted("empty");
+        let (pid, secret) = ms.knock(&id, "Bot").unwrap();
+        assert_eq!(names(&ms.poll(&id, &pid, &secret).unwrap()), ["Bot"]);
+        let view = ms.view(&id).unwrap();
+        assert_eq!(view.script, Some(Script::default()));
+    }
+
+    #[test]
+    fn scripts_are_checked_when_a_meeting_is_made() {
+        let ms = Meetings::default();
+        let named = |name: &str| MeetingOptions {
+            script: Some(name.into()),
+            ..Default::default()
+        };
+        let Err(SandboxError::Invalid(why)) = ms.create("m1", named("nope"), None) else {
+            panic!("an unknown script is refused");
+        };
+        assert!(why.contains("Unknown script \"nope\""), "{why}");
+        assert!(matches!(
+            ms.get_or_create("m1", named("nope")),
+            Err(SandboxError::Invalid(_))
+        ));
+        assert!(matches!(ms.view("m1"), Err(SandboxError::NotFound)));
+
+        // A custom script wins over a named one.
+        let custom = Script {
+            participants: vec![ScriptedParticipant {
+                name: "Zoe".into(),
+                join_ms: 0,
+                leave_ms: None,
+            }],
+            ..Script::default()
+        };
+        let view = ms
+            .create("m1", named("demo"), Some(custom.clone()))
+            .unwrap();
+        assert_eq!(view.script, Some(custom));
+        assert_eq!(view.participants[0].name, "Zoe");
+        assert_eq!(view.clip_ms["alice-1"], 3925);
+
+        let mut bad = Script::builtin("demo").unwrap();
+        bad.speech[0].clip = "nope".into();
+        assert!(matches!(
+            ms.create("m2", MeetingOptions::default(), Some(bad)),
+            Err(SandboxError::Invalid(why)) if why.contains("Unknown clip")
+        ));
+        let too_many = MeetingOptions {
+            corrupt_frames: 101,
+            ..Default::default()
+        };
+        assert!(matches!(
+            ms.create("m2", too_many, None),
+            Err(SandboxError::Invalid(_))
+        ));
+    }
+
+    #[test]
+    fn scripted_people_count_towards_a_full_meeting() {
+        let ms = Meetings::default();
+        let opts = MeetingOptions {
+            hosts: (0..MAX_PARTICIPANTS).map(|i| format!("Host {i}")).collect(),
+            ..Default::default()
+        };
+        ms.create("m1", opts, None).unwrap();
+        assert!(matches!(ms.knock("m1", "Bot"), Err(SandboxError::Full)));
     }
 }

@@ -11,15 +11,24 @@ use serde_json::json;
 
 use crate::Sandbox;
 use crate::meeting::{MeetingOptions, ParticipantState, SandboxError};
+use crate::script::Script;
+use crate::speech;
 
 const PAGE: &str = include_str!("../assets/meeting.html");
 const MAX_ID_LEN: usize = 64;
+/// Largest request body; creating a meeting may carry a whole script.
+const MAX_BODY: usize = 16 * 1024;
+const MAX_CREATE_BODY: usize = 1024 * 1024;
 
 pub fn router(sandbox: Sandbox) -> Router {
     Router::new()
         .route("/", get(index))
         .route("/m/{id}", get(page))
-        .route("/api/meetings", post(create))
+        .route("/media/{file}", get(media))
+        .route(
+            "/api/meetings",
+            post(create).layer(DefaultBodyLimit::max(MAX_CREATE_BODY)),
+        )
         .route("/api/meetings/{id}", get(view))
         .route("/api/meetings/{id}/knock", post(knock))
         .route("/api/meetings/{id}/poll", post(poll))
@@ -28,20 +37,21 @@ pub fn router(sandbox: Sandbox) -> Router {
         .route("/api/meetings/{id}/deny", post(deny))
         .route("/api/meetings/{id}/remove", post(remove))
         .route("/api/meetings/{id}/end", post(end))
-        .layer(DefaultBodyLimit::max(16 * 1024))
+        .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(sandbox)
 }
 
 impl IntoResponse for SandboxError {
     fn into_response(self) -> Response {
         let (status, msg) = match self {
-            SandboxError::NotFound => (StatusCode::NOT_FOUND, "Meeting not found"),
-            SandboxError::Full => (StatusCode::TOO_MANY_REQUESTS, "This meeting is full"),
+            SandboxError::NotFound => (StatusCode::NOT_FOUND, "Meeting not found".into()),
+            SandboxError::Full => (StatusCode::TOO_MANY_REQUESTS, "This meeting is full".into()),
             SandboxError::BadName => (
                 StatusCode::BAD_REQUEST,
-                "Enter a name of 1 to 256 characters",
+                "Enter a name of 1 to 256 characters".into(),
             ),
-            SandboxError::Forbidden => (StatusCode::FORBIDDEN, "Not your seat"),
+            SandboxError::Forbidden => (StatusCode::FORBIDDEN, "Not your seat".into()),
+            SandboxError::Invalid(why) => (StatusCode::BAD_REQUEST, why),
         };
         (status, Json(json!({ "error": msg }))).into_response()
     }
@@ -72,7 +82,9 @@ async fn page(
     Query(options): Query<MeetingOptions>,
 ) -> Result<Response, SandboxError> {
     check_id(&id)?;
-    s.inner.get_or_create(&id, options);
+    if let Err(SandboxError::Invalid(why)) = s.inner.get_or_create(&id, options) {
+        return Ok(error_page(&why));
+    }
     Ok((
         [
             (header::CONTENT_TYPE, "text/html; charset=utf-8"),
@@ -83,11 +95,54 @@ async fn page(
         .into_response())
 }
 
+/// The meeting page's place, for a meeting that cannot be played: says why.
+fn error_page(why: &str) -> Response {
+    let why = why
+        .replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;");
+    let html = format!(
+        "<!doctype html><html lang=\"en\"><meta charset=\"utf-8\"><title>Sandbox meeting</title>\
+         <h1>Sandbox meeting</h1><p id=\"error\" role=\"alert\">{why}</p></html>"
+    );
+    (
+        StatusCode::BAD_REQUEST,
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        html,
+    )
+        .into_response()
+}
+
+/// A speech clip: `/media/<clip>.ogg`.
+async fn media(Path(file): Path<String>) -> Response {
+    match file.strip_suffix(".ogg").and_then(speech::clip) {
+        Some(clip) => (
+            [
+                (header::CONTENT_TYPE, "audio/ogg"),
+                (header::CACHE_CONTROL, "public, max-age=3600"),
+            ],
+            clip.bytes,
+        )
+            .into_response(),
+        None => (
+            StatusCode::NOT_FOUND,
+            Json(json!({ "error": "No such clip" })),
+        )
+            .into_response(),
+    }
+}
+
 #[derive(Deserialize)]
 struct CreateBody {
     id: Option<String>,
     #[serde(flatten)]
     options: MeetingOptions,
+    /// A whole script; wins over `script`, the name of a built-in one.
+    custom_script: Option<Script>,
 }
 
 async fn create(
@@ -98,7 +153,7 @@ async fn create(
         .id
         .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string()[..12].to_string());
     check_id(&id)?;
-    let view = s.inner.create(&id, body.options)?;
+    let view = s.inner.create(&id, body.options, body.custom_script)?;
     Ok((StatusCode::CREATED, Json(view)).into_response())
 }
 
@@ -203,4 +258,173 @@ fn host_hand(
 async fn end(State(s): State<Sandbox>, Path(id): Path<String>) -> Result<StatusCode, SandboxError> {
     s.inner.end(&id)?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::Value;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+
+    struct Reply {
+        status: u16,
+        head: String,
+        body: Vec<u8>,
+    }
+
+    impl Reply {
+        fn json(&self) -> Value {
+            serde_json::from_slice(&self.body).unwrap()
+        }
+        fn text(&self) -> String {
+            String::from_utf8_lossy(&self.body).into_owned()
+        }
+    }
+
+    async fn serve() -> std::net::SocketAddr {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(Sandbox::new().serve(listener, Default::default()));
+        addr
+    }
+
+    /// One HTTP/1.0 exchange: the server closes the connection after it.
+    async fn http(
+        addr: std::net::SocketAddr,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Reply {
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let body = body.map(|b| b.to_string()).unwrap_or_default();
+        let req = format!(
+            "{method} {path} HTTP/1.0\r\nhost: sandbox\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        s.write_all(req.as_bytes()).await.unwrap();
+        let mut raw = Vec::new();
+        s.read_to_end(&mut raw).await.unwrap();
+        let split = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+        let head = String::from_utf8(raw[..split].to_vec())
+            .unwrap()
+            .to_lowercase();
+        let status = head[9..12].parse().unwrap();
+        Reply {
+            status,
+            head,
+            body: raw[split + 4..].to_vec(),
+        }
+    }
+
+    #[tokio::test]
+    async fn clips_are_served() {
+        let addr = serve().await;
+        let r = http(addr, "GET", "/media/bob-1.ogg", None).await;
+        assert_eq!(r.status, 200);
+        assert!(r.head.contains("content-type: audio/ogg"), "{}", r.head);
+        assert_eq!(r.body, speech::clip("bob-1").unwrap().bytes);
+        for missing in ["/media/nope.ogg", "/media/bob-1", "/media/bob-1.wav"] {
+            assert_eq!(
+                http(addr, "GET", missing, None).await.status,
+                404,
+                "{missing}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn the_page_names_an_unknown_script() {
+        let addr = serve().await;
+        let r = http(addr, "GET", "/m/x?script=nope", None).await;
+        assert_eq!(r.status, 400);
+        assert!(
+            r.text().contains("Unknown script &quot;nope&quot;"),
+            "{}",
+            r.text()
+        );
+        assert_eq!(http(addr, "GET", "/api/meetings/x", None).await.status, 404);
+
+        let r = http(
+            addr,
+            "GET",
+            "/m/x?script=demo&audio=muted&corrupt_frames=3",
+            None,
+        )
+        .await;
+        assert_eq!(r.status, 200);
+        let v = http(addr, "GET", "/api/meetings/x", None).await.json();
+        assert_eq!(v["audio"], "muted");
+        assert_eq!(v["corrupt_frames"], 3);
+        assert_eq!(v["script"]["speech"][1]["clip"], "bob-1");
+        assert_eq!(v["clip_ms"]["bob-1"], 3394);
+        assert_eq!(v["elapsed_ms"], Value::Null);
+        assert!(v.get("speech").is_none());
+    }
+
+    #[tokio::test]
+    async fn custom_scripts_are_checked_and_played() {
+        let addr = serve().await;
+        let bad = json!({
+            "id": "c1",
+            "custom_script": {
+                "participants": [{ "name": "Ann" }],
+                "speech": [{ "speaker": "Ben", "at_ms": 0, "clip": "bob-1" }],
+            },
+        });
+        let r = http(addr, "POST", "/api/meetings", Some(&bad)).await;
+        assert_eq!(r.status, 400);
+        assert!(
+            r.json()["error"]
+                .as_str()
+                .unwrap()
+                .contains("Speaker \"Ben\"")
+        );
+
+        // Larger than an ordinary request body: a script may be long.
+        let chat: Vec<Value> = (0..20)
+            .map(|i| json!({ "sender": "Ann", "at_ms": i * 10, "text": "x".repeat(2000) }))
+            .collect();
+        let good = json!({
+            "id": "c1",
+            "admission": "open",
+            "script": "demo",
+            "custom_script": {
+                "participants": [{ "name": "Ann" }, { "name": "Ben", "join_ms": 100000 }],
+                "speech": [{ "speaker": "Ann", "at_ms": 500, "clip": "carol-1" }],
+                "chat": chat,
+            },
+        });
+        let r = http(addr, "POST", "/api/meetings", Some(&good)).await;
+        assert_eq!(r.status, 201, "{}", r.text());
+        let v = r.json();
+        assert_eq!(v["script"]["participants"][1]["leave_ms"], Value::Null);
+        assert_eq!(
+            v["participants"].as_array().unwrap().len(),
+            1,
+            "Ben joins later"
+        );
+
+        let seat = http(
+            addr,
+            "POST",
+            "/api/meetings/c1/knock",
+            Some(&json!({ "name": "Bot" })),
+        )
+        .await
+        .json();
+        let v = http(addr, "POST", "/api/meetings/c1/poll", Some(&seat))
+            .await
+            .json();
+        assert_eq!(v["state"], "admitted");
+        assert!(v["elapsed_ms"].as_u64().unwrap() < 1000);
+        let people = v["participants"].as_array().unwrap();
+        assert_eq!(people.len(), 2);
+        assert_eq!(people[0]["name"], "Ann");
+        assert_eq!(people[0]["host"], true);
+        assert_eq!(people[1]["id"], seat["participant_id"]);
+        assert_eq!(v["chat"][0]["sender"], "Ann");
+        assert_eq!(v["chat"][0]["at_ms"], 0);
+        assert!(v["chat"][0]["id"].is_string());
+    }
 }

@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 pub const HEARTBEAT: Duration = Duration::from_millis(200);
 pub const GRACE: Duration = Duration::from_secs(3);
 pub const LOBBY_TIMEOUT: Duration = Duration::from_secs(4);
+pub const NO_AUDIO_WARNING: Duration = Duration::from_secs(3);
 
 pub fn chromium() -> PathBuf {
     std::env::var_os("ATTACHE_CHROMIUM")
@@ -63,6 +64,32 @@ pub struct Options {
     pub database_url: Option<String>,
     /// (per minute, burst) for createBot, per tenant.
     pub create_bot_limit: Option<(u32, u32)>,
+    /// Where recordings go; the control plane's local directory if `None`.
+    pub object_store: Option<attache_control_plane::ObjectStoreConfig>,
+}
+
+/// The S3-compatible server `scripts/test` starts, with a bucket of this
+/// test's own; `None` (the test is skipped) when it is not running.
+pub fn s3_config(bucket: &str) -> Option<attache_control_plane::S3Config> {
+    let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    match var("ATTACHE_TEST_S3_ENDPOINT") {
+        Some(endpoint) => Some(attache_control_plane::S3Config {
+            bucket: bucket.to_string(),
+            region: var("ATTACHE_TEST_S3_REGION").unwrap_or_else(|| "us-east-1".into()),
+            endpoint: Some(endpoint),
+            force_path_style: true,
+            access_key: var("ATTACHE_TEST_S3_ACCESS_KEY"),
+            secret_key: var("ATTACHE_TEST_S3_SECRET_KEY"),
+            create_bucket: true,
+        }),
+        None if std::env::var_os("ATTACHE_REQUIRE_SERVICES").is_some() => {
+            panic!("ATTACHE_TEST_S3_ENDPOINT is not set; run the suite with scripts/test")
+        }
+        None => {
+            eprintln!("skipped: ATTACHE_TEST_S3_ENDPOINT is not set (scripts/test sets it)");
+            None
+        }
+    }
 }
 
 impl Cluster {
@@ -85,6 +112,10 @@ impl Cluster {
         c.dispatch_interval = Duration::from_millis(100);
         c.default_limits.lobby_timeout_ms = LOBBY_TIMEOUT.as_millis() as u64;
         c.default_limits.join_timeout_ms = 20_000;
+        c.default_limits.no_audio_warning_ms = NO_AUDIO_WARNING.as_millis() as u64;
+        if let Some(store) = opts.object_store {
+            c.object_store = store;
+        }
         if let Some((per_minute, burst)) = opts.create_bot_limit {
             c.create_bot_per_minute = per_minute;
             c.create_bot_burst = burst;
@@ -337,6 +368,34 @@ impl Api {
             .await;
         assert_eq!(d["createBot"]["status"], "QUEUED");
         d["createBot"]["id"].as_str().unwrap().to_string()
+    }
+
+    /// Creates a bot with auto-leave rules (`{aloneSeconds: 2}`, say).
+    pub async fn create_bot_with(&self, meeting_url: &str, auto_leave: Value) -> String {
+        let d = self
+            .gql(
+                "mutation($u: String!, $a: AutoLeaveInput) { createBot(input: {meetingUrl: $u, autoLeave: $a}) { id status } }",
+                json!({ "u": meeting_url, "a": auto_leave }),
+            )
+            .await;
+        d["createBot"]["id"].as_str().unwrap().to_string()
+    }
+
+    /// What the bot saw and heard.
+    pub async fn media(&self, id: &str) -> Value {
+        self.gql(
+            "query($id: ID!) { bot(id: $id) { status statusReason
+                events { status at }
+                participants { participantId name joinedAt leftAt }
+                speakerTimeline { participantId name startedAt endedAt startOffsetMs endOffsetMs }
+                chatMessages { sender text sentAt }
+                warnings { code message at }
+                recording { status format durationMs sizeBytes sha256 startedAt finishedAt downloadUrl downloadUrlExpiresAt }
+            } }",
+            json!({ "id": id }),
+        )
+        .await["bot"]
+            .clone()
     }
 
     pub async fn bot(&self, id: &str) -> Value {

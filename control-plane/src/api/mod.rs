@@ -3,6 +3,7 @@
 
 mod error;
 mod limits;
+mod media;
 mod schema;
 
 use async_graphql::http::GraphiQLSource;
@@ -40,8 +41,43 @@ pub(crate) fn router(state: AppState, shutdown: CancellationToken) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        .route("/downloads/{token}", get(download))
         .layer(tower_http::limit::RequestBodyLimitLayer::new(limit))
         .with_state(api)
+}
+
+/// A recording download from the local object store, by a signed,
+/// short-lived token (what S3 presigning gives in production).
+async fn download(
+    State(api): State<Api>,
+    axum::extract::Path(token): axum::extract::Path<String>,
+) -> Response {
+    let Some((key, file_name, content_type)) = api.state.objects.redeem(&token) else {
+        return (
+            StatusCode::FORBIDDEN,
+            "this download link is invalid or has expired",
+        )
+            .into_response();
+    };
+    match api.state.objects.get(&key).await {
+        Ok(Some(bytes)) => (
+            [
+                (header::CONTENT_TYPE, content_type),
+                (
+                    header::CONTENT_DISPOSITION,
+                    format!("attachment; filename=\"{file_name}\""),
+                ),
+                (header::CACHE_CONTROL, "private, no-store".to_string()),
+            ],
+            bytes,
+        )
+            .into_response(),
+        Ok(None) => (StatusCode::NOT_FOUND, "this recording no longer exists").into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot read a recording");
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+    }
 }
 
 fn auth_header(headers: &HeaderMap) -> Option<&str> {

@@ -13,6 +13,9 @@ use chrono::{DateTime, Utc};
 use futures::Stream;
 
 use super::ApiError;
+use super::media::{
+    AutoLeave, AutoLeaveInput, BotWarning, ChatMessage, Participant, Recording, SpeakerSegment,
+};
 use crate::AppState;
 use crate::auth::Principal;
 use crate::entity::{bot, bot_event};
@@ -155,6 +158,82 @@ impl Bot {
         let events = scoped.events(&self.0.id).await.map_err(ApiError::from)?;
         events.into_iter().map(BotEvent::try_from).collect()
     }
+    /// The rules this bot leaves by.
+    async fn auto_leave(&self) -> AutoLeave {
+        AutoLeave::of(&self.0)
+    }
+    /// Everyone the bot saw in the meeting, in order of arrival.
+    async fn participants(&self, ctx: &Context<'_>) -> Result<Vec<Participant>> {
+        let (_, _, scoped) = guard(ctx, Action::ReadBots)?;
+        let rows = scoped
+            .participants(&self.0.id)
+            .await
+            .map_err(ApiError::from)?;
+        Ok(rows.into_iter().map(Participant::from).collect())
+    }
+    /// Who spoke when, from the platform's speaking indicators, in order.
+    async fn speaker_timeline(&self, ctx: &Context<'_>) -> Result<Vec<SpeakerSegment>> {
+        let (_, _, scoped) = guard(ctx, Action::ReadBots)?;
+        let rows = scoped
+            .speaker_segments(&self.0.id)
+            .await
+            .map_err(ApiError::from)?;
+        let zero = match scoped.recording(&self.0.id).await.map_err(ApiError::from)? {
+            Some(r) => Some(r.started_at),
+            None => scoped
+                .events(&self.0.id)
+                .await
+                .map_err(ApiError::from)?
+                .into_iter()
+                .find(|e| e.status == WireStatus::InCall.as_str())
+                .map(|e| e.at),
+        };
+        Ok(rows
+            .into_iter()
+            .map(|s| SpeakerSegment::new(s, zero))
+            .collect())
+    }
+    /// The meeting's chat as the bot saw it, oldest first.
+    async fn chat_messages(&self, ctx: &Context<'_>) -> Result<Vec<ChatMessage>> {
+        let (_, _, scoped) = guard(ctx, Action::ReadBots)?;
+        let rows = scoped
+            .chat_messages(&self.0.id)
+            .await
+            .map_err(ApiError::from)?;
+        Ok(rows.into_iter().map(ChatMessage::from).collect())
+    }
+    /// The audio recording; null until the bot is in the call.
+    async fn recording(&self, ctx: &Context<'_>) -> Result<Option<Recording>> {
+        let (state, _, scoped) = guard(ctx, Action::ReadBots)?;
+        let Some(r) = scoped.recording(&self.0.id).await.map_err(ApiError::from)? else {
+            return Ok(None);
+        };
+        let url = if Recording::downloadable(&r) {
+            let ttl = state.config.download_ttl;
+            let url = state
+                .objects
+                .download_url(
+                    &r.object_key,
+                    &format!("{}.ogg", self.0.id),
+                    "audio/ogg",
+                    ttl,
+                    &state.public_url,
+                )
+                .await
+                .map_err(ApiError::internal)?;
+            let expires = now() + chrono::Duration::from_std(ttl).unwrap_or_default();
+            Some((url, expires))
+        } else {
+            None
+        };
+        Ok(Some(Recording::new(r, url)))
+    }
+    /// Problems the bot reported while running, oldest first.
+    async fn warnings(&self, ctx: &Context<'_>) -> Result<Vec<BotWarning>> {
+        let (_, _, scoped) = guard(ctx, Action::ReadBots)?;
+        let rows = scoped.warnings(&self.0.id).await.map_err(ApiError::from)?;
+        Ok(rows.into_iter().map(BotWarning::from).collect())
+    }
 }
 
 #[derive(SimpleObject)]
@@ -288,6 +367,8 @@ pub(crate) struct CreateBotInput {
     bot_name: Option<String>,
     /// When to join; now if omitted or in the past.
     join_at: Option<DateTime<Utc>>,
+    /// When the bot leaves on its own; defaults apply to omitted rules.
+    auto_leave: Option<AutoLeaveInput>,
 }
 
 fn validate_bot_name(name: Option<String>) -> Result<String, ApiError> {
@@ -334,7 +415,10 @@ impl MutationRoot {
             .await
             .map_err(ApiError::from)?
             .ok_or(ApiError::NotFound)?;
-        let limits = state.config.default_limits;
+        let limits = input
+            .auto_leave
+            .unwrap_or_default()
+            .apply(state.config.default_limits)?;
         let b = scoped
             .insert_bot(bot::Model {
                 id: uuid::Uuid::new_v4().to_string(),
@@ -349,6 +433,9 @@ impl MutationRoot {
                 join_timeout_ms: limits.join_timeout_ms as i64,
                 lobby_timeout_ms: limits.lobby_timeout_ms as i64,
                 max_duration_ms: limits.max_duration_ms as i64,
+                nobody_joined_ms: limits.nobody_joined_ms as i64,
+                alone_ms: limits.alone_ms as i64,
+                silence_ms: limits.silence_ms as i64,
                 worker_id: None,
                 lease_generation: 0,
                 last_result_seq: 0,

@@ -16,6 +16,9 @@ pub struct Model {
     pub join_timeout_ms: i64,
     pub lobby_timeout_ms: i64,
     pub max_duration_ms: i64,
+    pub nobody_joined_ms: i64,
+    pub alone_ms: i64,
+    pub silence_ms: i64,
     /// The worker holding the current lease, if any.
     pub worker_id: Option<String>,
     /// Bumped on every new lease; the compare-and-swap point of every change.

@@ -4,7 +4,12 @@
 pub mod api_key;
 pub mod bot;
 pub mod bot_event;
+pub mod bot_warning;
+pub mod chat_message;
 pub mod join_token;
 pub mod lease;
+pub mod participant;
+pub mod recording;
+pub mod speaker_segment;
 pub mod tenant;
 pub mod worker;

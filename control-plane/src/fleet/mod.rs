@@ -173,7 +173,10 @@ async fn sweep_once(state: &AppState) -> Result<(), StoreError> {
         b.status == BotStatus::Dispatched.as_str()
             && crate::store::now() - b.updated_at > stale_after
     }) {
-        if let (Some(w), Some(a)) = (&b.worker_id, assignment(b)) {
+        if let (Some(w), Some(a)) = (
+            &b.worker_id,
+            assignment(b, state.config.default_limits.no_audio_warning_ms),
+        ) {
             state.fleet.send(w, attache_protocol::ControlMsg::Assign(a));
         }
     }

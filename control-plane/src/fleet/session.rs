@@ -4,8 +4,9 @@
 use std::time::Duration;
 
 use attache_protocol::{
-    Assignment, BotStatus, ControlMsg, ErrorCode, PROTOCOL_VERSION, Platform, ResultBody,
-    ResultFrame, SessionLimits, StatusReason, WorkerMsg, read_frame, write_frame,
+    Assignment, BotStatus, ControlMsg, ErrorCode, MAX_CHAT_CHARS, MAX_NAME_CHARS,
+    MAX_RECORDING_CHUNK, PROTOCOL_VERSION, Platform, ResultBody, ResultFrame, SessionLimits,
+    StatusReason, WorkerMsg, read_frame, write_frame,
 };
 use rustls_pki_types::CertificateDer;
 use tokio::sync::mpsc;
@@ -16,7 +17,8 @@ use super::reconcile::{HeldLease, Repair, reconcile};
 use super::registry::Link;
 use crate::AppState;
 use crate::entity::{bot, worker};
-use crate::store::{Applied, StoreError, Transition};
+use crate::recordings;
+use crate::store::{Applied, MediaWrite, StoreError, Stored, Transition};
 
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 /// Commands queued for one worker; a worker this far behind is overloaded.
@@ -236,7 +238,7 @@ async fn repair(state: &AppState, worker_id: &str, reported: &[attache_protocol:
             }
             Repair::Reassign { bot_id } => {
                 if let Ok(Some(b)) = state.store.bot(&bot_id.to_string()).await
-                    && let Some(a) = assignment(&b)
+                    && let Some(a) = assignment(&b, state.config.default_limits.no_audio_warning_ms)
                 {
                     state.fleet.send(worker_id, ControlMsg::Assign(a));
                 }
@@ -254,7 +256,8 @@ async fn repair(state: &AppState, worker_id: &str, reported: &[attache_protocol:
 }
 
 /// The Assign command for a leased bot.
-pub(crate) fn assignment(b: &bot::Model) -> Option<Assignment> {
+/// `no_audio_warning_ms` is the deployment's, not the bot's.
+pub(crate) fn assignment(b: &bot::Model, no_audio_warning_ms: u64) -> Option<Assignment> {
     Some(Assignment {
         bot_id: b.id.parse().ok()?,
         generation: b.lease_generation as u64,
@@ -266,6 +269,10 @@ pub(crate) fn assignment(b: &bot::Model) -> Option<Assignment> {
             join_timeout_ms: b.join_timeout_ms as u64,
             lobby_timeout_ms: b.lobby_timeout_ms as u64,
             max_duration_ms: b.max_duration_ms as u64,
+            nobody_joined_ms: b.nobody_joined_ms as u64,
+            alone_ms: b.alone_ms as u64,
+            silence_ms: b.silence_ms as u64,
+            no_audio_warning_ms,
         },
     })
 }
@@ -343,6 +350,9 @@ async fn persist(state: &AppState, worker_id: &str, frame: ResultFrame) -> Resul
             current: bot.lease_generation,
         });
     }
+    let at = chrono::DateTime::from_timestamp_millis(frame.at_ms)
+        .filter(|at| (*at - crate::store::now()).num_seconds().abs() < 86_400)
+        .unwrap_or_else(crate::store::now);
     match frame.body {
         ResultBody::Status { status, .. } if !status.is_leased() && !status.is_final() => {
             // Queuing is the control plane's decision, never a worker's.
@@ -365,9 +375,7 @@ async fn persist(state: &AppState, worker_id: &str, frame: ResultFrame) -> Resul
             t.expect_generation = Some(frame.generation as i64);
             t.result_seq = Some(frame.seq as i64);
             t.detail = detail.map(|d| d.chars().take(500).collect());
-            t.at = chrono::DateTime::from_timestamp_millis(frame.at_ms)
-                .filter(|at| (*at - crate::store::now()).num_seconds().abs() < 86_400)
-                .unwrap_or_else(crate::store::now);
+            t.at = at;
             if let Applied::Moved(_, ev) = state.store.transition(t).await? {
                 state
                     .metrics
@@ -381,5 +389,160 @@ async fn persist(state: &AppState, worker_id: &str, frame: ResultFrame) -> Resul
             }
             Ok(())
         }
+        body => {
+            persist_media(
+                state,
+                &bot,
+                frame.generation as i64,
+                frame.seq as i64,
+                at,
+                body,
+            )
+            .await
+        }
     }
+}
+
+/// A name, id or sender as a frame may carry it.
+fn short(s: String) -> Option<String> {
+    let n = s.chars().count();
+    (n > 0 && n <= MAX_NAME_CHARS && !s.chars().any(char::is_control)).then_some(s)
+}
+
+/// Stores what a bot saw and heard. A body that fails validation keeps its
+/// place in the sequence (so the stream goes on) and is counted, not stored.
+async fn persist_media(
+    state: &AppState,
+    bot: &bot::Model,
+    generation: i64,
+    seq: i64,
+    at: chrono::DateTime<chrono::Utc>,
+    body: ResultBody,
+) -> Result<(), StoreError> {
+    let (tenant_id, bot_id) = (bot.tenant_id.as_str(), bot.id.as_str());
+    let mut after_commit = None;
+    let write = match body {
+        ResultBody::Status { .. } => unreachable!("status frames are persisted as transitions"),
+        ResultBody::ParticipantJoined {
+            participant_id,
+            name,
+        } => match (short(participant_id), short(name)) {
+            (Some(key), Some(name)) => MediaWrite::ParticipantJoined { key, name },
+            _ => MediaWrite::Nothing,
+        },
+        ResultBody::ParticipantLeft { participant_id } => match short(participant_id) {
+            Some(key) => MediaWrite::ParticipantLeft { key },
+            None => MediaWrite::Nothing,
+        },
+        ResultBody::SpeakerStarted {
+            participant_id,
+            name,
+        } => match (short(participant_id), short(name)) {
+            (Some(key), Some(name)) => MediaWrite::SpeakerStarted { key, name },
+            _ => MediaWrite::Nothing,
+        },
+        ResultBody::SpeakerStopped { participant_id } => match short(participant_id) {
+            Some(key) => MediaWrite::SpeakerStopped { key },
+            None => MediaWrite::Nothing,
+        },
+        ResultBody::Chat {
+            message_id,
+            sender,
+            text,
+        } => match (short(message_id), short(sender)) {
+            (Some(key), Some(sender)) if text.chars().count() <= MAX_CHAT_CHARS => {
+                MediaWrite::Chat { key, sender, text }
+            }
+            _ => MediaWrite::Nothing,
+        },
+        ResultBody::RecordingStarted { format } if format == recordings::FORMAT => {
+            MediaWrite::RecordingStarted {
+                format,
+                object_key: recordings::final_key(tenant_id, bot_id),
+            }
+        }
+        ResultBody::RecordingStarted { .. } => MediaWrite::Nothing,
+        ResultBody::RecordingChunk { offset, bytes }
+            if !bytes.is_empty() && bytes.len() <= MAX_RECORDING_CHUNK =>
+        {
+            // Written before the frame is acknowledged; a replay writes the
+            // same bytes to the same key.
+            let len = bytes.len() as i64;
+            state
+                .objects
+                .put(
+                    &recordings::chunk_key(tenant_id, bot_id, generation, offset),
+                    bytes,
+                )
+                .await
+                .map_err(|e| StoreError::Corrupt(format!("object store: {e}")))?;
+            MediaWrite::RecordingChunk {
+                offset: offset as i64,
+                len,
+            }
+        }
+        ResultBody::RecordingChunk { .. } => MediaWrite::Nothing,
+        ResultBody::RecordingFinished {
+            size_bytes,
+            duration_ms,
+            sha256,
+        } => match state.store.recording(bot_id).await? {
+            Some(r) if r.generation == generation && r.status == "RECORDING" => {
+                let joined = recordings::join(&state.objects, tenant_id, bot_id, generation)
+                    .await
+                    .map_err(|e| StoreError::Corrupt(format!("object store: {e}")))?;
+                let intact = joined.size_bytes as u64 == size_bytes && joined.sha256 == sha256;
+                if !intact {
+                    tracing::warn!(
+                        bot_id,
+                        worker_size = size_bytes,
+                        stored_size = joined.size_bytes,
+                        "recording does not match the worker's totals"
+                    );
+                }
+                after_commit = Some(generation);
+                MediaWrite::RecordingFinished {
+                    status: if intact { "READY" } else { "CORRUPT" },
+                    object_key: recordings::final_key(tenant_id, bot_id),
+                    size_bytes: joined.size_bytes,
+                    duration_ms: duration_ms as i64,
+                    sha256: joined.sha256,
+                }
+            }
+            // Already closed (a replay after the commit) or never opened.
+            _ => MediaWrite::Nothing,
+        },
+        ResultBody::Warning { code, detail } => {
+            state
+                .metrics
+                .bot_warnings
+                .with_label_values(&[code.as_str()])
+                .inc();
+            MediaWrite::Warning {
+                code: code.as_str().to_string(),
+                detail: detail.chars().take(500).collect(),
+            }
+        }
+    };
+    match state
+        .store
+        .apply_result(bot_id, generation, seq, at, write)
+        .await?
+    {
+        Stored::Applied => {
+            if let Some(g) = after_commit {
+                recordings::drop_chunks(&state.objects, tenant_id, bot_id, g).await;
+            }
+        }
+        Stored::Duplicate => {}
+        Stored::Refused(why) => {
+            state
+                .metrics
+                .frames_rejected
+                .with_label_values(&["invalid"])
+                .inc();
+            tracing::warn!(bot_id, seq, why, "result frame refused");
+        }
+    }
+    Ok(())
 }

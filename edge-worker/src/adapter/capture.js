@@ -1,7 +1,8 @@
 // Injected before any page script: every remote audio track any
 // RTCPeerConnection receives is mixed into one AudioWorklet, which hands
 // 20 ms of 48 kHz mono float PCM at a time to the worker through the
-// `__attacheAudio` binding (base64, little-endian f32).
+// `__attacheAudio` binding: base64 of the frame's capture time (f64, Unix
+// milliseconds, from the audio clock) followed by 960 little-endian f32.
 (() => {
   // One capture per page: iframes would interleave their frames with ours.
   if (window.__attacheCapture || window !== window.top) return;
@@ -18,7 +19,8 @@
         for (let i = 0; i < len; i++) {
           this.buf[this.n++] = ch ? ch[i] : 0;
           if (this.n === this.buf.length) {
-            this.port.postMessage(this.buf.slice(0));
+            // The frame's first sample, on the context's clock.
+            this.port.postMessage({ frame: currentFrame + i + 1 - this.buf.length, pcm: this.buf.slice(0) });
             this.n = 0;
           }
         }
@@ -37,8 +39,17 @@
         const node = new AudioWorkletNode(ctx, 'attache-capture', {
           numberOfInputs: 1, numberOfOutputs: 0, channelCount: 1, channelCountMode: 'explicit',
         });
+        // Wall-clock time of the context's sample 0. A frame reaches us
+        // after it ends, never before, so the earliest estimate is the best;
+        // it may creep later by 1 ms a second, for clock drift.
+        let origin = Infinity;
+        const out = new Uint8Array(8 + 960 * 4);
+        const view = new DataView(out.buffer);
         node.port.onmessage = (e) => {
-          const bytes = new Uint8Array(e.data.buffer);
+          origin = Math.min(Date.now() - (e.data.frame + 960) / 48, origin + 0.02);
+          view.setFloat64(0, origin + e.data.frame / 48, true);
+          out.set(new Uint8Array(e.data.pcm.buffer), 8);
+          const bytes = out;
           let s = '';
           for (let i = 0; i < bytes.length; i += 0x8000) {
             s += String.fromCharCode.apply(null, bytes.subarray(i, i + 0x8000));

@@ -25,6 +25,49 @@
     if (el) el.setAttribute('data-attache', name);
     return !!el;
   };
+  // Every match of every selector, once each, in document order.
+  const all = (sels) => {
+    const seen = new Set();
+    const out = [];
+    for (const s of sels) {
+      let found;
+      try { found = document.querySelectorAll(s); } catch (e) { continue; }
+      for (const el of found) if (!seen.has(el)) { seen.add(el); out.push(el); }
+    }
+    return out.sort((a, b) => (a.compareDocumentPosition(b) & Node.DOCUMENT_POSITION_FOLLOWING ? -1 : 1));
+  };
+  const within = (el, sels) => {
+    for (const s of sels) {
+      try {
+        if (el.matches(s)) return el;
+        const inner = el.querySelector(s);
+        if (inner) return inner;
+      } catch (e) { /* a selector this browser does not know */ }
+    }
+    return null;
+  };
+  const attr = (el, names) => {
+    for (const n of names) { const v = el.getAttribute(n); if (v) return v; }
+    return '';
+  };
+  const textOf = (el, sels) => {
+    const inner = sels.length ? within(el, sels) : null;
+    return ((inner || el).innerText || (inner || el).textContent || '').trim().slice(0, 4000);
+  };
+  const people = all(table.people.items).slice(0, 500).map((el) => ({
+    id: attr(el, table.people.id_attrs).slice(0, 256),
+    name: textOf(el, table.people.names).split('\n')[0].slice(0, 256),
+    self: !!within(el, table.people.self_markers),
+    speaking: !!within(el, table.people.speaking),
+  }));
+  const messages = all(table.chat.items);
+  const chat = messages.slice(-100).map((el, i) => {
+    const sender = textOf(el, table.chat.senders).split('\n')[0].slice(0, 256);
+    const body = textOf(el, table.chat.texts);
+    // Without a platform id, a message is its sender, text and place.
+    const id = attr(el, table.chat.id_attrs) || `${sender}\u0000${body}\u0000${Math.max(0, messages.length - 100) + i}`;
+    return { id: id.slice(0, 256), sender, text: body };
+  });
   const nameInput = first(table.name_inputs);
   return {
     name_input: mark(nameInput && !nameInput.value ? nameInput : null, 'name'),
@@ -34,11 +77,14 @@
     lobby: has(table.lobby_texts),
     in_call: table.in_call_all.every((s) => !!first([s])),
     leave_button: mark(first(table.leave_buttons), 'leave'),
+    chat_button: mark(messages.length ? null : button(table.chat.open_buttons), 'chat'),
     denied: has(table.denied_texts),
     removed: has(table.removed_texts),
     ended: has(table.ended_texts),
     not_found: has(table.not_found_texts),
     sign_in: has(table.sign_in_texts),
     blocked: has(table.blocked_texts),
+    people,
+    chat,
   };
 }

@@ -26,6 +26,35 @@ pub(crate) struct Table {
     pub not_found_texts: &'static [&'static str],
     pub sign_in_texts: &'static [&'static str],
     pub blocked_texts: &'static [&'static str],
+    /// The roster: one element per person in the call.
+    pub people: Roster,
+    /// The chat panel's messages.
+    pub chat: Chat,
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct Roster {
+    /// Selectors of roster entries (all matches of all selectors).
+    pub items: &'static [&'static str],
+    /// Attributes holding the platform's id for the person.
+    pub id_attrs: &'static [&'static str],
+    /// Where the name is inside an entry; the entry's own text if none match.
+    pub names: &'static [&'static str],
+    /// Matches (on the entry or inside it) the bot's own entry.
+    pub self_markers: &'static [&'static str],
+    /// Matches (on the entry or inside it) while the person speaks.
+    pub speaking: &'static [&'static str],
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct Chat {
+    /// A button that opens the chat panel, clicked once in the call if no
+    /// message list is on screen.
+    pub open_buttons: &'static [&'static str],
+    pub items: &'static [&'static str],
+    pub id_attrs: &'static [&'static str],
+    pub senders: &'static [&'static str],
+    pub texts: &'static [&'static str],
 }
 
 pub(crate) fn table(platform: Platform) -> &'static Table {
@@ -54,6 +83,22 @@ static MEET: Table = Table {
     not_found_texts: &["Meeting not found", "Check your meeting code"],
     sign_in_texts: &["Sign in to join", "Use your Google Account"],
     blocked_texts: &["You can't join this video call"],
+    people: Roster {
+        items: &["[data-participant-id]"],
+        id_attrs: &["data-participant-id"],
+        names: &[".name", "[data-self-name]", ".zWGUib"],
+        self_markers: &["[data-self=\"true\"]", "[data-self-name]"],
+        // The sandbox marks speakers explicitly; Meet's indicator classes
+        // change with releases (its data channels are the sturdier signal).
+        speaking: &["[data-speaking=\"true\"]", ".speaking", ".IisKdb"],
+    },
+    chat: Chat {
+        open_buttons: &["Chat with everyone", "Open chat"],
+        items: &["[data-message-id]"],
+        id_attrs: &["data-message-id"],
+        senders: &[".sender", ".poVWob"],
+        texts: &[".text", "[data-message-text]"],
+    },
 };
 
 static TEAMS: Table = Table {
@@ -83,6 +128,23 @@ static TEAMS: Table = Table {
     not_found_texts: &["meeting URL is incorrect", "This meeting link is invalid"],
     sign_in_texts: &["Sign in to your account", "Pick an account"],
     blocked_texts: &["Please verify you are a human", "captcha"],
+    people: Roster {
+        items: &[
+            "[data-tid^=\"participantsInCall-\"]",
+            "[data-cid=\"roster-participant\"]",
+        ],
+        id_attrs: &["data-tid", "data-cid"],
+        names: &["[data-tid=\"roster-participant-name\"]", "span[title]"],
+        self_markers: &["[data-tid=\"roster-participant-you\"]"],
+        speaking: &["[data-tid=\"voice-level-stream-outline\"]"],
+    },
+    chat: Chat {
+        open_buttons: &["Chat"],
+        items: &["[data-tid=\"chat-pane-message\"]"],
+        id_attrs: &["data-mid", "id"],
+        senders: &["[data-tid=\"message-author-name\"]"],
+        texts: &["[data-tid=\"chat-pane-message\"] [id^=\"content-\"]"],
+    },
 };
 
 static ZOOM: Table = Table {
@@ -104,6 +166,26 @@ static ZOOM: Table = Table {
     not_found_texts: &["Invalid meeting ID", "This meeting ID is not valid"],
     sign_in_texts: &["Sign in to join this meeting", "only authenticated users"],
     blocked_texts: &["Automated bots aren't allowed", "use Zoom RTMS"],
+    people: Roster {
+        items: &[".participants-item__item-layout", ".participants-li"],
+        id_attrs: &["data-id", "aria-label"],
+        names: &[".participants-item__display-name"],
+        self_markers: &[".participants-item__name-label"],
+        speaking: &[
+            ".participants-item__active-speaker",
+            ".speaker-active-container",
+        ],
+    },
+    chat: Chat {
+        open_buttons: &["open the chat panel", "Chat"],
+        items: &[".chat-message__container", ".new-chat-message__container"],
+        id_attrs: &["id", "data-msg-id"],
+        senders: &[".chat-item__sender", ".chat-message__sender"],
+        texts: &[
+            ".chat-message__text-content",
+            ".new-chat-message__text-content",
+        ],
+    },
 };
 
 /// The URL the bot opens. Zoom invitations go through the web client.

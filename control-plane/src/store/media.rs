@@ -1,0 +1,401 @@
+//! What bots report from inside their meetings: participants, the speaker
+//! timeline, chat, recordings and warnings. Each write comes from one result
+//! frame and is applied in the same transaction that records the frame's
+//! sequence number, so a replayed frame is stored once.
+
+use chrono::{DateTime, Utc};
+use sea_orm::sea_query::Expr;
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, DatabaseTransaction, DbErr, EntityTrait, QueryFilter,
+    QueryOrder, Set, TransactionTrait,
+};
+
+use super::{Scoped, Store, StoreError};
+use crate::entity::{bot, bot_warning, chat_message, participant, recording, speaker_segment};
+
+/// What one result frame stores.
+#[derive(Debug, Clone)]
+pub(crate) enum MediaWrite {
+    ParticipantJoined {
+        key: String,
+        name: String,
+    },
+    ParticipantLeft {
+        key: String,
+    },
+    SpeakerStarted {
+        key: String,
+        name: String,
+    },
+    SpeakerStopped {
+        key: String,
+    },
+    Chat {
+        key: String,
+        sender: String,
+        text: String,
+    },
+    RecordingStarted {
+        format: String,
+        object_key: String,
+    },
+    /// The chunk's bytes are already in the object store.
+    RecordingChunk {
+        offset: i64,
+        len: i64,
+    },
+    RecordingFinished {
+        status: &'static str,
+        object_key: String,
+        size_bytes: i64,
+        duration_ms: i64,
+        sha256: String,
+    },
+    Warning {
+        code: String,
+        detail: String,
+    },
+    /// Nothing to store (the frame was refused); it keeps its place in the
+    /// sequence so the stream goes on.
+    Nothing,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Stored {
+    Applied,
+    Duplicate,
+    /// Persisted as a place in the sequence only, for this reason.
+    Refused(&'static str),
+}
+
+impl Store {
+    /// Applies one result frame's write, once, in sequence order.
+    pub(crate) async fn apply_result(
+        &self,
+        bot_id: &str,
+        generation: i64,
+        seq: i64,
+        at: DateTime<Utc>,
+        write: MediaWrite,
+    ) -> Result<Stored, StoreError> {
+        let txn = self.db.begin().await?;
+        let bot = bot::Entity::find_by_id(bot_id.to_string())
+            .one(&txn)
+            .await?
+            .ok_or(StoreError::NotFound)?;
+        if bot.lease_generation != generation {
+            return Err(StoreError::Stale {
+                got: generation,
+                current: bot.lease_generation,
+            });
+        }
+        if seq <= bot.last_result_seq {
+            return Ok(Stored::Duplicate);
+        }
+        if seq != bot.last_result_seq + 1 {
+            return Err(StoreError::Gap {
+                expected: bot.last_result_seq + 1,
+                got: seq,
+            });
+        }
+        let outcome = write_one(&txn, &bot, generation, at, write).await?;
+        let moved = bot::Entity::update_many()
+            .filter(bot::Column::Id.eq(bot.id.clone()))
+            .filter(bot::Column::LeaseGeneration.eq(generation))
+            .filter(bot::Column::LastResultSeq.eq(bot.last_result_seq))
+            .col_expr(bot::Column::LastResultSeq, Expr::value(seq))
+            .exec(&txn)
+            .await?;
+        if moved.rows_affected != 1 {
+            return Err(StoreError::Conflict);
+        }
+        txn.commit().await?;
+        Ok(outcome)
+    }
+
+    /// The recording row of a bot, whoever owns it (the control plane's own
+    /// bookkeeping; tenants read through [`Scoped::recording`]).
+    pub(crate) async fn recording(&self, bot_id: &str) -> Result<Option<recording::Model>, DbErr> {
+        recording::Entity::find_by_id(bot_id.to_string())
+            .one(&self.db)
+            .await
+    }
+
+    /// Recordings still open for bots that have ended: their worker will
+    /// never close them.
+    pub(crate) async fn orphaned_recordings(&self) -> Result<Vec<recording::Model>, DbErr> {
+        let open = recording::Entity::find()
+            .filter(recording::Column::Status.eq("RECORDING"))
+            .all(&self.db)
+            .await?;
+        let mut out = Vec::new();
+        for r in open {
+            if let Some(b) = bot::Entity::find_by_id(r.bot_id.clone())
+                .one(&self.db)
+                .await?
+                && b.ended_at.is_some()
+                && (b.lease_generation != r.generation
+                    || b.status == attache_protocol::BotStatus::Failed.as_str()
+                    || b.status == attache_protocol::BotStatus::Ended.as_str())
+            {
+                out.push(r);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Closes a recording the control plane assembled itself.
+    pub(crate) async fn close_recording(
+        &self,
+        bot_id: &str,
+        status: &str,
+        size_bytes: i64,
+        duration_ms: Option<i64>,
+        sha256: Option<String>,
+    ) -> Result<(), DbErr> {
+        recording::Entity::update_many()
+            .filter(recording::Column::BotId.eq(bot_id))
+            .filter(recording::Column::Status.eq("RECORDING"))
+            .col_expr(recording::Column::Status, Expr::value(status))
+            .col_expr(recording::Column::SizeBytes, Expr::value(size_bytes))
+            .col_expr(recording::Column::DurationMs, Expr::value(duration_ms))
+            .col_expr(recording::Column::Sha256, Expr::value(sha256))
+            .col_expr(recording::Column::FinishedAt, Expr::value(super::now()))
+            .exec(&self.db)
+            .await?;
+        Ok(())
+    }
+}
+
+async fn write_one(
+    txn: &DatabaseTransaction,
+    bot: &bot::Model,
+    generation: i64,
+    at: DateTime<Utc>,
+    write: MediaWrite,
+) -> Result<Stored, DbErr> {
+    let (bot_id, tenant_id) = (bot.id.clone(), bot.tenant_id.clone());
+    match write {
+        MediaWrite::ParticipantJoined { key, name } => {
+            let present = participant::Entity::find()
+                .filter(participant::Column::BotId.eq(bot_id.clone()))
+                .filter(participant::Column::ParticipantKey.eq(key.clone()))
+                .filter(participant::Column::LeftAt.is_null())
+                .one(txn)
+                .await?;
+            if present.is_none() {
+                participant::ActiveModel {
+                    bot_id: Set(bot_id),
+                    tenant_id: Set(tenant_id),
+                    participant_key: Set(key),
+                    name: Set(name),
+                    joined_at: Set(at),
+                    left_at: Set(None),
+                    ..Default::default()
+                }
+                .insert(txn)
+                .await?;
+            }
+        }
+        MediaWrite::ParticipantLeft { key } => {
+            participant::Entity::update_many()
+                .filter(participant::Column::BotId.eq(bot_id))
+                .filter(participant::Column::ParticipantKey.eq(key))
+                .filter(participant::Column::LeftAt.is_null())
+                .col_expr(participant::Column::LeftAt, Expr::value(at))
+                .exec(txn)
+                .await?;
+        }
+        MediaWrite::SpeakerStarted { key, name } => {
+            let open = speaker_segment::Entity::find()
+                .filter(speaker_segment::Column::BotId.eq(bot_id.clone()))
+                .filter(speaker_segment::Column::ParticipantKey.eq(key.clone()))
+                .filter(speaker_segment::Column::EndedAt.is_null())
+                .one(txn)
+                .await?;
+            if open.is_none() {
+                speaker_segment::ActiveModel {
+                    bot_id: Set(bot_id),
+                    tenant_id: Set(tenant_id),
+                    participant_key: Set(key),
+                    name: Set(name),
+                    started_at: Set(at),
+                    ended_at: Set(None),
+                    ..Default::default()
+                }
+                .insert(txn)
+                .await?;
+            }
+        }
+        MediaWrite::SpeakerStopped { key } => {
+            speaker_segment::Entity::update_many()
+                .filter(speaker_segment::Column::BotId.eq(bot_id))
+                .filter(speaker_segment::Column::ParticipantKey.eq(key))
+                .filter(speaker_segment::Column::EndedAt.is_null())
+                .col_expr(speaker_segment::Column::EndedAt, Expr::value(at))
+                .exec(txn)
+                .await?;
+        }
+        MediaWrite::Chat { key, sender, text } => {
+            // A message seen again (by a later lease of the same bot) is
+            // the same message.
+            let seen = chat_message::Entity::find()
+                .filter(chat_message::Column::BotId.eq(bot_id.clone()))
+                .filter(chat_message::Column::MessageKey.eq(key.clone()))
+                .one(txn)
+                .await?;
+            if seen.is_none() {
+                chat_message::ActiveModel {
+                    bot_id: Set(bot_id),
+                    tenant_id: Set(tenant_id),
+                    message_key: Set(key),
+                    sender: Set(sender),
+                    text: Set(text),
+                    sent_at: Set(at),
+                    ..Default::default()
+                }
+                .insert(txn)
+                .await?;
+            }
+        }
+        MediaWrite::RecordingStarted { format, object_key } => {
+            let existing = recording::Entity::find_by_id(bot_id.clone())
+                .one(txn)
+                .await?;
+            match existing {
+                // A later lease starts over: its recording replaces the
+                // earlier, unfinished one.
+                Some(r) if r.generation >= generation => {
+                    return Ok(Stored::Refused("recording already started"));
+                }
+                Some(_) => {
+                    recording::Entity::delete_by_id(bot_id.clone())
+                        .exec(txn)
+                        .await?;
+                }
+                None => {}
+            }
+            recording::ActiveModel {
+                bot_id: Set(bot_id),
+                tenant_id: Set(tenant_id),
+                generation: Set(generation),
+                status: Set("RECORDING".into()),
+                format: Set(format),
+                object_key: Set(object_key),
+                size_bytes: Set(0),
+                duration_ms: Set(None),
+                sha256: Set(None),
+                started_at: Set(at),
+                finished_at: Set(None),
+            }
+            .insert(txn)
+            .await?;
+        }
+        MediaWrite::RecordingChunk { offset, len } => {
+            let moved = recording::Entity::update_many()
+                .filter(recording::Column::BotId.eq(bot_id))
+                .filter(recording::Column::Generation.eq(generation))
+                .filter(recording::Column::Status.eq("RECORDING"))
+                .filter(recording::Column::SizeBytes.eq(offset))
+                .col_expr(recording::Column::SizeBytes, Expr::value(offset + len))
+                .exec(txn)
+                .await?;
+            if moved.rows_affected != 1 {
+                return Ok(Stored::Refused("recording chunk out of place"));
+            }
+        }
+        MediaWrite::RecordingFinished {
+            status,
+            object_key,
+            size_bytes,
+            duration_ms,
+            sha256,
+        } => {
+            let moved = recording::Entity::update_many()
+                .filter(recording::Column::BotId.eq(bot_id))
+                .filter(recording::Column::Generation.eq(generation))
+                .filter(recording::Column::Status.eq("RECORDING"))
+                .col_expr(recording::Column::Status, Expr::value(status))
+                .col_expr(recording::Column::ObjectKey, Expr::value(object_key))
+                .col_expr(recording::Column::SizeBytes, Expr::value(size_bytes))
+                .col_expr(recording::Column::DurationMs, Expr::value(duration_ms))
+                .col_expr(recording::Column::Sha256, Expr::value(sha256))
+                .col_expr(recording::Column::FinishedAt, Expr::value(at))
+                .exec(txn)
+                .await?;
+            if moved.rows_affected != 1 {
+                return Ok(Stored::Refused("no open recording to finish"));
+            }
+        }
+        MediaWrite::Warning { code, detail } => {
+            bot_warning::ActiveModel {
+                bot_id: Set(bot_id),
+                tenant_id: Set(tenant_id),
+                code: Set(code),
+                detail: Set(detail),
+                at: Set(at),
+                ..Default::default()
+            }
+            .insert(txn)
+            .await?;
+        }
+        MediaWrite::Nothing => return Ok(Stored::Refused("invalid frame")),
+    }
+    Ok(Stored::Applied)
+}
+
+impl Scoped<'_> {
+    pub(crate) async fn participants(
+        &self,
+        bot_id: &str,
+    ) -> Result<Vec<participant::Model>, DbErr> {
+        participant::Entity::find()
+            .filter(participant::Column::TenantId.eq(self.tenant_id.clone()))
+            .filter(participant::Column::BotId.eq(bot_id))
+            .order_by_asc(participant::Column::Id)
+            .all(self.db)
+            .await
+    }
+
+    pub(crate) async fn speaker_segments(
+        &self,
+        bot_id: &str,
+    ) -> Result<Vec<speaker_segment::Model>, DbErr> {
+        speaker_segment::Entity::find()
+            .filter(speaker_segment::Column::TenantId.eq(self.tenant_id.clone()))
+            .filter(speaker_segment::Column::BotId.eq(bot_id))
+            .order_by_asc(speaker_segment::Column::StartedAt)
+            .order_by_asc(speaker_segment::Column::Id)
+            .all(self.db)
+            .await
+    }
+
+    pub(crate) async fn chat_messages(
+        &self,
+        bot_id: &str,
+    ) -> Result<Vec<chat_message::Model>, DbErr> {
+        chat_message::Entity::find()
+            .filter(chat_message::Column::TenantId.eq(self.tenant_id.clone()))
+            .filter(chat_message::Column::BotId.eq(bot_id))
+            .order_by_asc(chat_message::Column::SentAt)
+            .order_by_asc(chat_message::Column::Id)
+            .all(self.db)
+            .await
+    }
+
+    pub(crate) async fn recording(&self, bot_id: &str) -> Result<Option<recording::Model>, DbErr> {
+        recording::Entity::find_by_id(bot_id.to_string())
+            .filter(recording::Column::TenantId.eq(self.tenant_id.clone()))
+            .one(self.db)
+            .await
+    }
+
+    pub(crate) async fn warnings(&self, bot_id: &str) -> Result<Vec<bot_warning::Model>, DbErr> {
+        bot_warning::Entity::find()
+            .filter(bot_warning::Column::TenantId.eq(self.tenant_id.clone()))
+            .filter(bot_warning::Column::BotId.eq(bot_id))
+            .order_by_asc(bot_warning::Column::Id)
+            .all(self.db)
+            .await
+    }
+}
