@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
-use attache_control_plane::{Admin, Config as CpConfig, ControlPlane};
+use attache_control_plane::{Admin, Config as CpConfig, ControlPlane, ObjectStoreConfig, S3Config};
 use attache_edge_worker::{Config as WorkerConfig, EdgeWorker};
 use clap::{Args, Parser, Subcommand};
 
@@ -92,6 +92,25 @@ struct ControlPlaneArgs {
     production: bool,
     #[arg(long, env = "ATTACHE_ALLOW_DEV_FALLBACKS")]
     allow_dev_fallbacks: bool,
+    /// Store recordings in this S3 bucket (else in `objects/` under the data
+    /// dir). Credentials come from the standard AWS chain (AWS_ACCESS_KEY_ID
+    /// and AWS_SECRET_ACCESS_KEY, a profile, web identity, instance role).
+    #[arg(long, env = "ATTACHE_S3_BUCKET")]
+    s3_bucket: Option<String>,
+    #[arg(long, env = "ATTACHE_S3_REGION", default_value = "us-east-1")]
+    s3_region: String,
+    /// An S3-compatible endpoint (SeaweedFS, Ceph, MinIO…); AWS if unset.
+    #[arg(long, env = "ATTACHE_S3_ENDPOINT")]
+    s3_endpoint: Option<String>,
+    /// Path-style bucket addressing, which most S3-compatible servers want.
+    #[arg(long, env = "ATTACHE_S3_PATH_STYLE")]
+    s3_path_style: bool,
+    /// The URL clients reach this control plane at, for download links.
+    #[arg(long, env = "ATTACHE_PUBLIC_URL")]
+    public_url: Option<String>,
+    /// How long a recording's download URL stays valid.
+    #[arg(long, env = "ATTACHE_DOWNLOAD_TTL_SECONDS", default_value_t = 900)]
+    download_ttl_seconds: u64,
 }
 
 #[derive(Args)]
@@ -177,6 +196,19 @@ impl Cli {
                 }
                 c.production = a.production;
                 c.allow_dev_fallbacks = a.allow_dev_fallbacks || !a.production;
+                if let Some(bucket) = a.s3_bucket {
+                    c.object_store = ObjectStoreConfig::S3(S3Config {
+                        bucket,
+                        region: a.s3_region,
+                        endpoint: a.s3_endpoint,
+                        force_path_style: a.s3_path_style,
+                        access_key: None,
+                        secret_key: None,
+                        create_bucket: false,
+                    });
+                }
+                c.public_url = a.public_url;
+                c.download_ttl = Duration::from_secs(a.download_ttl_seconds);
                 let cp = ControlPlane::build(c)
                     .await
                     .context("starting the control plane")?;

@@ -45,9 +45,14 @@ async fn a_bot_lives_its_whole_life_on_postgres() {
     let a = cluster.tenant(&format!("pg-a-{suffix}")).await;
     let b = cluster.tenant(&format!("pg-b-{suffix}")).await;
     let id = a
-        .create_bot(&cluster.meeting("pg", "admission=open"), "Postgres Bot")
+        .create_bot(
+            &cluster.meeting("pg", "admission=open&script=demo"),
+            "Postgres Bot",
+        )
         .await;
     a.wait_status(&id, "IN_CALL", Duration::from_secs(30)).await;
+    // Alice speaks at 1 s, Carol joins at 2.5 s, Bob writes at 4 s.
+    tokio::time::sleep(Duration::from_secs(5)).await;
     assert_eq!(
         b.error_code(
             "query($id: ID!) { bot(id: $id) { id } }",
@@ -59,6 +64,18 @@ async fn a_bot_lives_its_whole_life_on_postgres() {
     a.leave(&id).await;
     let bot = a.wait_status(&id, "ENDED", Duration::from_secs(30)).await;
     assert_eq!(bot["statusReason"], "LEAVE_REQUESTED");
+    // What the bot heard and saw is stored on PostgreSQL too.
+    let m = a.media(&id).await;
+    assert_eq!(m["recording"]["status"], "READY", "{m:#}");
+    assert_eq!(m["speakerTimeline"][0]["name"], "Alice", "{m:#}");
+    assert_eq!(m["chatMessages"][0]["sender"], "Bob", "{m:#}");
+    let names: Vec<&str> = m["participants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names.len(), 3, "{names:?}");
     assert_eq!(
         statuses(&bot),
         [

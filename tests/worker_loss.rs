@@ -4,6 +4,7 @@
 
 mod support;
 
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use support::*;
@@ -16,9 +17,14 @@ async fn worker_killed_mid_meeting_fails_its_bot_with_worker_lost() {
     let mut worker = cluster.spawn_worker_process().await;
     let api = cluster.tenant("acme").await;
     let id = api
-        .create_bot(&cluster.meeting("lost", "admission=open"), "Doomed Bot")
+        .create_bot(
+            &cluster.meeting("lost", "admission=open&script=demo"),
+            "Doomed Bot",
+        )
         .await;
     api.wait_status(&id, "IN_CALL", JOIN).await;
+    // Long enough for recording chunks and Alice's first words to be sent.
+    tokio::time::sleep(Duration::from_secs(5)).await;
 
     let killed = Instant::now();
     worker.kill();
@@ -33,6 +39,31 @@ async fn worker_killed_mid_meeting_fails_its_bot_with_worker_lost() {
     );
     let last = b["events"].as_array().unwrap().last().unwrap().clone();
     assert!(last["detail"].as_str().unwrap().contains("lost"), "{last}");
+    // What the worker sent before it died is kept: the recording up to the
+    // last acknowledged chunk, closed by the control plane as PARTIAL.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let rec = loop {
+        let m = api.media(&id).await;
+        if m["recording"]["status"] != "RECORDING" {
+            break m["recording"].clone();
+        }
+        assert!(Instant::now() < deadline, "recording never closed: {m:#}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(rec["status"], "PARTIAL", "{rec:#}");
+    let kept = rec["durationMs"].as_i64().unwrap();
+    assert!(
+        (2_000..=6_000).contains(&kept),
+        "kept {kept} ms of about 5 s"
+    );
+    let bytes = reqwest::get(rec["downloadUrl"].as_str().unwrap())
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let pcm = attache_edge_worker::audio::decode_ogg_opus(&bytes).expect("the prefix decodes");
+    assert!((pcm.len() as i64 / 16 - kept).abs() < 100);
     assert!(
         cluster
             .metrics()
@@ -114,4 +145,46 @@ async fn a_worker_shutting_down_takes_its_bots_out_with_a_true_reason() {
         seat["state"], "left",
         "the bot clicked leave on its way out"
     );
+}
+
+/// One bot's renderer process dies (SIGKILL): that bot fails with
+/// PLATFORM_ERROR, and the other bot on the same worker and browser stays in
+/// its meeting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crashed_renderer_fails_its_bot_alone() {
+    let cluster = Cluster::start().await;
+    let worker = cluster.spawn_worker_process_with_capacity(2).await;
+    let api = cluster.tenant("acme").await;
+    let survivor = api
+        .create_bot(&cluster.meeting("crash-a", "admission=open"), "Survivor")
+        .await;
+    api.wait_status(&survivor, "IN_CALL", JOIN).await;
+    let before = worker.renderers();
+    let victim = api
+        .create_bot(&cluster.meeting("crash-b", "admission=open"), "Victim")
+        .await;
+    api.wait_status(&victim, "IN_CALL", JOIN).await;
+    // The renderers that appeared with the second bot's context are its own
+    // (and perhaps a spare one the browser keeps warm).
+    let new: Vec<i32> = worker.renderers().difference(&before).copied().collect();
+    assert!(!new.is_empty(), "no renderer appeared for the second bot");
+    for pid in &new {
+        let _ = Command::new("kill")
+            .args(["-s", "KILL", &pid.to_string()])
+            .status();
+    }
+    let b = api
+        .wait_status(&victim, "FAILED", Duration::from_secs(20))
+        .await;
+    assert_eq!(b["statusReason"], "PLATFORM_ERROR", "{b:#}");
+    let detail = b["events"].as_array().unwrap().last().unwrap()["detail"].clone();
+    assert!(detail.as_str().unwrap().contains("crashed"), "{detail}");
+    // The other bot never noticed.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(api.bot(&survivor).await["status"], "IN_CALL");
+    api.leave(&survivor).await;
+    let b = api
+        .wait_status(&survivor, "ENDED", Duration::from_secs(20))
+        .await;
+    assert_eq!(b["statusReason"], "LEAVE_REQUESTED");
 }
