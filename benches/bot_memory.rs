@@ -17,8 +17,16 @@ use std::time::Duration;
 
 use support::*;
 
-/// Sum of `Pss:` over every process whose process group is `pgid`, in KiB.
+/// Sum of `Pss:` over every process whose process group is `pgid`, in KiB,
+/// with the process count; and the same split by kind of process (the
+/// worker, Chromium's browser process, and each `--type=` of helper).
 fn group_pss_kib(pgid: i32) -> (u64, usize) {
+    let (total, procs, _) = group_pss_by_kind(pgid);
+    (total, procs)
+}
+
+fn group_pss_by_kind(pgid: i32) -> (u64, usize, std::collections::BTreeMap<String, (u64, usize)>) {
+    let mut kinds = std::collections::BTreeMap::new();
     let mut total = 0;
     let mut procs = 0;
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
@@ -46,9 +54,25 @@ fn group_pss_kib(pgid: i32) -> (u64, usize) {
                 .unwrap_or(0);
             total += pss;
             procs += 1;
+            let cmdline = String::from_utf8_lossy(
+                &std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default(),
+            )
+            .into_owned();
+            // Chromium rewrites its command line into one space-separated
+            // string; the worker's own names the chromium binary as a flag.
+            let mut args = cmdline.split(['\0', ' ']);
+            let program = args.next().unwrap_or_default();
+            let kind = match args.find_map(|a| a.strip_prefix("--type=")) {
+                Some(t) => t.to_string(),
+                None if program.ends_with("attache") => "worker".to_string(),
+                None => "browser".to_string(),
+            };
+            let e = kinds.entry(kind).or_insert((0, 0));
+            e.0 += pss;
+            e.1 += 1;
         }
     }
-    (total, procs)
+    (total, procs, kinds)
 }
 
 fn main() {
@@ -91,6 +115,12 @@ fn main() {
                 ),
             }
             previous = Some((target, pss));
+            let (_, _, kinds) = group_pss_by_kind(pgid);
+            let split: Vec<String> = kinds
+                .iter()
+                .map(|(k, (kib, n))| format!("{k} {:.0} MiB/{n}", *kib as f64 / 1024.0))
+                .collect();
+            println!("        by process: {}", split.join(", "));
         }
         for id in &bots {
             api.leave(id).await;

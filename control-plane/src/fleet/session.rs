@@ -420,6 +420,13 @@ async fn persist_media(
     body: ResultBody,
 ) -> Result<(), StoreError> {
     let (tenant_id, bot_id) = (bot.tenant_id.as_str(), bot.id.as_str());
+    // An earlier lease's frames write nothing, not even a chunk object.
+    if generation != bot.lease_generation {
+        return Err(StoreError::Stale {
+            got: generation,
+            current: bot.lease_generation,
+        });
+    }
     let mut after_commit = None;
     let write = match body {
         ResultBody::Status { .. } => unreachable!("status frames are persisted as transitions"),
