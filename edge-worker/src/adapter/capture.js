@@ -61,13 +61,27 @@
     }
     return ready;
   }
+  // Teams sends one server-mixed track (its id contains "mainAudio") and
+  // other tracks that repeat voices already in the mix: once a mixed track
+  // is there, only mixed tracks are heard, or words would be doubled.
+  const MIXED = /mainAudio/i;
+  let mixedOnly = false;
+  const sources = [];
   async function capture(track) {
     if (track.kind !== 'audio' || seen.has(track.id)) return;
+    const mixed = MIXED.test(track.id);
+    if (mixedOnly && !mixed) return;
     seen.add(track.id);
     try {
       const { ctx, node } = await sink();
       if (ctx.state !== 'running') await ctx.resume();
-      ctx.createMediaStreamSource(new MediaStream([track])).connect(node);
+      const source = ctx.createMediaStreamSource(new MediaStream([track]));
+      source.connect(node);
+      sources.push({ source, mixed });
+      if (mixed && !mixedOnly) {
+        mixedOnly = true;
+        for (const s of sources) if (!s.mixed) s.source.disconnect();
+      }
     } catch (e) {
       // Try again with the next track, and tell the worker why.
       ready = null;
