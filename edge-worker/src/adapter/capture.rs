@@ -81,6 +81,9 @@ enum Cmd {
 pub(crate) struct Capture {
     pub counters: Arc<CaptureCounters>,
     recording: Arc<AtomicBool>,
+    /// Set when the capture is dropped without `finish`: the encoder closes
+    /// the recording even if a sender outlives it.
+    closed: Arc<AtomicBool>,
     listener: tokio::task::JoinHandle<()>,
     encoder: Option<std::thread::JoinHandle<Result<PipelineStats, String>>>,
     tx: std::sync::mpsc::SyncSender<Cmd>,
@@ -146,9 +149,11 @@ pub(crate) async fn start(
         .await
         .map_err(|e| e.to_string())?;
     let (tx, rx) = std::sync::mpsc::sync_channel::<Cmd>(QUEUE);
+    let closed = Arc::new(AtomicBool::new(false));
+    let thread_closed = closed.clone();
     let encoder = std::thread::Builder::new()
         .name("attache-audio".into())
-        .spawn(move || record(rx, emitter))
+        .spawn(move || record(rx, emitter, &thread_closed))
         .map_err(|e| e.to_string())?;
     let counters = Arc::new(CaptureCounters::default());
     let recording = Arc::new(AtomicBool::new(false));
@@ -194,6 +199,7 @@ pub(crate) async fn start(
     Ok(Capture {
         counters,
         recording,
+        closed,
         listener,
         encoder: Some(encoder),
         tx,
@@ -230,6 +236,7 @@ impl Drop for Capture {
     /// the encoder sees the end of its input and closes the recording.
     fn drop(&mut self) {
         self.listener.abort();
+        self.closed.store(true, Ordering::SeqCst);
     }
 }
 
@@ -301,11 +308,18 @@ fn pad(p: &mut AudioPipeline<SharedTap>, t: &mut Timeline, samples: i64) -> Resu
 }
 
 /// The encoder thread: commands in, recording frames out.
-fn record(rx: std::sync::mpsc::Receiver<Cmd>, emitter: Emitter) -> Result<PipelineStats, String> {
+fn record(
+    rx: std::sync::mpsc::Receiver<Cmd>,
+    emitter: Emitter,
+    closed: &AtomicBool,
+) -> Result<PipelineStats, String> {
     let tap = SharedTap::default();
     let mut pipeline: Option<(AudioPipeline<SharedTap>, Timeline)> = None;
     let mut end_ms = None;
     loop {
+        if closed.load(Ordering::SeqCst) {
+            break;
+        }
         let cmd = match rx.recv_timeout(Duration::from_millis(500)) {
             Ok(c) => Some(c),
             Err(std::sync::mpsc::RecvTimeoutError::Timeout) => None,
@@ -449,7 +463,7 @@ mod tests {
         let (etx, mut erx) = tokio::sync::mpsc::channel(10_000);
         let emitter = Emitter::for_tests(etx);
         let (tx, rx) = std::sync::mpsc::sync_channel(QUEUE);
-        let h = std::thread::spawn(move || record(rx, emitter));
+        let h = std::thread::spawn(move || record(rx, emitter, &AtomicBool::new(false)));
         for c in cmds {
             tx.send(c).unwrap();
         }
