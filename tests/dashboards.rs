@@ -33,12 +33,7 @@ fn referenced(text: &str) -> BTreeSet<String> {
 async fn every_metric_a_dashboard_or_alert_uses_is_exported() {
     let mut cluster = Cluster::start().await;
     cluster.add_worker(1).await;
-    let worker = reqwest::get(format!("http://{}/metrics", cluster.worker_metrics[0]))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let worker = cluster.worker_metrics_text(0).await;
     let text = cluster.metrics().await + &worker;
     assert!(
         text.contains("attache_edge_worker_audio_frames_total"),

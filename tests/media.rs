@@ -323,12 +323,7 @@ async fn a_bot_that_hears_nothing_says_so_and_junk_frames_are_dropped() {
             "attache_control_plane_bot_warnings_total{code=\"NO_AUDIO\"}"
         ) >= 1.0
     );
-    let worker = reqwest::get(format!("http://{}/metrics", cluster.worker_metrics[0]))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let worker = cluster.worker_metrics_text(0).await;
     assert!(metric(&worker, "attache_edge_worker_no_audio_warnings_total ") >= 1.0);
     assert!(
         metric(&worker, "attache_edge_worker_audio_frames_corrupt_total ") >= 5.0,

@@ -252,6 +252,16 @@ impl Cluster {
             .clone()
     }
 
+    /// `/metrics` of the `n`th in-process worker.
+    pub async fn worker_metrics_text(&self, n: usize) -> String {
+        reqwest::get(format!("http://{}/metrics", self.worker_metrics[n]))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     pub async fn metrics(&self) -> String {
         reqwest::get(format!("{}/metrics", self.http))
             .await
