@@ -6,7 +6,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
-use attache_control_plane::{Admin, Config as CpConfig, ControlPlane, ObjectStoreConfig, S3Config};
+use attache_control_plane::{
+    Admin, Config as CpConfig, ControlPlane, DefaultTranscription, ObjectStoreConfig, S3Config,
+};
 use attache_edge_worker::{Config as WorkerConfig, EdgeWorker};
 use clap::{Args, Parser, Subcommand};
 
@@ -111,6 +113,18 @@ struct ControlPlaneArgs {
     /// How long a recording's download URL stays valid.
     #[arg(long, env = "ATTACHE_DOWNLOAD_TTL_SECONDS", default_value_t = 900)]
     download_ttl_seconds: u64,
+    /// The 32-byte master key that wraps every tenant's key (a mounted
+    /// secret, the same on every replica). Unset: `master.key` in the data
+    /// dir, created on first start (refused by --production).
+    #[arg(long, env = "ATTACHE_MASTER_KEY_FILE")]
+    master_key_file: Option<PathBuf>,
+    /// Speech-to-text for tenants with no settings of their own: `none`, or
+    /// `local` (the engine on each worker).
+    #[arg(long, env = "ATTACHE_DEFAULT_TRANSCRIPTION", default_value = "none", value_parser = ["none", "local"])]
+    default_transcription: String,
+    /// Allow webhooks to plain http and private addresses (development).
+    #[arg(long, env = "ATTACHE_WEBHOOK_ALLOW_PRIVATE")]
+    webhook_allow_private: bool,
 }
 
 #[derive(Args)]
@@ -136,6 +150,9 @@ pub(crate) struct EdgeWorkerArgs {
     /// Serve Prometheus metrics at http://ADDR/metrics.
     #[arg(long, env = "ATTACHE_WORKER_METRICS_ADDR")]
     pub metrics_addr: Option<SocketAddr>,
+    /// Python with faster-whisper, for the local speech-to-text engine.
+    #[arg(long, env = "ATTACHE_STT_PYTHON")]
+    pub stt_python: Option<PathBuf>,
 }
 
 impl EdgeWorkerArgs {
@@ -146,6 +163,7 @@ impl EdgeWorkerArgs {
         c.capacity = self.capacity;
         c.chromium = self.chromium.clone();
         c.metrics_addr = self.metrics_addr;
+        c.stt_python = self.stt_python.clone();
         c
     }
 }
@@ -209,6 +227,13 @@ impl Cli {
                 }
                 c.public_url = a.public_url;
                 c.download_ttl = Duration::from_secs(a.download_ttl_seconds);
+                c.master_key_file = a.master_key_file;
+                c.default_transcription = if a.default_transcription == "local" {
+                    DefaultTranscription::Local
+                } else {
+                    DefaultTranscription::None
+                };
+                c.webhook_allow_private = a.webhook_allow_private;
                 let cp = ControlPlane::build(c)
                     .await
                     .context("starting the control plane")?;

@@ -36,6 +36,8 @@ pub(crate) async fn run(args: DevArgs) -> anyhow::Result<()> {
     cp_config.http_addr = ([127, 0, 0, 1], args.http_port).into();
     cp_config.quic_addr = ([127, 0, 0, 1], args.quic_port).into();
     cp_config.sandbox_origins = vec![sandbox_origin.clone()];
+    // Bots transcribe with the engine on the worker unless told otherwise.
+    cp_config.default_transcription = attache_control_plane::DefaultTranscription::Local;
     let cp = ControlPlane::build(cp_config)
         .await
         .context("starting the control plane")?;

@@ -182,17 +182,18 @@ async fn garbage_from_a_worker_is_refused_and_the_service_keeps_serving() {
     // refused with a cancel, and nothing is stored.
     let stranger = uuid_v4();
     let mut results = conn.open_uni().await.unwrap();
-    let frame = ResultFrame {
-        bot_id: stranger,
-        generation: 1,
-        seq: 1,
-        at_ms: 0,
-        body: ResultBody::Status {
+    let frame = ResultFrame::seal(
+        &attache_protocol::DataKey::generate(),
+        stranger,
+        1,
+        1,
+        0,
+        &ResultBody::Status {
             status: BotStatus::InCall,
             reason: None,
             detail: None,
         },
-    };
+    );
     write_frame(&mut results, &frame).await.unwrap();
     let reply = tokio::time::timeout(
         Duration::from_secs(5),

@@ -8,6 +8,7 @@ use std::time::Duration;
 use attache_protocol::SessionLimits;
 
 use crate::objects::ObjectStoreConfig;
+use crate::transcription::DefaultTranscription;
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -46,6 +47,22 @@ pub struct Config {
     /// The URL clients reach this control plane at (for download links the
     /// local object store signs); `None`: `http://<http_addr>`.
     pub public_url: Option<String>,
+    /// The key that wraps every tenant's key. `None`: `master.key` in the
+    /// data directory, created on first start (a development fallback).
+    pub master_key_file: Option<PathBuf>,
+    /// The speech-to-text engine of tenants that chose none.
+    pub default_transcription: DefaultTranscription,
+    /// Webhooks: the first retry's delay (doubling, with jitter, up to
+    /// `webhook_retry_max`), how long a delivery is retried, how long an
+    /// endpoint may fail before it is disabled, and one attempt's timeout.
+    pub webhook_retry_base: Duration,
+    pub webhook_retry_max: Duration,
+    pub webhook_retry_for: Duration,
+    pub webhook_disable_after: Duration,
+    pub webhook_timeout: Duration,
+    /// Allow webhook URLs on loopback and private networks, and plain
+    /// http (development and tests); production sends only to public https.
+    pub webhook_allow_private: bool,
 }
 
 impl Config {
@@ -74,6 +91,14 @@ impl Config {
             create_bot_burst: 60,
             production: false,
             allow_dev_fallbacks: true,
+            master_key_file: None,
+            default_transcription: DefaultTranscription::None,
+            webhook_retry_base: Duration::from_secs(5),
+            webhook_retry_max: Duration::from_secs(3600),
+            webhook_retry_for: Duration::from_secs(26 * 3600),
+            webhook_disable_after: Duration::from_secs(5 * 86_400),
+            webhook_timeout: Duration::from_secs(10),
+            webhook_allow_private: true,
         }
     }
 
@@ -116,6 +141,21 @@ impl Config {
         {
             return Err(ConfigError::DevFallback(
                 "recordings in a local directory: set --s3-bucket, or --allow-dev-fallbacks",
+            ));
+        }
+        if self.production && !self.allow_dev_fallbacks && self.master_key_file.is_none() {
+            return Err(ConfigError::DevFallback(
+                "a master key created in the data directory: set --master-key-file to the managed key, or --allow-dev-fallbacks",
+            ));
+        }
+        if self.production && self.webhook_allow_private {
+            return Err(ConfigError::Invalid(
+                "webhooks to private networks are for development only".into(),
+            ));
+        }
+        if self.webhook_retry_base.is_zero() || self.webhook_retry_max < self.webhook_retry_base {
+            return Err(ConfigError::Invalid(
+                "webhook retry delays must be positive and the maximum at least the first".into(),
             ));
         }
         if self.download_ttl.is_zero() || self.download_ttl > Duration::from_secs(7 * 86_400) {
@@ -165,6 +205,13 @@ mod tests {
             secret_key: None,
             create_bucket: false,
         });
+        assert!(
+            matches!(c.validate(), Err(ConfigError::DevFallback(_))),
+            "a master key made on the spot"
+        );
+        c.master_key_file = Some("/run/secrets/master.key".into());
+        assert!(c.validate().is_err(), "webhooks to private networks");
+        c.webhook_allow_private = false;
         c.validate().unwrap();
     }
 

@@ -113,10 +113,7 @@ async fn dispatch_once(state: &AppState) -> Result<(), StoreError> {
                 tracing::info!(bot_id = %leased.id, tenant_id = %leased.tenant_id, worker_id = %worker.id,
                     generation = leased.lease_generation, "bot dispatched");
                 state.events.publish(ev);
-                if let Some(a) = crate::fleet::assignment(
-                    &leased,
-                    state.config.default_limits.no_audio_warning_ms,
-                ) {
+                if let Some(a) = crate::fleet::assignment(state, &leased).await {
                     // If the link dropped meanwhile, the worker's next hello
                     // (or the grace period) settles this lease.
                     state.fleet.send(&worker.id, ControlMsg::Assign(a));

@@ -13,10 +13,13 @@ mod dispatch;
 mod entity;
 mod events;
 mod fleet;
+mod keys;
 mod metrics;
 mod objects;
 mod recordings;
 mod store;
+mod transcription;
+mod webhooks;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -27,8 +30,10 @@ use tokio_util::task::TaskTracker;
 
 pub use admin::{Admin, AdminError, CreatedTenant, WorkerToken};
 pub use config::{Config, ConfigError};
+pub use keys::KeyError;
 pub use objects::{ObjectError, ObjectStoreConfig, Objects, S3Config};
 pub use store::Store;
+pub use transcription::DefaultTranscription;
 
 /// Creates a fleet CA in `dir` (or loads the one there) and returns its
 /// fingerprint: how an operator makes the CA `--fleet-ca-dir` points to.
@@ -47,6 +52,7 @@ pub(crate) struct AppState {
     pub dispatch_wakeup: Arc<Notify>,
     pub ca: Arc<fleet::FleetCa>,
     pub objects: objects::Objects,
+    pub keys: keys::Keys,
     /// Base of URLs handed to clients (download links).
     pub public_url: String,
 }
@@ -67,6 +73,8 @@ pub enum BuildError {
     Tls(String),
     #[error(transparent)]
     Objects(#[from] objects::ObjectError),
+    #[error(transparent)]
+    Keys(#[from] keys::KeyError),
 }
 
 pub struct ControlPlane {
@@ -87,13 +95,27 @@ impl ControlPlane {
             .await
             .map_err(|e| BuildError::Bind(config.http_addr, e))?;
         let quic = fleet::endpoint(&config, &ca)?;
-        let objects = objects::Objects::open(&config.object_store, &config.data_dir).await?;
+        let master_key_file = config
+            .master_key_file
+            .clone()
+            .unwrap_or_else(|| config.data_dir.join("master.key"));
+        let master = keys::load_master_key(
+            &master_key_file,
+            !config.production || config.allow_dev_fallbacks,
+        )?;
+        let objects = objects::Objects::open(
+            &config.object_store,
+            keys::derive(&master, "attache/download-links"),
+        )
+        .await?;
+        let keys = keys::Keys::new(master, store.clone());
         let public_url = config
             .public_url
             .clone()
             .unwrap_or_else(|| format!("http://{}", http.local_addr().expect("bound listener")));
         let state = AppState {
             objects,
+            keys,
             public_url,
             config: Arc::new(config),
             store,
@@ -126,6 +148,7 @@ impl ControlPlane {
         tasks.spawn(dispatch::run(state.clone(), shutdown.clone()));
         tasks.spawn(fleet::sweep(state.clone(), shutdown.clone()));
         tasks.spawn(recordings::close_orphans(state.clone(), shutdown.clone()));
+        tasks.spawn(webhooks::deliver(state.clone(), shutdown.clone()));
         tasks.spawn(fleet::serve(
             state.clone(),
             quic.clone(),

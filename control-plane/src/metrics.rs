@@ -21,6 +21,9 @@ pub(crate) struct Metrics {
     pub leases_expired: IntCounterVec,
     pub api_errors: IntCounterVec,
     pub bot_warnings: IntCounterVec,
+    pub webhook_attempts: IntCounterVec,
+    pub webhook_latency: Histogram,
+    pub transcript_segments: IntCounterVec,
 }
 
 impl Metrics {
@@ -99,8 +102,43 @@ impl Metrics {
             &["code"],
         )
         .expect("metric");
+        let webhook_attempts = IntCounterVec::new(
+            Opts::new(
+                "attache_control_plane_webhook_attempts_total",
+                "Webhook delivery attempts, by outcome (delivered, failed)",
+            ),
+            &["outcome"],
+        )
+        .expect("metric");
+        let webhook_latency = Histogram::with_opts(
+            HistogramOpts::new(
+                "attache_control_plane_webhook_delivery_latency_seconds",
+                "From an event being stored to its delivery being acknowledged",
+            )
+            .buckets(vec![
+                0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 60.0, 300.0, 3600.0, 86_400.0,
+            ]),
+        )
+        .expect("metric");
+        let transcript_segments = IntCounterVec::new(
+            Opts::new(
+                "attache_control_plane_transcript_segments_total",
+                "Transcript segments stored, by kind (partial, final)",
+            ),
+            &["kind"],
+        )
+        .expect("metric");
+        for o in ["delivered", "failed"] {
+            webhook_attempts.with_label_values(&[o]);
+        }
+        for k in ["partial", "final"] {
+            transcript_segments.with_label_values(&[k]);
+        }
         for c in [
-            Box::new(bot_warnings.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(webhook_attempts.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(webhook_latency.clone()),
+            Box::new(transcript_segments.clone()),
+            Box::new(bot_warnings.clone()),
             Box::new(bots.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(transitions.clone()),
             Box::new(dispatch_latency.clone()),
@@ -130,6 +168,7 @@ impl Metrics {
             "stale",
             "unpersisted",
             "invalid",
+            "unsealed",
             "enroll_malformed",
         ] {
             frames_rejected.with_label_values(&[r]);
@@ -153,6 +192,9 @@ impl Metrics {
             leases_expired,
             api_errors,
             bot_warnings,
+            webhook_attempts,
+            webhook_latency,
+            transcript_segments,
         }
     }
 

@@ -84,12 +84,13 @@ struct Grant {
 #[derive(Clone)]
 pub struct Objects {
     inner: Arc<Backend>,
+    /// Signs download links; the same on every replica of a deployment.
+    signing_key: Arc<Vec<u8>>,
 }
 
 enum Backend {
     Local {
         root: PathBuf,
-        signing_key: Vec<u8>,
     },
     S3 {
         client: aws_sdk_s3::Client,
@@ -113,16 +114,16 @@ fn check_key(key: &str) -> Result<(), ObjectError> {
 }
 
 impl Objects {
-    /// Opens the store. `key_dir` holds the local store's URL-signing key
-    /// (created on first start, readable by the owner only).
-    pub async fn open(config: &ObjectStoreConfig, key_dir: &Path) -> Result<Objects, ObjectError> {
+    /// Opens the store. `signing_key` signs download links: every replica
+    /// of a deployment must use the same one.
+    pub async fn open(
+        config: &ObjectStoreConfig,
+        signing_key: Vec<u8>,
+    ) -> Result<Objects, ObjectError> {
         let backend = match config {
             ObjectStoreConfig::Local { dir } => {
                 std::fs::create_dir_all(dir).map_err(io)?;
-                Backend::Local {
-                    root: dir.clone(),
-                    signing_key: load_or_create_key(&key_dir.join("download-signing.key"))?,
-                }
+                Backend::Local { root: dir.clone() }
             }
             ObjectStoreConfig::S3(c) => {
                 let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
@@ -163,6 +164,7 @@ impl Objects {
         };
         Ok(Objects {
             inner: Arc::new(backend),
+            signing_key: Arc::new(signing_key),
         })
     }
 
@@ -294,9 +296,11 @@ impl Objects {
         Ok(keys)
     }
 
-    /// A URL that downloads `key` without credentials until `ttl` passes.
-    /// `base` is this control plane's public URL (used by the local store).
-    pub async fn download_url(
+    /// A URL on this control plane that downloads `key` without
+    /// credentials until `ttl` passes. Downloads go through the control
+    /// plane (not a presigned store URL) because stored objects are sealed:
+    /// it opens them for the holder of the link. `base` is its public URL.
+    pub fn download_url(
         &self,
         key: &str,
         file_name: &str,
@@ -305,49 +309,27 @@ impl Objects {
         base: &str,
     ) -> Result<String, ObjectError> {
         check_key(key)?;
-        let disposition = format!("attachment; filename=\"{file_name}\"");
-        match &*self.inner {
-            Backend::Local { signing_key, .. } => {
-                let grant = Grant {
-                    k: key.to_string(),
-                    e: chrono::Utc::now().timestamp() + ttl.as_secs() as i64,
-                    f: file_name.to_string(),
-                    t: content_type.to_string(),
-                };
-                let payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&grant).map_err(io)?);
-                let mac = sign(signing_key, payload.as_bytes());
-                Ok(format!(
-                    "{}/downloads/{payload}.{}",
-                    base.trim_end_matches('/'),
-                    URL_SAFE_NO_PAD.encode(mac)
-                ))
-            }
-            Backend::S3 { client, bucket } => {
-                let presign =
-                    aws_sdk_s3::presigning::PresigningConfig::expires_in(ttl).map_err(io)?;
-                let req = client
-                    .get_object()
-                    .bucket(bucket)
-                    .key(key)
-                    .response_content_disposition(disposition)
-                    .response_content_type(content_type)
-                    .presigned(presign)
-                    .await
-                    .map_err(|e| io(aws_sdk_s3::error::DisplayErrorContext(e)))?;
-                Ok(req.uri().to_string())
-            }
-        }
+        let grant = Grant {
+            k: key.to_string(),
+            e: chrono::Utc::now().timestamp() + ttl.as_secs() as i64,
+            f: file_name.to_string(),
+            t: content_type.to_string(),
+        };
+        let payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&grant).map_err(io)?);
+        let mac = sign(&self.signing_key, payload.as_bytes());
+        Ok(format!(
+            "{}/downloads/{payload}.{}",
+            base.trim_end_matches('/'),
+            URL_SAFE_NO_PAD.encode(mac)
+        ))
     }
 
-    /// Checks a local download token: the object's key, file name and
-    /// content type if the token is genuine and unexpired.
+    /// Checks a download token: the object's key, file name and content
+    /// type if the token is genuine and unexpired.
     pub(crate) fn redeem(&self, token: &str) -> Option<(String, String, String)> {
-        let Backend::Local { signing_key, .. } = &*self.inner else {
-            return None;
-        };
         let (payload, mac) = token.split_once('.')?;
         let mac = URL_SAFE_NO_PAD.decode(mac).ok()?;
-        let mut m = Hmac::<Sha256>::new_from_slice(signing_key).ok()?;
+        let mut m = Hmac::<Sha256>::new_from_slice(&self.signing_key).ok()?;
         m.update(payload.as_bytes());
         m.verify_slice(&mac).ok()?;
         let grant: Grant = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).ok()?).ok()?;
@@ -376,31 +358,6 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ObjectError> {
     })
 }
 
-fn load_or_create_key(path: &Path) -> Result<Vec<u8>, ObjectError> {
-    match std::fs::read(path) {
-        Ok(k) if k.len() == 32 => return Ok(k),
-        Ok(_) => {
-            return Err(ObjectError::Io(format!(
-                "{} is not a 32-byte key",
-                path.display()
-            )));
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(io(e)),
-    }
-    let key: [u8; 32] = rand::random();
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(io)?;
-    }
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
-    let mut f = opts.open(path).map_err(io)?;
-    std::io::Write::write_all(&mut f, &key).map_err(io)?;
-    Ok(key.to_vec())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -421,7 +378,7 @@ mod tests {
         let cfg = ObjectStoreConfig::Local {
             dir: dir.path().join("objects"),
         };
-        let store = Objects::open(&cfg, dir.path()).await.unwrap();
+        let store = Objects::open(&cfg, b"link key".to_vec()).await.unwrap();
         store.put("a/b/1", b"one".to_vec()).await.unwrap();
         store.put("a/b/2", b"two".to_vec()).await.unwrap();
         assert_eq!(store.get("a/b/1").await.unwrap().unwrap(), b"one");
@@ -439,7 +396,6 @@ mod tests {
                 Duration::from_secs(60),
                 "http://x/",
             )
-            .await
             .unwrap();
         let token = url.strip_prefix("http://x/downloads/").unwrap();
         assert_eq!(
@@ -452,12 +408,16 @@ mod tests {
         assert!(store.redeem(&forged).is_none());
         assert!(store.redeem("garbage").is_none());
         // The same key survives a restart; an expired grant is refused.
-        let again = Objects::open(&cfg, dir.path()).await.unwrap();
+        let again = Objects::open(&cfg, b"link key".to_vec()).await.unwrap();
         assert!(again.redeem(token).is_some());
         let expired = store
             .download_url("a/b/2", "r.ogg", "audio/ogg", Duration::ZERO, "http://x")
-            .await
             .unwrap();
+        let other = Objects::open(&cfg, b"another key".to_vec()).await.unwrap();
+        assert!(
+            other.redeem(token).is_none(),
+            "links are bound to the signing key"
+        );
         std::thread::sleep(Duration::from_millis(1100));
         assert!(store.redeem(expired.rsplit('/').next().unwrap()).is_none());
     }

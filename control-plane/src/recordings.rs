@@ -7,9 +7,12 @@
 //! says the recording is complete, the chunks are joined into one object and
 //! checked against the worker's size and SHA-256. A recording whose worker
 //! never closed it is joined by the control plane and kept as PARTIAL.
+//! Chunks and the joined recording are stored sealed with the bot's data
+//! key, each bound to its object key; sizes and hashes are of the audio.
 
 use std::time::Duration;
 
+use attache_protocol::DataKey;
 use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 
@@ -47,6 +50,7 @@ pub(crate) struct Joined {
 /// joins the same bytes again.
 pub(crate) async fn join(
     objects: &Objects,
+    key: &DataKey,
     tenant_id: &str,
     bot_id: &str,
     generation: i64,
@@ -55,8 +59,8 @@ pub(crate) async fn join(
         .list(&chunk_prefix(tenant_id, bot_id, generation))
         .await?;
     let mut bytes = Vec::new();
-    for key in keys {
-        let offset: u64 = key
+    for chunk in keys {
+        let offset: u64 = chunk
             .rsplit('/')
             .next()
             .and_then(|o| o.parse().ok())
@@ -71,9 +75,15 @@ pub(crate) async fn join(
             );
             break;
         }
-        match objects.get(&key).await? {
-            Some(chunk) => bytes.extend_from_slice(&chunk),
-            None => break,
+        let Some(sealed) = objects.get(&chunk).await? else {
+            break;
+        };
+        match key.open(chunk.as_bytes(), &sealed) {
+            Ok(plain) => bytes.extend_from_slice(&plain),
+            Err(e) => {
+                tracing::warn!(bot_id, offset, error = %e, "a recording chunk does not open; keeping what precedes it");
+                break;
+            }
         }
     }
     let joined = Joined {
@@ -81,7 +91,10 @@ pub(crate) async fn join(
         sha256: hex::encode(Sha256::digest(&bytes)),
         duration_ms: ogg_opus_duration_ms(&bytes),
     };
-    objects.put(&final_key(tenant_id, bot_id), bytes).await?;
+    let target = final_key(tenant_id, bot_id);
+    objects
+        .put(&target, key.seal(target.as_bytes(), &bytes))
+        .await?;
     Ok(joined)
 }
 
@@ -144,7 +157,19 @@ pub(crate) async fn close_orphans(state: AppState, shutdown: CancellationToken) 
             }
         };
         for r in orphans {
-            match join(&state.objects, &r.tenant_id, &r.bot_id, r.generation).await {
+            let key = match state.store.bot(&r.bot_id).await {
+                Ok(Some(b)) => state.keys.bot_key(&b).await.map_err(|e| e.to_string()),
+                Ok(None) => Err("the bot is gone".to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            let key = match key {
+                Ok(k) => k,
+                Err(e) => {
+                    tracing::warn!(bot_id = %r.bot_id, error = %e, "cannot open an unclosed recording");
+                    continue;
+                }
+            };
+            match join(&state.objects, &key, &r.tenant_id, &r.bot_id, r.generation).await {
                 Ok(j) => {
                     let status = if j.size_bytes > 0 { "PARTIAL" } else { "EMPTY" };
                     if let Err(e) = state

@@ -17,9 +17,12 @@ use sea_orm::{
     Set, TransactionTrait,
 };
 
+mod keys;
 mod media;
+mod webhooks;
 
 pub(crate) use media::{MediaWrite, Stored};
+pub(crate) use webhooks::{DueDelivery, EVENT_TYPES, EndpointInput};
 
 use crate::entity::{api_key, bot, bot_event, join_token, lease, tenant, worker};
 use attache_migrations::{Migrator, MigratorTrait};
@@ -515,6 +518,7 @@ impl Store {
             .one(&txn)
             .await?
             .ok_or(StoreError::NotFound)?;
+        webhooks::on_status(&txn, &updated, &event).await?;
         txn.commit().await?;
         Ok(Applied::Moved(updated, event))
     }
@@ -573,10 +577,12 @@ impl Scoped<'_> {
             created_at: Set(b.created_at),
             updated_at: Set(b.created_at),
             ended_at: Set(None),
+            data_key: Set(None),
+            transcription: Set(b.transcription),
         }
         .insert(&txn)
         .await?;
-        bot_event::ActiveModel {
+        let event = bot_event::ActiveModel {
             bot_id: Set(model.id.clone()),
             tenant_id: Set(self.tenant_id.clone()),
             generation: Set(0),
@@ -588,6 +594,7 @@ impl Scoped<'_> {
         }
         .insert(&txn)
         .await?;
+        webhooks::on_status(&txn, &model, &event).await?;
         txn.commit().await?;
         Ok(model)
     }
@@ -682,6 +689,8 @@ mod tests {
                 created_at: now(),
                 updated_at: now(),
                 ended_at: None,
+                data_key: None,
+                transcription: None,
             })
             .await
             .unwrap();

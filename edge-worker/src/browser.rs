@@ -34,6 +34,8 @@ pub(crate) struct BrowserPool {
     config: Arc<Config>,
     running: Arc<Mutex<Option<Running>>>,
     pub(crate) metrics: Arc<crate::metrics::Metrics>,
+    /// Speech-to-text engines the bots of this worker use.
+    pub(crate) stt: Arc<crate::transcribe::Engines>,
 }
 
 /// A bot's private corner of the browser.
@@ -46,6 +48,7 @@ pub(crate) struct BotContext {
 impl BrowserPool {
     pub(crate) fn new(config: Arc<Config>, metrics: Arc<crate::metrics::Metrics>) -> BrowserPool {
         BrowserPool {
+            stt: Arc::new(crate::transcribe::Engines::new(&config)),
             config,
             running: Arc::new(Mutex::new(None)),
             metrics,

@@ -24,6 +24,9 @@ pub struct Config {
     pub chromium_args: Vec<String>,
     /// Where to serve `/metrics`; off when unset.
     pub metrics_addr: Option<std::net::SocketAddr>,
+    /// Python with faster-whisper for the local speech-to-text engine;
+    /// `None`: `$ATTACHE_STT_PYTHON`, else `~/.cache/attache/stt-venv`.
+    pub stt_python: Option<PathBuf>,
 }
 
 impl Config {
@@ -39,6 +42,7 @@ impl Config {
             reconnect_max: Duration::from_secs(10),
             chromium_args: Vec::new(),
             metrics_addr: None,
+            stt_python: None,
         }
     }
 

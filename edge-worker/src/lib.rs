@@ -12,6 +12,8 @@ mod link;
 mod metrics;
 mod outbox;
 mod session;
+mod spool;
+mod transcribe;
 
 use std::sync::Arc;
 
@@ -79,11 +81,32 @@ impl EdgeWorker {
                     .await;
             });
         }
+        let spool = match spool::Spool::open(&self.config.data_dir.join("spool")) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot open the result spool; the worker cannot run bots");
+                return;
+            }
+        };
+        match spool.recover() {
+            Ok(r) if r.leases > 0 => {
+                tracing::warn!(
+                    leases = r.leases,
+                    frames = r.frames,
+                    interrupted = r.interrupted,
+                    "results of a previous run recovered from the spool; they are delivered now"
+                );
+                self.metrics.spool_recovered.inc_by(r.frames as u64);
+            }
+            Ok(_) => {}
+            Err(e) => tracing::error!(error = %e, "cannot read the result spool"),
+        }
         let browser = browser::BrowserPool::new(self.config.clone(), self.metrics.clone());
         link::run(
             self.config,
             self.identity,
             browser.clone(),
+            spool,
             self.metrics,
             shutdown,
         )

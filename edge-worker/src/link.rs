@@ -18,10 +18,9 @@ use crate::browser::BrowserPool;
 use crate::config::Config;
 use crate::identity::{Identity, client_endpoint, resolve};
 use crate::outbox::Outbox;
-use crate::session::{SessionEvent, Sessions, StartOutcome};
+use crate::session::{Sessions, StartOutcome};
+use crate::spool::Spool;
 
-/// Session events buffered between the sessions and the link.
-const EVENT_QUEUE: usize = 1024;
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
 struct Worker {
@@ -30,8 +29,7 @@ struct Worker {
     browser: BrowserPool,
     sessions: Sessions,
     outbox: Outbox,
-    events_tx: mpsc::Sender<SessionEvent>,
-    events_rx: mpsc::Receiver<SessionEvent>,
+    spool: Spool,
     draining: bool,
     metrics: Arc<crate::metrics::Metrics>,
 }
@@ -48,18 +46,17 @@ pub(crate) async fn run(
     config: Arc<Config>,
     identity: Identity,
     browser: BrowserPool,
+    spool: Spool,
     metrics: Arc<crate::metrics::Metrics>,
     shutdown: CancellationToken,
 ) {
-    let (events_tx, events_rx) = mpsc::channel(EVENT_QUEUE);
     let mut w = Worker {
         config,
         identity,
         browser,
         sessions: Sessions::default(),
-        outbox: Outbox::default(),
-        events_tx,
-        events_rx,
+        outbox: Outbox::new(spool.clone()),
+        spool,
         draining: false,
         metrics: metrics.clone(),
     };
@@ -80,14 +77,10 @@ pub(crate) async fn run(
             break;
         }
         let wait = backoff(attempt, w.config.reconnect_min, w.config.reconnect_max);
-        let until = tokio::time::Instant::now() + wait;
-        // Keep taking session events while disconnected.
-        loop {
-            tokio::select! {
-                _ = shutdown.cancelled() => break,
-                _ = tokio::time::sleep_until(until) => break,
-                Some(ev) = w.events_rx.recv() => { w.outbox.push(ev); }
-            }
+        // Sessions keep spooling meanwhile.
+        tokio::select! {
+            _ = shutdown.cancelled() => {}
+            _ = tokio::time::sleep(wait) => {}
         }
     }
     // Bots leave and close their recordings before the browser goes away.
@@ -172,11 +165,11 @@ impl Worker {
                     }
                     None => break Err(conn.close_reason().map_or("control stream closed".into(), |r| r.to_string())),
                 },
-                Some(ev) = self.events_rx.recv() => {
-                    let key = self.outbox.push(ev);
-                    self.outbox.flush(key, &conn).await.map_err(|e| e.to_string())?;
+                _ = self.spool.wake.notified() => {
+                    self.outbox.flush_dirty(&conn).await.map_err(|e| e.to_string())?;
                 }
                 _ = tick.tick() => {
+                    self.spool.sync();
                     let load = Load {
                         active_bots: self.sessions.active(),
                         capacity: self.config.capacity,
@@ -184,6 +177,7 @@ impl Worker {
                     };
                     self.metrics.bots_active.set(self.sessions.active() as i64);
                     self.metrics.outbox_pending.set(self.outbox.pending() as i64);
+                    self.metrics.spool_dropped.set(self.spool.dropped() as i64);
                     let hb = WorkerMsg::Heartbeat { load, bots: self.sessions.reports() };
                     write_frame(&mut send, &hb).await.map_err(|e| e.to_string())?;
                     if self.outbox.rewind_stalled(std::time::Instant::now(), heartbeat * 4) > 0 {
@@ -231,9 +225,16 @@ impl Worker {
                     ));
                 }
                 let (bot_id, generation) = (a.bot_id, a.generation);
+                if let Err(e) = self.spool.begin(bot_id, generation, a.data_key.clone()) {
+                    tracing::error!(%bot_id, error = %e, "cannot spool results; refusing the bot");
+                    return Some(refuse(
+                        ErrorCode::ResourceExhausted,
+                        "the worker cannot write its spool",
+                    ));
+                }
                 match self
                     .sessions
-                    .start(a, self.browser.clone(), self.events_tx.clone())
+                    .start(a, self.browser.clone(), self.spool.clone())
                 {
                     StartOutcome::Started => {
                         tracing::info!(%bot_id, generation, "bot assigned");
@@ -293,9 +294,8 @@ impl Worker {
         while self.sessions.active() > 0 || self.outbox.pending() > 0 {
             tokio::select! {
                 _ = tokio::time::sleep_until(deadline) => break,
-                Some(ev) = self.events_rx.recv() => {
-                    let key = self.outbox.push(ev);
-                    if self.outbox.flush(key, conn).await.is_err() { break; }
+                _ = self.spool.wake.notified() => {
+                    if self.outbox.flush_dirty(conn).await.is_err() { break; }
                 }
                 Some(cmd) = cmd_rx.recv() => {
                     if let ControlMsg::Ack { bot_id, generation, seq } = cmd {

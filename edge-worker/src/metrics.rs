@@ -16,6 +16,11 @@ pub(crate) struct Metrics {
     pub outbox_pending: IntGauge,
     pub link_connected: IntGauge,
     pub link_reconnects: IntCounter,
+    pub spool_recovered: IntCounter,
+    pub spool_dropped: IntGauge,
+    pub transcript_segments: IntCounter,
+    pub transcription_errors: IntCounter,
+    pub transcription_latency_ms: prometheus::Histogram,
 }
 
 fn counter(r: &Registry, name: &str, help: &str) -> IntCounter {
@@ -84,6 +89,40 @@ impl Metrics {
                 "attache_edge_worker_link_reconnects_total",
                 "Fleet link losses",
             ),
+            spool_recovered: counter(
+                &r,
+                "attache_edge_worker_spool_recovered_frames_total",
+                "Result frames a restarted worker found in its spool and delivered",
+            ),
+            spool_dropped: gauge(
+                &r,
+                "attache_edge_worker_spool_dropped_frames",
+                "Unacknowledged results dropped because a lease had too many waiting",
+            ),
+            transcript_segments: counter(
+                &r,
+                "attache_edge_worker_transcript_segments_total",
+                "Final transcript segments produced",
+            ),
+            transcription_errors: counter(
+                &r,
+                "attache_edge_worker_transcription_errors_total",
+                "Requests to a speech-to-text engine that failed",
+            ),
+            transcription_latency_ms: {
+                let h = prometheus::Histogram::with_opts(
+                    prometheus::HistogramOpts::new(
+                        "attache_edge_worker_transcription_latency_milliseconds",
+                        "From the end of an utterance to its final segment",
+                    )
+                    .buckets(vec![
+                        100.0, 250.0, 500.0, 1000.0, 2000.0, 4000.0, 8000.0, 16000.0,
+                    ]),
+                )
+                .expect("metric");
+                r.register(Box::new(h.clone())).expect("unique metric");
+                h
+            },
             registry: r,
         }
     }

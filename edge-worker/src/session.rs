@@ -6,23 +6,12 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use attache_protocol::{Assignment, BotReport, BotStatus, ResultBody, StatusReason};
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::adapter;
 use crate::browser::BrowserPool;
-
-/// One result from a session, not yet numbered.
-#[derive(Debug, Clone)]
-pub(crate) struct SessionEvent {
-    pub bot_id: Uuid,
-    pub generation: u64,
-    pub at_ms: i64,
-    pub body: ResultBody,
-    /// The session's last event.
-    pub last: bool,
-}
+use crate::spool::Spool;
 
 struct Entry {
     generation: u64,
@@ -66,12 +55,7 @@ impl Sessions {
             .collect()
     }
 
-    pub(crate) fn start(
-        &self,
-        a: Assignment,
-        browser: BrowserPool,
-        events: mpsc::Sender<SessionEvent>,
-    ) -> StartOutcome {
+    pub(crate) fn start(&self, a: Assignment, browser: BrowserPool, spool: Spool) -> StartOutcome {
         let cancel = CancellationToken::new();
         {
             let mut map = self.lock();
@@ -97,7 +81,7 @@ impl Sessions {
         let reporter = Reporter {
             bot_id: a.bot_id,
             generation: a.generation,
-            events,
+            spool,
             sessions: self.clone(),
         };
         tokio::spawn(async move {
@@ -155,35 +139,28 @@ impl Sessions {
 pub(crate) struct Emitter {
     bot_id: Uuid,
     generation: u64,
-    events: mpsc::Sender<SessionEvent>,
+    spool: Spool,
 }
 
 impl Emitter {
-    fn event(&self, at_ms: i64, body: ResultBody) -> SessionEvent {
-        SessionEvent {
-            bot_id: self.bot_id,
-            generation: self.generation,
-            at_ms,
-            body,
-            last: false,
-        }
-    }
-
+    /// Spools one result (numbered, sealed, on disk) for delivery.
     pub(crate) async fn send(&self, at_ms: i64, body: ResultBody) {
-        let _ = self.events.send(self.event(at_ms, body)).await;
+        self.blocking(at_ms, body);
     }
 
-    /// From a thread outside the async runtime.
+    /// The same, from a thread outside the async runtime.
     pub(crate) fn blocking(&self, at_ms: i64, body: ResultBody) {
-        let _ = self.events.blocking_send(self.event(at_ms, body));
+        self.spool
+            .push(self.bot_id, self.generation, at_ms, body, false);
     }
 
     #[cfg(test)]
-    pub(crate) fn for_tests(events: mpsc::Sender<SessionEvent>) -> Emitter {
+    pub(crate) fn for_tests(spool: Spool, key: attache_protocol::DataKey) -> Emitter {
+        spool.begin(Uuid::nil(), 1, key).expect("test spool");
         Emitter {
             bot_id: Uuid::nil(),
             generation: 1,
-            events,
+            spool,
         }
     }
 }
@@ -192,7 +169,7 @@ impl Emitter {
 pub(crate) struct Reporter {
     bot_id: Uuid,
     generation: u64,
-    events: mpsc::Sender<SessionEvent>,
+    spool: Spool,
     sessions: Sessions,
 }
 
@@ -217,7 +194,7 @@ impl Reporter {
         Emitter {
             bot_id: self.bot_id,
             generation: self.generation,
-            events: self.events.clone(),
+            spool: self.spool.clone(),
         }
     }
 
@@ -248,19 +225,18 @@ impl Reporter {
         {
             e.status = status;
         }
-        let ev = SessionEvent {
-            bot_id: self.bot_id,
-            generation: self.generation,
-            at_ms: now_ms(),
-            body: ResultBody::Status {
+        // Spooled at once; the link delivers it when it can.
+        self.spool.push(
+            self.bot_id,
+            self.generation,
+            now_ms(),
+            ResultBody::Status {
                 status,
                 reason,
                 detail,
             },
             last,
-        };
-        // The link drains this queue even while disconnected.
-        let _ = self.events.send(ev).await;
+        );
     }
 }
 
@@ -278,6 +254,8 @@ mod tests {
             platform: Platform::Sandbox,
             bot_name: "Bot".into(),
             limits: SessionLimits::default(),
+            data_key: attache_protocol::DataKey::generate(),
+            transcription: None,
         }
     }
 
@@ -291,18 +269,21 @@ mod tests {
             std::sync::Arc::new(config),
             std::sync::Arc::new(crate::metrics::Metrics::new()),
         );
-        let (tx, mut rx) = mpsc::channel(16);
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open(dir.path()).unwrap();
+        let a = assignment(1, 2);
+        spool.begin(a.bot_id, 2, a.data_key.clone()).unwrap();
         let sessions = Sessions::default();
         assert_eq!(
-            sessions.start(assignment(1, 2), browser.clone(), tx.clone()),
+            sessions.start(a.clone(), browser.clone(), spool.clone()),
             StartOutcome::Started
         );
         assert_eq!(
-            sessions.start(assignment(1, 2), browser.clone(), tx.clone()),
+            sessions.start(a.clone(), browser.clone(), spool.clone()),
             StartOutcome::AlreadyRunning
         );
         assert_eq!(
-            sessions.start(assignment(1, 1), browser.clone(), tx.clone()),
+            sessions.start(assignment(1, 1), browser.clone(), spool.clone()),
             StartOutcome::Stale
         );
         assert!(
@@ -314,17 +295,22 @@ mod tests {
             "an unknown bot is not cancelled"
         );
         // The session reports JOINING, then fails with the true reason.
-        let first = rx.recv().await.unwrap();
+        let frames = loop {
+            let f = spool.after(a.bot_id, 2, 0);
+            if f.len() >= 2 {
+                break f;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        };
+        let first = frames[0].open(&a.data_key).unwrap();
         assert!(matches!(
-            first.body,
+            first,
             ResultBody::Status {
                 status: BotStatus::Joining,
                 ..
             }
         ));
-        let last = rx.recv().await.unwrap();
-        assert!(last.last);
-        match last.body {
+        match frames[1].open(&a.data_key).unwrap() {
             ResultBody::Status {
                 status,
                 reason,
@@ -337,6 +323,12 @@ mod tests {
                 assert!(detail.unwrap().contains("Chromium"));
             }
             other => panic!("expected the final status, got {other:?}"),
+        }
+        for _ in 0..100 {
+            if sessions.active() == 0 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
         }
         assert_eq!(sessions.active(), 0, "a finished session leaves the table");
     }

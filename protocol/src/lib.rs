@@ -13,6 +13,7 @@ mod io;
 mod lifecycle;
 mod message;
 mod platform;
+mod seal;
 
 pub use error::ErrorCode;
 pub use frame::{FrameDecoder, FrameError, MAX_FRAME_LEN, encode_frame};
@@ -21,10 +22,12 @@ pub use io::{IoFrameError, read_frame, read_frame_limited, write_frame};
 pub use lifecycle::{BotStatus, StatusReason, TransitionError};
 pub use message::{
     Assignment, BotReport, ControlMsg, EnrollRequest, EnrollResponse, Load, MAX_CHAT_CHARS,
-    MAX_NAME_CHARS, MAX_RECORDING_CHUNK, ResultBody, ResultFrame, SessionLimits, WarningCode,
+    MAX_NAME_CHARS, MAX_RECORDING_CHUNK, MAX_TRANSCRIPT_CHARS, ResultBody, ResultFrame,
+    SessionLimits, TranscriptSegment, TranscriptionProvider, TranscriptionSpec, WarningCode,
     WorkerMsg,
 };
 pub use platform::{MeetingUrlError, Platform, parse_meeting_url};
+pub use seal::{DataKey, KEY_LEN, SEAL_OVERHEAD, SealError, Secret};
 
 /// How certificates are named on the wire (join-token CA pins, worker
 /// identities): lowercase hex SHA-256 of the DER encoding.
@@ -36,10 +39,10 @@ pub fn cert_fingerprint(der: &[u8]) -> String {
 /// Version of this wire protocol. It is carried in ALPN, so a worker and a
 /// control plane that do not share a version fail the TLS handshake with a
 /// clear `no_application_protocol` alert instead of misreading frames.
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// ALPN for an enrolled worker's fleet connection (mutual TLS).
-pub const ALPN_FLEET: &[u8] = b"attache-fleet/2";
+pub const ALPN_FLEET: &[u8] = b"attache-fleet/3";
 
 /// ALPN for the one-time enrollment exchange (server-authenticated only: the
 /// worker has no certificate yet and proves itself with its join token).

@@ -41,6 +41,8 @@ pub enum StatusReason {
     WorkerLost,
     /// The worker running the bot was shut down before the meeting ended.
     WorkerShutdown,
+    /// The worker process restarted while the bot was in its meeting.
+    WorkerRestarted,
     PlatformError,
     Internal,
 }
@@ -151,7 +153,7 @@ impl std::fmt::Display for BotStatus {
 }
 
 impl StatusReason {
-    pub const ALL: [StatusReason; 17] = [
+    pub const ALL: [StatusReason; 18] = [
         StatusReason::MeetingEnded,
         StatusReason::LeaveRequested,
         StatusReason::NobodyJoined,
@@ -167,6 +169,7 @@ impl StatusReason {
         StatusReason::BlockedByPlatform,
         StatusReason::WorkerLost,
         StatusReason::WorkerShutdown,
+        StatusReason::WorkerRestarted,
         StatusReason::PlatformError,
         StatusReason::Internal,
     ];
@@ -200,6 +203,7 @@ impl StatusReason {
             StatusReason::BlockedByPlatform => "BLOCKED_BY_PLATFORM",
             StatusReason::WorkerLost => "WORKER_LOST",
             StatusReason::WorkerShutdown => "WORKER_SHUTDOWN",
+            StatusReason::WorkerRestarted => "WORKER_RESTARTED",
             StatusReason::PlatformError => "PLATFORM_ERROR",
             StatusReason::Internal => "INTERNAL",
         }

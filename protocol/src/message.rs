@@ -8,6 +8,7 @@
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::seal::{DataKey, SealError, Secret};
 use crate::{BotStatus, ErrorCode, Platform, StatusReason};
 
 /// Worker → control plane, on the control stream.
@@ -92,6 +93,49 @@ pub struct Assignment {
     pub platform: Platform,
     pub bot_name: String,
     pub limits: SessionLimits,
+    /// The key this lease seals its results with.
+    pub data_key: DataKey,
+    /// How to transcribe; `None` records without transcribing.
+    pub transcription: Option<TranscriptionSpec>,
+}
+
+/// Which speech-to-text engine a bot uses, with its credentials.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TranscriptionSpec {
+    pub provider: TranscriptionProvider,
+    /// BCP-47 code such as `en`; `None` lets the engine detect it.
+    pub language: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TranscriptionProvider {
+    /// Any server of OpenAI's `/v1/audio/transcriptions` API (OpenAI, Groq,
+    /// faster-whisper-server, whisper.cpp's server), fed speech chunks cut
+    /// by voice-activity detection. `endpoint` is the base URL, up to and
+    /// including `/v1`.
+    OpenAiCompatible {
+        endpoint: String,
+        model: String,
+        api_key: Option<Secret>,
+    },
+    /// Deepgram's streaming API (`wss://…/v1/listen`).
+    Deepgram {
+        endpoint: String,
+        model: String,
+        api_key: Secret,
+    },
+    /// The engine that runs on the worker itself, with no network.
+    Local { model: String },
+}
+
+impl TranscriptionProvider {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            TranscriptionProvider::OpenAiCompatible { .. } => "OPENAI_COMPATIBLE",
+            TranscriptionProvider::Deepgram { .. } => "DEEPGRAM",
+            TranscriptionProvider::Local { .. } => "LOCAL",
+        }
+    }
 }
 
 /// Time limits and auto-leave rules of one bot session, in milliseconds.
@@ -128,7 +172,8 @@ impl Default for SessionLimits {
     }
 }
 
-/// One result of one bot, on that bot's result stream.
+/// One result of one bot, on that bot's result stream: a [`ResultBody`]
+/// sealed with the lease's data key, bound to its place in the stream.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ResultFrame {
     pub bot_id: Uuid,
@@ -137,7 +182,48 @@ pub struct ResultFrame {
     pub seq: u64,
     /// Unix time in milliseconds, taken by the worker when it happened.
     pub at_ms: i64,
-    pub body: ResultBody,
+    #[serde(with = "serde_bytes")]
+    pub sealed: Vec<u8>,
+}
+
+impl ResultFrame {
+    fn context(bot_id: Uuid, generation: u64, seq: u64, at_ms: i64) -> Vec<u8> {
+        let mut c = Vec::with_capacity(56);
+        c.extend_from_slice(b"attache/result/v1");
+        c.extend_from_slice(bot_id.as_bytes());
+        c.extend_from_slice(&generation.to_be_bytes());
+        c.extend_from_slice(&seq.to_be_bytes());
+        c.extend_from_slice(&at_ms.to_be_bytes());
+        c
+    }
+
+    pub fn seal(
+        key: &DataKey,
+        bot_id: Uuid,
+        generation: u64,
+        seq: u64,
+        at_ms: i64,
+        body: &ResultBody,
+    ) -> ResultFrame {
+        let plain = postcard::to_allocvec(body).expect("result bodies always encode");
+        ResultFrame {
+            bot_id,
+            generation,
+            seq,
+            at_ms,
+            sealed: key.seal(&Self::context(bot_id, generation, seq, at_ms), &plain),
+        }
+    }
+
+    /// The body, if this frame was sealed with `key` for exactly this bot,
+    /// lease, sequence number and time.
+    pub fn open(&self, key: &DataKey) -> Result<ResultBody, SealError> {
+        let plain = key.open(
+            &Self::context(self.bot_id, self.generation, self.seq, self.at_ms),
+            &self.sealed,
+        )?;
+        postcard::from_bytes(&plain).map_err(|_| SealError::Undecodable)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -188,12 +274,37 @@ pub enum ResultBody {
         /// Lowercase hex SHA-256 of the whole recording.
         sha256: String,
     },
+    /// A stretch of speech as text. Partial segments come while the words
+    /// are still being said; the final one with the same `segment_id`
+    /// replaces them.
+    Transcript(TranscriptSegment),
     /// Something is wrong with the bot that has not (yet) ended it.
     Warning {
         code: WarningCode,
         detail: String,
     },
 }
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TranscriptSegment {
+    /// Unique within one lease, at most [`MAX_NAME_CHARS`] characters.
+    pub segment_id: String,
+    /// Milliseconds into the recording.
+    pub start_ms: u64,
+    pub end_ms: u64,
+    /// Who spoke, from the platform's speaker signal; `None` when the
+    /// signal names nobody or more than one person.
+    pub speaker: Option<String>,
+    pub text: String,
+    /// The engine's confidence, 0 to 1.
+    pub confidence: f32,
+    /// BCP-47 code such as `en`, when the engine says.
+    pub language: Option<String>,
+    pub is_final: bool,
+}
+
+/// Longest transcript segment a frame may carry, in characters.
+pub const MAX_TRANSCRIPT_CHARS: usize = 10_000;
 
 /// Largest recording chunk a worker sends in one frame.
 pub const MAX_RECORDING_CHUNK: usize = 256 * 1024;
@@ -215,13 +326,20 @@ pub enum WarningCode {
     AudioRestored,
     /// The in-page audio capture failed to start.
     CaptureFailed,
+    /// The speech-to-text engine failed; audio is still recorded.
+    TranscriptionFailed,
+    /// Some results were lost before they reached the worker's spool (the
+    /// worker process restarted); the detail says how many.
+    ResultsLost,
 }
 
 impl WarningCode {
-    pub const ALL: [WarningCode; 3] = [
+    pub const ALL: [WarningCode; 5] = [
         WarningCode::NoAudio,
         WarningCode::AudioRestored,
         WarningCode::CaptureFailed,
+        WarningCode::TranscriptionFailed,
+        WarningCode::ResultsLost,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -229,6 +347,8 @@ impl WarningCode {
             WarningCode::NoAudio => "NO_AUDIO",
             WarningCode::AudioRestored => "AUDIO_RESTORED",
             WarningCode::CaptureFailed => "CAPTURE_FAILED",
+            WarningCode::TranscriptionFailed => "TRANSCRIPTION_FAILED",
+            WarningCode::ResultsLost => "RESULTS_LOST",
         }
     }
 
@@ -364,6 +484,15 @@ pub(crate) mod tests {
                                 silence_ms: n / 3,
                                 no_audio_warning_ms: j / 2,
                             },
+                            data_key: DataKey::from_bytes(&[n as u8; 32]).unwrap(),
+                            transcription: (j % 2 == 0).then(|| TranscriptionSpec {
+                                provider: TranscriptionProvider::OpenAiCompatible {
+                                    endpoint: "http://127.0.0.1:1/v1".into(),
+                                    model: "whisper-1".into(),
+                                    api_key: Some(Secret::new("sk-test")),
+                                },
+                                language: Some("en".into()),
+                            }),
                         })
                     }
                 ),
@@ -427,10 +556,35 @@ pub(crate) mod tests {
                 ".{0,40}"
             )
                 .prop_map(|(code, detail)| ResultBody::Warning { code, detail }),
+            (
+                ".{0,20}",
+                any::<(u64, u64, bool)>(),
+                proptest::option::of(".{0,20}"),
+                ".{0,200}",
+                0f32..=1.0,
+            )
+                .prop_map(
+                    |(segment_id, (start_ms, end_ms, is_final), speaker, text, confidence)| {
+                        ResultBody::Transcript(TranscriptSegment {
+                            segment_id,
+                            start_ms,
+                            end_ms,
+                            speaker,
+                            text,
+                            confidence,
+                            language: Some("en".into()),
+                            is_final,
+                        })
+                    }
+                ),
         ]
     }
 
-    fn arb_result() -> impl Strategy<Value = ResultFrame> {
+    fn test_key() -> DataKey {
+        DataKey::from_bytes(&[7; 32]).unwrap()
+    }
+
+    fn arb_result() -> impl Strategy<Value = (ResultFrame, ResultBody)> {
         (
             arb_uuid(),
             any::<u64>(),
@@ -438,33 +592,52 @@ pub(crate) mod tests {
             any::<i64>(),
             arb_body(),
         )
-            .prop_map(|(bot_id, generation, seq, at_ms, body)| ResultFrame {
-                bot_id,
-                generation,
-                seq,
-                at_ms,
-                body,
+            .prop_map(|(bot_id, generation, seq, at_ms, body)| {
+                (
+                    ResultFrame::seal(&test_key(), bot_id, generation, seq, at_ms, &body),
+                    body,
+                )
             })
     }
 
     #[test]
     fn recording_bytes_travel_compactly() {
         // Bytes, not a sequence of varints: a full chunk fits one frame.
-        let frame = ResultFrame {
-            bot_id: Uuid::nil(),
-            generation: 1,
-            seq: 1,
-            at_ms: 0,
-            body: ResultBody::RecordingChunk {
-                offset: 0,
-                bytes: vec![0xff; MAX_RECORDING_CHUNK],
-            },
+        let body = ResultBody::RecordingChunk {
+            offset: 0,
+            bytes: vec![0xff; MAX_RECORDING_CHUNK],
         };
+        let frame = ResultFrame::seal(&test_key(), Uuid::nil(), 1, 1, 0, &body);
         let encoded = encode_frame(&frame).unwrap();
         assert!(
-            encoded.len() < MAX_RECORDING_CHUNK + 64,
+            encoded.len() < MAX_RECORDING_CHUNK + 96,
             "{}",
             encoded.len()
+        );
+    }
+
+    #[test]
+    fn a_sealed_frame_opens_only_in_its_place() {
+        let body = ResultBody::Chat {
+            message_id: "m1".into(),
+            sender: "Ann".into(),
+            text: "hello".into(),
+        };
+        let frame = ResultFrame::seal(&test_key(), Uuid::from_u128(1), 2, 3, 4, &body);
+        assert_eq!(frame.open(&test_key()).unwrap(), body);
+        let mut moved = frame.clone();
+        moved.seq = 4;
+        assert_eq!(moved.open(&test_key()), Err(SealError::Forged));
+        let mut other_bot = frame.clone();
+        other_bot.bot_id = Uuid::from_u128(2);
+        assert_eq!(other_bot.open(&test_key()), Err(SealError::Forged));
+        assert_eq!(
+            frame.open(&DataKey::from_bytes(&[8; 32]).unwrap()),
+            Err(SealError::Forged)
+        );
+        assert!(
+            !frame.sealed.windows(5).any(|w| w == b"hello"),
+            "the text travels sealed"
         );
     }
 
@@ -491,8 +664,10 @@ pub(crate) mod tests {
         }
 
         #[test]
-        fn result_frames_round_trip(m in arb_result()) {
-            prop_assert_eq!(round_trip(&m), m);
+        fn result_frames_round_trip((m, body) in arb_result()) {
+            let back = round_trip(&m);
+            prop_assert_eq!(&back, &m);
+            prop_assert_eq!(back.open(&test_key()).unwrap(), body);
         }
 
         #[test]

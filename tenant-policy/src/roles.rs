@@ -18,6 +18,13 @@ pub enum Action {
     ReadBots,
     CreateBot,
     LeaveBot,
+    /// See webhook endpoints, their deliveries, and the tenant's notices.
+    ReadWebhooks,
+    /// Register, delete and re-enable webhook endpoints.
+    ManageWebhooks,
+    /// Read and change the tenant's settings (transcription provider and
+    /// its credentials).
+    ManageSettings,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,8 +59,9 @@ impl Role {
     pub fn decide(self, action: Action) -> Decision {
         use Action::*;
         let allowed = match self {
-            Role::Owner | Role::Admin | Role::Developer => true,
-            Role::Viewer => matches!(action, ReadTenant | ReadBots),
+            Role::Owner | Role::Admin => true,
+            Role::Developer => !matches!(action, ManageSettings),
+            Role::Viewer => matches!(action, ReadTenant | ReadBots | ReadWebhooks),
             Role::Auditor => matches!(action, ReadTenant),
         };
         if allowed {
@@ -73,13 +81,30 @@ mod tests {
     #[test]
     fn decision_table() {
         let table = [
-            (Role::Owner, [Allow, Allow, Allow, Allow]),
-            (Role::Admin, [Allow, Allow, Allow, Allow]),
-            (Role::Developer, [Allow, Allow, Allow, Allow]),
-            (Role::Viewer, [Allow, Allow, Deny, Deny]),
-            (Role::Auditor, [Allow, Deny, Deny, Deny]),
+            (
+                Role::Owner,
+                [Allow, Allow, Allow, Allow, Allow, Allow, Allow],
+            ),
+            (
+                Role::Admin,
+                [Allow, Allow, Allow, Allow, Allow, Allow, Allow],
+            ),
+            (
+                Role::Developer,
+                [Allow, Allow, Allow, Allow, Allow, Allow, Deny],
+            ),
+            (Role::Viewer, [Allow, Allow, Deny, Deny, Allow, Deny, Deny]),
+            (Role::Auditor, [Allow, Deny, Deny, Deny, Deny, Deny, Deny]),
         ];
-        let actions = [ReadTenant, ReadBots, CreateBot, LeaveBot];
+        let actions = [
+            ReadTenant,
+            ReadBots,
+            CreateBot,
+            LeaveBot,
+            ReadWebhooks,
+            ManageWebhooks,
+            ManageSettings,
+        ];
         for (role, row) in table {
             for (action, want) in actions.iter().zip(row) {
                 assert_eq!(role.decide(*action), want, "{role:?} {action:?}");

@@ -7,7 +7,7 @@ use attache_protocol::SessionLimits;
 use chrono::{DateTime, Utc};
 
 use super::ApiError;
-use crate::entity::{bot_warning, chat_message, participant, recording, speaker_segment};
+use crate::entity::{bot_warning, participant, recording, speaker_segment};
 
 /// When a bot leaves on its own. Every field is optional; omitted ones take
 /// the deployment's defaults. Each rule ends the bot with its own reason.
@@ -150,12 +150,12 @@ pub(crate) struct ChatMessage {
     sent_at: DateTime<Utc>,
 }
 
-impl From<chat_message::Model> for ChatMessage {
-    fn from(m: chat_message::Model) -> Self {
+impl ChatMessage {
+    pub(crate) fn new(sender: String, text: String, sent_at: DateTime<Utc>) -> Self {
         ChatMessage {
-            sender: m.sender,
-            text: m.text,
-            sent_at: m.sent_at,
+            sender,
+            text,
+            sent_at,
         }
     }
 }

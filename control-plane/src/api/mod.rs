@@ -5,6 +5,7 @@ mod error;
 mod limits;
 mod media;
 mod schema;
+mod sessions;
 
 use async_graphql::http::GraphiQLSource;
 use async_graphql_axum::{GraphQLProtocol, GraphQLRequest, GraphQLResponse, GraphQLWebSocket};

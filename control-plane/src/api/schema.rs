@@ -16,10 +16,17 @@ use super::ApiError;
 use super::media::{
     AutoLeave, AutoLeaveInput, BotWarning, ChatMessage, Participant, Recording, SpeakerSegment,
 };
+use super::sessions::{
+    BotTranscriptionInput, CreateWebhookEndpointInput, CreatedWebhookEndpoint, Notice,
+    TranscriptSegment, TranscriptionProviderKind, TranscriptionSettings,
+    TranscriptionSettingsInput, WebhookEndpoint, bot_key, decode_segment_cursor,
+    encode_segment_cursor, open_chat,
+};
 use crate::AppState;
 use crate::auth::Principal;
 use crate::entity::{bot, bot_event};
 use crate::store::{Scoped, Transition, now};
+use crate::transcription::{BotChoice, Kind, valid_language};
 
 pub(crate) type AppSchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;
 
@@ -42,7 +49,7 @@ pub(crate) fn build_schema(state: AppState) -> AppSchema {
 }
 
 /// The one authorization check every resolver makes before any work.
-fn guard<'a>(
+pub(crate) fn guard<'a>(
     ctx: &Context<'a>,
     action: Action,
 ) -> Result<(&'a AppState, &'a Principal, Scoped<'a>), ApiError> {
@@ -200,7 +207,69 @@ impl Bot {
             .chat_messages(&self.0.id)
             .await
             .map_err(ApiError::from)?;
-        Ok(rows.into_iter().map(ChatMessage::from).collect())
+        let key = bot_key(ctx, &self.0).await?;
+        Ok(rows
+            .into_iter()
+            .map(|m| open_chat(key.as_ref(), m))
+            .collect::<Result<_, _>>()?)
+    }
+    /// What was said, in time order: final segments, and partial ones for
+    /// speech still going on.
+    async fn transcript(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> Result<Connection<String, TranscriptSegment, BotConnectionFields, EmptyFields>> {
+        let (_, _, scoped) = guard(ctx, Action::ReadBots)?;
+        let first = first.unwrap_or(100);
+        if !(1..=500).contains(&first) {
+            return Err(ApiError::BadInput("first must be between 1 and 500".into()).into());
+        }
+        let after = after.map(|c| decode_segment_cursor(&c)).transpose()?;
+        let mut rows = scoped
+            .transcript(&self.0.id, after, first as u64 + 1)
+            .await
+            .map_err(ApiError::from)?;
+        let has_next = rows.len() > first as usize;
+        rows.truncate(first as usize);
+        let total_count = scoped
+            .count_transcript(&self.0.id)
+            .await
+            .map_err(ApiError::from)?;
+        let key = bot_key(ctx, &self.0).await?;
+        let mut conn = Connection::with_additional_fields(
+            after.is_some(),
+            has_next,
+            BotConnectionFields { total_count },
+        );
+        for r in &rows {
+            conn.edges.push(Edge::new(
+                encode_segment_cursor(r),
+                TranscriptSegment::open(key.as_ref(), r)?,
+            ));
+        }
+        Ok(conn)
+    }
+    /// The final transcript as plain text, one `[mm:ss] Speaker: text` line
+    /// per segment.
+    async fn transcript_text(&self, ctx: &Context<'_>) -> Result<String> {
+        let (_, _, scoped) = guard(ctx, Action::ReadBots)?;
+        let key = bot_key(ctx, &self.0).await?;
+        let mut lines = Vec::new();
+        let mut after = None;
+        loop {
+            let rows = scoped
+                .transcript(&self.0.id, after, 500)
+                .await
+                .map_err(ApiError::from)?;
+            let Some(last) = rows.last() else { break };
+            after = Some((last.start_ms, last.id));
+            for r in rows.iter().filter(|r| r.is_final) {
+                lines.push(TranscriptSegment::open(key.as_ref(), r)?.line());
+            }
+        }
+        Ok(lines.join("\n"))
     }
     /// The audio recording; null until the bot is in the call.
     async fn recording(&self, ctx: &Context<'_>) -> Result<Option<Recording>> {
@@ -219,7 +288,6 @@ impl Bot {
                     ttl,
                     &state.public_url,
                 )
-                .await
                 .map_err(ApiError::internal)?;
             let expires = now() + chrono::Duration::from_std(ttl).unwrap_or_default();
             Some((url, expires))
@@ -300,6 +368,36 @@ impl QueryRoot {
         })
     }
 
+    /// The tenant's webhook endpoints, oldest first.
+    async fn webhook_endpoints(&self, ctx: &Context<'_>) -> Result<Vec<WebhookEndpoint>> {
+        let (_, _, scoped) = guard(ctx, Action::ReadWebhooks)?;
+        let rows = scoped.webhook_endpoints().await.map_err(ApiError::from)?;
+        Ok(rows.into_iter().map(WebhookEndpoint).collect())
+    }
+
+    /// What the platform told the tenant (a webhook endpoint disabled, …),
+    /// newest first.
+    async fn notices(&self, ctx: &Context<'_>) -> Result<Vec<Notice>> {
+        let (_, _, scoped) = guard(ctx, Action::ReadWebhooks)?;
+        let rows = scoped.notices().await.map_err(ApiError::from)?;
+        Ok(rows.into_iter().map(Notice::from).collect())
+    }
+
+    /// The tenant's speech-to-text settings; null if it follows the
+    /// deployment's default.
+    async fn transcription_settings(
+        &self,
+        ctx: &Context<'_>,
+    ) -> Result<Option<TranscriptionSettings>> {
+        let (state, principal, _) = guard(ctx, Action::ManageSettings)?;
+        let s = state
+            .store
+            .transcription_setting(&principal.tenant_id)
+            .await
+            .map_err(ApiError::from)?;
+        Ok(s.map(TranscriptionSettings::from))
+    }
+
     /// One bot of the caller's tenant; NOT_FOUND for any other id.
     async fn bot(&self, ctx: &Context<'_>, id: ID) -> Result<Bot> {
         let (_, _, scoped) = guard(ctx, Action::ReadBots)?;
@@ -369,6 +467,8 @@ pub(crate) struct CreateBotInput {
     join_at: Option<DateTime<Utc>>,
     /// When the bot leaves on its own; defaults apply to omitted rules.
     auto_leave: Option<AutoLeaveInput>,
+    /// This bot's speech-to-text engine; omitted: the tenant's.
+    transcription: Option<BotTranscriptionInput>,
 }
 
 fn validate_bot_name(name: Option<String>) -> Result<String, ApiError> {
@@ -419,6 +519,42 @@ impl MutationRoot {
             .auto_leave
             .unwrap_or_default()
             .apply(state.config.default_limits)?;
+        let transcription = match input.transcription {
+            None => None,
+            Some(t) => {
+                if let Some(l) = &t.language
+                    && !valid_language(l)
+                {
+                    return Err(ApiError::BadInput(
+                        "transcription.language must be a language code such as en or pt-BR".into(),
+                    )
+                    .into());
+                }
+                let provider = t.provider.map(TranscriptionProviderKind::kind);
+                if let Some(k) = provider.filter(|k| k.needs_credentials()) {
+                    let configured = state
+                        .store
+                        .transcription_setting(&principal.tenant_id)
+                        .await
+                        .map_err(ApiError::from)?
+                        .is_some_and(|s| s.provider == k.as_str());
+                    if !configured {
+                        return Err(ApiError::BadInput(format!(
+                            "transcription.provider {} needs the tenant's settings for it first (setTranscriptionSettings)",
+                            k.as_str()
+                        ))
+                        .into());
+                    }
+                }
+                Some(
+                    serde_json::to_string(&BotChoice {
+                        provider,
+                        language: t.language,
+                    })
+                    .map_err(ApiError::internal)?,
+                )
+            }
+        };
         let b = scoped
             .insert_bot(bot::Model {
                 id: uuid::Uuid::new_v4().to_string(),
@@ -443,6 +579,8 @@ impl MutationRoot {
                 created_at,
                 updated_at: created_at,
                 ended_at: None,
+                data_key: None,
+                transcription,
             })
             .await
             .map_err(ApiError::from)?;
@@ -457,6 +595,180 @@ impl MutationRoot {
             .inc();
         state.dispatch_wakeup.notify_one();
         Ok(Bot(b))
+    }
+
+    /// Chooses the tenant's speech-to-text engine. The API key is stored
+    /// sealed and never shown again.
+    async fn set_transcription_settings(
+        &self,
+        ctx: &Context<'_>,
+        input: TranscriptionSettingsInput,
+    ) -> Result<TranscriptionSettings> {
+        let (state, principal, _) = guard(ctx, Action::ManageSettings)?;
+        let tenant_id = principal.tenant_id.clone();
+        let kind = input.provider.kind();
+        if let Some(l) = &input.language
+            && !valid_language(l)
+        {
+            return Err(
+                ApiError::BadInput("language must be a code such as en or pt-BR".into()).into(),
+            );
+        }
+        let endpoint = match (kind, input.endpoint) {
+            (Kind::OpenaiCompatible, None) => {
+                return Err(ApiError::BadInput(
+                    "endpoint is required for OPENAI_COMPATIBLE".into(),
+                )
+                .into());
+            }
+            (Kind::Deepgram, None) => Some("wss://api.deepgram.com/v1/listen".to_string()),
+            (Kind::OpenaiCompatible | Kind::Deepgram, Some(e)) => {
+                let u = url::Url::parse(&e)
+                    .map_err(|e| ApiError::BadInput(format!("endpoint: {e}")))?;
+                let schemes: &[&str] = if kind == Kind::Deepgram {
+                    &["wss", "ws"]
+                } else {
+                    &["https", "http"]
+                };
+                if !schemes.contains(&u.scheme()) || e.len() > 2048 {
+                    return Err(ApiError::BadInput(format!(
+                        "endpoint must be a {} URL",
+                        schemes[0]
+                    ))
+                    .into());
+                }
+                Some(e)
+            }
+            (_, _) => None,
+        };
+        let model = match (kind, input.model) {
+            (_, Some(m)) if m.is_empty() || m.len() > 128 || m.chars().any(char::is_control) => {
+                return Err(ApiError::BadInput("model must be 1 to 128 characters".into()).into());
+            }
+            (_, Some(m)) => m,
+            (Kind::Deepgram, None) => "nova-3".into(),
+            (Kind::OpenaiCompatible, None) => "whisper-1".into(),
+            (_, None) => crate::transcription::LOCAL_MODEL.into(),
+        };
+        let previous = state
+            .store
+            .transcription_setting(&tenant_id)
+            .await
+            .map_err(ApiError::from)?;
+        let api_key_sealed = match input.api_key {
+            Some(k) if k.is_empty() || k.len() > 4096 => {
+                return Err(
+                    ApiError::BadInput("apiKey must be 1 to 4096 characters".into()).into(),
+                );
+            }
+            Some(k) => Some(
+                crate::transcription::seal_api_key(state, &tenant_id, &k)
+                    .await
+                    .map_err(ApiError::internal)?,
+            ),
+            None => previous
+                .filter(|p| p.provider == kind.as_str())
+                .and_then(|p| p.api_key_sealed),
+        };
+        if kind == Kind::Deepgram && api_key_sealed.is_none() {
+            return Err(ApiError::BadInput("apiKey is required for DEEPGRAM".into()).into());
+        }
+        let row = crate::entity::transcription_setting::Model {
+            tenant_id: tenant_id.clone(),
+            provider: kind.as_str().into(),
+            endpoint,
+            model,
+            language: input.language,
+            api_key_sealed,
+            updated_at: now(),
+        };
+        state
+            .store
+            .put_transcription_setting(row.clone())
+            .await
+            .map_err(ApiError::from)?;
+        tracing::info!(tenant_id = %tenant_id, provider = kind.as_str(), "transcription settings changed");
+        Ok(TranscriptionSettings::from(row))
+    }
+
+    /// Registers a webhook endpoint. The signing secret is in the answer,
+    /// and only there.
+    async fn create_webhook_endpoint(
+        &self,
+        ctx: &Context<'_>,
+        input: CreateWebhookEndpointInput,
+    ) -> Result<CreatedWebhookEndpoint> {
+        let (state, principal, scoped) = guard(ctx, Action::ManageWebhooks)?;
+        let url = crate::webhooks::check_url(&input.url, state.config.webhook_allow_private)
+            .map_err(ApiError::BadInput)?;
+        let all = crate::store::EVENT_TYPES;
+        let event_types = match input.event_types {
+            None => all.iter().map(|s| s.to_string()).collect(),
+            Some(v) if v.is_empty() => {
+                return Err(ApiError::BadInput("eventTypes must not be empty".into()).into());
+            }
+            Some(mut v) => {
+                if let Some(bad) = v.iter().find(|t| !all.contains(&t.as_str())) {
+                    return Err(ApiError::BadInput(format!(
+                        "unknown event type {bad:?}; known: {}",
+                        all.join(", ")
+                    ))
+                    .into());
+                }
+                v.sort();
+                v.dedup();
+                v
+            }
+        };
+        let secret = crate::webhooks::new_secret();
+        let id = uuid::Uuid::new_v4().to_string();
+        let secret_sealed = crate::webhooks::seal_secret(state, &principal.tenant_id, &id, &secret)
+            .await
+            .map_err(ApiError::internal)?;
+        let endpoint = scoped
+            .insert_webhook_endpoint(
+                id,
+                crate::store::EndpointInput {
+                    url: url.to_string(),
+                    event_types,
+                    secret_sealed,
+                },
+            )
+            .await
+            .map_err(ApiError::from)?;
+        tracing::info!(tenant_id = %principal.tenant_id, endpoint_id = %endpoint.id, "webhook endpoint created");
+        Ok(CreatedWebhookEndpoint { endpoint, secret })
+    }
+
+    /// Deletes a webhook endpoint and its undelivered events.
+    async fn delete_webhook_endpoint(&self, ctx: &Context<'_>, id: ID) -> Result<bool> {
+        let (_, _, scoped) = guard(ctx, Action::ManageWebhooks)?;
+        if !scoped
+            .delete_webhook_endpoint(&id)
+            .await
+            .map_err(ApiError::from)?
+        {
+            return Err(ApiError::NotFound.into());
+        }
+        Ok(true)
+    }
+
+    /// Turns a disabled endpoint back on; its waiting events go again.
+    async fn enable_webhook_endpoint(&self, ctx: &Context<'_>, id: ID) -> Result<WebhookEndpoint> {
+        let (_, _, scoped) = guard(ctx, Action::ManageWebhooks)?;
+        if !scoped
+            .enable_webhook_endpoint(&id)
+            .await
+            .map_err(ApiError::from)?
+        {
+            return Err(ApiError::NotFound.into());
+        }
+        let e = scoped
+            .webhook_endpoint(&id)
+            .await
+            .map_err(ApiError::from)?
+            .ok_or(ApiError::NotFound)?;
+        Ok(WebhookEndpoint(e))
     }
 
     /// Asks a bot to leave. A queued bot ends at once; a running bot leaves
@@ -521,6 +833,71 @@ pub(crate) struct SubscriptionRoot;
 
 #[Subscription]
 impl SubscriptionRoot {
+    /// A bot's transcript as it is spoken: the segments stored so far, then
+    /// partial and final segments live (a final replaces the partials with
+    /// the same id). The stream ends when the bot has ended.
+    async fn transcript(
+        &self,
+        ctx: &Context<'_>,
+        bot_id: ID,
+    ) -> Result<impl Stream<Item = TranscriptSegment>> {
+        let (state, _, scoped) = guard(ctx, Action::ReadBots)?;
+        // Subscribe before reading what is stored so nothing falls between.
+        let mut live = state.events.subscribe_transcripts();
+        let mut statuses = state.events.subscribe();
+        let bot = scoped
+            .bot(&bot_id)
+            .await
+            .map_err(ApiError::from)?
+            .ok_or(ApiError::NotFound)?;
+        let key = bot_key(ctx, &bot).await?;
+        let mut stored = Vec::new();
+        let mut after = None;
+        loop {
+            let rows = scoped
+                .transcript(&bot.id, after, 500)
+                .await
+                .map_err(ApiError::from)?;
+            let Some(last) = rows.last() else { break };
+            after = Some((last.start_ms, last.id));
+            for r in &rows {
+                stored.push(TranscriptSegment::open(key.as_ref(), r)?);
+            }
+        }
+        let ended = WireStatus::parse(&bot.status).is_some_and(WireStatus::is_final);
+        let (bot_id, tenant_id) = (bot.id, bot.tenant_id);
+        Ok(async_stream::stream! {
+            for s in stored { yield s; }
+            if ended { return; }
+            loop {
+                tokio::select! {
+                    ev = live.recv() => match ev {
+                        Ok(e) if e.bot_id == bot_id && e.tenant_id == tenant_id => {
+                            yield TranscriptSegment::live(&e);
+                        }
+                        Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                    },
+                    st = statuses.recv() => match st {
+                        Ok(ev) if ev.bot_id == bot_id
+                            && WireStatus::parse(&ev.status).is_some_and(WireStatus::is_final) => {
+                            // Segments are stored (and published) before the
+                            // final status: take what is still queued, then end.
+                            while let Ok(e) = live.try_recv() {
+                                if e.bot_id == bot_id && e.tenant_id == tenant_id {
+                                    yield TranscriptSegment::live(&e);
+                                }
+                            }
+                            return;
+                        }
+                        Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                    },
+                }
+            }
+        })
+    }
+
     /// A bot's status changes: first those already stored, then live ones;
     /// the stream ends after the final status.
     async fn bot_events(

@@ -29,6 +29,10 @@ pub struct Model {
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
     pub ended_at: Option<DateTimeUtc>,
+    /// The bot's data key, sealed with its tenant's key; made at dispatch.
+    pub data_key: Option<Vec<u8>>,
+    /// This bot's transcription override (JSON), if it has one.
+    pub transcription: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

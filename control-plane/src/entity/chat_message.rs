@@ -11,6 +11,10 @@ pub struct Model {
     pub sender: String,
     pub text: String,
     pub sent_at: DateTimeUtc,
+    /// Sealed with the bot's data key (rows from before sealing have the
+    /// plaintext columns instead).
+    pub sender_sealed: Option<Vec<u8>>,
+    pub text_sealed: Option<Vec<u8>>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

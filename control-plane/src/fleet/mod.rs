@@ -173,10 +173,9 @@ async fn sweep_once(state: &AppState) -> Result<(), StoreError> {
         b.status == BotStatus::Dispatched.as_str()
             && crate::store::now() - b.updated_at > stale_after
     }) {
-        if let (Some(w), Some(a)) = (
-            &b.worker_id,
-            assignment(b, state.config.default_limits.no_audio_warning_ms),
-        ) {
+        if let Some(w) = &b.worker_id
+            && let Some(a) = assignment(state, b).await
+        {
             state.fleet.send(w, attache_protocol::ControlMsg::Assign(a));
         }
     }

@@ -4,9 +4,9 @@
 use std::time::Duration;
 
 use attache_protocol::{
-    Assignment, BotStatus, ControlMsg, ErrorCode, MAX_CHAT_CHARS, MAX_NAME_CHARS,
-    MAX_RECORDING_CHUNK, PROTOCOL_VERSION, Platform, ResultBody, ResultFrame, SessionLimits,
-    StatusReason, WorkerMsg, read_frame, write_frame,
+    Assignment, BotStatus, ControlMsg, DataKey, ErrorCode, MAX_CHAT_CHARS, MAX_NAME_CHARS,
+    MAX_RECORDING_CHUNK, MAX_TRANSCRIPT_CHARS, PROTOCOL_VERSION, Platform, ResultBody, ResultFrame,
+    SessionLimits, StatusReason, TranscriptSegment, WorkerMsg, read_frame, write_frame,
 };
 use rustls_pki_types::CertificateDer;
 use tokio::sync::mpsc;
@@ -17,6 +17,8 @@ use super::reconcile::{HeldLease, Repair, reconcile};
 use super::registry::Link;
 use crate::AppState;
 use crate::entity::{bot, worker};
+use crate::events::TranscriptEvent;
+use crate::keys::field_context;
 use crate::recordings;
 use crate::store::{Applied, MediaWrite, StoreError, Stored, Transition};
 
@@ -238,7 +240,7 @@ async fn repair(state: &AppState, worker_id: &str, reported: &[attache_protocol:
             }
             Repair::Reassign { bot_id } => {
                 if let Ok(Some(b)) = state.store.bot(&bot_id.to_string()).await
-                    && let Some(a) = assignment(&b, state.config.default_limits.no_audio_warning_ms)
+                    && let Some(a) = assignment(state, &b).await
                 {
                     state.fleet.send(worker_id, ControlMsg::Assign(a));
                 }
@@ -255,9 +257,26 @@ async fn repair(state: &AppState, worker_id: &str, reported: &[attache_protocol:
     }
 }
 
-/// The Assign command for a leased bot.
-/// `no_audio_warning_ms` is the deployment's, not the bot's.
-pub(crate) fn assignment(b: &bot::Model, no_audio_warning_ms: u64) -> Option<Assignment> {
+/// The Assign command for a leased bot, with its data key (made now if
+/// this is its first lease) and its transcription settings. `None` if the
+/// key or settings cannot be read: the dispatch sweep tries again.
+pub(crate) async fn assignment(state: &AppState, b: &bot::Model) -> Option<Assignment> {
+    let data_key = match state.keys.bot_key(b).await {
+        Ok(k) => k,
+        Err(e) => {
+            tracing::warn!(bot_id = %b.id, error = %e, "cannot get the bot's data key");
+            return None;
+        }
+    };
+    let transcription = match crate::transcription::spec_for(state, b).await {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::warn!(bot_id = %b.id, error = %e, "cannot read the bot's transcription settings");
+            return None;
+        }
+    };
+    // The deployment's, not the bot's.
+    let no_audio_warning_ms = state.config.default_limits.no_audio_warning_ms;
     Some(Assignment {
         bot_id: b.id.parse().ok()?,
         generation: b.lease_generation as u64,
@@ -274,6 +293,8 @@ pub(crate) fn assignment(b: &bot::Model, no_audio_warning_ms: u64) -> Option<Ass
             silence_ms: b.silence_ms as u64,
             no_audio_warning_ms,
         },
+        data_key,
+        transcription,
     })
 }
 
@@ -353,7 +374,30 @@ async fn persist(state: &AppState, worker_id: &str, frame: ResultFrame) -> Resul
     let at = chrono::DateTime::from_timestamp_millis(frame.at_ms)
         .filter(|at| (*at - crate::store::now()).num_seconds().abs() < 86_400)
         .unwrap_or_else(crate::store::now);
-    match frame.body {
+    let key = state.keys.bot_key(&bot).await?;
+    let body = match frame.open(&key) {
+        Ok(body) => body,
+        Err(e) => {
+            // Keeps its place in the sequence; nothing of it is stored.
+            state
+                .metrics
+                .frames_rejected
+                .with_label_values(&["unsealed"])
+                .inc();
+            tracing::warn!(bot_id = %id, seq = frame.seq, error = %e, "result frame does not open");
+            return persist_media(
+                state,
+                &bot,
+                &key,
+                frame.generation as i64,
+                frame.seq as i64,
+                at,
+                None,
+            )
+            .await;
+        }
+    };
+    match body {
         ResultBody::Status { status, .. } if !status.is_leased() && !status.is_final() => {
             // Queuing is the control plane's decision, never a worker's.
             Err(StoreError::Stale {
@@ -393,10 +437,11 @@ async fn persist(state: &AppState, worker_id: &str, frame: ResultFrame) -> Resul
             persist_media(
                 state,
                 &bot,
+                &key,
                 frame.generation as i64,
                 frame.seq as i64,
                 at,
-                body,
+                Some(body),
             )
             .await
         }
@@ -414,10 +459,11 @@ fn short(s: String) -> Option<String> {
 async fn persist_media(
     state: &AppState,
     bot: &bot::Model,
+    key: &DataKey,
     generation: i64,
     seq: i64,
     at: chrono::DateTime<chrono::Utc>,
-    body: ResultBody,
+    body: Option<ResultBody>,
 ) -> Result<(), StoreError> {
     let (tenant_id, bot_id) = (bot.tenant_id.as_str(), bot.id.as_str());
     // An earlier lease's frames write nothing, not even a chunk object.
@@ -428,6 +474,20 @@ async fn persist_media(
         });
     }
     let mut after_commit = None;
+    let mut transcript = None;
+    let Some(body) = body else {
+        return store_media(
+            state,
+            bot,
+            generation,
+            seq,
+            at,
+            MediaWrite::Nothing,
+            None,
+            None,
+        )
+        .await;
+    };
     let write = match body {
         ResultBody::Status { .. } => unreachable!("status frames are persisted as transitions"),
         ResultBody::ParticipantJoined {
@@ -457,10 +517,40 @@ async fn persist_media(
             sender,
             text,
         } => match (short(message_id), short(sender)) {
-            (Some(key), Some(sender)) if text.chars().count() <= MAX_CHAT_CHARS => {
-                MediaWrite::Chat { key, sender, text }
+            (Some(message_key), Some(sender)) if text.chars().count() <= MAX_CHAT_CHARS => {
+                let ctx = |field: &str| field_context(field, bot_id, &message_key);
+                MediaWrite::Chat {
+                    sender_sealed: key.seal(&ctx("chat-sender"), sender.as_bytes()),
+                    text_sealed: key.seal(&ctx("chat-text"), text.as_bytes()),
+                    key: message_key,
+                }
             }
             _ => MediaWrite::Nothing,
+        },
+        ResultBody::Transcript(seg) => match checked_segment(generation, seg) {
+            Some((segment_key, seg)) => {
+                let write = MediaWrite::Transcript {
+                    text_sealed: key.seal(
+                        &field_context("transcript", bot_id, &segment_key),
+                        seg.text.as_bytes(),
+                    ),
+                    key: segment_key.clone(),
+                    start_ms: seg.start_ms as i64,
+                    end_ms: seg.end_ms as i64,
+                    speaker: seg.speaker.clone(),
+                    confidence: seg.confidence as f64,
+                    language: seg.language.clone(),
+                    is_final: seg.is_final,
+                };
+                transcript = Some(TranscriptEvent {
+                    tenant_id: tenant_id.to_string(),
+                    bot_id: bot_id.to_string(),
+                    segment_key,
+                    segment: seg,
+                });
+                write
+            }
+            None => MediaWrite::Nothing,
         },
         ResultBody::RecordingStarted { format } if format == recordings::FORMAT => {
             MediaWrite::RecordingStarted {
@@ -472,15 +562,13 @@ async fn persist_media(
         ResultBody::RecordingChunk { offset, bytes }
             if !bytes.is_empty() && bytes.len() <= MAX_RECORDING_CHUNK =>
         {
-            // Written before the frame is acknowledged; a replay writes the
-            // same bytes to the same key.
+            // Written, sealed, before the frame is acknowledged; a replay
+            // writes the same audio to the same key.
             let len = bytes.len() as i64;
+            let chunk = recordings::chunk_key(tenant_id, bot_id, generation, offset);
             state
                 .objects
-                .put(
-                    &recordings::chunk_key(tenant_id, bot_id, generation, offset),
-                    bytes,
-                )
+                .put(&chunk, key.seal(chunk.as_bytes(), &bytes))
                 .await
                 .map_err(|e| StoreError::Corrupt(format!("object store: {e}")))?;
             MediaWrite::RecordingChunk {
@@ -495,7 +583,7 @@ async fn persist_media(
             sha256,
         } => match state.store.recording(bot_id).await? {
             Some(r) if r.generation == generation && r.status == "RECORDING" => {
-                let joined = recordings::join(&state.objects, tenant_id, bot_id, generation)
+                let joined = recordings::join(&state.objects, key, tenant_id, bot_id, generation)
                     .await
                     .map_err(|e| StoreError::Corrupt(format!("object store: {e}")))?;
                 let intact = joined.size_bytes as u64 == size_bytes && joined.sha256 == sha256;
@@ -531,6 +619,31 @@ async fn persist_media(
             }
         }
     };
+    store_media(
+        state,
+        bot,
+        generation,
+        seq,
+        at,
+        write,
+        after_commit,
+        transcript,
+    )
+    .await
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn store_media(
+    state: &AppState,
+    bot: &bot::Model,
+    generation: i64,
+    seq: i64,
+    at: chrono::DateTime<chrono::Utc>,
+    write: MediaWrite,
+    after_commit: Option<i64>,
+    transcript: Option<TranscriptEvent>,
+) -> Result<(), StoreError> {
+    let (tenant_id, bot_id) = (bot.tenant_id.as_str(), bot.id.as_str());
     match state
         .store
         .apply_result(bot_id, generation, seq, at, write)
@@ -539,6 +652,19 @@ async fn persist_media(
         Stored::Applied => {
             if let Some(g) = after_commit {
                 recordings::drop_chunks(&state.objects, tenant_id, bot_id, g).await;
+            }
+            if let Some(t) = transcript {
+                let kind = if t.segment.is_final {
+                    "final"
+                } else {
+                    "partial"
+                };
+                state
+                    .metrics
+                    .transcript_segments
+                    .with_label_values(&[kind])
+                    .inc();
+                state.events.publish_transcript(t);
             }
         }
         Stored::Duplicate => {}
@@ -552,4 +678,20 @@ async fn persist_media(
         }
     }
     Ok(())
+}
+
+/// A transcript segment as a frame may carry it, with its stored key.
+fn checked_segment(generation: i64, seg: TranscriptSegment) -> Option<(String, TranscriptSegment)> {
+    let id = short(seg.segment_id.clone())?;
+    let text_ok = seg.text.chars().count() <= MAX_TRANSCRIPT_CHARS
+        && !seg.text.chars().any(|c| c.is_control() && c != '\n');
+    let times_ok = seg.start_ms <= seg.end_ms && seg.end_ms - seg.start_ms <= 86_400_000;
+    let confidence_ok = seg.confidence.is_finite() && (0.0..=1.0).contains(&seg.confidence);
+    let speaker_ok = seg.speaker.clone().is_none_or(|s| short(s).is_some());
+    let language_ok = seg
+        .language
+        .as_deref()
+        .is_none_or(crate::transcription::valid_language);
+    (text_ok && times_ok && confidence_ok && speaker_ok && language_ok)
+        .then(|| (format!("{generation}:{id}"), seg))
 }

@@ -11,7 +11,9 @@ use sea_orm::{
 };
 
 use super::{Scoped, Store, StoreError};
-use crate::entity::{bot, bot_warning, chat_message, participant, recording, speaker_segment};
+use crate::entity::{
+    bot, bot_warning, chat_message, participant, recording, speaker_segment, transcript_segment,
+};
 
 /// What one result frame stores.
 #[derive(Debug, Clone)]
@@ -30,10 +32,22 @@ pub(crate) enum MediaWrite {
     SpeakerStopped {
         key: String,
     },
+    /// Sender and text sealed with the bot's data key.
     Chat {
         key: String,
-        sender: String,
-        text: String,
+        sender_sealed: Vec<u8>,
+        text_sealed: Vec<u8>,
+    },
+    /// A transcript segment, its text sealed with the bot's data key.
+    Transcript {
+        key: String,
+        start_ms: i64,
+        end_ms: i64,
+        speaker: Option<String>,
+        text_sealed: Vec<u8>,
+        confidence: f64,
+        language: Option<String>,
+        is_final: bool,
     },
     RecordingStarted {
         format: String,
@@ -163,6 +177,13 @@ impl Store {
             .col_expr(recording::Column::FinishedAt, Expr::value(super::now()))
             .exec(&self.db)
             .await?;
+        if let Some(r) = recording::Entity::find_by_id(bot_id.to_string())
+            .one(&self.db)
+            .await?
+        {
+            self.close_recording_event(&r.tenant_id, bot_id, status, size_bytes, duration_ms)
+                .await?;
+        }
         Ok(())
     }
 }
@@ -236,7 +257,11 @@ async fn write_one(
                 .exec(txn)
                 .await?;
         }
-        MediaWrite::Chat { key, sender, text } => {
+        MediaWrite::Chat {
+            key,
+            sender_sealed,
+            text_sealed,
+        } => {
             // A message seen again (by a later lease of the same bot) is
             // the same message.
             let seen = chat_message::Entity::find()
@@ -249,8 +274,10 @@ async fn write_one(
                     bot_id: Set(bot_id),
                     tenant_id: Set(tenant_id),
                     message_key: Set(key),
-                    sender: Set(sender),
-                    text: Set(text),
+                    sender: Set(String::new()),
+                    text: Set(String::new()),
+                    sender_sealed: Set(Some(sender_sealed)),
+                    text_sealed: Set(Some(text_sealed)),
                     sent_at: Set(at),
                     ..Default::default()
                 }
@@ -312,7 +339,7 @@ async fn write_one(
             sha256,
         } => {
             let moved = recording::Entity::update_many()
-                .filter(recording::Column::BotId.eq(bot_id))
+                .filter(recording::Column::BotId.eq(bot_id.clone()))
                 .filter(recording::Column::Generation.eq(generation))
                 .filter(recording::Column::Status.eq("RECORDING"))
                 .col_expr(recording::Column::Status, Expr::value(status))
@@ -326,6 +353,16 @@ async fn write_one(
             if moved.rows_affected != 1 {
                 return Ok(Stored::Refused("no open recording to finish"));
             }
+            super::webhooks::on_recording(
+                txn,
+                &tenant_id,
+                &bot_id,
+                status,
+                size_bytes,
+                Some(duration_ms),
+                at,
+            )
+            .await?;
         }
         MediaWrite::Warning { code, detail } => {
             bot_warning::ActiveModel {
@@ -338,6 +375,59 @@ async fn write_one(
             }
             .insert(txn)
             .await?;
+        }
+        MediaWrite::Transcript {
+            key,
+            start_ms,
+            end_ms,
+            speaker,
+            text_sealed,
+            confidence,
+            language,
+            is_final,
+        } => {
+            let existing = transcript_segment::Entity::find()
+                .filter(transcript_segment::Column::BotId.eq(bot_id.clone()))
+                .filter(transcript_segment::Column::SegmentKey.eq(key.clone()))
+                .one(txn)
+                .await?;
+            match existing {
+                // A final segment is never replaced by a late partial.
+                Some(old) if old.is_final && !is_final => {
+                    return Ok(Stored::Refused("a partial segment after its final"));
+                }
+                Some(old) => {
+                    let mut row: transcript_segment::ActiveModel = old.into();
+                    row.start_ms = Set(start_ms);
+                    row.end_ms = Set(end_ms);
+                    row.speaker = Set(speaker);
+                    row.text_sealed = Set(text_sealed);
+                    row.confidence = Set(confidence);
+                    row.language = Set(language);
+                    row.is_final = Set(is_final);
+                    row.updated_at = Set(at);
+                    row.update(txn).await?;
+                }
+                None => {
+                    transcript_segment::ActiveModel {
+                        bot_id: Set(bot_id),
+                        tenant_id: Set(tenant_id),
+                        generation: Set(generation),
+                        segment_key: Set(key),
+                        start_ms: Set(start_ms),
+                        end_ms: Set(end_ms),
+                        speaker: Set(speaker),
+                        text_sealed: Set(text_sealed),
+                        confidence: Set(confidence),
+                        language: Set(language),
+                        is_final: Set(is_final),
+                        updated_at: Set(at),
+                        ..Default::default()
+                    }
+                    .insert(txn)
+                    .await?;
+                }
+            }
         }
         MediaWrite::Nothing => return Ok(Stored::Refused("invalid frame")),
     }
@@ -387,6 +477,45 @@ impl Scoped<'_> {
         recording::Entity::find_by_id(bot_id.to_string())
             .filter(recording::Column::TenantId.eq(self.tenant_id.clone()))
             .one(self.db)
+            .await
+    }
+
+    /// A page of a bot's transcript in time order, after the segment with
+    /// id `after`.
+    pub(crate) async fn transcript(
+        &self,
+        bot_id: &str,
+        after: Option<(i64, i64)>,
+        limit: u64,
+    ) -> Result<Vec<transcript_segment::Model>, DbErr> {
+        use sea_orm::{Condition, QuerySelect};
+        let mut q = transcript_segment::Entity::find()
+            .filter(transcript_segment::Column::TenantId.eq(self.tenant_id.clone()))
+            .filter(transcript_segment::Column::BotId.eq(bot_id));
+        if let Some((start, id)) = after {
+            q = q.filter(
+                Condition::any()
+                    .add(transcript_segment::Column::StartMs.gt(start))
+                    .add(
+                        Condition::all()
+                            .add(transcript_segment::Column::StartMs.eq(start))
+                            .add(transcript_segment::Column::Id.gt(id)),
+                    ),
+            );
+        }
+        q.order_by_asc(transcript_segment::Column::StartMs)
+            .order_by_asc(transcript_segment::Column::Id)
+            .limit(limit)
+            .all(self.db)
+            .await
+    }
+
+    pub(crate) async fn count_transcript(&self, bot_id: &str) -> Result<u64, DbErr> {
+        use sea_orm::PaginatorTrait;
+        transcript_segment::Entity::find()
+            .filter(transcript_segment::Column::TenantId.eq(self.tenant_id.clone()))
+            .filter(transcript_segment::Column::BotId.eq(bot_id))
+            .count(self.db)
             .await
     }
 

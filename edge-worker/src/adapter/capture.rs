@@ -77,9 +77,22 @@ enum Cmd {
     End { end_ms: i64 },
 }
 
+/// Blocks of 16 kHz audio waiting for the transcriber (3 minutes): an
+/// engine further behind than this loses audio.
+const STT_QUEUE: usize = 9_000;
+/// How long a finishing bot waits for its last transcript segments.
+const STT_DRAIN: Duration = Duration::from_secs(60);
+
+/// A bot's transcriber: its engine and where its segments go.
+pub(crate) struct Transcriber {
+    pub engine: Box<dyn crate::transcribe::SpeechToText>,
+    pub output: crate::transcribe::Output,
+}
+
 /// A running capture; finishing it closes the recording.
 pub(crate) struct Capture {
     pub counters: Arc<CaptureCounters>,
+    stt: Option<tokio::task::JoinHandle<()>>,
     recording: Arc<AtomicBool>,
     /// Set when the capture is dropped without `finish`: the encoder closes
     /// the recording even if a sender outlives it.
@@ -132,6 +145,7 @@ pub(crate) async fn start(
     page: &Page,
     emitter: Emitter,
     metrics: Arc<crate::metrics::Metrics>,
+    transcriber: Option<Transcriber>,
 ) -> Result<Capture, String> {
     // Meeting pages may forbid the worklet's blob: module by CSP; the bot's
     // own capture is not theirs to police.
@@ -151,9 +165,16 @@ pub(crate) async fn start(
     let (tx, rx) = std::sync::mpsc::sync_channel::<Cmd>(QUEUE);
     let closed = Arc::new(AtomicBool::new(false));
     let thread_closed = closed.clone();
+    let (stt, audio_tx) = match transcriber {
+        Some(t) => {
+            let (atx, arx) = tokio::sync::mpsc::channel(STT_QUEUE);
+            (Some(tokio::spawn(t.engine.run(arx, t.output))), Some(atx))
+        }
+        None => (None, None),
+    };
     let encoder = std::thread::Builder::new()
         .name("attache-audio".into())
-        .spawn(move || record(rx, emitter, &thread_closed))
+        .spawn(move || record(rx, emitter, &thread_closed, audio_tx))
         .map_err(|e| e.to_string())?;
     let counters = Arc::new(CaptureCounters::default());
     let recording = Arc::new(AtomicBool::new(false));
@@ -198,6 +219,7 @@ pub(crate) async fn start(
     });
     Ok(Capture {
         counters,
+        stt,
         recording,
         closed,
         listener,
@@ -220,14 +242,21 @@ impl Capture {
         self.listener.abort();
         let tx = self.tx.clone();
         let encoder = self.encoder.take().expect("finished once");
-        tokio::task::spawn_blocking(move || {
+        let stats = tokio::task::spawn_blocking(move || {
             // Blocking: the end must not be lost to a full queue.
             let _ = tx.send(Cmd::End { end_ms });
             drop(tx);
             encoder.join().map_err(|_| "encoder panicked".to_string())?
         })
         .await
-        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+        // The last words are transcribed before the bot reports its end.
+        if let Some(stt) = self.stt.take()
+            && tokio::time::timeout(STT_DRAIN, stt).await.is_err()
+        {
+            tracing::warn!("the transcriber did not finish in time; its last segments are lost");
+        }
+        stats
     }
 }
 
@@ -237,6 +266,9 @@ impl Drop for Capture {
     fn drop(&mut self) {
         self.listener.abort();
         self.closed.store(true, Ordering::SeqCst);
+        if let Some(stt) = self.stt.take() {
+            stt.abort();
+        }
     }
 }
 
@@ -312,6 +344,7 @@ fn record(
     rx: std::sync::mpsc::Receiver<Cmd>,
     emitter: Emitter,
     closed: &AtomicBool,
+    audio: Option<tokio::sync::mpsc::Sender<crate::transcribe::Audio>>,
 ) -> Result<PipelineStats, String> {
     let tap = SharedTap::default();
     let mut pipeline: Option<(AudioPipeline<SharedTap>, Timeline)> = None;
@@ -327,7 +360,18 @@ fn record(
         };
         match cmd {
             Some(Cmd::Begin { start_ms }) if pipeline.is_none() => {
-                let p = AudioPipeline::new(48_000, 1, tap.clone()).map_err(|e| e.to_string())?;
+                let mut p =
+                    AudioPipeline::new(48_000, 1, tap.clone()).map_err(|e| e.to_string())?;
+                if let Some(a) = audio.as_ref() {
+                    use crate::transcribe::Audio;
+                    let _ = a.try_send(Audio::Begin { start_ms });
+                    let a = a.clone();
+                    p.set_tap(Box::new(move |frame| {
+                        // A transcriber minutes behind loses audio rather
+                        // than stalling the recording.
+                        let _ = a.try_send(Audio::Block(frame.to_vec()));
+                    }));
+                }
                 emitter.blocking(
                     start_ms,
                     ResultBody::RecordingStarted {
@@ -460,19 +504,45 @@ mod tests {
     /// Runs the encoder thread over scripted commands and returns what it
     /// sent.
     fn run(cmds: Vec<Cmd>) -> (PipelineStats, Vec<ResultBody>) {
-        let (etx, mut erx) = tokio::sync::mpsc::channel(10_000);
-        let emitter = Emitter::for_tests(etx);
+        let dir = tempfile::tempdir().unwrap();
+        let spool = crate::spool::Spool::open(dir.path()).unwrap();
+        let key = attache_protocol::DataKey::generate();
+        let emitter = Emitter::for_tests(spool.clone(), key.clone());
         let (tx, rx) = std::sync::mpsc::sync_channel(QUEUE);
-        let h = std::thread::spawn(move || record(rx, emitter, &AtomicBool::new(false)));
+        let (atx, mut arx) = tokio::sync::mpsc::channel(100_000);
+        let h = std::thread::spawn(move || record(rx, emitter, &AtomicBool::new(false), Some(atx)));
         for c in cmds {
             tx.send(c).unwrap();
         }
         drop(tx);
         let stats = h.join().unwrap().unwrap();
-        let mut out = Vec::new();
-        while let Ok(ev) = erx.try_recv() {
-            out.push(ev.body);
+        // The transcriber got the recording's start, then every 20 ms of
+        // it at 16 kHz.
+        let mut blocks = 0u64;
+        let mut began = false;
+        while let Ok(a) = arx.try_recv() {
+            match a {
+                crate::transcribe::Audio::Begin { .. } => began = true,
+                crate::transcribe::Audio::Block(b) => {
+                    assert_eq!(b.len(), 320);
+                    blocks += 1;
+                }
+            }
         }
+        if stats.duration_ms() > 0 {
+            assert!(began);
+            let heard = blocks * 20;
+            assert!(
+                heard.abs_diff(stats.duration_ms()) <= 100,
+                "{heard} ms of {}",
+                stats.duration_ms()
+            );
+        }
+        let out = spool
+            .after(uuid::Uuid::nil(), 1, 0)
+            .iter()
+            .map(|f| f.open(&key).unwrap())
+            .collect();
         (stats, out)
     }
 

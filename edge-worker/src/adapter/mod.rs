@@ -25,7 +25,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::browser::{BotContext, BrowserPool};
 use crate::session::Reporter;
-use capture::{Capture, now_ms};
+use capture::Capture;
+pub(crate) use capture::now_ms;
 use roster::{ChatLine, Person, Roster};
 
 const PROBE_JS: &str = include_str!("probe.js");
@@ -259,7 +260,43 @@ pub(crate) async fn run(
         }
     };
     let emitter = reporter.emitter();
-    let capture = match capture::start(&ctx.page, emitter.clone(), browser.metrics.clone()).await {
+    let speakers = crate::transcribe::SpeakerLog::default();
+    let transcriber = match &a.transcription {
+        None => None,
+        Some(spec) => match browser.stt.build(spec).await {
+            Ok(engine) => Some(capture::Transcriber {
+                engine,
+                output: crate::transcribe::Output::new(
+                    emitter.clone(),
+                    speakers.clone(),
+                    spec.language.clone(),
+                    browser.metrics.clone(),
+                ),
+            }),
+            Err(e) => {
+                tracing::warn!(bot_id = %a.bot_id, provider = spec.provider.kind(), error = %e, "no transcription for this bot");
+                browser.metrics.transcription_errors.inc();
+                emitter
+                    .send(
+                        now_ms(),
+                        ResultBody::Warning {
+                            code: WarningCode::TranscriptionFailed,
+                            detail: e.to_string(),
+                        },
+                    )
+                    .await;
+                None
+            }
+        },
+    };
+    let capture = match capture::start(
+        &ctx.page,
+        emitter.clone(),
+        browser.metrics.clone(),
+        transcriber,
+    )
+    .await
+    {
         Ok(c) => Some(c),
         Err(e) => {
             tracing::warn!(bot_id = %a.bot_id, error = %e, "audio capture unavailable");
@@ -275,7 +312,16 @@ pub(crate) async fn run(
             None
         }
     };
-    let outcome = drive(&ctx, a, reporter, capture.as_ref(), browser, cancel).await;
+    let outcome = drive(
+        &ctx,
+        a,
+        reporter,
+        capture.as_ref(),
+        &speakers,
+        browser,
+        cancel,
+    )
+    .await;
     let left_at = now_ms();
     ctx.close().await;
     if let Some(c) = capture {
@@ -346,6 +392,7 @@ async fn drive(
     a: &Assignment,
     reporter: &Reporter,
     capture: Option<&Capture>,
+    speakers: &crate::transcribe::SpeakerLog,
     browser: &BrowserPool,
     cancel: CancellationToken,
 ) -> Outcome {
@@ -416,6 +463,7 @@ async fn drive(
         if let Phase::InCall { .. } = phase {
             let at = now_ms();
             for (at_ms, body) in roster.observe(at, &read.people, &read.chat) {
+                speakers.observe(at_ms, &body);
                 emitter.send(at_ms, body).await;
             }
             let was_alone = call.others == 0;
@@ -516,6 +564,7 @@ async fn drive(
         }
     };
     for (at_ms, body) in roster.close(now_ms()) {
+        speakers.observe(at_ms, &body);
         emitter.send(at_ms, body).await;
     }
     outcome

@@ -44,6 +44,8 @@ pub struct AudioPipeline<W: Write> {
     input_rate: u32,
     /// Samples (at 16 kHz) held back by the resampler and the encoder.
     delay_16k: usize,
+    /// Sees every 20 ms frame of 16 kHz mono audio before it is encoded.
+    tap: Option<Box<dyn FnMut(&[f32])>>,
 }
 
 impl<W: Write> AudioPipeline<W> {
@@ -66,7 +68,13 @@ impl<W: Write> AudioPipeline<W> {
             stats: PipelineStats::default(),
             input_rate,
             delay_16k: delay_16k as usize,
+            tap: None,
         })
+    }
+
+    /// Hands every 16 kHz mono frame to `tap` too (the transcriber).
+    pub fn set_tap(&mut self, tap: Box<dyn FnMut(&[f32])>) {
+        self.tap = Some(tap);
     }
 
     /// Consumes interleaved float samples at the input rate.
@@ -77,6 +85,7 @@ impl<W: Write> AudioPipeline<W> {
             ogg,
             packet,
             stats,
+            tap,
             ..
         } = self;
         let mut failed: Option<PipelineError> = None;
@@ -85,6 +94,9 @@ impl<W: Write> AudioPipeline<W> {
                 return;
             }
             debug_assert_eq!(frame.len(), FRAME_SAMPLES);
+            if let Some(t) = tap.as_mut() {
+                t(frame);
+            }
             let step = encoder
                 .encode_float(frame, packet)
                 .map_err(PipelineError::from)
@@ -114,6 +126,7 @@ impl<W: Write> AudioPipeline<W> {
     /// the audio that came in (in whole 20 ms frames).
     pub fn finish(mut self) -> Result<(W, PipelineStats), PipelineError> {
         let stats = self.stats;
+        self.tap = None;
         // Push silence through the resampler and the encoder until what they
         // held back is out, then trim the stream to the audio that came in.
         // A recording with no audio at all still gets one packet, trimmed to

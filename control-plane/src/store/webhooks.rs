@@ -1,0 +1,511 @@
+//! The webhook outbox. Events are written in the same transaction as the
+//! change they announce (a status, a closed recording), one delivery per
+//! subscribed endpoint, so an event is never announced for a change that
+//! rolled back nor lost for one that committed. The delivery loop
+//! (`crate::webhooks`) sends them in order per endpoint and bot.
+
+use chrono::{DateTime, Utc};
+use sea_orm::sea_query::Expr;
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, PaginatorTrait,
+    QueryFilter, QueryOrder, QuerySelect, Set, TransactionTrait,
+};
+use serde_json::json;
+
+use super::{Scoped, Store, now};
+use crate::entity::{
+    bot, bot_event, tenant_notice, transcript_segment, webhook_attempt, webhook_delivery,
+    webhook_endpoint,
+};
+
+pub(crate) const STATUS_CHANGED: &str = "bot.status_changed";
+pub(crate) const BOT_ENDED: &str = "bot.ended";
+pub(crate) const RECORDING_READY: &str = "recording.ready";
+pub(crate) const TRANSCRIPT_READY: &str = "transcript.ready";
+pub(crate) const ENDPOINT_DISABLED: &str = "webhook_endpoint.disabled";
+
+/// Every event type an endpoint may subscribe to.
+pub(crate) const EVENT_TYPES: [&str; 5] = [
+    STATUS_CHANGED,
+    BOT_ENDED,
+    RECORDING_READY,
+    TRANSCRIPT_READY,
+    ENDPOINT_DISABLED,
+];
+
+/// The body of one event, as sent.
+pub(crate) fn event_payload(
+    event_type: &str,
+    at: DateTime<Utc>,
+    data: serde_json::Value,
+) -> String {
+    json!({
+        "type": event_type,
+        "timestamp": at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        "data": data,
+    })
+    .to_string()
+}
+
+/// Queues `event_type` for every enabled endpoint of the tenant that
+/// subscribes to it.
+async fn enqueue<C: ConnectionTrait>(
+    db: &C,
+    tenant_id: &str,
+    bot_id: Option<&str>,
+    event_type: &str,
+    payload: String,
+    at: DateTime<Utc>,
+) -> Result<(), DbErr> {
+    let endpoints = webhook_endpoint::Entity::find()
+        .filter(webhook_endpoint::Column::TenantId.eq(tenant_id))
+        .filter(webhook_endpoint::Column::Enabled.eq(true))
+        .all(db)
+        .await?;
+    for e in endpoints
+        .iter()
+        .filter(|e| e.event_types.split(',').any(|t| t == event_type))
+    {
+        webhook_delivery::ActiveModel {
+            webhook_id: Set(format!("msg_{}", uuid::Uuid::new_v4().simple())),
+            tenant_id: Set(tenant_id.to_string()),
+            endpoint_id: Set(e.id.clone()),
+            bot_id: Set(bot_id.map(String::from)),
+            event_type: Set(event_type.to_string()),
+            payload: Set(payload.clone()),
+            status: Set("PENDING".into()),
+            attempts: Set(0),
+            next_attempt_at: Set(at),
+            last_error: Set(None),
+            created_at: Set(at),
+            delivered_at: Set(None),
+            ..Default::default()
+        }
+        .insert(db)
+        .await?;
+    }
+    Ok(())
+}
+
+/// Events of one stored status change.
+pub(super) async fn on_status<C: ConnectionTrait>(
+    db: &C,
+    b: &bot::Model,
+    ev: &bot_event::Model,
+) -> Result<(), DbErr> {
+    let data = json!({
+        "botId": b.id,
+        "status": ev.status,
+        "reason": ev.reason,
+        "detail": ev.detail,
+        "at": ev.at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+    });
+    enqueue(
+        db,
+        &b.tenant_id,
+        Some(&b.id),
+        STATUS_CHANGED,
+        event_payload(STATUS_CHANGED, ev.at, data.clone()),
+        ev.at,
+    )
+    .await?;
+    let is_final = attache_protocol::BotStatus::parse(&ev.status).is_some_and(|s| s.is_final());
+    if !is_final {
+        return Ok(());
+    }
+    enqueue(
+        db,
+        &b.tenant_id,
+        Some(&b.id),
+        BOT_ENDED,
+        event_payload(BOT_ENDED, ev.at, data),
+        ev.at,
+    )
+    .await?;
+    let segments = transcript_segment::Entity::find()
+        .filter(transcript_segment::Column::BotId.eq(b.id.clone()))
+        .filter(transcript_segment::Column::IsFinal.eq(true))
+        .count(db)
+        .await?;
+    if segments > 0 {
+        let data = json!({ "botId": b.id, "segments": segments });
+        enqueue(
+            db,
+            &b.tenant_id,
+            Some(&b.id),
+            TRANSCRIPT_READY,
+            event_payload(TRANSCRIPT_READY, ev.at, data),
+            ev.at,
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// The event of a closed recording (READY, PARTIAL, CORRUPT or EMPTY).
+pub(super) async fn on_recording<C: ConnectionTrait>(
+    db: &C,
+    tenant_id: &str,
+    bot_id: &str,
+    status: &str,
+    size_bytes: i64,
+    duration_ms: Option<i64>,
+    at: DateTime<Utc>,
+) -> Result<(), DbErr> {
+    let data = json!({
+        "botId": bot_id,
+        "status": status,
+        "sizeBytes": size_bytes,
+        "durationMs": duration_ms,
+    });
+    enqueue(
+        db,
+        tenant_id,
+        Some(bot_id),
+        RECORDING_READY,
+        event_payload(RECORDING_READY, at, data),
+        at,
+    )
+    .await
+}
+
+/// A delivery due now, with where it goes.
+#[derive(Debug, Clone)]
+pub(crate) struct DueDelivery {
+    pub delivery: webhook_delivery::Model,
+    pub endpoint: webhook_endpoint::Model,
+}
+
+/// What a tenant registers.
+#[derive(Debug, Clone)]
+pub(crate) struct EndpointInput {
+    pub url: String,
+    pub event_types: Vec<String>,
+    pub secret_sealed: Vec<u8>,
+}
+
+impl Store {
+    /// Deliveries to attempt now: for each (endpoint, bot), only the oldest
+    /// pending one, so a bot's events arrive in order.
+    pub(crate) async fn due_deliveries(
+        &self,
+        at: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<DueDelivery>, DbErr> {
+        let pending = webhook_delivery::Entity::find()
+            .filter(webhook_delivery::Column::Status.eq("PENDING"))
+            .order_by_asc(webhook_delivery::Column::Id)
+            .limit(5_000)
+            .all(&self.db)
+            .await?;
+        let mut seen = std::collections::HashSet::new();
+        let mut endpoints = std::collections::HashMap::new();
+        let mut out = Vec::new();
+        for d in pending {
+            let queue = (
+                d.endpoint_id.clone(),
+                d.bot_id.clone().unwrap_or_else(|| d.webhook_id.clone()),
+            );
+            if !seen.insert(queue) || d.next_attempt_at > at {
+                continue;
+            }
+            if !endpoints.contains_key(&d.endpoint_id) {
+                let e = webhook_endpoint::Entity::find_by_id(d.endpoint_id.clone())
+                    .one(&self.db)
+                    .await?;
+                endpoints.insert(d.endpoint_id.clone(), e);
+            }
+            if let Some(Some(e)) = endpoints.get(&d.endpoint_id)
+                && e.enabled
+            {
+                out.push(DueDelivery {
+                    delivery: d,
+                    endpoint: e.clone(),
+                });
+                if out.len() >= limit {
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Records a successful attempt.
+    pub(crate) async fn delivered(
+        &self,
+        d: &webhook_delivery::Model,
+        status_code: i32,
+        duration_ms: i64,
+    ) -> Result<(), DbErr> {
+        let at = now();
+        let txn = self.db.begin().await?;
+        attempt(&txn, d, at, Some(status_code), None, duration_ms).await?;
+        webhook_delivery::Entity::update_many()
+            .filter(webhook_delivery::Column::Id.eq(d.id))
+            .col_expr(webhook_delivery::Column::Status, Expr::value("DELIVERED"))
+            .col_expr(
+                webhook_delivery::Column::Attempts,
+                Expr::value(d.attempts + 1),
+            )
+            .col_expr(webhook_delivery::Column::DeliveredAt, Expr::value(at))
+            .exec(&txn)
+            .await?;
+        webhook_endpoint::Entity::update_many()
+            .filter(webhook_endpoint::Column::Id.eq(d.endpoint_id.clone()))
+            .col_expr(
+                webhook_endpoint::Column::FailingSince,
+                Expr::value(Option::<DateTime<Utc>>::None),
+            )
+            .exec(&txn)
+            .await?;
+        txn.commit().await
+    }
+
+    /// Records a failed attempt: retried at `retry_at`, or given up on
+    /// (`None`). Disables the endpoint once it has failed since longer than
+    /// `disable_after`, tells the tenant, and says so (true).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn failed_attempt(
+        &self,
+        d: &webhook_delivery::Model,
+        status_code: Option<i32>,
+        error: &str,
+        duration_ms: i64,
+        retry_at: Option<DateTime<Utc>>,
+        disable_after: chrono::Duration,
+    ) -> Result<bool, DbErr> {
+        let at = now();
+        let txn = self.db.begin().await?;
+        attempt(&txn, d, at, status_code, Some(error), duration_ms).await?;
+        let mut q = webhook_delivery::Entity::update_many()
+            .filter(webhook_delivery::Column::Id.eq(d.id))
+            .col_expr(
+                webhook_delivery::Column::Attempts,
+                Expr::value(d.attempts + 1),
+            )
+            .col_expr(webhook_delivery::Column::LastError, Expr::value(error));
+        q = match retry_at {
+            Some(t) => q.col_expr(webhook_delivery::Column::NextAttemptAt, Expr::value(t)),
+            None => q.col_expr(webhook_delivery::Column::Status, Expr::value("FAILED")),
+        };
+        q.exec(&txn).await?;
+        let endpoint = webhook_endpoint::Entity::find_by_id(d.endpoint_id.clone())
+            .one(&txn)
+            .await?;
+        let mut disabled = false;
+        if let Some(e) = endpoint {
+            let since = e.failing_since.unwrap_or(at);
+            if e.failing_since.is_none() {
+                webhook_endpoint::Entity::update_many()
+                    .filter(webhook_endpoint::Column::Id.eq(e.id.clone()))
+                    .col_expr(webhook_endpoint::Column::FailingSince, Expr::value(at))
+                    .exec(&txn)
+                    .await?;
+            } else if e.enabled && at - since >= disable_after {
+                let reason = format!(
+                    "every delivery failed since {}; last error: {error}",
+                    since.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                );
+                webhook_endpoint::Entity::update_many()
+                    .filter(webhook_endpoint::Column::Id.eq(e.id.clone()))
+                    .col_expr(webhook_endpoint::Column::Enabled, Expr::value(false))
+                    .col_expr(
+                        webhook_endpoint::Column::DisabledReason,
+                        Expr::value(reason.clone()),
+                    )
+                    .exec(&txn)
+                    .await?;
+                tenant_notice::ActiveModel {
+                    tenant_id: Set(e.tenant_id.clone()),
+                    kind: Set(ENDPOINT_DISABLED.into()),
+                    message: Set(format!(
+                        "Webhook endpoint {} ({}) was disabled: {reason}",
+                        e.id, e.url
+                    )),
+                    at: Set(at),
+                    ..Default::default()
+                }
+                .insert(&txn)
+                .await?;
+                let data = json!({ "endpointId": e.id, "url": e.url, "reason": reason });
+                enqueue(
+                    &txn,
+                    &e.tenant_id,
+                    None,
+                    ENDPOINT_DISABLED,
+                    event_payload(ENDPOINT_DISABLED, at, data),
+                    at,
+                )
+                .await?;
+                disabled = true;
+            }
+        }
+        txn.commit().await?;
+        Ok(disabled)
+    }
+
+    pub(crate) async fn close_recording_event(
+        &self,
+        tenant_id: &str,
+        bot_id: &str,
+        status: &str,
+        size_bytes: i64,
+        duration_ms: Option<i64>,
+    ) -> Result<(), DbErr> {
+        on_recording(
+            &self.db,
+            tenant_id,
+            bot_id,
+            status,
+            size_bytes,
+            duration_ms,
+            now(),
+        )
+        .await
+    }
+}
+
+async fn attempt<C: ConnectionTrait>(
+    db: &C,
+    d: &webhook_delivery::Model,
+    at: DateTime<Utc>,
+    status_code: Option<i32>,
+    error: Option<&str>,
+    duration_ms: i64,
+) -> Result<(), DbErr> {
+    webhook_attempt::ActiveModel {
+        delivery_id: Set(d.id),
+        tenant_id: Set(d.tenant_id.clone()),
+        at: Set(at),
+        status_code: Set(status_code),
+        error: Set(error.map(|e| e.chars().take(500).collect())),
+        duration_ms: Set(duration_ms),
+        ..Default::default()
+    }
+    .insert(db)
+    .await?;
+    Ok(())
+}
+
+impl Scoped<'_> {
+    pub(crate) async fn webhook_endpoints(&self) -> Result<Vec<webhook_endpoint::Model>, DbErr> {
+        webhook_endpoint::Entity::find()
+            .filter(webhook_endpoint::Column::TenantId.eq(self.tenant_id.clone()))
+            .order_by_asc(webhook_endpoint::Column::CreatedAt)
+            .all(self.db)
+            .await
+    }
+
+    pub(crate) async fn webhook_endpoint(
+        &self,
+        id: &str,
+    ) -> Result<Option<webhook_endpoint::Model>, DbErr> {
+        webhook_endpoint::Entity::find_by_id(id.to_string())
+            .filter(webhook_endpoint::Column::TenantId.eq(self.tenant_id.clone()))
+            .one(self.db)
+            .await
+    }
+
+    pub(crate) async fn insert_webhook_endpoint(
+        &self,
+        id: String,
+        e: EndpointInput,
+    ) -> Result<webhook_endpoint::Model, DbErr> {
+        webhook_endpoint::ActiveModel {
+            id: Set(id),
+            tenant_id: Set(self.tenant_id.clone()),
+            url: Set(e.url),
+            event_types: Set(e.event_types.join(",")),
+            secret_sealed: Set(e.secret_sealed),
+            enabled: Set(true),
+            disabled_reason: Set(None),
+            failing_since: Set(None),
+            created_at: Set(now()),
+        }
+        .insert(self.db)
+        .await
+    }
+
+    /// Deletes an endpoint and its outbox. False if it is not this tenant's.
+    pub(crate) async fn delete_webhook_endpoint(&self, id: &str) -> Result<bool, DbErr> {
+        let Some(e) = self.webhook_endpoint(id).await? else {
+            return Ok(false);
+        };
+        let txn = self.db.begin().await?;
+        let ids: Vec<i64> = webhook_delivery::Entity::find()
+            .filter(webhook_delivery::Column::EndpointId.eq(e.id.clone()))
+            .all(&txn)
+            .await?
+            .into_iter()
+            .map(|d| d.id)
+            .collect();
+        webhook_attempt::Entity::delete_many()
+            .filter(webhook_attempt::Column::DeliveryId.is_in(ids))
+            .exec(&txn)
+            .await?;
+        webhook_delivery::Entity::delete_many()
+            .filter(webhook_delivery::Column::EndpointId.eq(e.id.clone()))
+            .exec(&txn)
+            .await?;
+        webhook_endpoint::Entity::delete_by_id(e.id)
+            .exec(&txn)
+            .await?;
+        txn.commit().await?;
+        Ok(true)
+    }
+
+    /// Turns a disabled endpoint back on; its pending events go again.
+    pub(crate) async fn enable_webhook_endpoint(&self, id: &str) -> Result<bool, DbErr> {
+        let r = webhook_endpoint::Entity::update_many()
+            .filter(webhook_endpoint::Column::Id.eq(id))
+            .filter(webhook_endpoint::Column::TenantId.eq(self.tenant_id.clone()))
+            .col_expr(webhook_endpoint::Column::Enabled, Expr::value(true))
+            .col_expr(
+                webhook_endpoint::Column::DisabledReason,
+                Expr::value(Option::<String>::None),
+            )
+            .col_expr(
+                webhook_endpoint::Column::FailingSince,
+                Expr::value(Option::<DateTime<Utc>>::None),
+            )
+            .exec(self.db)
+            .await?;
+        Ok(r.rows_affected == 1)
+    }
+
+    /// An endpoint's deliveries, newest first.
+    pub(crate) async fn webhook_deliveries(
+        &self,
+        endpoint_id: &str,
+        limit: u64,
+    ) -> Result<Vec<webhook_delivery::Model>, DbErr> {
+        webhook_delivery::Entity::find()
+            .filter(webhook_delivery::Column::TenantId.eq(self.tenant_id.clone()))
+            .filter(webhook_delivery::Column::EndpointId.eq(endpoint_id))
+            .order_by_desc(webhook_delivery::Column::Id)
+            .limit(limit)
+            .all(self.db)
+            .await
+    }
+
+    pub(crate) async fn webhook_attempts(
+        &self,
+        delivery_id: i64,
+    ) -> Result<Vec<webhook_attempt::Model>, DbErr> {
+        webhook_attempt::Entity::find()
+            .filter(webhook_attempt::Column::TenantId.eq(self.tenant_id.clone()))
+            .filter(webhook_attempt::Column::DeliveryId.eq(delivery_id))
+            .order_by_asc(webhook_attempt::Column::Id)
+            .all(self.db)
+            .await
+    }
+
+    pub(crate) async fn notices(&self) -> Result<Vec<tenant_notice::Model>, DbErr> {
+        tenant_notice::Entity::find()
+            .filter(tenant_notice::Column::TenantId.eq(self.tenant_id.clone()))
+            .order_by_desc(tenant_notice::Column::Id)
+            .limit(100)
+            .all(self.db)
+            .await
+    }
+}

@@ -1,0 +1,601 @@
+//! Results waiting for the control plane's acknowledgement, on disk.
+//!
+//! Every result a session emits is numbered, sealed with its lease's data
+//! key and appended to that lease's spool file before anything else happens
+//! to it; the link then writes it to the control plane, which acknowledges
+//! it once persisted. A result in the spool survives a lost link (it is
+//! written again on the next connection; the control plane drops
+//! duplicates) and a killed worker process (a restarted worker replays its
+//! spool, and reports each bot that was still running as FAILED
+//! WORKER_RESTARTED). Files are flushed to the page cache on every append
+//! and synced to disk on every heartbeat.
+//!
+//! A spool file is a header (the lease and its data key, wrapped by the
+//! worker's own spool key) followed by length-prefixed sealed frames; an
+//! `.acked` file beside it holds the highest acknowledged sequence number.
+//! A torn last record (the process died mid-write) is ignored.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use attache_protocol::{
+    BotReport, BotStatus, DataKey, FrameDecoder, ResultBody, ResultFrame, StatusReason,
+    WarningCode, encode_frame,
+};
+use serde::{Deserialize, Serialize};
+use tokio::sync::Notify;
+use uuid::Uuid;
+
+/// Most unacknowledged frames kept in memory per lease: a link down this
+/// long has lost the lease anyway, so the oldest go first (and are counted).
+const MAX_UNACKED: usize = 8192;
+
+#[derive(Serialize, Deserialize)]
+struct Header {
+    bot_id: Uuid,
+    generation: u64,
+    #[serde(with = "serde_bytes")]
+    wrapped_key: Vec<u8>,
+}
+
+struct Lease {
+    key: DataKey,
+    next_seq: u64,
+    acked: u64,
+    unacked: VecDeque<ResultFrame>,
+    /// Statuses of the unacknowledged frames, for hellos.
+    last_status: Option<BotStatus>,
+    finished: bool,
+    file: Option<std::fs::File>,
+    path: PathBuf,
+}
+
+/// What a restarted worker found in its spool.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub(crate) struct Recovered {
+    /// Leases with frames to replay.
+    pub leases: usize,
+    pub frames: usize,
+    /// Leases whose bot was still running when the worker stopped.
+    pub interrupted: usize,
+}
+
+#[derive(Default)]
+struct Inner {
+    leases: HashMap<(Uuid, u64), Lease>,
+    /// Leases with frames the link has not written yet.
+    dirty: HashSet<(Uuid, u64)>,
+    dropped: u64,
+}
+
+/// Shared by every session (which append) and the link (which delivers).
+#[derive(Clone)]
+pub(crate) struct Spool {
+    dir: PathBuf,
+    spool_key: Arc<DataKey>,
+    inner: Arc<Mutex<Inner>>,
+    pub(crate) wake: Arc<Notify>,
+}
+
+fn header_context(bot_id: Uuid, generation: u64) -> Vec<u8> {
+    format!("attache/spool/{bot_id}/{generation}").into_bytes()
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default()
+}
+
+impl Spool {
+    /// Opens the spool in `dir`, with the worker's spool key (made on first
+    /// start, readable by the worker only).
+    pub(crate) fn open(dir: &Path) -> std::io::Result<Spool> {
+        std::fs::create_dir_all(dir)?;
+        let key_path = dir.join("spool.key");
+        let key = match std::fs::read(&key_path) {
+            Ok(b) => DataKey::from_bytes(&b).ok_or_else(|| {
+                std::io::Error::new(std::io::ErrorKind::InvalidData, "spool.key is not a key")
+            })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let key = DataKey::generate();
+                let mut opts = std::fs::OpenOptions::new();
+                opts.write(true).create_new(true);
+                #[cfg(unix)]
+                std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+                let mut f = opts.open(&key_path)?;
+                f.write_all(key.as_bytes())?;
+                f.sync_all()?;
+                key
+            }
+            Err(e) => return Err(e),
+        };
+        Ok(Spool {
+            dir: dir.to_path_buf(),
+            spool_key: Arc::new(key),
+            inner: Arc::default(),
+            wake: Arc::new(Notify::new()),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().expect("spool lock")
+    }
+
+    fn path(&self, bot_id: Uuid, generation: u64) -> PathBuf {
+        self.dir.join(format!("{bot_id}-{generation}.spool"))
+    }
+
+    /// Starts a lease's spool (idempotent).
+    pub(crate) fn begin(&self, bot_id: Uuid, generation: u64, key: DataKey) -> std::io::Result<()> {
+        let mut inner = self.lock();
+        if inner.leases.contains_key(&(bot_id, generation)) {
+            return Ok(());
+        }
+        let path = self.path(bot_id, generation);
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)?;
+        let header = Header {
+            bot_id,
+            generation,
+            wrapped_key: self
+                .spool_key
+                .wrap(&header_context(bot_id, generation), &key),
+        };
+        file.write_all(&encode_frame(&header).expect("small header"))?;
+        inner.leases.insert(
+            (bot_id, generation),
+            Lease {
+                key,
+                next_seq: 0,
+                acked: 0,
+                unacked: VecDeque::new(),
+                last_status: None,
+                finished: false,
+                file: Some(file),
+                path,
+            },
+        );
+        Ok(())
+    }
+
+    /// Numbers, seals and appends one result. `last` marks a session's
+    /// final result. Returns false if the lease is unknown (revoked).
+    pub(crate) fn push(
+        &self,
+        bot_id: Uuid,
+        generation: u64,
+        at_ms: i64,
+        body: ResultBody,
+        last: bool,
+    ) -> bool {
+        let mut inner = self.lock();
+        let Inner {
+            leases,
+            dirty,
+            dropped,
+        } = &mut *inner;
+        let Some(lease) = leases.get_mut(&(bot_id, generation)) else {
+            return false;
+        };
+        lease.next_seq += 1;
+        if let ResultBody::Status { status, .. } = &body {
+            lease.last_status = Some(*status);
+        }
+        let frame = ResultFrame::seal(&lease.key, bot_id, generation, lease.next_seq, at_ms, &body);
+        if let Some(f) = lease.file.as_mut() {
+            let bytes = encode_frame(&frame).expect("result frames fit the frame limit");
+            if let Err(e) = f.write_all(&bytes) {
+                // Still delivered from memory while the process lives.
+                tracing::error!(%bot_id, error = %e, "cannot append to the spool");
+                lease.file = None;
+            }
+        }
+        lease.unacked.push_back(frame);
+        if lease.unacked.len() > MAX_UNACKED {
+            lease.unacked.pop_front();
+            *dropped += 1;
+        }
+        if last {
+            lease.finished = true;
+        }
+        dirty.insert((bot_id, generation));
+        drop(inner);
+        self.wake.notify_one();
+        true
+    }
+
+    /// Everything up to `seq` is persisted: forget it; a finished lease
+    /// with nothing left loses its files.
+    pub(crate) fn ack(&self, bot_id: Uuid, generation: u64, seq: u64) {
+        let mut inner = self.lock();
+        let key = (bot_id, generation);
+        let Some(lease) = inner.leases.get_mut(&key) else {
+            return;
+        };
+        if seq <= lease.acked {
+            return;
+        }
+        lease.acked = seq;
+        while lease.unacked.front().is_some_and(|f| f.seq <= seq) {
+            lease.unacked.pop_front();
+        }
+        if lease.finished && lease.unacked.is_empty() && lease.acked >= lease.next_seq {
+            let lease = inner.leases.remove(&key).expect("present");
+            inner.dirty.remove(&key);
+            drop(inner);
+            let _ = std::fs::remove_file(&lease.path);
+            let _ = std::fs::remove_file(lease.path.with_extension("acked"));
+            return;
+        }
+        let acked_path = lease.path.with_extension("acked");
+        drop(inner);
+        // Not synced: losing it only means replaying frames the control
+        // plane already has, which it drops.
+        let _ = std::fs::write(acked_path, seq.to_le_bytes());
+    }
+
+    /// Drops a lease that is no longer this worker's, with its files.
+    pub(crate) fn forget(&self, bot_id: Uuid, generation: u64) {
+        let mut inner = self.lock();
+        inner.dirty.remove(&(bot_id, generation));
+        if let Some(lease) = inner.leases.remove(&(bot_id, generation)) {
+            let _ = std::fs::remove_file(&lease.path);
+            let _ = std::fs::remove_file(lease.path.with_extension("acked"));
+        }
+    }
+
+    /// Unacknowledged frames after `written`, for the link to send.
+    pub(crate) fn after(&self, bot_id: Uuid, generation: u64, written: u64) -> Vec<ResultFrame> {
+        let inner = self.lock();
+        inner
+            .leases
+            .get(&(bot_id, generation))
+            .map(|l| {
+                l.unacked
+                    .iter()
+                    .filter(|f| f.seq > written)
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// The lowest unacknowledged sequence number of a lease, if any.
+    pub(crate) fn first_unacked(&self, bot_id: Uuid, generation: u64) -> Option<u64> {
+        let inner = self.lock();
+        inner
+            .leases
+            .get(&(bot_id, generation))
+            .and_then(|l| l.unacked.front().map(|f| f.seq))
+    }
+
+    /// Leases with new frames since the last call.
+    pub(crate) fn take_dirty(&self) -> Vec<(Uuid, u64)> {
+        self.lock().dirty.drain().collect()
+    }
+
+    pub(crate) fn keys(&self) -> Vec<(Uuid, u64)> {
+        self.lock().leases.keys().copied().collect()
+    }
+
+    pub(crate) fn pending(&self) -> usize {
+        self.lock().leases.values().map(|l| l.unacked.len()).sum()
+    }
+
+    /// Leases whose final result is not acknowledged yet, with the last
+    /// status they reported.
+    pub(crate) fn reports(&self) -> Vec<BotReport> {
+        self.lock()
+            .leases
+            .iter()
+            .filter(|(_, l)| !l.unacked.is_empty())
+            .filter_map(|(&(bot_id, generation), l)| {
+                Some(BotReport {
+                    bot_id,
+                    generation,
+                    status: l.last_status?,
+                })
+            })
+            .collect()
+    }
+
+    /// Syncs every spool file to disk.
+    pub(crate) fn sync(&self) {
+        let inner = self.lock();
+        for l in inner.leases.values() {
+            if let Some(f) = &l.file {
+                let _ = f.sync_data();
+            }
+        }
+    }
+
+    /// Reads what a previous run of this worker left. Every lease found is
+    /// replayed from its last acknowledgement; a bot that was still running
+    /// gets a RESULTS_LOST warning and a final FAILED WORKER_RESTARTED.
+    pub(crate) fn recover(&self) -> std::io::Result<Recovered> {
+        let mut out = Recovered::default();
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&self.dir)?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|e| e == "spool"))
+            .collect();
+        files.sort();
+        for path in files {
+            match self.recover_one(&path) {
+                Ok(Some((frames, interrupted))) => {
+                    out.leases += 1;
+                    out.frames += frames;
+                    out.interrupted += interrupted as usize;
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::error!(path = %path.display(), error = %e, "unreadable spool file; set aside");
+                    let _ = std::fs::rename(&path, path.with_extension("unreadable"));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn recover_one(&self, path: &Path) -> std::io::Result<Option<(usize, bool)>> {
+        let bad = |m: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, m.to_string());
+        let bytes = std::fs::read(path)?;
+        let mut dec = FrameDecoder::new();
+        dec.push(&bytes);
+        let header: Header = dec
+            .next_frame()
+            .map_err(|e| bad(&e.to_string()))?
+            .ok_or_else(|| bad("no header"))?;
+        let key = self
+            .spool_key
+            .unwrap_key(
+                &header_context(header.bot_id, header.generation),
+                &header.wrapped_key,
+            )
+            .map_err(|e| bad(&e.to_string()))?;
+        let acked = std::fs::read(path.with_extension("acked"))
+            .ok()
+            .and_then(|b| b.try_into().ok().map(u64::from_le_bytes))
+            .unwrap_or(0);
+        let mut frames = Vec::new();
+        // A torn last record ends the file; anything before it counts.
+        while let Ok(Some(f)) = dec.next_frame::<ResultFrame>() {
+            frames.push(f);
+        }
+        let next_seq = frames.last().map_or(0, |f| f.seq);
+        let last_body = frames.last().and_then(|f| f.open(&key).ok());
+        let finished = matches!(
+            last_body,
+            Some(ResultBody::Status { status, .. }) if status.is_final()
+        );
+        let mut last_status = None;
+        for f in frames.iter().rev() {
+            if let Ok(ResultBody::Status { status, .. }) = f.open(&key) {
+                last_status = Some(status);
+                break;
+            }
+        }
+        let unacked: VecDeque<ResultFrame> = frames.into_iter().filter(|f| f.seq > acked).collect();
+        if finished && unacked.is_empty() {
+            let _ = std::fs::remove_file(path);
+            let _ = std::fs::remove_file(path.with_extension("acked"));
+            return Ok(None);
+        }
+        let file = std::fs::OpenOptions::new().append(true).open(path)?;
+        let n = unacked.len();
+        let k = (header.bot_id, header.generation);
+        {
+            let mut inner = self.lock();
+            inner.leases.insert(
+                k,
+                Lease {
+                    key,
+                    next_seq,
+                    acked,
+                    unacked,
+                    last_status,
+                    finished,
+                    file: Some(file),
+                    path: path.to_path_buf(),
+                },
+            );
+            inner.dirty.insert(k);
+        }
+        if !finished {
+            let at = now_ms();
+            let since = std::fs::metadata(path)
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map(|d| d.as_millis() as i64);
+            let gap = since.map_or(String::new(), |s| {
+                format!(
+                    " {:.1} s after its last spooled result",
+                    (at - s).max(0) as f64 / 1000.0
+                )
+            });
+            let detail = format!(
+                "the worker process restarted{gap}; {next_seq} results were spooled and are delivered, \
+                 0 emitted results were lost; audio not yet encoded into the recording (at most its \
+                 last 2 s) and events not yet observed were not captured"
+            );
+            self.push(
+                k.0,
+                k.1,
+                at,
+                ResultBody::Warning {
+                    code: WarningCode::ResultsLost,
+                    detail: detail.clone(),
+                },
+                false,
+            );
+            self.push(
+                k.0,
+                k.1,
+                at,
+                ResultBody::Status {
+                    status: BotStatus::Failed,
+                    reason: Some(StatusReason::WorkerRestarted),
+                    detail: Some(
+                        "the worker process restarted while the bot was in its meeting".into(),
+                    ),
+                },
+                true,
+            );
+        }
+        Ok(Some((n, !finished)))
+    }
+
+    /// Frames dropped for want of room since the start.
+    pub(crate) fn dropped(&self) -> u64 {
+        self.lock().dropped
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(s: BotStatus) -> ResultBody {
+        ResultBody::Status {
+            status: s,
+            reason: None,
+            detail: None,
+        }
+    }
+
+    fn open_all(frames: &[ResultFrame], key: &DataKey) -> Vec<ResultBody> {
+        frames.iter().map(|f| f.open(key).unwrap()).collect()
+    }
+
+    #[test]
+    fn numbers_seals_and_forgets_what_is_acked() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Spool::open(dir.path()).unwrap();
+        let (bot, key) = (Uuid::from_u128(1), DataKey::generate());
+        s.begin(bot, 1, key.clone()).unwrap();
+        assert!(s.push(bot, 1, 10, status(BotStatus::Joining), false));
+        assert!(s.push(bot, 1, 11, status(BotStatus::InCall), false));
+        assert!(!s.push(Uuid::from_u128(9), 1, 0, status(BotStatus::Joining), false));
+        let frames = s.after(bot, 1, 0);
+        assert_eq!(frames.iter().map(|f| f.seq).collect::<Vec<_>>(), vec![1, 2]);
+        assert_eq!(open_all(&frames, &key)[1], status(BotStatus::InCall));
+        s.ack(bot, 1, 1);
+        assert_eq!(s.after(bot, 1, 0).len(), 1);
+        assert_eq!(s.reports()[0].status, BotStatus::InCall);
+        assert_eq!(s.take_dirty(), vec![(bot, 1)]);
+        assert!(s.take_dirty().is_empty());
+    }
+
+    #[test]
+    fn a_restarted_worker_replays_its_spool_and_fails_the_running_bot() {
+        let dir = tempfile::tempdir().unwrap();
+        let (bot, key) = (Uuid::from_u128(1), DataKey::generate());
+        {
+            let s = Spool::open(dir.path()).unwrap();
+            s.begin(bot, 3, key.clone()).unwrap();
+            for (i, st) in [BotStatus::Joining, BotStatus::InCall]
+                .into_iter()
+                .enumerate()
+            {
+                s.push(bot, 3, i as i64, status(st), false);
+            }
+            s.push(
+                bot,
+                3,
+                5,
+                ResultBody::Chat {
+                    message_id: "m".into(),
+                    sender: "Ann".into(),
+                    text: "secret plan".into(),
+                },
+                false,
+            );
+            s.ack(bot, 3, 1);
+            // The process dies here: nothing is closed.
+            std::mem::forget(s);
+        }
+        // The spool on disk holds no plaintext.
+        let raw = std::fs::read(dir.path().join(format!("{bot}-3.spool"))).unwrap();
+        assert!(!raw.windows(11).any(|w| w == b"secret plan"));
+        // A torn record at the end is ignored.
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(dir.path().join(format!("{bot}-3.spool")))
+            .unwrap();
+        f.write_all(&[200, 0, 0, 0, 1, 2]).unwrap();
+
+        let s = Spool::open(dir.path()).unwrap();
+        let r = s.recover().unwrap();
+        assert_eq!(
+            r,
+            Recovered {
+                leases: 1,
+                frames: 2,
+                interrupted: 1
+            }
+        );
+        let frames = s.after(bot, 3, 0);
+        assert_eq!(
+            frames.iter().map(|f| f.seq).collect::<Vec<_>>(),
+            vec![2, 3, 4, 5],
+            "replayed from the acknowledgement, then a warning and the final status"
+        );
+        let bodies = open_all(&frames, &key);
+        assert!(matches!(
+            &bodies[2],
+            ResultBody::Warning { code: WarningCode::ResultsLost, detail } if detail.contains("3 results were spooled")
+        ));
+        assert!(matches!(
+            bodies[3],
+            ResultBody::Status {
+                status: BotStatus::Failed,
+                reason: Some(StatusReason::WorkerRestarted),
+                ..
+            }
+        ));
+        assert_eq!(s.reports()[0].status, BotStatus::Failed);
+        // Once everything is acknowledged the files go.
+        s.ack(bot, 3, 5);
+        assert!(!dir.path().join(format!("{bot}-3.spool")).exists());
+        let again = Spool::open(dir.path()).unwrap();
+        assert_eq!(again.recover().unwrap(), Recovered::default());
+    }
+
+    #[test]
+    fn a_finished_and_acknowledged_lease_is_not_replayed() {
+        let dir = tempfile::tempdir().unwrap();
+        let (bot, key) = (Uuid::from_u128(2), DataKey::generate());
+        {
+            let s = Spool::open(dir.path()).unwrap();
+            s.begin(bot, 1, key).unwrap();
+            s.push(bot, 1, 0, status(BotStatus::Joining), false);
+            s.push(
+                bot,
+                1,
+                1,
+                ResultBody::Status {
+                    status: BotStatus::Ended,
+                    reason: Some(StatusReason::MeetingEnded),
+                    detail: None,
+                },
+                true,
+            );
+            // Acknowledged on disk, but the process died before deleting.
+            std::fs::write(
+                dir.path().join(format!("{bot}-1.acked")),
+                2u64.to_le_bytes(),
+            )
+            .unwrap();
+            std::mem::forget(s);
+        }
+        let s = Spool::open(dir.path()).unwrap();
+        assert_eq!(s.recover().unwrap(), Recovered::default());
+        assert!(!dir.path().join(format!("{bot}-1.spool")).exists());
+    }
+}
