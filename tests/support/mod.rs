@@ -184,8 +184,14 @@ impl Cluster {
     }
 
     pub async fn spawn_worker_process_with_capacity(&self, capacity: u32) -> WorkerProcess {
+        self.spawn_worker_process_in(temp_dir("worker-proc"), capacity)
+            .await
+    }
+
+    /// A worker process on `dir`: a new worker there, or the same worker
+    /// again (it has enrolled already) after it was killed.
+    pub async fn spawn_worker_process_in(&self, dir: PathBuf, capacity: u32) -> WorkerProcess {
         use std::os::unix::process::CommandExt;
-        let dir = temp_dir("worker-proc");
         let child = Command::new(env!("CARGO_BIN_EXE_attache"))
             .arg("edge-worker")
             .arg("--control-plane")
@@ -199,7 +205,13 @@ impl Cluster {
             .env("ATTACHE_JOIN_TOKEN", self.token().await)
             .env("RUST_LOG", "info,chromiumoxide=off,quinn=warn")
             .stdout(std::process::Stdio::null())
-            .stderr(std::fs::File::create(dir.join("worker.log")).unwrap())
+            .stderr(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(dir.join("worker.log"))
+                    .unwrap(),
+            )
             .process_group(0)
             .spawn()
             .expect("attache binary runs");

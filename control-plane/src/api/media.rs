@@ -223,7 +223,8 @@ impl Recording {
 #[derive(SimpleObject)]
 pub(crate) struct BotWarning {
     /// `NO_AUDIO` (someone is shown speaking but no audio reaches the bot),
-    /// `AUDIO_RESTORED`, `CAPTURE_FAILED`.
+    /// `AUDIO_RESTORED`, `CAPTURE_FAILED`, `TRANSCRIPTION_FAILED`,
+    /// `RESULTS_LOST` (a worker restarted; the message says what was lost).
     code: String,
     message: String,
     at: DateTime<Utc>,

@@ -47,8 +47,9 @@ pub(crate) fn router(state: AppState, shutdown: CancellationToken) -> Router {
         .with_state(api)
 }
 
-/// A recording download from the local object store, by a signed,
-/// short-lived token (what S3 presigning gives in production).
+/// A recording download by a signed, short-lived token. Stored objects are
+/// sealed with their bot's data key; they are opened here, for the holder
+/// of the link only.
 async fn download(
     State(api): State<Api>,
     axum::extract::Path(token): axum::extract::Path<String>,
@@ -60,7 +61,12 @@ async fn download(
         )
             .into_response();
     };
-    match api.state.objects.get(&key).await {
+    let opened = match api.state.objects.get(&key).await {
+        Ok(Some(sealed)) => open_object(&api.state, &key, &sealed).await.map(Some),
+        Ok(None) => Ok(None),
+        Err(e) => Err(e.to_string()),
+    };
+    match opened {
         Ok(Some(bytes)) => (
             [
                 (header::CONTENT_TYPE, content_type),
@@ -79,6 +85,25 @@ async fn download(
             StatusCode::INTERNAL_SERVER_ERROR.into_response()
         }
     }
+}
+
+/// Opens an object stored under `tenants/<tenant>/bots/<bot>/…`.
+async fn open_object(state: &AppState, key: &str, sealed: &[u8]) -> Result<Vec<u8>, String> {
+    let mut parts = key.split('/');
+    let bot_id = match (parts.next(), parts.next(), parts.next(), parts.next()) {
+        (Some("tenants"), Some(_), Some("bots"), Some(bot)) => bot,
+        _ => return Err(format!("{key} is not a bot's object")),
+    };
+    let bot = state
+        .store
+        .bot(bot_id)
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or("the bot is gone")?;
+    let data_key = state.keys.bot_key(&bot).await.map_err(|e| e.to_string())?;
+    data_key
+        .open(key.as_bytes(), sealed)
+        .map_err(|e| e.to_string())
 }
 
 fn auth_header(headers: &HeaderMap) -> Option<&str> {
