@@ -116,7 +116,9 @@ async fn dispatch_once(state: &AppState) -> Result<(), StoreError> {
                 if let Some(a) = crate::fleet::assignment(state, &leased).await {
                     // If the link dropped meanwhile, the worker's next hello
                     // (or the grace period) settles this lease.
-                    state.fleet.send(&worker.id, ControlMsg::Assign(a));
+                    state
+                        .fleet
+                        .send(&worker.id, ControlMsg::Assign(Box::new(a)));
                 }
             }
             Ok(_) | Err(StoreError::Conflict) | Err(StoreError::Stale { .. }) => {}

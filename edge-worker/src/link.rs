@@ -234,7 +234,7 @@ impl Worker {
                 }
                 match self
                     .sessions
-                    .start(a, self.browser.clone(), self.spool.clone())
+                    .start(*a, self.browser.clone(), self.spool.clone())
                 {
                     StartOutcome::Started => {
                         tracing::info!(%bot_id, generation, "bot assigned");

@@ -41,10 +41,11 @@ impl Outbox {
             s.progress = Some(Instant::now());
         }
         let done = !self.spool.keys().contains(&key);
-        if done && let Some(mut s) = self.streams.remove(&key) {
-            if let Some(stream) = s.stream.as_mut() {
-                let _ = stream.finish();
-            }
+        if done
+            && let Some(mut s) = self.streams.remove(&key)
+            && let Some(stream) = s.stream.as_mut()
+        {
+            let _ = stream.finish();
         }
     }
 

@@ -59,7 +59,7 @@ pub enum ControlMsg {
         region: String,
         heartbeat_interval_ms: u64,
     },
-    Assign(Assignment),
+    Assign(Box<Assignment>),
     /// Leave the meeting (the customer asked); the lease stays until the
     /// bot's final status is persisted.
     Cancel {
@@ -468,7 +468,7 @@ pub(crate) mod tests {
             )
                 .prop_map(
                     |(bot_id, generation, tenant_id, meeting_url, bot_name, (j, l, m, n))| {
-                        ControlMsg::Assign(Assignment {
+                        ControlMsg::Assign(Box::new(Assignment {
                             bot_id,
                             generation,
                             tenant_id,
@@ -493,7 +493,7 @@ pub(crate) mod tests {
                                 },
                                 language: Some("en".into()),
                             }),
-                        })
+                        }))
                     }
                 ),
             (arb_uuid(), any::<u64>())

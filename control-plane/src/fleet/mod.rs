@@ -176,7 +176,9 @@ async fn sweep_once(state: &AppState) -> Result<(), StoreError> {
         if let Some(w) = &b.worker_id
             && let Some(a) = assignment(state, b).await
         {
-            state.fleet.send(w, attache_protocol::ControlMsg::Assign(a));
+            state
+                .fleet
+                .send(w, attache_protocol::ControlMsg::Assign(Box::new(a)));
         }
     }
     for b in leased

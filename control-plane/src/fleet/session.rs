@@ -242,7 +242,7 @@ async fn repair(state: &AppState, worker_id: &str, reported: &[attache_protocol:
                 if let Ok(Some(b)) = state.store.bot(&bot_id.to_string()).await
                     && let Some(a) = assignment(state, &b).await
                 {
-                    state.fleet.send(worker_id, ControlMsg::Assign(a));
+                    state.fleet.send(worker_id, ControlMsg::Assign(Box::new(a)));
                 }
             }
             Repair::Expire { bot_id, generation } => {

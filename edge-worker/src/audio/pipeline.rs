@@ -34,6 +34,9 @@ impl PipelineStats {
     }
 }
 
+/// Receives each 20 ms frame of 16 kHz mono audio.
+pub type Tap = Box<dyn FnMut(&[f32])>;
+
 pub struct AudioPipeline<W: Write> {
     down: Downsampler,
     encoder: Encoder,
@@ -45,7 +48,7 @@ pub struct AudioPipeline<W: Write> {
     /// Samples (at 16 kHz) held back by the resampler and the encoder.
     delay_16k: usize,
     /// Sees every 20 ms frame of 16 kHz mono audio before it is encoded.
-    tap: Option<Box<dyn FnMut(&[f32])>>,
+    tap: Option<Tap>,
 }
 
 impl<W: Write> AudioPipeline<W> {
@@ -73,7 +76,7 @@ impl<W: Write> AudioPipeline<W> {
     }
 
     /// Hands every 16 kHz mono frame to `tap` too (the transcriber).
-    pub fn set_tap(&mut self, tap: Box<dyn FnMut(&[f32])>) {
+    pub fn set_tap(&mut self, tap: Tap) {
         self.tap = Some(tap);
     }
 

@@ -168,14 +168,12 @@ impl SpeechToText for Chunked {
                     Some(Cut::Final(u)) => {
                         send(&self.client, &mut out, &u, true, Some(Instant::now())).await
                     }
-                    Some(Cut::Partial(u)) => {
-                        // A partial is worth sending only if the engine is
-                        // keeping up: skip it when audio is waiting.
-                        if audio.len() < 25 {
-                            send(&self.client, &mut out, &u, false, None).await;
-                        }
+                    // A partial is worth sending only if the engine is
+                    // keeping up: skipped when audio is waiting.
+                    Some(Cut::Partial(u)) if audio.len() < 25 => {
+                        send(&self.client, &mut out, &u, false, None).await;
                     }
-                    None => {}
+                    Some(Cut::Partial(_)) | None => {}
                 }
             }
             if let Some(u) = vad.finish() {
