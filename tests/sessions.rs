@@ -618,7 +618,7 @@ async fn a_meeting_is_transcribed_and_nothing_is_lost_across_cuts() {
     );
     let hooks = api
         .gql(
-            "{ webhookEndpoints { id url enabled disabledReason deliveries(first: 100) { id status attempts attemptLog { statusCode error } } } notices { kind message } }",
+            "{ webhookEndpoints { id url enabled disabledReason deliveries(first: 100) { id status attempts createdAt deliveredAt attemptLog { statusCode error } } } notices { kind message } }",
             json!({}),
         )
         .await;
@@ -633,6 +633,26 @@ async fn a_meeting_is_transcribed_and_nothing_is_lost_across_cuts() {
         deliveries.iter().all(|d| d["status"] == "DELIVERED"),
         "{good:#}"
     );
+    let took = |d: &&Value| {
+        let at = |k: &str| d[k].as_str().unwrap().parse::<DateTime<Utc>>().unwrap();
+        (at("deliveredAt") - at("createdAt")).num_milliseconds() as f64
+    };
+    let first_try: Vec<f64> = deliveries
+        .iter()
+        .filter(|d| d["attempts"] == 1)
+        .map(|d| took(&d))
+        .collect();
+    let all: Vec<f64> = deliveries.iter().map(|d| took(&d)).collect();
+    if !first_try.is_empty() {
+        let (p50, p95) = median_p95(first_try.clone());
+        let (a50, a95) = median_p95(all);
+        println!(
+            "webhook delivery latency: median {p50:.0} ms, p95 {p95:.0} ms on the first attempt ({} events); \
+             median {a50:.0} ms, p95 {a95:.0} ms over all {} events, through the refusals and the outage",
+            first_try.len(),
+            deliveries.len()
+        );
+    }
     let retried: Vec<&Value> = deliveries
         .iter()
         .filter(|d| d["attempts"].as_i64().unwrap() > 1)
