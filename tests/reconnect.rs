@@ -6,21 +6,10 @@ mod support;
 
 use std::time::Duration;
 
-use attache_control_plane::{Config, ControlPlane};
+use attache_control_plane::ControlPlane;
 use attache_edge_worker::EdgeWorker;
 use support::*;
 use tokio_util::sync::CancellationToken;
-
-fn config(dir: &std::path::Path, sandbox: &str, quic: std::net::SocketAddr) -> Config {
-    let mut c = Config::local(dir);
-    c.http_addr = "127.0.0.1:0".parse().unwrap();
-    c.quic_addr = quic;
-    c.sandbox_origins = vec![sandbox.to_string()];
-    c.heartbeat_interval = HEARTBEAT;
-    c.worker_grace = GRACE;
-    c.dispatch_interval = Duration::from_millis(100);
-    c
-}
 
 /// An in-process worker enrolled with `admin`, dialling `quic`.
 async fn start_worker(
@@ -47,7 +36,7 @@ async fn a_running_bot_survives_a_control_plane_restart() {
     let sandbox = start_sandbox(stop_all.clone()).await;
 
     // First life of the control plane.
-    let cp = ControlPlane::build(config(&dir, &sandbox, "127.0.0.1:0".parse().unwrap()))
+    let cp = ControlPlane::build(cp_config(&dir, &sandbox, "127.0.0.1:0".parse().unwrap()))
         .await
         .unwrap();
     let quic = cp.quic_addr();
@@ -71,7 +60,7 @@ async fn a_running_bot_survives_a_control_plane_restart() {
     first_life.cancel();
     first.await.unwrap().unwrap();
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let cp = ControlPlane::build(config(&dir, &sandbox, quic))
+    let cp = ControlPlane::build(cp_config(&dir, &sandbox, quic))
         .await
         .unwrap();
     let api = Api::new(&format!("http://{}", cp.http_addr()), &api.key);
@@ -108,10 +97,10 @@ async fn a_replica_never_expires_a_worker_connected_to_another() {
     let sandbox = start_sandbox(stop.clone()).await;
     let any: std::net::SocketAddr = "127.0.0.1:0".parse().unwrap();
 
-    let a = ControlPlane::build(config(&dir, &sandbox, any))
+    let a = ControlPlane::build(cp_config(&dir, &sandbox, any))
         .await
         .unwrap();
-    let b = ControlPlane::build(config(&dir, &sandbox, any))
+    let b = ControlPlane::build(cp_config(&dir, &sandbox, any))
         .await
         .unwrap();
     let admin = a.admin();

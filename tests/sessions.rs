@@ -19,13 +19,12 @@ use attache_edge_worker::EdgeWorker;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use chrono::{DateTime, Utc};
-use futures::{SinkExt, StreamExt};
+use futures::StreamExt;
 use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
 use support::*;
 use tokio::net::UdpSocket;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_util::sync::CancellationToken;
 
 /// What the script's people say (`scripts/make-speech.sh`).
@@ -247,13 +246,7 @@ fn verify(secret: &str, d: &Delivery) -> bool {
 }
 
 fn config(dir: &std::path::Path, sandbox: &str, quic: SocketAddr) -> Config {
-    let mut c = Config::local(dir);
-    c.http_addr = "127.0.0.1:0".parse().unwrap();
-    c.quic_addr = quic;
-    c.sandbox_origins = vec![sandbox.to_string()];
-    c.heartbeat_interval = HEARTBEAT;
-    c.worker_grace = GRACE;
-    c.dispatch_interval = Duration::from_millis(100);
+    let mut c = cp_config(dir, sandbox, quic);
     c.default_transcription = DefaultTranscription::Local;
     c.webhook_retry_base = Duration::from_millis(200);
     c.webhook_retry_max = Duration::from_secs(1);
@@ -267,24 +260,12 @@ async fn subscribe_transcript(
     api: &Api,
     bot_id: &str,
 ) -> tokio::task::JoinHandle<Vec<(DateTime<Utc>, Value)>> {
-    let url = api.http.replace("http://", "ws://") + "/graphql/ws";
-    let mut req = url.into_client_request().unwrap();
-    req.headers_mut().insert(
-        "Sec-WebSocket-Protocol",
-        "graphql-transport-ws".parse().unwrap(),
-    );
-    let (mut ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
-    let init = json!({ "type": "connection_init", "payload": { "Authorization": format!("Bearer {}", api.key) } });
-    ws.send(Message::text(init.to_string())).await.unwrap();
-    let _ack = ws.next().await.unwrap().unwrap();
-    let sub = json!({
-        "id": "1", "type": "subscribe",
-        "payload": {
-            "query": "subscription($id: ID!) { transcript(botId: $id) { id startMs endMs speaker text isFinal confidence language } }",
-            "variables": { "id": bot_id }
-        }
-    });
-    ws.send(Message::text(sub.to_string())).await.unwrap();
+    let mut ws = subscription(
+        api,
+        "subscription($id: ID!) { transcript(botId: $id) { id startMs endMs speaker text isFinal confidence language } }",
+        json!({ "id": bot_id }),
+    )
+    .await;
     tokio::spawn(async move {
         let mut seen = Vec::new();
         while let Some(Ok(msg)) = ws.next().await {

@@ -40,7 +40,7 @@ impl Outbox {
         if let Some(s) = self.streams.get_mut(&key) {
             s.progress = Some(Instant::now());
         }
-        let done = !self.spool.keys().contains(&key);
+        let done = !self.spool.has(bot_id, generation);
         if done
             && let Some(mut s) = self.streams.remove(&key)
             && let Some(stream) = s.stream.as_mut()

@@ -280,6 +280,11 @@ impl Spool {
         self.lock().dirty.drain().collect()
     }
 
+    /// Whether the lease still has results in the spool.
+    pub(crate) fn has(&self, bot_id: Uuid, generation: u64) -> bool {
+        self.lock().leases.contains_key(&(bot_id, generation))
+    }
+
     pub(crate) fn keys(&self) -> Vec<(Uuid, u64)> {
         self.lock().leases.keys().copied().collect()
     }

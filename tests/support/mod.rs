@@ -45,6 +45,19 @@ fn uuid_like() -> String {
     )
 }
 
+/// A control plane of the tests' own on `dir` (to restart it on the same
+/// database and fleet port), with the harness's short intervals.
+pub fn cp_config(dir: &std::path::Path, sandbox: &str, quic: std::net::SocketAddr) -> CpConfig {
+    let mut c = CpConfig::local(dir);
+    c.http_addr = "127.0.0.1:0".parse().unwrap();
+    c.quic_addr = quic;
+    c.sandbox_origins = vec![sandbox.to_string()];
+    c.heartbeat_interval = HEARTBEAT;
+    c.worker_grace = GRACE;
+    c.dispatch_interval = Duration::from_millis(100);
+    c
+}
+
 pub struct Cluster {
     pub http: String,
     pub quic: std::net::SocketAddr,
@@ -506,12 +519,12 @@ pub fn statuses(bot: &Value) -> Vec<String> {
         .collect()
 }
 
-/// Subscribes to a bot's events over graphql-transport-ws and collects the
-/// statuses until the server completes the stream.
-pub async fn subscribe(
-    api: &Api,
-    bot_id: &str,
-) -> tokio::task::JoinHandle<Result<Vec<String>, Value>> {
+pub type GraphqlWs =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Opens a graphql-transport-ws connection as `api`'s key and starts one
+/// subscription (id "1") on it.
+pub async fn subscription(api: &Api, query: &str, variables: Value) -> GraphqlWs {
     let url = api.http.replace("http://", "ws://") + "/graphql/ws";
     let mut req = url.into_client_request().unwrap();
     req.headers_mut().insert(
@@ -530,9 +543,24 @@ pub async fn subscribe(
     assert_eq!(ack["type"], "connection_ack", "{ack}");
     let sub = json!({
         "id": "1", "type": "subscribe",
-        "payload": { "query": "subscription($id: ID!) { botEvents(botId: $id) { status reason } }", "variables": { "id": bot_id } }
+        "payload": { "query": query, "variables": variables }
     });
     ws.send(Message::text(sub.to_string())).await.unwrap();
+    ws
+}
+
+/// Subscribes to a bot's events over graphql-transport-ws and collects the
+/// statuses until the server completes the stream.
+pub async fn subscribe(
+    api: &Api,
+    bot_id: &str,
+) -> tokio::task::JoinHandle<Result<Vec<String>, Value>> {
+    let mut ws = subscription(
+        api,
+        "subscription($id: ID!) { botEvents(botId: $id) { status reason } }",
+        json!({ "id": bot_id }),
+    )
+    .await;
     tokio::spawn(async move {
         let mut seen = Vec::new();
         while let Some(Ok(msg)) = ws.next().await {
