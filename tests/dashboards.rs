@@ -34,7 +34,7 @@ async fn every_metric_a_dashboard_or_alert_uses_is_exported() {
     let mut cluster = Cluster::start().await;
     cluster.add_worker(1).await;
     let worker = cluster.worker_metrics_text(0).await;
-    let text = cluster.metrics().await + &worker;
+    let text = cluster.metrics().await + worker.as_str();
     assert!(
         text.contains("attache_edge_worker_audio_frames_total"),
         "{text}"

@@ -28,6 +28,7 @@ pub enum AdminError {
 pub struct Admin {
     store: Store,
     ca: Arc<FleetCa>,
+    keys: crate::keys::Keys,
 }
 
 #[derive(Debug, Clone)]
@@ -52,6 +53,7 @@ impl Admin {
         Admin {
             store: state.store,
             ca: state.ca,
+            keys: state.keys,
         }
     }
 
@@ -63,7 +65,137 @@ impl Admin {
         let store = Store::open(&config.database_url()).await?;
         store.migrate().await?;
         let ca = Arc::new(FleetCa::for_config(config)?);
-        Ok(Admin { store, ca })
+        let master_key_file = config
+            .master_key_file
+            .clone()
+            .unwrap_or_else(|| config.data_dir.join("master.key"));
+        let master = crate::keys::load_master_key(
+            &master_key_file,
+            !config.production || config.allow_dev_fallbacks,
+        )?;
+        let keys = crate::keys::Keys::new(master, store.clone());
+        Ok(Admin { store, ca, keys })
+    }
+
+    /// Invites `email` into a tenant with `role` (the first owner, say),
+    /// valid for a week. Recorded in the tenant's audit trail.
+    pub async fn invite(
+        &self,
+        tenant_id: &str,
+        email: &str,
+        role: Role,
+    ) -> Result<(), AdminError> {
+        let email = email.trim().to_lowercase();
+        if !email.contains('@') {
+            return Err(AdminError::Invalid(format!("{email:?} is not an email address")));
+        }
+        if self.store.tenant(tenant_id).await?.is_none() {
+            return Err(AdminError::Invalid(format!("no tenant {tenant_id}")));
+        }
+        let expires = now() + chrono::Duration::days(7);
+        self.store
+            .scoped(tenant_id)
+            .invite(&email, role, "operator:cli", expires)
+            .await?;
+        self.audit(Some(tenant_id), "inviteMember", Some(format!("invitation:{email}")))
+            .await
+    }
+
+    /// Lets `email` sign in to the console as the platform operator.
+    pub async fn add_operator(&self, email: &str) -> Result<(), AdminError> {
+        if !email.contains('@') {
+            return Err(AdminError::Invalid(format!("{email:?} is not an email address")));
+        }
+        self.store.add_operator(email).await?;
+        self.audit(None, "addOperator", Some(format!("operator:{}", email.to_lowercase())))
+            .await
+    }
+
+    pub async fn remove_operator(&self, email: &str) -> Result<bool, AdminError> {
+        let removed = self.store.remove_operator(email).await?;
+        self.audit(None, "removeOperator", Some(format!("operator:{}", email.to_lowercase())))
+            .await?;
+        Ok(removed)
+    }
+
+    /// The identity provider operators sign in with; its client secret is
+    /// sealed with a key derived from the master key.
+    pub async fn set_operator_sso(
+        &self,
+        issuer: &str,
+        client_id: &str,
+        client_secret: &str,
+    ) -> Result<(), AdminError> {
+        let issuer = url::Url::parse(issuer)
+            .map_err(|e| AdminError::Invalid(format!("issuer: {e}")))?;
+        if client_id.is_empty() || client_secret.is_empty() {
+            return Err(AdminError::Invalid("client id and secret are required".into()));
+        }
+        let domain = attache_tenant_policy::PLATFORM;
+        let sealed = self
+            .keys
+            .seal_idp_secret(domain, client_secret)
+            .await
+            .map_err(|e| AdminError::Invalid(e.to_string()))?;
+        self.store
+            .put_identity_provider(crate::entity::identity_provider::Model {
+                domain: domain.to_string(),
+                issuer: issuer.as_str().trim_end_matches('/').to_string(),
+                client_id: client_id.to_string(),
+                client_secret_sealed: sealed,
+                allowed_domains: String::new(),
+                updated_at: now(),
+            })
+            .await?;
+        self.audit(None, "setOperatorSso", Some("identity_provider".into()))
+            .await
+    }
+
+    /// Walks the whole audit chain.
+    pub async fn verify_audit(&self) -> Result<crate::audit::Verdict, AdminError> {
+        Ok(crate::audit::verify(self.store.db()).await?)
+    }
+
+    /// Writes audit entries as JSON lines, oldest first: one tenant's, or
+    /// every entry when `tenant_id` is None.
+    pub async fn export_audit(
+        &self,
+        tenant_id: Option<&str>,
+        out: &mut dyn std::io::Write,
+    ) -> Result<u64, AdminError> {
+        let mut last = 0;
+        let mut n = 0;
+        loop {
+            let filter = tenant_id.map(Some);
+            let batch = crate::audit::after(self.store.db(), filter, last, 1000).await?;
+            if batch.is_empty() {
+                return Ok(n);
+            }
+            for e in batch {
+                last = e.seq;
+                n += 1;
+                let line = serde_json::to_string(&e).map_err(|e| AdminError::Invalid(e.to_string()))?;
+                writeln!(out, "{line}").map_err(|e| AdminError::Invalid(e.to_string()))?;
+            }
+        }
+    }
+
+    async fn audit(
+        &self,
+        tenant_id: Option<&str>,
+        action: &str,
+        target: Option<String>,
+    ) -> Result<(), AdminError> {
+        crate::audit::AuditLog::new(self.store.clone())
+            .append(crate::audit::Record {
+                tenant_id: tenant_id.map(str::to_string),
+                actor: "operator:cli".into(),
+                action: action.to_string(),
+                target,
+                outcome: "ok".into(),
+            })
+            .await?;
+        Ok(())
     }
 
     pub async fn create_tenant(
@@ -83,10 +215,13 @@ impl Admin {
                 name: name.to_string(),
                 region: region.to_string(),
                 created_at: now(),
+                retention_days: None,
             })
             .await?;
-        let (row, api_key) = mint_api_key(&t.id, "initial owner key", Role::Owner, None);
+        let (row, api_key) = mint_api_key(&t.id, "initial owner key", Role::Owner, None, None);
         self.store.insert_api_key(row).await?;
+        self.audit(None, "createTenant", Some(format!("tenant:{}", t.id)))
+            .await?;
         Ok(CreatedTenant {
             tenant_id: t.id,
             name: t.name,
@@ -107,8 +242,10 @@ impl Admin {
             return Err(AdminError::Invalid(format!("no tenant {tenant_id}")));
         }
         let expires = ttl.map(|d| now() + chrono::Duration::from_std(d).unwrap_or_default());
-        let (row, key) = mint_api_key(tenant_id, name, role, expires);
+        let (row, key) = mint_api_key(tenant_id, name, role, expires, None);
+        let target = format!("api_key:{}", row.id);
         self.store.insert_api_key(row).await?;
+        self.audit(Some(tenant_id), "createApiKey", Some(target)).await?;
         Ok(key)
     }
 

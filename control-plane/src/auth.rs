@@ -1,4 +1,5 @@
-//! API keys and join tokens: random secrets shown once, stored as SHA-256.
+//! API keys, console session tokens and join tokens: random secrets shown
+//! once, stored as SHA-256.
 //!
 //! Keys look like `atk_<id>_<secret>`. The id finds the row; the secret's
 //! hash is compared in constant time. A key that does not exist costs the
@@ -18,18 +19,23 @@ const KEY_PREFIX: &str = "atk";
 const ID_BYTES: usize = 8;
 const SECRET_BYTES: usize = 32;
 
-/// Who is asking: resolved once per request, then passed to every resolver.
+/// A valid API key: the tenant, role and membership it speaks for.
 #[derive(Debug, Clone)]
-pub struct Principal {
+pub(crate) struct KeyHolder {
     pub tenant_id: String,
     pub role: Role,
     pub key_id: String,
+    pub member_id: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
     #[error("missing or invalid API key")]
     Invalid,
+    #[error("the console session is missing, expired or signed out")]
+    Session,
+    #[error("policy: {0}")]
+    Policy(String),
     #[error("database: {0}")]
     Db(#[from] sea_orm::DbErr),
 }
@@ -50,6 +56,7 @@ pub(crate) fn mint_api_key(
     name: &str,
     role: Role,
     expires_at: Option<DateTime<Utc>>,
+    issued_by: Option<(&str, Option<&str>)>,
 ) -> (api_key::Model, String) {
     let id = random_hex(ID_BYTES);
     let secret = random_hex(SECRET_BYTES);
@@ -63,6 +70,8 @@ pub(crate) fn mint_api_key(
         expires_at,
         last_used_at: None,
         revoked_at: None,
+        created_by: issued_by.map(|(actor, _)| actor.to_string()),
+        member_id: issued_by.and_then(|(_, m)| m.map(str::to_string)),
     };
     (model, format!("{KEY_PREFIX}_{id}_{secret}"))
 }
@@ -79,8 +88,13 @@ fn split_key(key: &str) -> Option<(&str, &str)> {
     ok.then_some((id, secret))
 }
 
-/// Resolves an `Authorization` header value to a principal.
-pub async fn authenticate(store: &Store, header: Option<&str>) -> Result<Principal, AuthError> {
+/// Resolves an `Authorization` header value to the key's holder. A key
+/// issued by a member works only while the membership lasts, and only while
+/// the member could still issue a key of that role.
+pub(crate) async fn authenticate_key(
+    store: &Store,
+    header: Option<&str>,
+) -> Result<KeyHolder, AuthError> {
     let key = header
         .and_then(|h| h.strip_prefix("Bearer "))
         .map(str::trim)
@@ -108,12 +122,37 @@ pub async fn authenticate(store: &Store, header: Option<&str>) -> Result<Princip
         return Err(AuthError::Invalid);
     }
     let role = Role::parse(&row.role).ok_or(AuthError::Invalid)?;
+    if let Some(member_id) = &row.member_id {
+        let member = store.member(member_id).await?.ok_or(AuthError::Invalid)?;
+        let held = Role::parse(&member.role).ok_or(AuthError::Invalid)?;
+        if member.tenant_id != row.tenant_id || !(held == role || held.may_assign(role)) {
+            return Err(AuthError::Invalid);
+        }
+    }
     store.touch_api_key(&row.id, at).await?;
-    Ok(Principal {
+    Ok(KeyHolder {
         tenant_id: row.tenant_id,
         role,
         key_id: row.id,
+        member_id: row.member_id,
     })
+}
+
+const SESSION_PREFIX: &str = "acs";
+
+/// A new console session token: the cookie value, and the id to store (its
+/// hash).
+pub(crate) fn mint_session_token() -> (String, String) {
+    let secret = random_hex(SECRET_BYTES);
+    let id = hash_secret(&secret);
+    (format!("{SESSION_PREFIX}_{secret}"), id)
+}
+
+/// The stored id of a presented session token, if it is well formed.
+pub(crate) fn session_id(token: &str) -> Option<String> {
+    let secret = token.strip_prefix(SESSION_PREFIX)?.strip_prefix('_')?;
+    let ok = secret.len() == 2 * SECRET_BYTES && secret.bytes().all(|b| b.is_ascii_hexdigit());
+    ok.then(|| hash_secret(secret))
 }
 
 #[cfg(test)]
@@ -122,7 +161,7 @@ mod tests {
 
     #[test]
     fn minted_keys_parse_and_hash_to_the_stored_value() {
-        let (row, key) = mint_api_key("t", "ci", Role::Developer, None);
+        let (row, key) = mint_api_key("t", "ci", Role::Developer, None, None);
         let (id, secret) = split_key(&key).unwrap();
         assert_eq!(id, row.id);
         assert_eq!(hash_secret(secret), row.secret_hash);
@@ -130,8 +169,24 @@ mod tests {
     }
 
     #[test]
+    fn session_tokens_hash_to_their_id_and_nothing_else_parses() {
+        let (token, id) = mint_session_token();
+        assert_eq!(session_id(&token), Some(id.clone()));
+        assert!(!token.contains(&id));
+        for bad in [
+            "",
+            "acs_",
+            &token[..token.len() - 1],
+            &token.replace("acs_", "atk_"),
+            &format!("{token}0"),
+        ] {
+            assert_eq!(session_id(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
     fn malformed_keys_do_not_parse() {
-        let (_, key) = mint_api_key("t", "ci", Role::Developer, None);
+        let (_, key) = mint_api_key("t", "ci", Role::Developer, None, None);
         for bad in [
             "",
             "atk_",

@@ -63,6 +63,18 @@ pub struct Config {
     /// Allow webhook URLs on loopback and private networks, and plain
     /// http (development and tests); production sends only to public https.
     pub webhook_allow_private: bool,
+    /// How long a console sign-in lasts.
+    pub session_ttl: Duration,
+    /// How long an invitation can be accepted.
+    pub invitation_ttl: Duration,
+    /// Allow identity providers on loopback and private networks, and plain
+    /// http (development and tests); production signs in over public https.
+    pub sso_allow_private: bool,
+    /// Answer GraphQL introspection (`__schema`, `__type`).
+    pub introspection: bool,
+    /// GraphQL requests per minute for each tenant, and the burst above it.
+    pub api_per_minute: u32,
+    pub api_burst: u32,
 }
 
 impl Config {
@@ -99,6 +111,12 @@ impl Config {
             webhook_disable_after: Duration::from_secs(5 * 86_400),
             webhook_timeout: Duration::from_secs(10),
             webhook_allow_private: true,
+            session_ttl: Duration::from_secs(12 * 3600),
+            invitation_ttl: Duration::from_secs(7 * 86_400),
+            sso_allow_private: true,
+            introspection: true,
+            api_per_minute: 1200,
+            api_burst: 300,
         }
     }
 
@@ -152,6 +170,19 @@ impl Config {
             return Err(ConfigError::Invalid(
                 "webhooks to private networks are for development only".into(),
             ));
+        }
+        if self.production && self.sso_allow_private {
+            return Err(ConfigError::Invalid(
+                "identity providers on private networks are for development only".into(),
+            ));
+        }
+        if self.session_ttl.is_zero() || self.invitation_ttl.is_zero() {
+            return Err(ConfigError::Invalid(
+                "session and invitation lifetimes must be positive".into(),
+            ));
+        }
+        if self.api_per_minute == 0 || self.create_bot_per_minute == 0 {
+            return Err(ConfigError::Invalid("rate limits must be positive".into()));
         }
         if self.webhook_retry_base.is_zero() || self.webhook_retry_max < self.webhook_retry_base {
             return Err(ConfigError::Invalid(
@@ -212,6 +243,8 @@ mod tests {
         c.master_key_file = Some("/run/secrets/master.key".into());
         assert!(c.validate().is_err(), "webhooks to private networks");
         c.webhook_allow_private = false;
+        assert!(c.validate().is_err(), "identity providers on private networks");
+        c.sso_allow_private = false;
         c.validate().unwrap();
     }
 

@@ -151,6 +151,42 @@ impl Keys {
         Ok(key)
     }
 
+    /// The key that seals a domain's identity-provider client secret: the
+    /// tenant's key, or for the operators' provider one derived from the
+    /// master key.
+    async fn idp_key(&self, domain: &str) -> Result<DataKey, StoreError> {
+        if domain == attache_tenant_policy::PLATFORM {
+            let bytes = derive(&self.master, "attache/platform-idp");
+            return DataKey::from_bytes(&bytes)
+                .ok_or_else(|| StoreError::Corrupt("derived key length".into()));
+        }
+        self.tenant_key(domain).await
+    }
+
+    pub(crate) async fn seal_idp_secret(
+        &self,
+        domain: &str,
+        secret: &str,
+    ) -> Result<Vec<u8>, StoreError> {
+        let ctx = format!("attache/idp-secret/{domain}").into_bytes();
+        Ok(self.idp_key(domain).await?.seal(&ctx, secret.as_bytes()))
+    }
+
+    pub(crate) async fn open_idp_secret(
+        &self,
+        domain: &str,
+        sealed: &[u8],
+    ) -> Result<String, StoreError> {
+        let ctx = format!("attache/idp-secret/{domain}").into_bytes();
+        let plain = self
+            .idp_key(domain)
+            .await?
+            .open(&ctx, sealed)
+            .map_err(|e| unwrap_failed("an identity provider's secret", e))?;
+        String::from_utf8(plain)
+            .map_err(|_| StoreError::Corrupt("an identity provider's secret is not text".into()))
+    }
+
     /// The bot's data key if it has one; `None` before its first dispatch.
     pub(crate) async fn existing_bot_key(
         &self,

@@ -5,10 +5,13 @@
 //! the database, loads or creates the fleet CA), then [`ControlPlane::run`]
 //! until the shutdown token fires.
 
+mod access;
 mod admin;
 mod api;
+mod audit;
 mod auth;
 mod config;
+mod console;
 mod dispatch;
 mod entity;
 mod events;
@@ -29,6 +32,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use admin::{Admin, AdminError, CreatedTenant, WorkerToken};
+pub use api::sdl;
+pub use audit::{Entry as AuditEntry, Verdict as AuditVerdict};
 pub use config::{Config, ConfigError};
 pub use keys::KeyError;
 pub use objects::{ObjectError, ObjectStoreConfig, Objects, S3Config};
@@ -53,6 +58,10 @@ pub(crate) struct AppState {
     pub ca: Arc<fleet::FleetCa>,
     pub objects: objects::Objects,
     pub keys: keys::Keys,
+    pub policies: access::Policies,
+    pub audit: audit::AuditLog,
+    /// For calls to identity providers.
+    pub oidc_http: reqwest::Client,
     /// Base of URLs handed to clients (download links).
     pub public_url: String,
 }
@@ -75,6 +84,8 @@ pub enum BuildError {
     Objects(#[from] objects::ObjectError),
     #[error(transparent)]
     Keys(#[from] keys::KeyError),
+    #[error(transparent)]
+    Policy(#[from] attache_tenant_policy::PolicyError),
 }
 
 pub struct ControlPlane {
@@ -114,6 +125,9 @@ impl ControlPlane {
             .clone()
             .unwrap_or_else(|| format!("http://{}", http.local_addr().expect("bound listener")));
         let state = AppState {
+            policies: access::Policies::new(store.clone()).await?,
+            audit: audit::AuditLog::new(store.clone()),
+            oidc_http: console::oidc::http_client(),
             objects,
             keys,
             public_url,

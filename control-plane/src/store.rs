@@ -19,6 +19,8 @@ use sea_orm::{
 
 mod keys;
 mod media;
+mod people;
+pub(crate) use people::MemberRow;
 mod webhooks;
 
 pub(crate) use media::{MediaWrite, Stored};
@@ -124,6 +126,10 @@ impl Store {
         Migrator::up(&self.db, None).await
     }
 
+    pub(crate) fn db(&self) -> &DatabaseConnection {
+        &self.db
+    }
+
     pub async fn ping(&self) -> Result<(), DbErr> {
         self.db.ping().await
     }
@@ -143,6 +149,7 @@ impl Store {
             name: Set(t.name),
             region: Set(t.region),
             created_at: Set(t.created_at),
+            retention_days: Set(t.retention_days),
         }
         .insert(&self.db)
         .await
@@ -172,6 +179,8 @@ impl Store {
             expires_at: Set(k.expires_at),
             last_used_at: Set(None),
             revoked_at: Set(None),
+            member_id: Set(k.member_id),
+            created_by: Set(k.created_by),
         }
         .insert(&self.db)
         .await
@@ -661,6 +670,7 @@ mod tests {
                 name: "acme".into(),
                 region: "local".into(),
                 created_at: now(),
+                retention_days: None,
             })
             .await
             .unwrap();

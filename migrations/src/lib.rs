@@ -7,6 +7,7 @@ pub use sea_orm_migration::prelude::*;
 mod m0001_foundation;
 mod m0002_media;
 mod m0003_sessions;
+mod m0004_console;
 
 pub struct Migrator;
 
@@ -17,6 +18,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0001_foundation::Migration),
             Box::new(m0002_media::Migration),
             Box::new(m0003_sessions::Migration),
+            Box::new(m0004_console::Migration),
         ]
     }
 }

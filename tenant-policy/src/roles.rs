@@ -11,7 +11,8 @@ pub enum Role {
     Auditor,
 }
 
-/// Everything a principal can ask to do inside its tenant.
+/// Everything a principal can ask to do. Tenant actions are taken in the
+/// principal's own tenant; platform actions only by the operator.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Action {
     ReadTenant,
@@ -23,11 +24,27 @@ pub enum Action {
     /// Register, delete and re-enable webhook endpoints.
     ManageWebhooks,
     /// Read and change the tenant's settings (transcription provider and
-    /// its credentials).
+    /// its credentials, retention).
     ManageSettings,
+    /// See the members, their roles and open invitations.
+    ReadMembers,
+    /// Invite, change roles, remove.
+    ManageMembers,
+    ReadApiKeys,
+    /// Issue and revoke API keys.
+    ManageApiKeys,
+    ReadAudit,
+    /// The tenant's identity provider for console sign-in.
+    ManageSso,
+    /// The tenant's policy overrides.
+    ManagePolicy,
+    /// Platform: create tenants, list them.
+    ManageTenants,
+    /// Platform: regions, workers and their load.
+    ReadFleet,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Decision {
     Allow,
     Deny,
@@ -56,61 +73,73 @@ impl Role {
         Role::ALL.into_iter().find(|r| r.as_str() == s)
     }
 
-    pub fn decide(self, action: Action) -> Decision {
-        use Action::*;
-        let allowed = match self {
-            Role::Owner | Role::Admin => true,
-            Role::Developer => !matches!(action, ManageSettings),
-            Role::Viewer => matches!(action, ReadTenant | ReadBots | ReadWebhooks),
-            Role::Auditor => matches!(action, ReadTenant),
-        };
-        if allowed {
-            Decision::Allow
-        } else {
-            Decision::Deny
+    /// Whether a member with this role may give `target` to someone (an
+    /// invitation, a role change, an API key). Owners give any role; admins
+    /// any but owner; nobody else gives roles.
+    pub fn may_assign(self, target: Role) -> bool {
+        match self {
+            Role::Owner => true,
+            Role::Admin => target != Role::Owner,
+            Role::Developer | Role::Viewer | Role::Auditor => false,
         }
+    }
+}
+
+impl Action {
+    pub const ALL: [Action; 16] = [
+        Action::ReadTenant,
+        Action::ReadBots,
+        Action::CreateBot,
+        Action::LeaveBot,
+        Action::ReadWebhooks,
+        Action::ManageWebhooks,
+        Action::ManageSettings,
+        Action::ReadMembers,
+        Action::ManageMembers,
+        Action::ReadApiKeys,
+        Action::ManageApiKeys,
+        Action::ReadAudit,
+        Action::ManageSso,
+        Action::ManagePolicy,
+        Action::ManageTenants,
+        Action::ReadFleet,
+    ];
+
+    /// The name the policy data uses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::ReadTenant => "read_tenant",
+            Action::ReadBots => "read_bots",
+            Action::CreateBot => "create_bot",
+            Action::LeaveBot => "leave_bot",
+            Action::ReadWebhooks => "read_webhooks",
+            Action::ManageWebhooks => "manage_webhooks",
+            Action::ManageSettings => "manage_settings",
+            Action::ReadMembers => "read_members",
+            Action::ManageMembers => "manage_members",
+            Action::ReadApiKeys => "read_api_keys",
+            Action::ManageApiKeys => "manage_api_keys",
+            Action::ReadAudit => "read_audit",
+            Action::ManageSso => "manage_sso",
+            Action::ManagePolicy => "manage_policy",
+            Action::ManageTenants => "manage_tenants",
+            Action::ReadFleet => "read_fleet",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Action> {
+        Action::ALL.into_iter().find(|a| a.as_str() == s)
+    }
+
+    /// Taken in the platform domain, by the operator, never in a tenant.
+    pub fn is_platform(self) -> bool {
+        matches!(self, Action::ManageTenants | Action::ReadFleet)
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::Action::*;
-    use super::Decision::*;
     use super::*;
-
-    #[test]
-    fn decision_table() {
-        let table = [
-            (
-                Role::Owner,
-                [Allow, Allow, Allow, Allow, Allow, Allow, Allow],
-            ),
-            (
-                Role::Admin,
-                [Allow, Allow, Allow, Allow, Allow, Allow, Allow],
-            ),
-            (
-                Role::Developer,
-                [Allow, Allow, Allow, Allow, Allow, Allow, Deny],
-            ),
-            (Role::Viewer, [Allow, Allow, Deny, Deny, Allow, Deny, Deny]),
-            (Role::Auditor, [Allow, Deny, Deny, Deny, Deny, Deny, Deny]),
-        ];
-        let actions = [
-            ReadTenant,
-            ReadBots,
-            CreateBot,
-            LeaveBot,
-            ReadWebhooks,
-            ManageWebhooks,
-            ManageSettings,
-        ];
-        for (role, row) in table {
-            for (action, want) in actions.iter().zip(row) {
-                assert_eq!(role.decide(*action), want, "{role:?} {action:?}");
-            }
-        }
-    }
 
     #[test]
     fn role_names_round_trip() {
@@ -118,5 +147,32 @@ mod tests {
             assert_eq!(Role::parse(r.as_str()), Some(r));
         }
         assert_eq!(Role::parse("Owner"), None);
+        assert_eq!(Role::parse("operator"), None);
+    }
+
+    #[test]
+    fn action_names_round_trip() {
+        for a in Action::ALL {
+            assert_eq!(Action::parse(a.as_str()), Some(a));
+        }
+        assert_eq!(Action::parse("*"), None);
+    }
+
+    #[test]
+    fn who_may_assign_which_role() {
+        use Role::*;
+        // Rows: the assigner; columns: owner, admin, developer, viewer, auditor.
+        let table = [
+            (Owner, [true, true, true, true, true]),
+            (Admin, [false, true, true, true, true]),
+            (Developer, [false; 5]),
+            (Viewer, [false; 5]),
+            (Auditor, [false; 5]),
+        ];
+        for (assigner, row) in table {
+            for (target, want) in Role::ALL.into_iter().zip(row) {
+                assert_eq!(assigner.may_assign(target), want, "{assigner:?} → {target:?}");
+            }
+        }
     }
 }

@@ -4,6 +4,7 @@
 mod error;
 mod limits;
 mod media;
+mod people;
 mod schema;
 mod sessions;
 
@@ -17,23 +18,32 @@ use axum::routing::get;
 use tokio_util::sync::CancellationToken;
 
 use crate::AppState;
-use crate::auth::{AuthError, authenticate};
+use crate::access::{Principal, by_api_key, by_session};
+use crate::audit::TargetNote;
+use crate::auth::AuthError;
+use crate::console;
 pub(crate) use error::ApiError;
 use error::error_body;
 pub(crate) use schema::{AppSchema, build_schema};
+pub use schema::sdl;
 
 #[derive(Clone)]
 struct Api {
     state: AppState,
     schema: AppSchema,
     shutdown: CancellationToken,
+    limiter: std::sync::Arc<limits::RateLimiter>,
 }
 
 pub(crate) fn router(state: AppState, shutdown: CancellationToken) -> Router {
     let limit = state.config.max_body_bytes;
     let api = Api {
         schema: build_schema(state.clone()),
-        state,
+        limiter: std::sync::Arc::new(limits::RateLimiter::new(
+            state.config.api_per_minute,
+            state.config.api_burst,
+        )),
+        state: state.clone(),
         shutdown,
     };
     Router::new()
@@ -43,8 +53,9 @@ pub(crate) fn router(state: AppState, shutdown: CancellationToken) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/downloads/{token}", get(download))
-        .layer(tower_http::limit::RequestBodyLimitLayer::new(limit))
         .with_state(api)
+        .merge(console::router(state))
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(limit))
 }
 
 /// A recording download by a signed, short-lived token. Stored objects are
@@ -112,12 +123,48 @@ fn auth_header(headers: &HeaderMap) -> Option<&str> {
         .and_then(|v| v.to_str().ok())
 }
 
+/// Who a GraphQL request speaks for: the API key in `Authorization`, or
+/// else the console session cookie (with the console's CSRF header).
+async fn principal(api: &Api, headers: &HeaderMap) -> Result<Principal, AuthError> {
+    if let Some(h) = auth_header(headers) {
+        return by_api_key(&api.state.store, &api.state.policies, Some(h)).await;
+    }
+    match console::session_cookie(headers) {
+        Some(token) if console::same_origin_request(&api.state, headers) => {
+            by_session(&api.state.store, &api.state.policies, &token).await
+        }
+        Some(_) => Err(AuthError::Session),
+        None => Err(AuthError::Invalid),
+    }
+}
+
 async fn graphql(State(api): State<Api>, headers: HeaderMap, req: GraphQLRequest) -> Response {
-    let principal = match authenticate(&api.state.store, auth_header(&headers)).await {
+    let principal = match principal(&api, &headers).await {
         Ok(p) => p,
         Err(e) => return auth_failure(&api, e),
     };
-    let resp = api.schema.execute(req.into_inner().data(principal)).await;
+    if let Err(wait) = api
+        .limiter
+        .take(&principal.tenant_id, std::time::Instant::now())
+    {
+        let code = attache_protocol::ErrorCode::RateLimited;
+        api.state
+            .metrics
+            .api_errors
+            .with_label_values(&[code.as_str()])
+            .inc();
+        let mut body = error_body(code, "too many requests for this tenant; retry later");
+        body["errors"][0]["extensions"]["retryAfterSeconds"] =
+            serde_json::json!(wait.as_secs_f64().ceil() as u64);
+        return (
+            StatusCode::TOO_MANY_REQUESTS,
+            [(header::RETRY_AFTER, wait.as_secs_f64().ceil().max(1.0).to_string())],
+            axum::Json(body),
+        )
+            .into_response();
+    }
+    let req = req.into_inner().data(principal).data(TargetNote::default());
+    let resp = api.schema.execute(req).await;
     for e in &resp.errors {
         // Errors the executor raises itself (parse, validation, limits) carry
         // no code of ours: they are the caller's input.
@@ -151,6 +198,19 @@ fn auth_failure(api: &Api, e: AuthError) -> Response {
             attache_protocol::ErrorCode::Unauthenticated,
             "missing or invalid API key",
         ),
+        AuthError::Session => (
+            StatusCode::UNAUTHORIZED,
+            attache_protocol::ErrorCode::Unauthenticated,
+            "the console session is missing, expired or signed out",
+        ),
+        AuthError::Policy(e) => {
+            tracing::error!(error = %e, "cannot build a tenant's policy");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                attache_protocol::ErrorCode::Internal,
+                "internal error",
+            )
+        }
         AuthError::Db(e) => {
             tracing::error!(error = %e, "authentication lookup failed");
             (
@@ -178,7 +238,9 @@ async fn graphiql() -> Html<String> {
 }
 
 /// Subscriptions. The key comes in the upgrade request's `Authorization`
-/// header, or in `connection_init` as `{"Authorization": "Bearer …"}`.
+/// header, or in `connection_init` as `{"Authorization": "Bearer …"}`; the
+/// console's session cookie counts when the upgrade comes from our own
+/// origin.
 async fn graphql_ws(
     State(api): State<Api>,
     headers: HeaderMap,
@@ -186,10 +248,13 @@ async fn graphql_ws(
     upgrade: WebSocketUpgrade,
 ) -> Response {
     let header_key = auth_header(&headers).map(str::to_string);
+    let cookie = console::session_cookie(&headers)
+        .filter(|_| headers.contains_key(header::ORIGIN) && console::origin_matches(&api.state, &headers));
     upgrade
         .protocols(async_graphql::http::ALL_WEBSOCKET_PROTOCOLS)
         .on_upgrade(move |socket| async move {
             let store = api.state.store.clone();
+            let policies = api.state.policies.clone();
             let shutdown = api.shutdown.clone();
             let ws = GraphQLWebSocket::new(socket, api.schema.clone(), protocol)
                 .on_connection_init(move |payload| async move {
@@ -199,11 +264,14 @@ async fn graphql_ws(
                         .and_then(|v| v.as_str())
                         .map(str::to_string);
                     let key = from_payload.or(header_key);
-                    let principal = authenticate(&store, key.as_deref())
-                        .await
-                        .map_err(|_| async_graphql::Error::new("missing or invalid API key"))?;
+                    let principal = match (key, cookie) {
+                        (None, Some(token)) => by_session(&store, &policies, &token).await,
+                        (key, _) => by_api_key(&store, &policies, key.as_deref()).await,
+                    }
+                    .map_err(|_| async_graphql::Error::new("missing or invalid credentials"))?;
                     let mut data = async_graphql::Data::default();
                     data.insert(principal);
+                    data.insert(TargetNote::default());
                     Ok(data)
                 });
             tokio::select! {

@@ -5,10 +5,11 @@
 
 use async_graphql::connection::{Connection, Edge, EmptyFields};
 use async_graphql::{
-    Context, Enum, ID, InputObject, Object, Result, Schema, SimpleObject, Subscription,
+    Context, Enum, ID, InputObject, MergedObject, Object, Result, Schema, SimpleObject,
+    Subscription,
 };
 use attache_protocol::{BotStatus as WireStatus, StatusReason as WireReason, parse_meeting_url};
-use attache_tenant_policy::{Action, Decision};
+use attache_tenant_policy::Action;
 use chrono::{DateTime, Utc};
 use futures::Stream;
 
@@ -23,7 +24,8 @@ use super::sessions::{
     encode_segment_cursor, open_chat,
 };
 use crate::AppState;
-use crate::auth::Principal;
+use crate::access::Principal;
+use super::people::{PeopleMutation, PeopleQuery, PlatformMutation, PlatformQuery};
 use crate::entity::{bot, bot_event};
 use crate::store::{Scoped, Transition, now};
 use crate::transcription::{BotChoice, Kind, valid_language};
@@ -40,12 +42,29 @@ pub(crate) fn build_schema(state: AppState) -> AppSchema {
         state.config.create_bot_per_minute,
         state.config.create_bot_burst,
     );
-    Schema::build(QueryRoot, MutationRoot, SubscriptionRoot)
-        .data(limiter)
-        .data(state)
-        .limit_depth(12)
-        .limit_complexity(500)
+    let introspection = state.config.introspection;
+    let mut builder = Schema::build(
+        QueryRoot::default(),
+        MutationRoot::default(),
+        SubscriptionRoot,
+    )
+    .data(limiter)
+    .data(state.audit.clone())
+    .data(state)
+    .extension(crate::audit::AuditMutations)
+    .limit_depth(12)
+    .limit_complexity(500);
+    if !introspection {
+        builder = builder.disable_introspection();
+    }
+    builder.finish()
+}
+
+/// The schema in SDL, for clients and for the authorization matrix.
+pub fn sdl() -> String {
+    Schema::build(QueryRoot::default(), MutationRoot::default(), SubscriptionRoot)
         .finish()
+        .sdl()
 }
 
 /// The one authorization check every resolver makes before any work.
@@ -53,14 +72,23 @@ pub(crate) fn guard<'a>(
     ctx: &Context<'a>,
     action: Action,
 ) -> Result<(&'a AppState, &'a Principal, Scoped<'a>), ApiError> {
+    let (state, principal) = guard_signed_in(ctx)?;
+    if !principal.allows(action) {
+        return Err(ApiError::Forbidden);
+    }
+    Ok((state, principal, state.store.scoped(&principal.tenant_id)))
+}
+
+/// The part of the guard that needs no action: a caller is signed in. Only
+/// `me` stops here.
+pub(crate) fn guard_signed_in<'a>(
+    ctx: &Context<'a>,
+) -> Result<(&'a AppState, &'a Principal), ApiError> {
     let state = ctx.data_unchecked::<AppState>();
     let principal = ctx
         .data_opt::<Principal>()
         .ok_or(ApiError::Unauthenticated)?;
-    if principal.role.decide(action) == Decision::Deny {
-        return Err(ApiError::Forbidden);
-    }
-    Ok((state, principal, state.store.scoped(&principal.tenant_id)))
+    Ok((state, principal))
 }
 
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
@@ -337,7 +365,8 @@ pub(crate) struct Tenant {
 pub(crate) struct Viewer {
     tenant: Tenant,
     role: String,
-    api_key_id: String,
+    /// The key asking, when a key asks (not a console session).
+    api_key_id: Option<String>,
 }
 
 #[derive(SimpleObject)]
@@ -345,10 +374,17 @@ pub(crate) struct BotConnectionFields {
     total_count: u64,
 }
 
-pub(crate) struct QueryRoot;
+#[derive(MergedObject, Default)]
+pub(crate) struct QueryRoot(BotQuery, PeopleQuery, PlatformQuery);
+
+#[derive(MergedObject, Default)]
+pub(crate) struct MutationRoot(BotMutation, PeopleMutation, PlatformMutation);
+
+#[derive(Default)]
+pub(crate) struct BotQuery;
 
 #[Object]
-impl QueryRoot {
+impl BotQuery {
     /// Who the API key belongs to.
     async fn viewer(&self, ctx: &Context<'_>) -> Result<Viewer> {
         let (_, principal, scoped) = guard(ctx, Action::ReadTenant)?;
@@ -363,8 +399,11 @@ impl QueryRoot {
                 name: t.name,
                 region: t.region,
             },
-            role: principal.role.as_str().to_string(),
-            api_key_id: principal.key_id.clone(),
+            role: principal.role().map(|r| r.as_str()).unwrap_or_default().to_string(),
+            api_key_id: match &principal.actor {
+                crate::access::Actor::Key { id } => Some(id.clone()),
+                crate::access::Actor::User { .. } => None,
+            },
         })
     }
 
@@ -488,14 +527,16 @@ fn validate_bot_name(name: Option<String>) -> Result<String, ApiError> {
     Ok(name.to_string())
 }
 
-pub(crate) struct MutationRoot;
+#[derive(Default)]
+pub(crate) struct BotMutation;
 
 #[Object]
-impl MutationRoot {
+impl BotMutation {
     /// Sends a bot to a meeting. It is queued, then dispatched to a worker in
     /// the tenant's region when its join time comes.
     async fn create_bot(&self, ctx: &Context<'_>, input: CreateBotInput) -> Result<Bot> {
         let (state, principal, scoped) = guard(ctx, Action::CreateBot)?;
+        crate::audit::note_target(ctx, "bot");
         ctx.data_unchecked::<super::limits::RateLimiter>()
             .take(&principal.tenant_id, std::time::Instant::now())
             .map_err(ApiError::RateLimited)?;
@@ -584,6 +625,7 @@ impl MutationRoot {
             })
             .await
             .map_err(ApiError::from)?;
+        crate::audit::note_target(ctx, format!("bot:{}", b.id));
         tracing::info!(bot_id = %b.id, tenant_id = %b.tenant_id, platform = %b.platform, "bot created");
         if let Some(ev) = scoped.events(&b.id).await.map_err(ApiError::from)?.pop() {
             state.events.publish(ev);
@@ -605,6 +647,7 @@ impl MutationRoot {
         input: TranscriptionSettingsInput,
     ) -> Result<TranscriptionSettings> {
         let (state, principal, _) = guard(ctx, Action::ManageSettings)?;
+        crate::audit::note_target(ctx, "transcription_settings");
         let tenant_id = principal.tenant_id.clone();
         let kind = input.provider.kind();
         if let Some(l) = &input.language
@@ -699,6 +742,7 @@ impl MutationRoot {
         input: CreateWebhookEndpointInput,
     ) -> Result<CreatedWebhookEndpoint> {
         let (state, principal, scoped) = guard(ctx, Action::ManageWebhooks)?;
+        crate::audit::note_target(ctx, "webhook_endpoint");
         let url = crate::webhooks::check_url(&input.url, state.config.webhook_allow_private)
             .map_err(ApiError::BadInput)?;
         let all = crate::store::EVENT_TYPES;
@@ -743,6 +787,7 @@ impl MutationRoot {
     /// Deletes a webhook endpoint and its undelivered events.
     async fn delete_webhook_endpoint(&self, ctx: &Context<'_>, id: ID) -> Result<bool> {
         let (_, _, scoped) = guard(ctx, Action::ManageWebhooks)?;
+        crate::audit::note_target(ctx, format!("webhook_endpoint:{}", id.0));
         if !scoped
             .delete_webhook_endpoint(&id)
             .await
@@ -756,6 +801,7 @@ impl MutationRoot {
     /// Turns a disabled endpoint back on; its waiting events go again.
     async fn enable_webhook_endpoint(&self, ctx: &Context<'_>, id: ID) -> Result<WebhookEndpoint> {
         let (_, _, scoped) = guard(ctx, Action::ManageWebhooks)?;
+        crate::audit::note_target(ctx, format!("webhook_endpoint:{}", id.0));
         if !scoped
             .enable_webhook_endpoint(&id)
             .await
@@ -776,6 +822,7 @@ impl MutationRoot {
     /// no-op.
     async fn leave_bot(&self, ctx: &Context<'_>, id: ID) -> Result<Bot> {
         let (state, _, scoped) = guard(ctx, Action::LeaveBot)?;
+        crate::audit::note_target(ctx, format!("bot:{}", id.0));
         let b = scoped
             .bot(&id)
             .await

@@ -15,6 +15,10 @@ pub struct Model {
     pub expires_at: Option<DateTimeUtc>,
     pub last_used_at: Option<DateTimeUtc>,
     pub revoked_at: Option<DateTimeUtc>,
+    /// The member who issued it; the key dies with the membership.
+    pub member_id: Option<String>,
+    /// Who issued it, as the audit log names actors.
+    pub created_by: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -8,6 +8,8 @@ pub struct Model {
     pub name: String,
     pub region: String,
     pub created_at: DateTimeUtc,
+    /// Days ended bots' transcripts, chat and recordings are kept.
+    pub retention_days: Option<i32>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

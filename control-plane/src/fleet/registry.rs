@@ -168,6 +168,15 @@ impl Registry {
             .is_some_and(|e| e.liveness == Liveness::Lost && e.link.is_none())
     }
 
+    /// Each known worker's live view: connected or not, draining, and its
+    /// last reported load.
+    pub(crate) fn loads(&self) -> HashMap<String, (bool, bool, Load)> {
+        self.lock()
+            .iter()
+            .map(|(id, e)| (id.clone(), (e.link.is_some(), e.draining, e.load.clone())))
+            .collect()
+    }
+
     pub(crate) fn connected(&self) -> usize {
         self.lock().values().filter(|e| e.link.is_some()).count()
     }
