@@ -343,7 +343,14 @@ impl Cli {
                     .await?
                     .remove_operator(&email)
                     .await?;
-                println!("{}", if removed { "operator removed" } else { "no such operator" });
+                println!(
+                    "{}",
+                    if removed {
+                        "operator removed"
+                    } else {
+                        "no such operator"
+                    }
+                );
                 Ok(())
             }
             Command::Admin(AdminCommand::OperatorSso {

@@ -79,15 +79,12 @@ impl Admin {
 
     /// Invites `email` into a tenant with `role` (the first owner, say),
     /// valid for a week. Recorded in the tenant's audit trail.
-    pub async fn invite(
-        &self,
-        tenant_id: &str,
-        email: &str,
-        role: Role,
-    ) -> Result<(), AdminError> {
+    pub async fn invite(&self, tenant_id: &str, email: &str, role: Role) -> Result<(), AdminError> {
         let email = email.trim().to_lowercase();
         if !email.contains('@') {
-            return Err(AdminError::Invalid(format!("{email:?} is not an email address")));
+            return Err(AdminError::Invalid(format!(
+                "{email:?} is not an email address"
+            )));
         }
         if self.store.tenant(tenant_id).await?.is_none() {
             return Err(AdminError::Invalid(format!("no tenant {tenant_id}")));
@@ -97,24 +94,107 @@ impl Admin {
             .scoped(tenant_id)
             .invite(&email, role, "operator:cli", expires)
             .await?;
-        self.audit(Some(tenant_id), "inviteMember", Some(format!("invitation:{email}")))
-            .await
+        self.audit(
+            Some(tenant_id),
+            "inviteMember",
+            Some(format!("invitation:{email}")),
+        )
+        .await
+    }
+
+    /// Adds `email` to a tenant with `role` directly, without an invitation
+    /// (bootstrapping a tenant whose identity provider is not set yet).
+    pub async fn add_member(
+        &self,
+        tenant_id: &str,
+        email: &str,
+        role: Role,
+    ) -> Result<String, AdminError> {
+        if self.store.tenant(tenant_id).await?.is_none() {
+            return Err(AdminError::Invalid(format!("no tenant {tenant_id}")));
+        }
+        let user = self.store.signed_in_user(email, None).await?;
+        if self.store.member_of(tenant_id, &user.id).await?.is_some() {
+            return Err(AdminError::Invalid(format!("{email} is already a member")));
+        }
+        self.store
+            .scoped(tenant_id)
+            .invite(
+                &user.email,
+                role,
+                "operator:cli",
+                now() + chrono::Duration::minutes(1),
+            )
+            .await?;
+        let m = self
+            .store
+            .join_tenant(tenant_id, &user, None)
+            .await?
+            .ok_or_else(|| AdminError::Invalid("the membership was not created".into()))?;
+        self.audit(
+            Some(tenant_id),
+            "addMember",
+            Some(format!("member:{}", m.id)),
+        )
+        .await?;
+        Ok(m.id)
+    }
+
+    /// A console session for an operator without the identity provider
+    /// (break-glass, when it is down): the cookie value, shown once.
+    pub async fn operator_session(&self, email: &str, ttl: Duration) -> Result<String, AdminError> {
+        if !self.store.is_operator(email).await? {
+            return Err(AdminError::Invalid(format!("{email} is not an operator")));
+        }
+        let user = self.store.signed_in_user(email, None).await?;
+        let (token, id) = crate::auth::mint_session_token();
+        let at = now();
+        self.store
+            .insert_session(crate::entity::console_session::Model {
+                id,
+                user_id: user.id,
+                tenant_id: None,
+                member_id: None,
+                operator: true,
+                created_at: at,
+                expires_at: at + chrono::Duration::from_std(ttl).unwrap_or_default(),
+                last_seen_at: at,
+                revoked_at: None,
+            })
+            .await?;
+        self.audit(
+            None,
+            "breakGlassSession",
+            Some(format!("operator:{}", email.to_lowercase())),
+        )
+        .await?;
+        Ok(token)
     }
 
     /// Lets `email` sign in to the console as the platform operator.
     pub async fn add_operator(&self, email: &str) -> Result<(), AdminError> {
         if !email.contains('@') {
-            return Err(AdminError::Invalid(format!("{email:?} is not an email address")));
+            return Err(AdminError::Invalid(format!(
+                "{email:?} is not an email address"
+            )));
         }
         self.store.add_operator(email).await?;
-        self.audit(None, "addOperator", Some(format!("operator:{}", email.to_lowercase())))
-            .await
+        self.audit(
+            None,
+            "addOperator",
+            Some(format!("operator:{}", email.to_lowercase())),
+        )
+        .await
     }
 
     pub async fn remove_operator(&self, email: &str) -> Result<bool, AdminError> {
         let removed = self.store.remove_operator(email).await?;
-        self.audit(None, "removeOperator", Some(format!("operator:{}", email.to_lowercase())))
-            .await?;
+        self.audit(
+            None,
+            "removeOperator",
+            Some(format!("operator:{}", email.to_lowercase())),
+        )
+        .await?;
         Ok(removed)
     }
 
@@ -126,10 +206,12 @@ impl Admin {
         client_id: &str,
         client_secret: &str,
     ) -> Result<(), AdminError> {
-        let issuer = url::Url::parse(issuer)
-            .map_err(|e| AdminError::Invalid(format!("issuer: {e}")))?;
+        let issuer =
+            url::Url::parse(issuer).map_err(|e| AdminError::Invalid(format!("issuer: {e}")))?;
         if client_id.is_empty() || client_secret.is_empty() {
-            return Err(AdminError::Invalid("client id and secret are required".into()));
+            return Err(AdminError::Invalid(
+                "client id and secret are required".into(),
+            ));
         }
         let domain = attache_tenant_policy::PLATFORM;
         let sealed = self
@@ -174,7 +256,8 @@ impl Admin {
             for e in batch {
                 last = e.seq;
                 n += 1;
-                let line = serde_json::to_string(&e).map_err(|e| AdminError::Invalid(e.to_string()))?;
+                let line =
+                    serde_json::to_string(&e).map_err(|e| AdminError::Invalid(e.to_string()))?;
                 writeln!(out, "{line}").map_err(|e| AdminError::Invalid(e.to_string()))?;
             }
         }
@@ -245,7 +328,8 @@ impl Admin {
         let (row, key) = mint_api_key(tenant_id, name, role, expires, None);
         let target = format!("api_key:{}", row.id);
         self.store.insert_api_key(row).await?;
-        self.audit(Some(tenant_id), "createApiKey", Some(target)).await?;
+        self.audit(Some(tenant_id), "createApiKey", Some(target))
+            .await?;
         Ok(key)
     }
 

@@ -14,8 +14,8 @@ use async_graphql::extensions::{
 use async_graphql::{ServerResult, Value};
 use chrono::{DateTime, Utc};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect, Set,
+    ActiveModelTrait, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, Set,
 };
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -294,10 +294,9 @@ impl Extension for AuditMutations {
         }
         let action = info.name.to_string();
         let result = next.run(ctx, info).await;
-        let (Some(log), Some(principal)) = (
-            ctx.data_opt::<AuditLog>(),
-            ctx.data_opt::<Principal>(),
-        ) else {
+        let (Some(log), Some(principal)) =
+            (ctx.data_opt::<AuditLog>(), ctx.data_opt::<Principal>())
+        else {
             return result;
         };
         let outcome = match &result {
@@ -417,7 +416,13 @@ mod tests {
         let forged = entry_hash(
             e2.seq,
             e2.at,
-            (&e2.tenant_id, &e2.actor, &e2.action, &forged_target, &e2.outcome),
+            (
+                &e2.tenant_id,
+                &e2.actor,
+                &e2.action,
+                &forged_target,
+                &e2.outcome,
+            ),
             &e2.prev_hash,
         );
         audit_entry::Entity::update_many()
@@ -453,7 +458,10 @@ mod tests {
         assert!(t1.windows(2).all(|w| w[0].seq > w[1].seq));
         let older = page(store.db(), Some("t1"), Some(3), 100).await.unwrap();
         assert_eq!(older.iter().map(|e| e.seq).collect::<Vec<_>>(), [2, 1]);
-        assert_eq!(page(store.db(), Some("t2"), None, 100).await.unwrap().len(), 1);
+        assert_eq!(
+            page(store.db(), Some("t2"), None, 100).await.unwrap().len(),
+            1
+        );
         assert!(page(store.db(), None, None, 100).await.unwrap().is_empty());
     }
 }

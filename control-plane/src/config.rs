@@ -243,7 +243,10 @@ mod tests {
         c.master_key_file = Some("/run/secrets/master.key".into());
         assert!(c.validate().is_err(), "webhooks to private networks");
         c.webhook_allow_private = false;
-        assert!(c.validate().is_err(), "identity providers on private networks");
+        assert!(
+            c.validate().is_err(),
+            "identity providers on private networks"
+        );
         c.sso_allow_private = false;
         c.validate().unwrap();
     }

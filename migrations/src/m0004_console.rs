@@ -345,8 +345,13 @@ impl MigrationTrait for Migration {
             m.drop_table(Table::drop().table(t).to_owned()).await?;
         }
         for col in [ApiKeys::MemberId, ApiKeys::CreatedBy] {
-            m.alter_table(Table::alter().table(ApiKeys::Table).drop_column(col).to_owned())
-                .await?;
+            m.alter_table(
+                Table::alter()
+                    .table(ApiKeys::Table)
+                    .drop_column(col)
+                    .to_owned(),
+            )
+            .await?;
         }
         m.alter_table(
             Table::alter()

@@ -91,15 +91,22 @@ pub struct Policy {
 
 impl std::fmt::Debug for Policy {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Policy").field("domain", &self.domain).finish()
+        f.debug_struct("Policy")
+            .field("domain", &self.domain)
+            .finish()
     }
 }
 
 impl Policy {
     /// The policy of tenant `tenant_id`: the defaults with its overrides.
-    pub async fn for_tenant(tenant_id: &str, overrides: &[Override]) -> Result<Policy, PolicyError> {
+    pub async fn for_tenant(
+        tenant_id: &str,
+        overrides: &[Override],
+    ) -> Result<Policy, PolicyError> {
         if tenant_id == PLATFORM || tenant_id == "*" || tenant_id.is_empty() {
-            return Err(PolicyError::Data(format!("{tenant_id:?} is not a tenant id")));
+            return Err(PolicyError::Data(format!(
+                "{tenant_id:?} is not a tenant id"
+            )));
         }
         let mut policy = Policy::defaults(tenant_id).await?;
         let rules = overrides
@@ -187,8 +194,7 @@ fn parse_defaults(data: &str, domain: &str) -> Result<(Rules, Rules), PolicyErro
         match cells.as_slice() {
             ["p", sub, dom, act, eft] => {
                 let known_sub = *sub == "operator" || Role::parse(sub).is_some();
-                if !known_sub || Action::parse(act).is_none() || !matches!(*eft, "allow" | "deny")
-                {
+                if !known_sub || Action::parse(act).is_none() || !matches!(*eft, "allow" | "deny") {
                     return Err(bad());
                 }
                 policies.push([sub, dom, act, eft].iter().map(|c| c.to_string()).collect());
@@ -197,7 +203,11 @@ fn parse_defaults(data: &str, domain: &str) -> Result<(Rules, Rules), PolicyErro
                 if Role::parse(role).is_none() || Role::parse(parent).is_none() {
                     return Err(bad());
                 }
-                groupings.push(vec![role.to_string(), parent.to_string(), domain.to_string()]);
+                groupings.push(vec![
+                    role.to_string(),
+                    parent.to_string(),
+                    domain.to_string(),
+                ]);
             }
             _ => return Err(bad()),
         }
@@ -246,8 +256,10 @@ mod tests {
             (Role::Auditor, [A, D, D, D, D, D, D, A, D, D, D, A, D, D]),
         ];
         // The table covers every tenant action.
-        let tenant_actions: Vec<Action> =
-            Action::ALL.into_iter().filter(|a| !a.is_platform()).collect();
+        let tenant_actions: Vec<Action> = Action::ALL
+            .into_iter()
+            .filter(|a| !a.is_platform())
+            .collect();
         assert_eq!(tenant_actions, TENANT_ACTIONS);
 
         let policy = run(Policy::for_tenant("t1", &[])).unwrap();
@@ -280,7 +292,11 @@ mod tests {
             };
             assert_eq!(policy.decide(Subject::Operator, action), want, "{action:?}");
             for role in Role::ALL {
-                assert_eq!(policy.decide(Subject::Member(role), action), D, "{role:?} {action:?}");
+                assert_eq!(
+                    policy.decide(Subject::Member(role), action),
+                    D,
+                    "{role:?} {action:?}"
+                );
             }
         }
     }
@@ -316,17 +332,41 @@ mod tests {
     #[test]
     fn overrides_that_must_not_be_made_are_refused() {
         let cases = [
-            (Role::Admin, ManageTenants, A, Err(OverrideError::Platform("manage_tenants"))),
-            (Role::Viewer, ReadFleet, A, Err(OverrideError::Platform("read_fleet"))),
+            (
+                Role::Admin,
+                ManageTenants,
+                A,
+                Err(OverrideError::Platform("manage_tenants")),
+            ),
+            (
+                Role::Viewer,
+                ReadFleet,
+                A,
+                Err(OverrideError::Platform("read_fleet")),
+            ),
             (Role::Owner, CreateBot, D, Err(OverrideError::Owner)),
-            (Role::Admin, ManageMembers, D, Err(OverrideError::Lockout("manage_members"))),
-            (Role::Viewer, ManagePolicy, D, Err(OverrideError::Lockout("manage_policy"))),
+            (
+                Role::Admin,
+                ManageMembers,
+                D,
+                Err(OverrideError::Lockout("manage_members")),
+            ),
+            (
+                Role::Viewer,
+                ManagePolicy,
+                D,
+                Err(OverrideError::Lockout("manage_policy")),
+            ),
             (Role::Auditor, ManageMembers, D, Ok(())),
             (Role::Admin, ManagePolicy, A, Ok(())),
             (Role::Developer, ManageSettings, A, Ok(())),
         ];
         for (role, action, effect, want) in cases {
-            let o = Override { role, action, effect };
+            let o = Override {
+                role,
+                action,
+                effect,
+            };
             assert_eq!(o.validate(), want, "{o:?}");
             let built = run(Policy::for_tenant("t1", &[o]));
             assert_eq!(built.is_ok(), want.is_ok(), "{o:?}");

@@ -171,7 +171,11 @@ mod tests {
         ];
         for (assigner, row) in table {
             for (target, want) in Role::ALL.into_iter().zip(row) {
-                assert_eq!(assigner.may_assign(target), want, "{assigner:?} → {target:?}");
+                assert_eq!(
+                    assigner.may_assign(target),
+                    want,
+                    "{assigner:?} → {target:?}"
+                );
             }
         }
     }

@@ -79,6 +79,10 @@ pub struct Options {
     pub create_bot_limit: Option<(u32, u32)>,
     /// Where recordings go; the control plane's local directory if `None`.
     pub object_store: Option<attache_control_plane::ObjectStoreConfig>,
+    /// (per minute, burst) for all GraphQL requests, per tenant.
+    pub api_limit: Option<(u32, u32)>,
+    /// Changes to the control plane's config beyond these.
+    pub tweak: Option<fn(&mut CpConfig)>,
 }
 
 /// The S3-compatible server `scripts/test` starts, with a bucket of this
@@ -132,6 +136,13 @@ impl Cluster {
         if let Some((per_minute, burst)) = opts.create_bot_limit {
             c.create_bot_per_minute = per_minute;
             c.create_bot_burst = burst;
+        }
+        if let Some((per_minute, burst)) = opts.api_limit {
+            c.api_per_minute = per_minute;
+            c.api_burst = burst;
+        }
+        if let Some(tweak) = opts.tweak {
+            tweak(&mut c);
         }
         let cp = ControlPlane::build(c).await.expect("control plane builds");
         let http = format!("http://{}", cp.http_addr());

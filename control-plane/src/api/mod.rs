@@ -24,8 +24,8 @@ use crate::auth::AuthError;
 use crate::console;
 pub(crate) use error::ApiError;
 use error::error_body;
-pub(crate) use schema::{AppSchema, build_schema};
 pub use schema::sdl;
+pub(crate) use schema::{AppSchema, build_schema};
 
 #[derive(Clone)]
 struct Api {
@@ -158,7 +158,10 @@ async fn graphql(State(api): State<Api>, headers: HeaderMap, req: GraphQLRequest
             serde_json::json!(wait.as_secs_f64().ceil() as u64);
         return (
             StatusCode::TOO_MANY_REQUESTS,
-            [(header::RETRY_AFTER, wait.as_secs_f64().ceil().max(1.0).to_string())],
+            [(
+                header::RETRY_AFTER,
+                wait.as_secs_f64().ceil().max(1.0).to_string(),
+            )],
             axum::Json(body),
         )
             .into_response();
@@ -248,8 +251,9 @@ async fn graphql_ws(
     upgrade: WebSocketUpgrade,
 ) -> Response {
     let header_key = auth_header(&headers).map(str::to_string);
-    let cookie = console::session_cookie(&headers)
-        .filter(|_| headers.contains_key(header::ORIGIN) && console::origin_matches(&api.state, &headers));
+    let cookie = console::session_cookie(&headers).filter(|_| {
+        headers.contains_key(header::ORIGIN) && console::origin_matches(&api.state, &headers)
+    });
     upgrade
         .protocols(async_graphql::http::ALL_WEBSOCKET_PROTOCOLS)
         .on_upgrade(move |socket| async move {

@@ -6,7 +6,9 @@
 //! ([`Role::may_assign`]), and the last owner stays.
 
 use async_graphql::{Context, Enum, ID, InputObject, Object, Result, SimpleObject};
-use attache_tenant_policy::{Action, Decision, Override, Role, validate_region, validate_tenant_name};
+use attache_tenant_policy::{
+    Action, Decision, Override, Role, validate_region, validate_tenant_name,
+};
 use chrono::{DateTime, Utc};
 
 use super::ApiError;
@@ -338,7 +340,9 @@ fn check_email(email: &str) -> Result<String, ApiError> {
     if ok {
         Ok(e)
     } else {
-        Err(ApiError::BadInput(format!("{email:?} is not an email address")))
+        Err(ApiError::BadInput(format!(
+            "{email:?} is not an email address"
+        )))
     }
 }
 
@@ -392,7 +396,10 @@ impl PeopleQuery {
     async fn invitations(&self, ctx: &Context<'_>) -> Result<Vec<Invitation>> {
         let (_, _, scoped) = guard(ctx, Action::ReadMembers)?;
         let rows = scoped.invitations().await.map_err(ApiError::from)?;
-        Ok(rows.into_iter().map(Invitation::of).collect::<Result<_, _>>()?)
+        Ok(rows
+            .into_iter()
+            .map(Invitation::of)
+            .collect::<Result<_, _>>()?)
     }
 
     async fn api_keys(&self, ctx: &Context<'_>) -> Result<Vec<ApiKey>> {
@@ -510,7 +517,11 @@ impl PeopleMutation {
     async fn revoke_invitation(&self, ctx: &Context<'_>, id: ID) -> Result<bool> {
         let (_, _, scoped) = guard(ctx, Action::ManageMembers)?;
         note_target(ctx, format!("invitation:{}", id.0));
-        if !scoped.revoke_invitation(&id).await.map_err(ApiError::from)? {
+        if !scoped
+            .revoke_invitation(&id)
+            .await
+            .map_err(ApiError::from)?
+        {
             return Err(ApiError::NotFound.into());
         }
         Ok(true)
@@ -582,7 +593,9 @@ impl PeopleMutation {
         may_give(ctx, role.role())?;
         let expires = match expires_in_days {
             None => None,
-            Some(d) if (1..=MAX_KEY_DAYS).contains(&d) => Some(now() + chrono::Duration::days(d.into())),
+            Some(d) if (1..=MAX_KEY_DAYS).contains(&d) => {
+                Some(now() + chrono::Duration::days(d.into()))
+            }
             Some(_) => {
                 return Err(ApiError::BadInput(format!(
                     "expiresInDays must be between 1 and {MAX_KEY_DAYS}"
@@ -641,9 +654,14 @@ impl PeopleMutation {
         note_target(ctx, "identity_provider");
         let issuer = crate::webhooks::check_url(&input.issuer, state.config.sso_allow_private)
             .map_err(|e| ApiError::BadInput(format!("issuer: {e}")))?;
-        for (field, v) in [("clientId", &input.client_id), ("clientSecret", &input.client_secret)] {
+        for (field, v) in [
+            ("clientId", &input.client_id),
+            ("clientSecret", &input.client_secret),
+        ] {
             if v.is_empty() || v.len() > 1024 || v.chars().any(char::is_control) {
-                return Err(ApiError::BadInput(format!("{field} must be 1 to 1024 characters")).into());
+                return Err(
+                    ApiError::BadInput(format!("{field} must be 1 to 1024 characters")).into(),
+                );
             }
         }
         let mut domains = Vec::new();
@@ -652,7 +670,8 @@ impl PeopleMutation {
             let ok = !d.is_empty()
                 && d.len() <= 253
                 && d.contains('.')
-                && d.chars().all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-');
+                && d.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-');
             if !ok {
                 return Err(ApiError::BadInput(format!("{d:?} is not a domain")).into());
             }
@@ -699,7 +718,14 @@ impl PeopleMutation {
         effect: GqlEffect,
     ) -> Result<PolicyOverride> {
         let (state, p, scoped) = guard(ctx, Action::ManagePolicy)?;
-        note_target(ctx, format!("policy:{}:{}", role.role().as_str(), action.action().as_str()));
+        note_target(
+            ctx,
+            format!(
+                "policy:{}:{}",
+                role.role().as_str(),
+                action.action().as_str()
+            ),
+        );
         let o = Override {
             role: role.role(),
             action: action.action(),
@@ -708,7 +734,8 @@ impl PeopleMutation {
                 GqlEffect::Deny => Decision::Deny,
             },
         };
-        o.validate().map_err(|e| ApiError::BadInput(e.to_string()))?;
+        o.validate()
+            .map_err(|e| ApiError::BadInput(e.to_string()))?;
         scoped.set_override(o).await.map_err(ApiError::from)?;
         state.policies.invalidate(&p.tenant_id);
         Ok(PolicyOverride {
@@ -725,7 +752,14 @@ impl PeopleMutation {
         action: GqlAction,
     ) -> Result<bool> {
         let (state, p, scoped) = guard(ctx, Action::ManagePolicy)?;
-        note_target(ctx, format!("policy:{}:{}", role.role().as_str(), action.action().as_str()));
+        note_target(
+            ctx,
+            format!(
+                "policy:{}:{}",
+                role.role().as_str(),
+                action.action().as_str()
+            ),
+        );
         let removed = scoped
             .delete_override(role.role(), action.action())
             .await
@@ -794,7 +828,10 @@ impl PlatformQuery {
                 hostname: w.hostname.clone(),
                 state: state_name,
                 draining,
-                capacity: load.as_ref().map(|l| l.capacity as i32).unwrap_or(w.capacity),
+                capacity: load
+                    .as_ref()
+                    .map(|l| l.capacity as i32)
+                    .unwrap_or(w.capacity),
                 active_bots: load.as_ref().map(|l| l.active_bots as i32).unwrap_or(0),
                 rss_mib: load.as_ref().map(|l| l.rss_mib as i32).unwrap_or(0),
                 last_seen_at: w.last_seen_at,
@@ -810,7 +847,11 @@ impl PlatformQuery {
             }
         }
         for r in &mut regions {
-            let live: Vec<&FleetWorker> = r.workers.iter().filter(|w| w.state == "connected").collect();
+            let live: Vec<&FleetWorker> = r
+                .workers
+                .iter()
+                .filter(|w| w.state == "connected")
+                .collect();
             r.capacity = live.iter().map(|w| w.capacity).sum();
             r.active_bots = live.iter().map(|w| w.active_bots).sum();
         }
@@ -854,7 +895,9 @@ impl PlatformMutation {
             .map_err(ApiError::from)?
             .is_some()
         {
-            return Err(ApiError::BadInput(format!("a tenant named {name:?} already exists")).into());
+            return Err(
+                ApiError::BadInput(format!("a tenant named {name:?} already exists")).into(),
+            );
         }
         let t = state
             .store

@@ -17,6 +17,7 @@ use super::ApiError;
 use super::media::{
     AutoLeave, AutoLeaveInput, BotWarning, ChatMessage, Participant, Recording, SpeakerSegment,
 };
+use super::people::{PeopleMutation, PeopleQuery, PlatformMutation, PlatformQuery};
 use super::sessions::{
     BotTranscriptionInput, CreateWebhookEndpointInput, CreatedWebhookEndpoint, Notice,
     TranscriptSegment, TranscriptionProviderKind, TranscriptionSettings,
@@ -25,7 +26,6 @@ use super::sessions::{
 };
 use crate::AppState;
 use crate::access::Principal;
-use super::people::{PeopleMutation, PeopleQuery, PlatformMutation, PlatformQuery};
 use crate::entity::{bot, bot_event};
 use crate::store::{Scoped, Transition, now};
 use crate::transcription::{BotChoice, Kind, valid_language};
@@ -62,9 +62,13 @@ pub(crate) fn build_schema(state: AppState) -> AppSchema {
 
 /// The schema in SDL, for clients and for the authorization matrix.
 pub fn sdl() -> String {
-    Schema::build(QueryRoot::default(), MutationRoot::default(), SubscriptionRoot)
-        .finish()
-        .sdl()
+    Schema::build(
+        QueryRoot::default(),
+        MutationRoot::default(),
+        SubscriptionRoot,
+    )
+    .finish()
+    .sdl()
 }
 
 /// The one authorization check every resolver makes before any work.
@@ -399,7 +403,11 @@ impl BotQuery {
                 name: t.name,
                 region: t.region,
             },
-            role: principal.role().map(|r| r.as_str()).unwrap_or_default().to_string(),
+            role: principal
+                .role()
+                .map(|r| r.as_str())
+                .unwrap_or_default()
+                .to_string(),
             api_key_id: match &principal.actor {
                 crate::access::Actor::Key { id } => Some(id.clone()),
                 crate::access::Actor::User { .. } => None,

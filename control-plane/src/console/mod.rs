@@ -43,9 +43,18 @@ const CSP: &str = "default-src 'self'; connect-src 'self'; img-src 'self' data:;
 pub(crate) fn router(state: AppState) -> Router {
     Router::new()
         .route("/console", get(|| async { Redirect::to("/console/") }))
-        .route("/console/", get(|| async { asset(INDEX_HTML, "text/html; charset=utf-8") }))
-        .route("/console/app.js", get(|| async { asset(APP_JS, "text/javascript; charset=utf-8") }))
-        .route("/console/app.css", get(|| async { asset(APP_CSS, "text/css; charset=utf-8") }))
+        .route(
+            "/console/",
+            get(|| async { asset(INDEX_HTML, "text/html; charset=utf-8") }),
+        )
+        .route(
+            "/console/app.js",
+            get(|| async { asset(APP_JS, "text/javascript; charset=utf-8") }),
+        )
+        .route(
+            "/console/app.css",
+            get(|| async { asset(APP_CSS, "text/css; charset=utf-8") }),
+        )
         .route("/console/login", get(login))
         .route("/console/callback", get(callback))
         .route("/console/logout", post(logout))
@@ -125,7 +134,10 @@ pub(crate) fn origin_matches(state: &AppState, headers: &HeaderMap) -> bool {
 
 /// Resolves the caller of a console route: an API key if one is presented,
 /// else the session cookie.
-pub(crate) async fn principal(state: &AppState, headers: &HeaderMap) -> Result<Principal, AuthError> {
+pub(crate) async fn principal(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> Result<Principal, AuthError> {
     if let Some(h) = headers.get(header::AUTHORIZATION) {
         return by_api_key(&state.store, &state.policies, h.to_str().ok()).await;
     }
@@ -143,7 +155,11 @@ fn secure_cookies(state: &AppState) -> bool {
 }
 
 fn session_cookie_header(state: &AppState, value: &str, max_age: i64) -> HeaderValue {
-    let secure = if secure_cookies(state) { "; Secure" } else { "" };
+    let secure = if secure_cookies(state) {
+        "; Secure"
+    } else {
+        ""
+    };
     HeaderValue::from_str(&format!(
         "{COOKIE}={value}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age}{secure}"
     ))
@@ -151,7 +167,10 @@ fn session_cookie_header(state: &AppState, value: &str, max_age: i64) -> HeaderV
 }
 
 fn redirect_uri(state: &AppState) -> String {
-    format!("{}/console/callback", state.public_url.trim_end_matches('/'))
+    format!(
+        "{}/console/callback",
+        state.public_url.trim_end_matches('/')
+    )
 }
 
 async fn provider_for(state: &AppState, domain: &str) -> Result<Option<oidc::Provider>, String> {
@@ -187,23 +206,41 @@ async fn login(State(state): State<AppState>, Query(q): Query<LoginQuery>) -> Re
     let (tenant_id, domain) = match (&q.tenant, &q.operator) {
         (Some(name), None) => match state.store.tenant_by_name(name).await {
             Ok(Some(t)) => (Some(t.id.clone()), t.id),
-            Ok(None) => return page(StatusCode::NOT_FOUND, "no such tenant, or it has no sign-in"),
+            Ok(None) => {
+                return page(
+                    StatusCode::NOT_FOUND,
+                    "no such tenant, or it has no sign-in",
+                );
+            }
             Err(e) => return internal(e),
         },
         (None, Some(_)) => (None, PLATFORM.to_string()),
-        _ => return page(StatusCode::BAD_REQUEST, "name a tenant (?tenant=…) or ?operator=1"),
+        _ => {
+            return page(
+                StatusCode::BAD_REQUEST,
+                "name a tenant (?tenant=…) or ?operator=1",
+            );
+        }
     };
     let provider = match provider_for(&state, &domain).await {
         Ok(Some(p)) => p,
         // Same answer as an unknown tenant: names are not probed this way.
-        Ok(None) => return page(StatusCode::NOT_FOUND, "no such tenant, or it has no sign-in"),
+        Ok(None) => {
+            return page(
+                StatusCode::NOT_FOUND,
+                "no such tenant, or it has no sign-in",
+            );
+        }
         Err(e) => return internal(e),
     };
     let started = match oidc::begin(&state.oidc_http, &provider, &redirect_uri(&state)).await {
         Ok(s) => s,
         Err(e) => {
             tracing::warn!(error = %e, domain, "cannot start a sign-in");
-            return page(StatusCode::BAD_GATEWAY, "the identity provider cannot be reached");
+            return page(
+                StatusCode::BAD_GATEWAY,
+                "the identity provider cannot be reached",
+            );
         }
     };
     let at = now();
@@ -233,9 +270,16 @@ struct CallbackQuery {
 /// once), and the ID token must carry the nonce kept with it.
 async fn callback(State(state): State<AppState>, Query(q): Query<CallbackQuery>) -> Response {
     let Some(sent_state) = q.state.filter(|s| !s.is_empty() && s.len() <= 512) else {
-        return page(StatusCode::BAD_REQUEST, "the sign-in response carries no state");
+        return page(
+            StatusCode::BAD_REQUEST,
+            "the sign-in response carries no state",
+        );
     };
-    let pending = match state.store.take_login_state(&hash_secret(&sent_state)).await {
+    let pending = match state
+        .store
+        .take_login_state(&hash_secret(&sent_state))
+        .await
+    {
         Ok(p) => p,
         Err(e) => return internal(e),
     };
@@ -250,10 +294,16 @@ async fn callback(State(state): State<AppState>, Query(q): Query<CallbackQuery>)
     if let Some(err) = q.error {
         sign_in_audit(&state, tenant, "anonymous", "PROVIDER_REFUSED").await;
         tracing::info!(error = err, "the identity provider refused a sign-in");
-        return page(StatusCode::FORBIDDEN, "the identity provider refused the sign-in");
+        return page(
+            StatusCode::FORBIDDEN,
+            "the identity provider refused the sign-in",
+        );
     }
     let Some(code) = q.code else {
-        return page(StatusCode::BAD_REQUEST, "the sign-in response carries no code");
+        return page(
+            StatusCode::BAD_REQUEST,
+            "the sign-in response carries no code",
+        );
     };
     let domain = tenant.clone().unwrap_or_else(|| PLATFORM.to_string());
     let provider = match provider_for(&state, &domain).await {
@@ -284,8 +334,17 @@ async fn callback(State(state): State<AppState>, Query(q): Query<CallbackQuery>)
         }
     };
     let (Some(email), true) = (identity.email.clone(), identity.email_verified) else {
-        sign_in_audit(&state, tenant, &format!("subject:{}", identity.subject), "EMAIL_NOT_VERIFIED").await;
-        return page(StatusCode::FORBIDDEN, "the identity provider did not vouch for an email address");
+        sign_in_audit(
+            &state,
+            tenant,
+            &format!("subject:{}", identity.subject),
+            "EMAIL_NOT_VERIFIED",
+        )
+        .await;
+        return page(
+            StatusCode::FORBIDDEN,
+            "the identity provider did not vouch for an email address",
+        );
     };
     let actor = format!("user:{email}");
     match admit(&state, tenant.as_deref(), &email, identity.name.as_deref()).await {
@@ -429,7 +488,11 @@ async fn export_audit(State(state): State<AppState>, headers: HeaderMap) -> Resp
         Err(_) => return (StatusCode::UNAUTHORIZED, "sign in first").into_response(),
     };
     if !p.allows(Action::ReadAudit) {
-        return (StatusCode::FORBIDDEN, "your role may not read the audit log").into_response();
+        return (
+            StatusCode::FORBIDDEN,
+            "your role may not read the audit log",
+        )
+            .into_response();
     }
     let trail = p.audit_tenant();
     let db = state.store.db().clone();

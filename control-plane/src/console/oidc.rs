@@ -88,14 +88,16 @@ async fn call(client: reqwest::Client, req: HttpRequest) -> Result<HttpResponse,
         out = out.header(k, v);
     }
     let bytes = resp.bytes().await.map_err(|e| HttpError(e.to_string()))?;
-    out.body(bytes.to_vec()).map_err(|e| HttpError(e.to_string()))
+    out.body(bytes.to_vec())
+        .map_err(|e| HttpError(e.to_string()))
 }
 
 async fn metadata(
     client: &reqwest::Client,
     issuer: &str,
 ) -> Result<CoreProviderMetadata, OidcError> {
-    let issuer = IssuerUrl::new(issuer.to_string()).map_err(|e| OidcError::Config(e.to_string()))?;
+    let issuer =
+        IssuerUrl::new(issuer.to_string()).map_err(|e| OidcError::Config(e.to_string()))?;
     let http = |req| call(client.clone(), req);
     CoreProviderMetadata::discover_async(issuer, &http)
         .await

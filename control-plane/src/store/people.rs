@@ -72,7 +72,9 @@ impl Store {
     }
 
     pub(crate) async fn member(&self, id: &str) -> Result<Option<member::Model>, DbErr> {
-        member::Entity::find_by_id(id.to_string()).one(&self.db).await
+        member::Entity::find_by_id(id.to_string())
+            .one(&self.db)
+            .await
     }
 
     pub(crate) async fn member_of(
