@@ -29,7 +29,7 @@ enum Command {
     /// region `local`, and the sandbox meeting.
     Dev(crate::dev::DevArgs),
     /// The control plane service.
-    ControlPlane(ControlPlaneArgs),
+    ControlPlane(Box<ControlPlaneArgs>),
     /// An edge worker.
     EdgeWorker(EdgeWorkerArgs),
     /// Apply database migrations and exit.

@@ -81,13 +81,16 @@ impl Principal {
     }
 }
 
+/// Built policies by tenant, with when each was built.
+type PolicyCache = HashMap<String, (Instant, Arc<Policy>)>;
+
 /// Each tenant's policy (defaults plus its overrides), built on first use
 /// and kept for [`POLICY_TTL`].
 #[derive(Clone)]
 pub(crate) struct Policies {
     store: Store,
     platform: Arc<Policy>,
-    tenants: Arc<Mutex<HashMap<String, (Instant, Arc<Policy>)>>>,
+    tenants: Arc<Mutex<PolicyCache>>,
 }
 
 impl Policies {
@@ -125,7 +128,7 @@ impl Policies {
         self.lock().remove(tenant_id);
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Instant, Arc<Policy>)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, PolicyCache> {
         self.tenants.lock().unwrap_or_else(|e| e.into_inner())
     }
 }

@@ -595,3 +595,59 @@ pub async fn subscribe(
         Ok(seen)
     })
 }
+
+/// The OpenID Connect provider of the sign-in tests: npm's `oidc-provider`
+/// (scripts/oidc/provider.mjs), which `install_oidc` installs, on a port of
+/// its own. `None` (the test is skipped) when it is not installed.
+pub struct OidcProvider {
+    pub issuer: String,
+    child: std::process::Child,
+}
+
+impl OidcProvider {
+    /// Starts the provider with these clients (oidc-provider client metadata).
+    pub fn start(clients: Value) -> Option<OidcProvider> {
+        let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        let (Some(node), Some(script)) = (var("ATTACHE_OIDC_NODE"), var("ATTACHE_OIDC_PROVIDER"))
+        else {
+            if std::env::var_os("ATTACHE_REQUIRE_SERVICES").is_some() {
+                panic!("ATTACHE_OIDC_NODE is not set; run the suite with scripts/test");
+            }
+            eprintln!("skipped: ATTACHE_OIDC_NODE is not set (scripts/test sets it)");
+            return None;
+        };
+        let dir = temp_dir("oidc");
+        let file = dir.join("clients.json");
+        std::fs::write(&file, clients.to_string()).unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut child = std::process::Command::new(node)
+            .arg(script)
+            .args(["--port", &port.to_string(), "--clients"])
+            .arg(&file)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("the OIDC provider starts");
+        let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut stdout, &mut line).unwrap();
+        assert!(line.contains("listening"), "provider said {line:?}");
+        // Keep reading: a closed pipe would end the provider at its next line.
+        std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
+        Some(OidcProvider {
+            issuer: format!("http://127.0.0.1:{port}"),
+            child,
+        })
+    }
+}
+
+impl Drop for OidcProvider {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

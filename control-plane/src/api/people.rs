@@ -813,7 +813,7 @@ impl PlatformQuery {
         for w in workers {
             let (connected, draining, load) = live
                 .get(&w.id)
-                .cloned()
+                .copied()
                 .map(|(c, d, l)| (c, d, Some(l)))
                 .unwrap_or((false, false, None));
             let state_name = if w.revoked_at.is_some() {

@@ -36,9 +36,11 @@ const APP_JS: &str = include_str!("assets/app.js");
 const APP_CSS: &str = include_str!("assets/app.css");
 
 /// What browsers are allowed to do with console pages: our own scripts and
-/// styles only, no framing, no referrer to the provider.
+/// styles only, no framing, no referrer to the provider. (No `form-action`:
+/// the sign-in form goes to our /console/login, which redirects to the
+/// tenant's provider, and browsers apply form-action to the redirect too.)
 const CSP: &str = "default-src 'self'; connect-src 'self'; img-src 'self' data:; \
-                   frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
+                   frame-ancestors 'none'; base-uri 'none'";
 
 pub(crate) fn router(state: AppState) -> Router {
     Router::new()

@@ -173,7 +173,7 @@ impl Registry {
     pub(crate) fn loads(&self) -> HashMap<String, (bool, bool, Load)> {
         self.lock()
             .iter()
-            .map(|(id, e)| (id.clone(), (e.link.is_some(), e.draining, e.load.clone())))
+            .map(|(id, e)| (id.clone(), (e.link.is_some(), e.draining, e.load)))
             .collect()
     }
 
