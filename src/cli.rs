@@ -225,6 +225,15 @@ enum AdminCommand {
         #[command(flatten)]
         deployment: DeploymentArgs,
     },
+    /// Print a console session cookie for an operator, for when the
+    /// identity provider is down (break-glass; recorded in the audit log).
+    OperatorSession {
+        email: String,
+        #[arg(long, default_value_t = 60)]
+        ttl_minutes: u64,
+        #[command(flatten)]
+        deployment: DeploymentArgs,
+    },
     /// Check the audit log's hash chain from the first entry to the last;
     /// exits non-zero at the first entry edited, deleted or out of place.
     VerifyAudit {
@@ -366,6 +375,18 @@ impl Cli {
                     .set_operator_sso(&issuer, &client_id, secret.trim())
                     .await?;
                 println!("operator sign-in set: {issuer}");
+                Ok(())
+            }
+            Command::Admin(AdminCommand::OperatorSession {
+                email,
+                ttl_minutes,
+                deployment,
+            }) => {
+                let token = Admin::open(&deployment.config())
+                    .await?
+                    .operator_session(&email, Duration::from_secs(ttl_minutes * 60))
+                    .await?;
+                println!("attache_session={token}");
                 Ok(())
             }
             Command::Admin(AdminCommand::VerifyAudit { deployment }) => {

@@ -91,7 +91,10 @@ pub(crate) async fn run(args: DevArgs) -> anyhow::Result<()> {
 
     let meeting = format!("{sandbox_origin}/m/demo?script=demo-loop");
     println!("graphql: http://{http}/graphql");
-    println!("console: http://{http}/graphql (GraphiQL; the admin console arrives with SSO)");
+    println!("graphiql: http://{http}/graphql");
+    println!(
+        "console: http://{http}/console/ (sign-in: set the tenant's OpenID Connect provider with setIdentityProvider)"
+    );
     println!("api key: {tenant}");
     println!("sandbox meeting: {meeting}");
     if let Some(addr) = worker_metrics {

@@ -226,3 +226,55 @@ async fn bot_creation_is_rate_limited_per_tenant() {
         "{metrics}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_tenant_has_its_own_request_budget() {
+    let cluster = Cluster::start_with(Options {
+        api_limit: Some((60, 3)),
+        ..Default::default()
+    })
+    .await;
+    let a = cluster.tenant("busy").await;
+    let b = cluster.tenant("quiet").await;
+    for _ in 0..3 {
+        a.gql("{ viewer { role } }", json!({})).await;
+    }
+    let (status, body) = a.raw("{ viewer { role } }", json!({})).await;
+    assert_eq!(status, 429, "{body}");
+    assert_eq!(body["errors"][0]["extensions"]["code"], "RATE_LIMITED");
+    assert!(
+        body["errors"][0]["extensions"]["retryAfterSeconds"]
+            .as_u64()
+            .unwrap()
+            >= 1
+    );
+    // Another tenant is not slowed by the first.
+    b.gql("{ viewer { role } }", json!({})).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn introspection_follows_the_deployment() {
+    let query = "{ __schema { queryType { name } } }";
+    let open = Cluster::start().await;
+    let api = open.tenant("curious").await;
+    assert_eq!(
+        api.gql(query, json!({})).await["__schema"]["queryType"]["name"],
+        "QueryRoot"
+    );
+    let closed = Cluster::start_with(Options {
+        tweak: Some(|c| c.introspection = false),
+        ..Default::default()
+    })
+    .await;
+    let api = closed.tenant("curious").await;
+    // Switched off, the schema is answered as nothing at all.
+    let (_, body) = api.raw(query, json!({})).await;
+    assert!(body["data"]["__schema"].is_null(), "{body}");
+    assert!(!body.to_string().contains("QueryRoot"), "{body}");
+    let (_, body) = api
+        .raw("{ __type(name: \"Bot\") { fields { name } } }", json!({}))
+        .await;
+    assert!(!body.to_string().contains("meetingUrl"), "{body}");
+    // Ordinary queries still work.
+    api.gql("{ viewer { role } }", json!({})).await;
+}
