@@ -145,6 +145,20 @@ async fn set_sso(owner: &Api, issuer: &str, client: &str, domains: Value) {
         .await;
 }
 
+/// Tenant `acme`, signing in through `acme-console` (domain `acme.test`
+/// joins as viewer), with `email` invited as `role`; its owner's API.
+async fn acme(cluster: &Cluster, idp: &OidcProvider, email: &str, role: &str) -> Api {
+    let owner = cluster.tenant("acme").await;
+    set_sso(&owner, &idp.issuer, "acme-console", json!(["acme.test"])).await;
+    owner
+        .gql(
+            "mutation($e: String!, $r: Role!) { inviteMember(email: $e, role: $r) { id } }",
+            json!({ "e": email, "r": role }),
+        )
+        .await;
+    owner
+}
+
 fn client(id: &str, cp: &str) -> Value {
     json!({
         "client_id": id,
@@ -176,14 +190,7 @@ async fn sign_in_through_a_real_provider() {
         return;
     };
 
-    let owner = cluster.tenant("acme").await;
-    set_sso(&owner, &idp.issuer, "acme-console", json!(["acme.test"])).await;
-    owner
-        .gql(
-            "mutation { inviteMember(email: \"Alice@Example.org\", role: ADMIN) { id } }",
-            json!({}),
-        )
-        .await;
+    let owner = acme(&cluster, &idp, "Alice@Example.org", "ADMIN").await;
 
     // An invited address signs in with the invited role; the cookie is
     // HttpOnly, SameSite, Secure (loopback counts as a secure origin).
@@ -551,14 +558,7 @@ async fn the_console_in_a_real_browser() {
     ])) else {
         return;
     };
-    let owner = cluster.tenant("acme").await;
-    set_sso(&owner, &idp.issuer, "acme-console", json!(["acme.test"])).await;
-    owner
-        .gql(
-            "mutation { inviteMember(email: \"alice@acme.test\", role: OWNER) { id } }",
-            json!({}),
-        )
-        .await;
+    let owner = acme(&cluster, &idp, "alice@acme.test", "OWNER").await;
     let tenant_id = owner.gql("{ viewer { tenant { id } } }", json!({})).await["viewer"]["tenant"]
         ["id"]
         .as_str()

@@ -117,7 +117,7 @@ impl Policy {
                     o.role.as_str().to_string(),
                     tenant_id.to_string(),
                     o.action.as_str().to_string(),
-                    effect_name(o.effect).to_string(),
+                    o.effect.as_str().to_string(),
                 ])
             })
             .collect::<Result<Vec<_>, PolicyError>>()?;
@@ -170,13 +170,6 @@ impl Policy {
     }
 }
 
-fn effect_name(d: Decision) -> &'static str {
-    match d {
-        Decision::Allow => "allow",
-        Decision::Deny => "deny",
-    }
-}
-
 type Rules = Vec<Vec<String>>;
 
 /// Splits the default data into policies and role links, with the links'
@@ -194,7 +187,7 @@ fn parse_defaults(data: &str, domain: &str) -> Result<(Rules, Rules), PolicyErro
         match cells.as_slice() {
             ["p", sub, dom, act, eft] => {
                 let known_sub = *sub == "operator" || Role::parse(sub).is_some();
-                if !known_sub || Action::parse(act).is_none() || !matches!(*eft, "allow" | "deny") {
+                if !known_sub || Action::parse(act).is_none() || Decision::parse(eft).is_none() {
                     return Err(bad());
                 }
                 policies.push([sub, dom, act, eft].iter().map(|c| c.to_string()).collect());

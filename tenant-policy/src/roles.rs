@@ -85,6 +85,22 @@ impl Role {
     }
 }
 
+impl Decision {
+    /// The effect's name in policy data and storage.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Decision::Allow => "allow",
+            Decision::Deny => "deny",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Decision> {
+        [Decision::Allow, Decision::Deny]
+            .into_iter()
+            .find(|d| d.as_str() == s)
+    }
+}
+
 impl Action {
     pub const ALL: [Action; 16] = [
         Action::ReadTenant,
@@ -148,6 +164,14 @@ mod tests {
         }
         assert_eq!(Role::parse("Owner"), None);
         assert_eq!(Role::parse("operator"), None);
+    }
+
+    #[test]
+    fn effect_names_round_trip() {
+        for d in [Decision::Allow, Decision::Deny] {
+            assert_eq!(Decision::parse(d.as_str()), Some(d));
+        }
+        assert_eq!(Decision::parse("Allow"), None);
     }
 
     #[test]

@@ -346,6 +346,15 @@ fn check_email(email: &str) -> Result<String, ApiError> {
     }
 }
 
+/// How the audit log names a policy override.
+fn policy_target(role: GqlRole, action: GqlAction) -> String {
+    format!(
+        "policy:{}:{}",
+        role.role().as_str(),
+        action.action().as_str()
+    )
+}
+
 fn may_give(ctx: &Context<'_>, target: Role) -> Result<(), ApiError> {
     let principal = ctx.data_unchecked::<crate::access::Principal>();
     match principal.role() {
@@ -718,14 +727,7 @@ impl PeopleMutation {
         effect: GqlEffect,
     ) -> Result<PolicyOverride> {
         let (state, p, scoped) = guard(ctx, Action::ManagePolicy)?;
-        note_target(
-            ctx,
-            format!(
-                "policy:{}:{}",
-                role.role().as_str(),
-                action.action().as_str()
-            ),
-        );
+        note_target(ctx, policy_target(role, action));
         let o = Override {
             role: role.role(),
             action: action.action(),
@@ -752,14 +754,7 @@ impl PeopleMutation {
         action: GqlAction,
     ) -> Result<bool> {
         let (state, p, scoped) = guard(ctx, Action::ManagePolicy)?;
-        note_target(
-            ctx,
-            format!(
-                "policy:{}:{}",
-                role.role().as_str(),
-                action.action().as_str()
-            ),
-        );
+        note_target(ctx, policy_target(role, action));
         let removed = scoped
             .delete_override(role.role(), action.action())
             .await

@@ -264,11 +264,7 @@ impl Store {
                 let o = Override {
                     role: Role::parse(&r.role)?,
                     action: Action::parse(&r.action)?,
-                    effect: match r.effect.as_str() {
-                        "allow" => Decision::Allow,
-                        "deny" => Decision::Deny,
-                        _ => return None,
-                    },
+                    effect: Decision::parse(&r.effect)?,
                 };
                 Some(o)
             })
@@ -429,15 +425,11 @@ impl Scoped<'_> {
     }
 
     pub(crate) async fn set_override(&self, o: Override) -> Result<(), DbErr> {
-        let effect = match o.effect {
-            Decision::Allow => "allow",
-            Decision::Deny => "deny",
-        };
         policy_override::Entity::insert(policy_override::ActiveModel {
             tenant_id: Set(self.tenant_id.clone()),
             role: Set(o.role.as_str().to_string()),
             action: Set(o.action.as_str().to_string()),
-            effect: Set(effect.to_string()),
+            effect: Set(o.effect.as_str().to_string()),
             updated_at: Set(now()),
         })
         .on_conflict(
