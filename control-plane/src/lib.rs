@@ -10,6 +10,7 @@ mod admin;
 mod api;
 mod audit;
 mod auth;
+mod bots;
 mod config;
 mod console;
 mod dispatch;
@@ -17,6 +18,7 @@ mod entity;
 mod events;
 mod fleet;
 mod keys;
+mod links;
 mod metrics;
 mod objects;
 mod recordings;
@@ -53,7 +55,10 @@ pub(crate) struct AppState {
     pub store: Store,
     pub events: events::EventHub,
     pub metrics: metrics::Metrics,
-    pub fleet: fleet::Registry,
+    /// Who is connected to this process, and how to send them commands.
+    pub links: links::Registry,
+    /// The lifecycle service: the only way a bot moves.
+    pub bots: bots::Bots,
     pub dispatch_wakeup: Arc<Notify>,
     pub ca: Arc<fleet::FleetCa>,
     pub objects: objects::Objects,
@@ -124,6 +129,17 @@ impl ControlPlane {
             .public_url
             .clone()
             .unwrap_or_else(|| format!("http://{}", http.local_addr().expect("bound listener")));
+        let events = events::EventHub::new();
+        let metrics = metrics::Metrics::new();
+        let links = links::Registry::default();
+        let dispatch_wakeup = Arc::new(Notify::new());
+        let bots = bots::Bots::new(
+            store.clone(),
+            events.clone(),
+            metrics.clone(),
+            links.clone(),
+            dispatch_wakeup.clone(),
+        );
         let state = AppState {
             policies: access::Policies::new(store.clone()).await?,
             audit: audit::AuditLog::new(store.clone()),
@@ -133,10 +149,11 @@ impl ControlPlane {
             public_url,
             config: Arc::new(config),
             store,
-            events: events::EventHub::new(),
-            metrics: metrics::Metrics::new(),
-            fleet: fleet::Registry::default(),
-            dispatch_wakeup: Arc::new(Notify::new()),
+            events,
+            metrics,
+            links,
+            bots,
+            dispatch_wakeup,
             ca,
         };
         Ok(ControlPlane { state, http, quic })

@@ -19,6 +19,7 @@ pub(crate) struct Metrics {
     pub frames_received: IntCounterVec,
     pub frames_rejected: IntCounterVec,
     pub leases_expired: IntCounterVec,
+    pub commands_refused: IntCounterVec,
     pub api_errors: IntCounterVec,
     pub bot_warnings: IntCounterVec,
     pub webhook_attempts: IntCounterVec,
@@ -86,6 +87,14 @@ impl Metrics {
             &["outcome"],
         )
         .expect("metric");
+        let commands_refused = IntCounterVec::new(
+            Opts::new(
+                "attache_control_plane_fleet_commands_refused_total",
+                "Commands workers refused, by error code",
+            ),
+            &["code"],
+        )
+        .expect("metric");
         let api_errors = IntCounterVec::new(
             Opts::new(
                 "attache_control_plane_api_errors_total",
@@ -147,6 +156,7 @@ impl Metrics {
             Box::new(frames_received.clone()),
             Box::new(frames_rejected.clone()),
             Box::new(leases_expired.clone()),
+            Box::new(commands_refused.clone()),
             Box::new(api_errors.clone()),
         ] {
             registry.register(c).expect("unique metric");
@@ -176,6 +186,7 @@ impl Metrics {
         for c in ErrorCode::ALL {
             frames_rejected.with_label_values(&[c.as_str()]);
             api_errors.with_label_values(&[c.as_str()]);
+            commands_refused.with_label_values(&[c.as_str()]);
         }
         for o in ["requeued", "failed"] {
             leases_expired.with_label_values(&[o]);
@@ -190,6 +201,7 @@ impl Metrics {
             frames_received,
             frames_rejected,
             leases_expired,
+            commands_refused,
             api_errors,
             bot_warnings,
             webhook_attempts,

@@ -62,6 +62,8 @@ pub enum ObjectError {
     BadKey,
     #[error("object store: {0}")]
     Io(String),
+    #[error("object work stopped: {0}")]
+    Task(String),
 }
 
 fn io(e: impl std::fmt::Display) -> ObjectError {

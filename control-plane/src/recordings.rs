@@ -17,6 +17,7 @@ use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 
 use crate::AppState;
+use crate::entity::names::RecordingStatus;
 use crate::objects::{ObjectError, Objects};
 
 pub(crate) const FORMAT: &str = "audio/ogg; codecs=opus";
@@ -47,7 +48,8 @@ pub(crate) struct Joined {
 
 /// Joins a recording's chunks into its final object. The chunks stay until
 /// the caller has recorded the result (then [`drop_chunks`]), so a retry
-/// joins the same bytes again.
+/// joins the same bytes again. Opening, hashing and sealing the whole
+/// recording run on a blocking thread, never on the async ones.
 pub(crate) async fn join(
     objects: &Objects,
     key: &DataKey,
@@ -58,13 +60,41 @@ pub(crate) async fn join(
     let keys = objects
         .list(&chunk_prefix(tenant_id, bot_id, generation))
         .await?;
-    let mut bytes = Vec::new();
+    let mut sealed = Vec::with_capacity(keys.len());
     for chunk in keys {
         let offset: u64 = chunk
             .rsplit('/')
             .next()
             .and_then(|o| o.parse().ok())
             .ok_or(ObjectError::BadKey)?;
+        let Some(bytes) = objects.get(&chunk).await? else {
+            break;
+        };
+        sealed.push((offset, chunk, bytes));
+    }
+    let target = final_key(tenant_id, bot_id);
+    let (key, bot, object_key) = (key.clone(), bot_id.to_string(), target.clone());
+    let span = tracing::Span::current();
+    let (joined, sealed_recording) = tokio::task::spawn_blocking(move || {
+        let _g = span.entered();
+        assemble(&key, &bot, &object_key, sealed)
+    })
+    .await
+    .map_err(|e| ObjectError::Task(e.to_string()))?;
+    objects.put(&target, sealed_recording).await?;
+    Ok(joined)
+}
+
+/// Opens the chunks in offset order up to the first hole or chunk that
+/// does not open, and seals the result for `object_key`.
+fn assemble(
+    key: &DataKey,
+    bot_id: &str,
+    object_key: &str,
+    chunks: Vec<(u64, String, Vec<u8>)>,
+) -> (Joined, Vec<u8>) {
+    let mut bytes = Vec::new();
+    for (offset, chunk, sealed) in chunks {
         if offset != bytes.len() as u64 {
             // A hole: what follows cannot be placed. Keep the prefix.
             tracing::warn!(
@@ -75,9 +105,6 @@ pub(crate) async fn join(
             );
             break;
         }
-        let Some(sealed) = objects.get(&chunk).await? else {
-            break;
-        };
         match key.open(chunk.as_bytes(), &sealed) {
             Ok(plain) => bytes.extend_from_slice(&plain),
             Err(e) => {
@@ -91,11 +118,7 @@ pub(crate) async fn join(
         sha256: hex::encode(Sha256::digest(&bytes)),
         duration_ms: ogg_opus_duration_ms(&bytes),
     };
-    let target = final_key(tenant_id, bot_id);
-    objects
-        .put(&target, key.seal(target.as_bytes(), &bytes))
-        .await?;
-    Ok(joined)
+    (joined, key.seal(object_key.as_bytes(), &bytes))
 }
 
 pub(crate) async fn drop_chunks(objects: &Objects, tenant_id: &str, bot_id: &str, generation: i64) {
@@ -171,7 +194,11 @@ pub(crate) async fn close_orphans(state: AppState, shutdown: CancellationToken) 
             };
             match join(&state.objects, &key, &r.tenant_id, &r.bot_id, r.generation).await {
                 Ok(j) => {
-                    let status = if j.size_bytes > 0 { "PARTIAL" } else { "EMPTY" };
+                    let status = if j.size_bytes > 0 {
+                        RecordingStatus::Partial
+                    } else {
+                        RecordingStatus::Empty
+                    };
                     if let Err(e) = state
                         .store
                         .close_recording(

@@ -52,6 +52,15 @@ impl From<sea_orm::DbErr> for ApiError {
     }
 }
 
+impl From<crate::store::StoreError> for ApiError {
+    fn from(e: crate::store::StoreError) -> Self {
+        match e {
+            crate::store::StoreError::NotFound => ApiError::NotFound,
+            e => ApiError::internal(e),
+        }
+    }
+}
+
 impl From<ApiError> for async_graphql::Error {
     fn from(e: ApiError) -> Self {
         use async_graphql::ErrorExtensions;

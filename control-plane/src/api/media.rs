@@ -161,6 +161,7 @@ impl ChatMessage {
 }
 
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+#[graphql(remote = "crate::entity::names::RecordingStatus")]
 pub(crate) enum RecordingStatus {
     /// The bot is in the call; chunks are arriving.
     Recording,
@@ -193,13 +194,7 @@ pub(crate) struct Recording {
 
 impl Recording {
     pub(crate) fn new(r: recording::Model, url: Option<(String, DateTime<Utc>)>) -> Recording {
-        let status = match r.status.as_str() {
-            "READY" => RecordingStatus::Ready,
-            "PARTIAL" => RecordingStatus::Partial,
-            "EMPTY" => RecordingStatus::Empty,
-            "CORRUPT" => RecordingStatus::Corrupt,
-            _ => RecordingStatus::Recording,
-        };
+        let status = RecordingStatus::from(r.status.0);
         let (download_url, download_url_expires_at) = url.unzip();
         Recording {
             status,
@@ -215,7 +210,8 @@ impl Recording {
     }
 
     pub(crate) fn downloadable(r: &recording::Model) -> bool {
-        matches!(r.status.as_str(), "READY" | "PARTIAL") && r.size_bytes > 0
+        use crate::entity::names::RecordingStatus as S;
+        matches!(r.status.0, S::Ready | S::Partial) && r.size_bytes > 0
     }
 }
 

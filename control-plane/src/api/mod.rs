@@ -307,7 +307,7 @@ async fn metrics(State(api): State<Api>) -> Response {
             m.bots.with_label_values(&[s.as_str()]).set(n);
         }
     }
-    m.workers_connected.set(api.state.fleet.connected() as i64);
+    m.workers_connected.set(api.state.links.connected() as i64);
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         m.render(),

@@ -312,6 +312,9 @@ pub(crate) struct FleetWorker {
     capacity: i32,
     active_bots: i32,
     rss_mib: i32,
+    /// The worker's software version, as it said when it connected; null
+    /// while it has no link to the replica answering.
+    software_version: Option<String>,
     last_seen_at: Option<DateTime<Utc>>,
 }
 
@@ -803,20 +806,19 @@ impl PlatformQuery {
     async fn regions(&self, ctx: &Context<'_>) -> Result<Vec<Region>> {
         let (state, _, _) = guard(ctx, Action::ReadFleet)?;
         let workers = state.store.workers().await.map_err(ApiError::from)?;
-        let live = state.fleet.loads();
+        let live = state.links.views();
         let mut regions: Vec<Region> = Vec::new();
         for w in workers {
-            let (connected, draining, load) = live
-                .get(&w.id)
-                .copied()
-                .map(|(c, d, l)| (c, d, Some(l)))
-                .unwrap_or((false, false, None));
+            let view = live.get(&w.id);
+            let connected = view.is_some_and(|v| v.connected);
+            let draining = view.is_some_and(|v| v.draining);
+            let load = view.map(|v| v.load);
             let state_name = if w.revoked_at.is_some() {
                 "revoked".to_string()
             } else if connected {
                 "connected".to_string()
             } else {
-                w.state.clone()
+                w.state.as_str().to_string()
             };
             let worker = FleetWorker {
                 id: ID(w.id.clone()),
@@ -829,6 +831,9 @@ impl PlatformQuery {
                     .unwrap_or(w.capacity),
                 active_bots: load.as_ref().map(|l| l.active_bots as i32).unwrap_or(0),
                 rss_mib: load.as_ref().map(|l| l.rss_mib as i32).unwrap_or(0),
+                software_version: view
+                    .filter(|v| v.connected)
+                    .map(|v| v.software_version.clone()),
                 last_seen_at: w.last_seen_at,
             };
             match regions.iter_mut().find(|r| r.name == w.region) {

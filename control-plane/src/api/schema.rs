@@ -8,7 +8,7 @@ use async_graphql::{
     Context, Enum, ID, InputObject, MergedObject, Object, Result, Schema, SimpleObject,
     Subscription,
 };
-use attache_protocol::{BotStatus as WireStatus, StatusReason as WireReason, parse_meeting_url};
+use attache_protocol::{BotStatus as WireStatus, parse_meeting_url};
 use attache_tenant_policy::Action;
 use chrono::{DateTime, Utc};
 use futures::Stream;
@@ -27,7 +27,7 @@ use super::sessions::{
 use crate::AppState;
 use crate::access::Principal;
 use crate::entity::{bot, bot_event};
-use crate::store::{Scoped, Transition, now};
+use crate::store::{NewBot, Scoped, now};
 use crate::transcription::{BotChoice, Kind, valid_language};
 
 pub(crate) type AppSchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;
@@ -96,7 +96,7 @@ pub(crate) fn guard_signed_in<'a>(
 }
 
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
-#[graphql(name = "BotStatus")]
+#[graphql(name = "BotStatus", remote = "attache_protocol::BotStatus")]
 pub(crate) enum GqlStatus {
     Queued,
     Dispatched,
@@ -108,54 +108,13 @@ pub(crate) enum GqlStatus {
     Failed,
 }
 
-impl GqlStatus {
-    fn wire(self) -> WireStatus {
-        match self {
-            GqlStatus::Queued => WireStatus::Queued,
-            GqlStatus::Dispatched => WireStatus::Dispatched,
-            GqlStatus::Joining => WireStatus::Joining,
-            GqlStatus::WaitingRoom => WireStatus::WaitingRoom,
-            GqlStatus::InCall => WireStatus::InCall,
-            GqlStatus::Leaving => WireStatus::Leaving,
-            GqlStatus::Ended => WireStatus::Ended,
-            GqlStatus::Failed => WireStatus::Failed,
-        }
-    }
-
-    fn from_stored(s: &str) -> Result<GqlStatus, ApiError> {
-        let wire =
-            WireStatus::parse(s).ok_or_else(|| ApiError::internal(format!("stored status {s}")))?;
-        Ok(match wire {
-            WireStatus::Queued => GqlStatus::Queued,
-            WireStatus::Dispatched => GqlStatus::Dispatched,
-            WireStatus::Joining => GqlStatus::Joining,
-            WireStatus::WaitingRoom => GqlStatus::WaitingRoom,
-            WireStatus::InCall => GqlStatus::InCall,
-            WireStatus::Leaving => GqlStatus::Leaving,
-            WireStatus::Ended => GqlStatus::Ended,
-            WireStatus::Failed => GqlStatus::Failed,
-        })
-    }
-}
-
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
-#[graphql(name = "Platform")]
+#[graphql(name = "Platform", remote = "attache_protocol::Platform")]
 pub(crate) enum GqlPlatform {
     GoogleMeet,
     Teams,
     Zoom,
     Sandbox,
-}
-
-impl GqlPlatform {
-    fn from_stored(s: &str) -> GqlPlatform {
-        match s {
-            "GOOGLE_MEET" => GqlPlatform::GoogleMeet,
-            "TEAMS" => GqlPlatform::Teams,
-            "ZOOM" => GqlPlatform::Zoom,
-            _ => GqlPlatform::Sandbox,
-        }
-    }
 }
 
 pub(crate) struct Bot(bot::Model);
@@ -169,13 +128,13 @@ impl Bot {
         &self.0.meeting_url
     }
     async fn platform(&self) -> GqlPlatform {
-        GqlPlatform::from_stored(&self.0.platform)
+        GqlPlatform::from(self.0.platform.0)
     }
     async fn bot_name(&self) -> &str {
         &self.0.bot_name
     }
-    async fn status(&self) -> Result<GqlStatus> {
-        Ok(GqlStatus::from_stored(&self.0.status)?)
+    async fn status(&self) -> GqlStatus {
+        self.0.status.0.into()
     }
     /// Why the bot ended or failed (`MEETING_ENDED`, `ADMISSION_DENIED`,
     /// `WORKER_LOST`, …); null while it is running.
@@ -224,7 +183,7 @@ impl Bot {
                 .await
                 .map_err(ApiError::from)?
                 .into_iter()
-                .find(|e| e.status == WireStatus::InCall.as_str())
+                .find(|e| e.status == WireStatus::InCall)
                 .map(|e| e.at),
         };
         Ok(rows
@@ -351,7 +310,7 @@ impl TryFrom<bot_event::Model> for BotEvent {
         Ok(BotEvent {
             bot_id: ID(e.bot_id),
             at: e.at,
-            status: GqlStatus::from_stored(&e.status)?,
+            status: e.status.0.into(),
             reason: e.reason,
             detail: e.detail,
         })
@@ -472,7 +431,7 @@ impl BotQuery {
             );
         }
         let after = after.map(|c| decode_cursor(&c)).transpose()?;
-        let status = status.map(GqlStatus::wire);
+        let status = status.map(WireStatus::from);
         let page = scoped
             .bots(first as u64, after, status)
             .await
@@ -604,46 +563,30 @@ impl BotMutation {
                 )
             }
         };
-        let b = scoped
-            .insert_bot(bot::Model {
-                id: uuid::Uuid::new_v4().to_string(),
-                tenant_id: principal.tenant_id.clone(),
-                region: tenant.region,
-                meeting_url: url.to_string(),
-                platform: platform.as_str().to_string(),
-                bot_name,
-                status: WireStatus::Queued.as_str().to_string(),
-                status_reason: None,
-                join_at,
-                join_timeout_ms: limits.join_timeout_ms as i64,
-                lobby_timeout_ms: limits.lobby_timeout_ms as i64,
-                max_duration_ms: limits.max_duration_ms as i64,
-                nobody_joined_ms: limits.nobody_joined_ms as i64,
-                alone_ms: limits.alone_ms as i64,
-                silence_ms: limits.silence_ms as i64,
-                worker_id: None,
-                lease_generation: 0,
-                last_result_seq: 0,
-                leave_requested: false,
-                created_at,
-                updated_at: created_at,
-                ended_at: None,
-                data_key: None,
-                transcription,
-            })
+        let b = state
+            .bots
+            .create(
+                &scoped,
+                NewBot {
+                    id: uuid::Uuid::new_v4().to_string(),
+                    region: tenant.region,
+                    meeting_url: url.to_string(),
+                    platform,
+                    bot_name,
+                    join_at,
+                    join_timeout_ms: limits.join_timeout_ms as i64,
+                    lobby_timeout_ms: limits.lobby_timeout_ms as i64,
+                    max_duration_ms: limits.max_duration_ms as i64,
+                    nobody_joined_ms: limits.nobody_joined_ms as i64,
+                    alone_ms: limits.alone_ms as i64,
+                    silence_ms: limits.silence_ms as i64,
+                    created_at,
+                    transcription,
+                },
+            )
             .await
             .map_err(ApiError::from)?;
         crate::audit::note_target(ctx, format!("bot:{}", b.id));
-        tracing::info!(bot_id = %b.id, tenant_id = %b.tenant_id, platform = %b.platform, "bot created");
-        if let Some(ev) = scoped.events(&b.id).await.map_err(ApiError::from)?.pop() {
-            state.events.publish(ev);
-        }
-        state
-            .metrics
-            .transitions
-            .with_label_values(&["QUEUED"])
-            .inc();
-        state.dispatch_wakeup.notify_one();
         Ok(Bot(b))
     }
 
@@ -836,50 +779,7 @@ impl BotMutation {
             .await
             .map_err(ApiError::from)?
             .ok_or(ApiError::NotFound)?;
-        let status = GqlStatus::from_stored(&b.status)?.wire();
-        if status.is_final() {
-            return Ok(Bot(b));
-        }
-        if status == WireStatus::Queued {
-            let mut t = Transition::new(&b.id, WireStatus::Ended, Some(WireReason::LeaveRequested));
-            t.expect_status = Some(WireStatus::Queued);
-            t.expect_generation = Some(b.lease_generation);
-            match state.store.transition(t).await {
-                Ok(crate::store::Applied::Moved(b, ev)) => {
-                    state.events.publish(ev);
-                    state
-                        .metrics
-                        .transitions
-                        .with_label_values(&["ENDED"])
-                        .inc();
-                    return Ok(Bot(b));
-                }
-                // It was dispatched meanwhile: ask its worker instead.
-                Ok(_)
-                | Err(crate::store::StoreError::Conflict)
-                | Err(crate::store::StoreError::Stale { .. }) => {}
-                Err(e) => return Err(ApiError::internal(e).into()),
-            }
-        }
-        state
-            .store
-            .mark_leave_requested(&b.id)
-            .await
-            .map_err(ApiError::from)?;
-        let b = scoped
-            .bot(&id)
-            .await
-            .map_err(ApiError::from)?
-            .ok_or(ApiError::NotFound)?;
-        if let (Some(w), Ok(bot_id)) = (&b.worker_id, b.id.parse()) {
-            state.fleet.send(
-                w,
-                attache_protocol::ControlMsg::Cancel {
-                    bot_id,
-                    generation: b.lease_generation as u64,
-                },
-            );
-        }
+        let b = state.bots.request_leave(b).await.map_err(ApiError::from)?;
         Ok(Bot(b))
     }
 }
@@ -919,7 +819,7 @@ impl SubscriptionRoot {
                 stored.push(TranscriptSegment::open(key.as_ref(), r)?);
             }
         }
-        let ended = WireStatus::parse(&bot.status).is_some_and(WireStatus::is_final);
+        let ended = bot.status.is_final();
         let (bot_id, tenant_id) = (bot.id, bot.tenant_id);
         Ok(async_stream::stream! {
             for s in stored { yield s; }
@@ -934,8 +834,7 @@ impl SubscriptionRoot {
                         Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
                     },
                     st = statuses.recv() => match st {
-                        Ok(ev) if ev.bot_id == bot_id
-                            && WireStatus::parse(&ev.status).is_some_and(WireStatus::is_final) => {
+                        Ok(ev) if ev.bot_id == bot_id && ev.status.is_final() => {
                             // Segments are stored (and published) before the
                             // final status: take what is still queued, then end.
                             while let Ok(e) = live.try_recv() {
@@ -981,7 +880,7 @@ impl SubscriptionRoot {
                         continue;
                     }
                     last_id = ev.id;
-                    let done = WireStatus::parse(&ev.status).is_some_and(WireStatus::is_final);
+                    let done = ev.status.is_final();
                     if let Ok(e) = BotEvent::try_from(ev) { yield e; }
                     if done { return; }
                 }

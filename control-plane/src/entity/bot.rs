@@ -1,4 +1,7 @@
+use attache_protocol::{BotStatus, Platform};
 use sea_orm::entity::prelude::*;
+
+use super::names::Stored;
 
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
 #[sea_orm(table_name = "bots")]
@@ -8,9 +11,9 @@ pub struct Model {
     pub tenant_id: String,
     pub region: String,
     pub meeting_url: String,
-    pub platform: String,
+    pub platform: Stored<Platform>,
     pub bot_name: String,
-    pub status: String,
+    pub status: Stored<BotStatus>,
     pub status_reason: Option<String>,
     pub join_at: DateTimeUtc,
     pub join_timeout_ms: i64,

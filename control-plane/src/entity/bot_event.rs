@@ -1,4 +1,7 @@
+use attache_protocol::BotStatus;
 use sea_orm::entity::prelude::*;
+
+use super::names::Stored;
 
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
 #[sea_orm(table_name = "bot_events")]
@@ -8,7 +11,7 @@ pub struct Model {
     pub bot_id: String,
     pub tenant_id: String,
     pub generation: i64,
-    pub status: String,
+    pub status: Stored<BotStatus>,
     pub reason: Option<String>,
     pub detail: Option<String>,
     pub at: DateTimeUtc,

@@ -14,6 +14,7 @@ pub mod join_token;
 pub mod lease;
 pub mod login_state;
 pub mod member;
+pub mod names;
 pub mod operator;
 pub mod participant;
 pub mod policy_override;

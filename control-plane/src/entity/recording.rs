@@ -1,5 +1,7 @@
 use sea_orm::entity::prelude::*;
 
+use super::names::{RecordingStatus, Stored};
+
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
 #[sea_orm(table_name = "recordings")]
 pub struct Model {
@@ -8,9 +10,7 @@ pub struct Model {
     pub tenant_id: String,
     /// The lease generation whose worker records it.
     pub generation: i64,
-    /// RECORDING, READY, PARTIAL (the bot ended before the recording was
-    /// closed) or CORRUPT (the bytes did not match the worker's totals).
-    pub status: String,
+    pub status: Stored<RecordingStatus>,
     pub format: String,
     pub object_key: String,
     pub size_bytes: i64,

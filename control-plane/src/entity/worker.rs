@@ -1,5 +1,7 @@
 use sea_orm::entity::prelude::*;
 
+use super::names::{Stored, WorkerState};
+
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
 #[sea_orm(table_name = "workers")]
 pub struct Model {
@@ -10,8 +12,7 @@ pub struct Model {
     /// SHA-256 of the worker's client certificate (DER), hex.
     pub cert_fingerprint: String,
     pub capacity: i32,
-    /// `connected`, `reconnecting` or `lost`.
-    pub state: String,
+    pub state: Stored<WorkerState>,
     pub enrolled_at: DateTimeUtc,
     pub last_seen_at: Option<DateTimeUtc>,
     pub revoked_at: Option<DateTimeUtc>,

@@ -9,6 +9,7 @@ use subtle::ConstantTimeEq;
 
 use crate::AppState;
 use crate::auth::{hash_secret, random_hex};
+use crate::entity::names::{Stored, WorkerState};
 use crate::entity::worker;
 use crate::store::now;
 
@@ -115,7 +116,7 @@ async fn enroll(
                 hostname,
                 cert_fingerprint: fingerprint,
                 capacity: 0,
-                state: "enrolled".into(),
+                state: Stored(WorkerState::Enrolled),
                 enrolled_at: now(),
                 last_seen_at: None,
                 revoked_at: None,

@@ -10,7 +10,9 @@ use sea_orm::{
     QueryOrder, Set, TransactionTrait,
 };
 
+use super::fence::{self, Place};
 use super::{Scoped, Store, StoreError};
+use crate::entity::names::{RecordingStatus, Stored};
 use crate::entity::{
     bot, bot_warning, chat_message, participant, recording, speaker_segment, transcript_segment,
 };
@@ -59,7 +61,7 @@ pub(crate) enum MediaWrite {
         len: i64,
     },
     RecordingFinished {
-        status: &'static str,
+        status: RecordingStatus,
         object_key: String,
         size_bytes: i64,
         duration_ms: i64,
@@ -75,7 +77,7 @@ pub(crate) enum MediaWrite {
 }
 
 #[derive(Debug, PartialEq, Eq)]
-pub(crate) enum Stored {
+pub(crate) enum Written {
     Applied,
     Duplicate,
     /// Persisted as a place in the sequence only, for this reason.
@@ -91,26 +93,15 @@ impl Store {
         seq: i64,
         at: DateTime<Utc>,
         write: MediaWrite,
-    ) -> Result<Stored, StoreError> {
+    ) -> Result<Written, StoreError> {
         let txn = self.db.begin().await?;
         let bot = bot::Entity::find_by_id(bot_id.to_string())
             .one(&txn)
             .await?
             .ok_or(StoreError::NotFound)?;
-        if bot.lease_generation != generation {
-            return Err(StoreError::Stale {
-                got: generation,
-                current: bot.lease_generation,
-            });
-        }
-        if seq <= bot.last_result_seq {
-            return Ok(Stored::Duplicate);
-        }
-        if seq != bot.last_result_seq + 1 {
-            return Err(StoreError::Gap {
-                expected: bot.last_result_seq + 1,
-                got: seq,
-            });
+        fence::lease(&bot, generation)?;
+        if fence::sequence(&bot, seq)? == Place::Duplicate {
+            return Ok(Written::Duplicate);
         }
         let outcome = write_one(&txn, &bot, generation, at, write).await?;
         let moved = bot::Entity::update_many()
@@ -162,7 +153,7 @@ impl Store {
     pub(crate) async fn close_recording(
         &self,
         bot_id: &str,
-        status: &str,
+        status: RecordingStatus,
         size_bytes: i64,
         duration_ms: Option<i64>,
         sha256: Option<String>,
@@ -170,7 +161,7 @@ impl Store {
         recording::Entity::update_many()
             .filter(recording::Column::BotId.eq(bot_id))
             .filter(recording::Column::Status.eq("RECORDING"))
-            .col_expr(recording::Column::Status, Expr::value(status))
+            .col_expr(recording::Column::Status, Expr::value(Stored(status)))
             .col_expr(recording::Column::SizeBytes, Expr::value(size_bytes))
             .col_expr(recording::Column::DurationMs, Expr::value(duration_ms))
             .col_expr(recording::Column::Sha256, Expr::value(sha256))
@@ -181,8 +172,14 @@ impl Store {
             .one(&self.db)
             .await?
         {
-            self.close_recording_event(&r.tenant_id, bot_id, status, size_bytes, duration_ms)
-                .await?;
+            self.close_recording_event(
+                &r.tenant_id,
+                bot_id,
+                status.as_str(),
+                size_bytes,
+                duration_ms,
+            )
+            .await?;
         }
         Ok(())
     }
@@ -194,7 +191,7 @@ async fn write_one(
     generation: i64,
     at: DateTime<Utc>,
     write: MediaWrite,
-) -> Result<Stored, DbErr> {
+) -> Result<Written, DbErr> {
     let (bot_id, tenant_id) = (bot.id.clone(), bot.tenant_id.clone());
     match write {
         MediaWrite::ParticipantJoined { key, name } => {
@@ -293,7 +290,7 @@ async fn write_one(
                 // A later lease starts over: its recording replaces the
                 // earlier, unfinished one.
                 Some(r) if r.generation >= generation => {
-                    return Ok(Stored::Refused("recording already started"));
+                    return Ok(Written::Refused("recording already started"));
                 }
                 Some(_) => {
                     recording::Entity::delete_by_id(bot_id.clone())
@@ -306,7 +303,7 @@ async fn write_one(
                 bot_id: Set(bot_id),
                 tenant_id: Set(tenant_id),
                 generation: Set(generation),
-                status: Set("RECORDING".into()),
+                status: Set(Stored(RecordingStatus::Recording)),
                 format: Set(format),
                 object_key: Set(object_key),
                 size_bytes: Set(0),
@@ -328,7 +325,7 @@ async fn write_one(
                 .exec(txn)
                 .await?;
             if moved.rows_affected != 1 {
-                return Ok(Stored::Refused("recording chunk out of place"));
+                return Ok(Written::Refused("recording chunk out of place"));
             }
         }
         MediaWrite::RecordingFinished {
@@ -342,7 +339,7 @@ async fn write_one(
                 .filter(recording::Column::BotId.eq(bot_id.clone()))
                 .filter(recording::Column::Generation.eq(generation))
                 .filter(recording::Column::Status.eq("RECORDING"))
-                .col_expr(recording::Column::Status, Expr::value(status))
+                .col_expr(recording::Column::Status, Expr::value(Stored(status)))
                 .col_expr(recording::Column::ObjectKey, Expr::value(object_key))
                 .col_expr(recording::Column::SizeBytes, Expr::value(size_bytes))
                 .col_expr(recording::Column::DurationMs, Expr::value(duration_ms))
@@ -351,13 +348,13 @@ async fn write_one(
                 .exec(txn)
                 .await?;
             if moved.rows_affected != 1 {
-                return Ok(Stored::Refused("no open recording to finish"));
+                return Ok(Written::Refused("no open recording to finish"));
             }
             super::webhooks::on_recording(
                 txn,
                 &tenant_id,
                 &bot_id,
-                status,
+                status.as_str(),
                 size_bytes,
                 Some(duration_ms),
                 at,
@@ -394,7 +391,7 @@ async fn write_one(
             match existing {
                 // A final segment is never replaced by a late partial.
                 Some(old) if old.is_final && !is_final => {
-                    return Ok(Stored::Refused("a partial segment after its final"));
+                    return Ok(Written::Refused("a partial segment after its final"));
                 }
                 Some(old) => {
                     let mut row: transcript_segment::ActiveModel = old.into();
@@ -429,9 +426,9 @@ async fn write_one(
                 }
             }
         }
-        MediaWrite::Nothing => return Ok(Stored::Refused("invalid frame")),
+        MediaWrite::Nothing => return Ok(Written::Refused("invalid frame")),
     }
-    Ok(Stored::Applied)
+    Ok(Written::Applied)
 }
 
 impl Scoped<'_> {

@@ -109,7 +109,7 @@ pub(super) async fn on_status<C: ConnectionTrait>(
         ev.at,
     )
     .await?;
-    let is_final = attache_protocol::BotStatus::parse(&ev.status).is_some_and(|s| s.is_final());
+    let is_final = ev.status.is_final();
     if !is_final {
         return Ok(());
     }

@@ -1,6 +1,10 @@
 //! Dispatch: queued bots whose time has come go to a connected worker of
 //! their tenant's region with room for them. Taking the lease is a
-//! compare-and-swap in the database, so two replicas never lease one bot.
+//! compare-and-swap in the database (through the lifecycle service), so two
+//! replicas never lease one bot; [`assignment`] builds what the worker is
+//! sent.
+
+mod assignment;
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -9,8 +13,9 @@ use attache_protocol::{BotStatus, ControlMsg};
 use tokio_util::sync::CancellationToken;
 
 use crate::AppState;
-use crate::fleet::Candidate;
+use crate::links::Candidate;
 use crate::store::{Applied, StoreError, Transition, now};
+pub(crate) use assignment::assignment;
 
 /// Bots leased per pass; the rest wait for the next pass.
 const BATCH: u64 = 64;
@@ -67,7 +72,7 @@ async fn dispatch_once(state: &AppState) -> Result<(), StoreError> {
     if due.is_empty() {
         return Ok(());
     }
-    let candidates = state.fleet.candidates();
+    let candidates = state.links.candidates();
     if candidates.is_empty() {
         return Ok(());
     }
@@ -87,8 +92,8 @@ async fn dispatch_once(state: &AppState) -> Result<(), StoreError> {
             );
             t.expect_status = Some(BotStatus::Queued);
             t.expect_generation = Some(bot.lease_generation);
-            if let Ok(Applied::Moved(_, ev)) = state.store.transition(t).await {
-                state.events.publish(ev);
+            if let Err(e) = state.bots.apply(t).await {
+                tracing::debug!(bot_id = %bot.id, error = %e, "leave of a requeued bot not applied; next pass");
             }
             continue;
         }
@@ -99,25 +104,19 @@ async fn dispatch_once(state: &AppState) -> Result<(), StoreError> {
         t.expect_status = Some(BotStatus::Queued);
         t.expect_generation = Some(bot.lease_generation);
         t.lease_to = Some(worker.id.clone());
-        match state.store.transition(t).await {
+        match state.bots.apply(t).await {
             Ok(Applied::Moved(leased, ev)) => {
                 let due_since = leased.join_at.max(leased.created_at);
                 let waited = (ev.at - due_since).num_milliseconds().max(0) as f64 / 1000.0;
                 state.metrics.dispatch_latency.observe(waited);
-                state
-                    .metrics
-                    .transitions
-                    .with_label_values(&["DISPATCHED"])
-                    .inc();
                 *active.entry(worker.id.clone()).or_default() += 1;
                 tracing::info!(bot_id = %leased.id, tenant_id = %leased.tenant_id, worker_id = %worker.id,
                     generation = leased.lease_generation, "bot dispatched");
-                state.events.publish(ev);
-                if let Some(a) = crate::fleet::assignment(state, &leased).await {
+                if let Some(a) = assignment(state, &leased).await {
                     // If the link dropped meanwhile, the worker's next hello
                     // (or the grace period) settles this lease.
                     state
-                        .fleet
+                        .links
                         .send(&worker.id, ControlMsg::Assign(Box::new(a)));
                 }
             }

@@ -1,14 +1,17 @@
-//! Who is connected, in this process: each worker's link, capacity, load
-//! and liveness. The database holds leases; this holds sockets.
+//! Who is connected to this process: each worker's link, capacity, load
+//! and liveness, and the one way to send a worker a command. The database
+//! holds leases; this holds sockets. It knows nothing of bots.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use attache_protocol::{ControlMsg, Load};
+use attache_protocol::{BotReport, ControlMsg, Load};
 use tokio::sync::mpsc;
 
-use super::liveness::{Action, Event, Liveness};
+mod liveness;
+
+use liveness::{Action, Event, Liveness};
 
 #[derive(Clone)]
 pub(crate) struct Link {
@@ -25,6 +28,44 @@ struct Entry {
     liveness: Liveness,
     last_heartbeat: Instant,
     load: Load,
+    software_version: String,
+    /// The bots the worker last said it runs; unknown (`None`) while it has
+    /// no link.
+    observed: Option<Vec<BotReport>>,
+}
+
+/// What a worker says about itself when it connects.
+#[derive(Debug, Clone)]
+pub(crate) struct Hello {
+    pub region: String,
+    pub capacity: u32,
+    pub software_version: String,
+    pub bots: Vec<BotReport>,
+}
+
+impl Entry {
+    fn unseen(region: String, liveness: Liveness, now: Instant) -> Entry {
+        Entry {
+            region,
+            capacity: 0,
+            draining: false,
+            link: None,
+            liveness,
+            last_heartbeat: now,
+            load: Load::default(),
+            software_version: String::new(),
+            observed: None,
+        }
+    }
+}
+
+/// One worker as this process sees it.
+#[derive(Debug, Clone)]
+pub(crate) struct WorkerView {
+    pub connected: bool,
+    pub draining: bool,
+    pub load: Load,
+    pub software_version: String,
 }
 
 /// A worker the dispatcher may choose.
@@ -46,26 +87,16 @@ impl Registry {
     }
 
     /// Records a new link and returns the one it replaces, if any.
-    pub(crate) fn connect(
-        &self,
-        id: &str,
-        region: &str,
-        capacity: u32,
-        link: Link,
-    ) -> Option<Link> {
+    pub(crate) fn connect(&self, id: &str, hello: Hello, link: Link) -> Option<Link> {
         let now = Instant::now();
         let mut map = self.lock();
-        let e = map.entry(id.to_string()).or_insert_with(|| Entry {
-            region: region.to_string(),
-            capacity,
-            draining: false,
-            link: None,
-            liveness: Liveness::Lost,
-            last_heartbeat: now,
-            load: Load::default(),
-        });
-        e.region = region.to_string();
-        e.capacity = capacity;
+        let e = map
+            .entry(id.to_string())
+            .or_insert_with(|| Entry::unseen(hello.region.clone(), Liveness::Lost, now));
+        e.region = hello.region;
+        e.capacity = hello.capacity;
+        e.software_version = hello.software_version;
+        e.observed = Some(hello.bots);
         e.draining = false;
         e.last_heartbeat = now;
         e.liveness = e
@@ -83,6 +114,7 @@ impl Registry {
             && e.link.as_ref().is_some_and(|l| l.conn_id == conn_id)
         {
             e.link = None;
+            e.observed = None;
             e.liveness = e
                 .liveness
                 .step(Event::Disconnected, now, e.last_heartbeat, Duration::ZERO)
@@ -90,24 +122,32 @@ impl Registry {
         }
     }
 
-    pub(crate) fn heartbeat(&self, id: &str, load: Load) {
+    pub(crate) fn heartbeat(&self, id: &str, load: Load, bots: Vec<BotReport>) {
         if let Some(e) = self.lock().get_mut(id) {
             e.last_heartbeat = Instant::now();
             e.load = load;
+            e.observed = Some(bots);
         }
+    }
+
+    /// The worker said it does not run this lease (it refused a command for
+    /// it as stale): until its next heartbeat, it is not counted as running.
+    pub(crate) fn forget(&self, id: &str, bot_id: uuid::Uuid, generation: u64) {
+        if let Some(bots) = self.lock().get_mut(id).and_then(|e| e.observed.as_mut()) {
+            bots.retain(|b| b.bot_id != bot_id || b.generation != generation);
+        }
+    }
+
+    /// The bots a connected worker last said it runs.
+    pub(crate) fn observed(&self, id: &str) -> Option<Vec<BotReport>> {
+        self.lock().get(id).and_then(|e| e.observed.clone())
     }
 
     /// A worker that holds leases but has no entry (this process has not seen
     /// it since starting) begins its grace period now.
     pub(crate) fn note_unseen(&self, id: &str, now: Instant) {
-        self.lock().entry(id.to_string()).or_insert_with(|| Entry {
-            region: String::new(),
-            capacity: 0,
-            draining: false,
-            link: None,
-            liveness: Liveness::Reconnecting { since: now },
-            last_heartbeat: now,
-            load: Load::default(),
+        self.lock().entry(id.to_string()).or_insert_with(|| {
+            Entry::unseen(String::new(), Liveness::Reconnecting { since: now }, now)
         });
     }
 
@@ -168,12 +208,19 @@ impl Registry {
             .is_some_and(|e| e.liveness == Liveness::Lost && e.link.is_none())
     }
 
-    /// Each known worker's live view: connected or not, draining, and its
-    /// last reported load.
-    pub(crate) fn loads(&self) -> HashMap<String, (bool, bool, Load)> {
+    /// Each known worker's live view.
+    pub(crate) fn views(&self) -> HashMap<String, WorkerView> {
         self.lock()
             .iter()
-            .map(|(id, e)| (id.clone(), (e.link.is_some(), e.draining, e.load)))
+            .map(|(id, e)| {
+                let view = WorkerView {
+                    connected: e.link.is_some(),
+                    draining: e.draining,
+                    load: e.load,
+                    software_version: e.software_version.clone(),
+                };
+                (id.clone(), view)
+            })
             .collect()
     }
 

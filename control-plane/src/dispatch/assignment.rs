@@ -1,0 +1,49 @@
+//! The Assign command a worker gets for a leased bot: the lease, the
+//! meeting, the rules it leaves by, its data key and its transcription
+//! settings. Read-only: it never moves a bot.
+
+use attache_protocol::{Assignment, SessionLimits};
+
+use crate::AppState;
+use crate::entity::bot;
+
+/// The Assign command for a leased bot, with its data key (made now if
+/// this is its first lease) and its transcription settings. `None` if the
+/// key or settings cannot be read: the dispatch sweep tries again.
+pub(crate) async fn assignment(state: &AppState, b: &bot::Model) -> Option<Assignment> {
+    let data_key = match state.keys.bot_key(b).await {
+        Ok(k) => k,
+        Err(e) => {
+            tracing::warn!(bot_id = %b.id, error = %e, "cannot get the bot's data key");
+            return None;
+        }
+    };
+    let transcription = match crate::transcription::spec_for(state, b).await {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::warn!(bot_id = %b.id, error = %e, "cannot read the bot's transcription settings");
+            return None;
+        }
+    };
+    // The deployment's, not the bot's.
+    let no_audio_warning_ms = state.config.default_limits.no_audio_warning_ms;
+    Some(Assignment {
+        bot_id: b.id.parse().ok()?,
+        generation: b.lease_generation as u64,
+        tenant_id: b.tenant_id.parse().ok()?,
+        meeting_url: b.meeting_url.clone(),
+        platform: b.platform.0,
+        bot_name: b.bot_name.clone(),
+        limits: SessionLimits {
+            join_timeout_ms: b.join_timeout_ms as u64,
+            lobby_timeout_ms: b.lobby_timeout_ms as u64,
+            max_duration_ms: b.max_duration_ms as u64,
+            nobody_joined_ms: b.nobody_joined_ms as u64,
+            alone_ms: b.alone_ms as u64,
+            silence_ms: b.silence_ms as u64,
+            no_audio_warning_ms,
+        },
+        data_key,
+        transcription,
+    })
+}

@@ -1,0 +1,282 @@
+//! Result ingest: one bot's result stream from its worker. Each frame
+//! passes the lease fence, is opened with the bot's data key, checked by
+//! [`super::validate`], then written: a status through the lifecycle
+//! service, everything else through the store (and the object store for
+//! recording chunks). Only then is it acknowledged; a frame that cannot be
+//! persisted stops the stream so the worker replays it.
+//!
+//! Personal fields are stored sealed under the bot's key; nothing here
+//! keeps them in the clear beyond the live event a subscriber of the same
+//! tenant receives.
+
+use attache_protocol::{ControlMsg, DataKey, ErrorCode, IoFrameError, ResultFrame, read_frame};
+use chrono::{DateTime, Utc};
+use tokio::sync::mpsc;
+
+use super::validate::{self, Checked};
+use crate::AppState;
+use crate::entity::bot;
+use crate::entity::names::RecordingStatus;
+use crate::events::TranscriptEvent;
+use crate::keys::field_context;
+use crate::recordings;
+use crate::store::{MediaWrite, StoreError, Transition, Written, fence, now};
+
+/// Reads one bot's result stream: persist, then acknowledge.
+pub(super) async fn results(
+    state: AppState,
+    worker_id: String,
+    mut stream: quinn::RecvStream,
+    tx: mpsc::Sender<ControlMsg>,
+) {
+    let rejected = |reason: &str| {
+        state
+            .metrics
+            .frames_rejected
+            .with_label_values(&[reason])
+            .inc()
+    };
+    loop {
+        let frame = match read_frame::<ResultFrame, _>(&mut stream).await {
+            Ok(Some(f)) => f,
+            Ok(None) | Err(IoFrameError::Io(_)) => return,
+            Err(e) => {
+                rejected("malformed");
+                tracing::warn!(error = %e, "malformed result frame; stream stopped");
+                let _ = stream.stop(ErrorCode::ProtocolViolation.quic_code().into());
+                return;
+            }
+        };
+        state
+            .metrics
+            .frames_received
+            .with_label_values(&["results"])
+            .inc();
+        let (bot_id, generation, seq) = (frame.bot_id, frame.generation, frame.seq);
+        match persist(&state, &worker_id, frame).await {
+            Ok(()) => {
+                let _ = tx
+                    .send(ControlMsg::Ack {
+                        bot_id,
+                        generation,
+                        seq,
+                    })
+                    .await;
+            }
+            Err(StoreError::Stale { .. }) | Err(StoreError::NotFound) => {
+                rejected("stale");
+                let _ = tx.send(ControlMsg::Revoke { bot_id, generation }).await;
+            }
+            Err(e) => {
+                rejected("unpersisted");
+                tracing::warn!(%bot_id, error = %e, "result not persisted; the worker will replay it");
+                let _ = stream.stop(ErrorCode::Internal.quic_code().into());
+                return;
+            }
+        }
+    }
+}
+
+/// One frame, as the lease holder sent it.
+struct Frame<'a> {
+    bot: &'a bot::Model,
+    key: &'a DataKey,
+    generation: i64,
+    seq: i64,
+    at: DateTime<Utc>,
+}
+
+async fn persist(state: &AppState, worker_id: &str, frame: ResultFrame) -> Result<(), StoreError> {
+    let id = frame.bot_id.to_string();
+    let bot = state.store.bot(&id).await?.ok_or(StoreError::NotFound)?;
+    let generation = frame.generation as i64;
+    fence::holder(&bot, worker_id, generation)?;
+    // A worker's clock is trusted to within a day; past that, ours is.
+    let at = DateTime::from_timestamp_millis(frame.at_ms)
+        .filter(|at| (*at - now()).num_seconds().abs() < 86_400)
+        .unwrap_or_else(now);
+    let key = state.keys.bot_key(&bot).await?;
+    let checked = match frame.open(&key) {
+        Ok(body) => validate::check(generation, body),
+        Err(e) => {
+            state
+                .metrics
+                .frames_rejected
+                .with_label_values(&["unsealed"])
+                .inc();
+            tracing::warn!(bot_id = %id, seq = frame.seq, error = %e, "result frame does not open");
+            Checked::Nothing
+        }
+    };
+    let f = Frame {
+        bot: &bot,
+        key: &key,
+        generation,
+        seq: frame.seq as i64,
+        at,
+    };
+    match checked {
+        Checked::NotTheWorkers => Err(StoreError::Stale {
+            got: generation,
+            current: bot.lease_generation,
+        }),
+        Checked::Status {
+            status,
+            reason,
+            detail,
+        } => {
+            let mut t = Transition::new(&id, status, reason);
+            t.expect_generation = Some(generation);
+            t.result_seq = Some(f.seq);
+            t.detail = detail;
+            t.at = at;
+            state.bots.apply(t).await.map(|_| ())
+        }
+        checked => write(state, &f, checked).await,
+    }
+}
+
+/// Stores what a bot saw and heard.
+async fn write(state: &AppState, f: &Frame<'_>, checked: Checked) -> Result<(), StoreError> {
+    let (tenant_id, bot_id) = (f.bot.tenant_id.as_str(), f.bot.id.as_str());
+    let seal = |field: &str, item: &str, text: &str| {
+        f.key
+            .seal(&field_context(field, bot_id, item), text.as_bytes())
+    };
+    let mut closes_recording = false;
+    let mut transcript = None;
+    let write = match checked {
+        Checked::Status { .. } | Checked::NotTheWorkers => {
+            unreachable!("statuses are lifecycle moves")
+        }
+        Checked::Nothing => MediaWrite::Nothing,
+        Checked::ParticipantJoined { key, name } => MediaWrite::ParticipantJoined { key, name },
+        Checked::ParticipantLeft { key } => MediaWrite::ParticipantLeft { key },
+        Checked::SpeakerStarted { key, name } => MediaWrite::SpeakerStarted { key, name },
+        Checked::SpeakerStopped { key } => MediaWrite::SpeakerStopped { key },
+        Checked::Chat { key, sender, text } => MediaWrite::Chat {
+            sender_sealed: seal("chat-sender", &key, &sender),
+            text_sealed: seal("chat-text", &key, &text),
+            key,
+        },
+        Checked::Transcript { key, segment } => {
+            let write = MediaWrite::Transcript {
+                text_sealed: seal("transcript", &key, &segment.text),
+                key: key.clone(),
+                start_ms: segment.start_ms as i64,
+                end_ms: segment.end_ms as i64,
+                speaker: segment.speaker.clone(),
+                confidence: segment.confidence as f64,
+                language: segment.language.clone(),
+                is_final: segment.is_final,
+            };
+            transcript = Some(TranscriptEvent {
+                tenant_id: tenant_id.to_string(),
+                bot_id: bot_id.to_string(),
+                segment_key: key,
+                segment,
+            });
+            write
+        }
+        Checked::RecordingStarted { format } => MediaWrite::RecordingStarted {
+            format,
+            object_key: recordings::final_key(tenant_id, bot_id),
+        },
+        Checked::RecordingChunk { offset, bytes } => {
+            // Written, sealed, before the frame is acknowledged; a replay
+            // writes the same audio to the same key.
+            let len = bytes.len() as i64;
+            let chunk = recordings::chunk_key(tenant_id, bot_id, f.generation, offset);
+            let sealed = f.key.seal(chunk.as_bytes(), &bytes);
+            state
+                .objects
+                .put(&chunk, sealed)
+                .await
+                .map_err(|e| StoreError::Corrupt(format!("object store: {e}")))?;
+            MediaWrite::RecordingChunk {
+                offset: offset as i64,
+                len,
+            }
+        }
+        Checked::RecordingFinished {
+            size_bytes,
+            duration_ms,
+            sha256,
+        } => match state.store.recording(bot_id).await? {
+            Some(r) if r.generation == f.generation && r.status == RecordingStatus::Recording => {
+                let joined =
+                    recordings::join(&state.objects, f.key, tenant_id, bot_id, f.generation)
+                        .await
+                        .map_err(|e| StoreError::Corrupt(format!("object store: {e}")))?;
+                let intact = joined.size_bytes as u64 == size_bytes && joined.sha256 == sha256;
+                if !intact {
+                    tracing::warn!(
+                        bot_id,
+                        worker_size = size_bytes,
+                        stored_size = joined.size_bytes,
+                        "recording does not match the worker's totals"
+                    );
+                }
+                closes_recording = true;
+                MediaWrite::RecordingFinished {
+                    status: if intact {
+                        RecordingStatus::Ready
+                    } else {
+                        RecordingStatus::Corrupt
+                    },
+                    object_key: recordings::final_key(tenant_id, bot_id),
+                    size_bytes: joined.size_bytes,
+                    duration_ms: duration_ms as i64,
+                    sha256: joined.sha256,
+                }
+            }
+            // Already closed (a replay after the commit) or never opened.
+            _ => MediaWrite::Nothing,
+        },
+        Checked::Warning { code, detail } => {
+            state
+                .metrics
+                .bot_warnings
+                .with_label_values(&[code.as_str()])
+                .inc();
+            MediaWrite::Warning {
+                code: code.as_str().to_string(),
+                detail,
+            }
+        }
+    };
+    match state
+        .store
+        .apply_result(bot_id, f.generation, f.seq, f.at, write)
+        .await?
+    {
+        Written::Applied => {
+            if closes_recording {
+                recordings::drop_chunks(&state.objects, tenant_id, bot_id, f.generation).await;
+            }
+            if let Some(t) = transcript {
+                let kind = if t.segment.is_final {
+                    "final"
+                } else {
+                    "partial"
+                };
+                state
+                    .metrics
+                    .transcript_segments
+                    .with_label_values(&[kind])
+                    .inc();
+                state.events.publish_transcript(t);
+            }
+        }
+        Written::Duplicate => {}
+        Written::Refused(why) => {
+            state
+                .metrics
+                .frames_rejected
+                .with_label_values(&["invalid"])
+                .inc();
+            tracing::warn!(bot_id, seq = f.seq, why, "result frame refused");
+        }
+    }
+    Ok(())
+}
