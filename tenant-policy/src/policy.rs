@@ -32,8 +32,10 @@ impl Subject {
 }
 
 /// One tenant's change to the defaults: `role` may (or may not) take
-/// `action` in that tenant. Roles inherit, so denying a developer an action
-/// denies it to admins and owners too.
+/// `action` in that tenant. It changes that role only: an allow reaches the
+/// roles that inherit from it (as the defaults do), a deny does not, so
+/// denying viewers an action leaves developers, admins and owners as they
+/// were.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Override {
     pub role: Role,
@@ -47,26 +49,19 @@ pub enum OverrideError {
     Platform(&'static str),
     #[error("the owner's permissions cannot be overridden")]
     Owner,
-    #[error("denying {0} could lock every owner out of the tenant")]
-    Lockout(&'static str),
 }
 
 impl Override {
-    /// Refuses overrides a tenant must not make: platform actions, the
-    /// owner's row, and denials that would leave nobody able to manage
-    /// members or the policy itself.
+    /// Refuses overrides a tenant must not make: platform actions, and the
+    /// owner's row. Since denials are not inherited, that is also what keeps
+    /// every owner able to manage members and the policy, whatever else is
+    /// overridden.
     pub fn validate(&self) -> Result<(), OverrideError> {
         if self.action.is_platform() {
             return Err(OverrideError::Platform(self.action.as_str()));
         }
         if self.role == Role::Owner {
             return Err(OverrideError::Owner);
-        }
-        if self.effect == Decision::Deny
-            && matches!(self.action, Action::ManageMembers | Action::ManagePolicy)
-            && self.role != Role::Auditor
-        {
-            return Err(OverrideError::Lockout(self.action.as_str()));
         }
         Ok(())
     }
@@ -310,9 +305,12 @@ mod tests {
         ];
         let t1 = run(Policy::for_tenant("t1", &overrides)).unwrap();
         let t2 = run(Policy::for_tenant("t2", &[])).unwrap();
-        // A deny on a role reaches the roles that inherit it.
+        // A deny changes the role it names, not the roles above it.
+        assert_eq!(t1.decide(Subject::Member(Role::Developer), CreateBot), D);
+        for role in [Role::Admin, Role::Owner] {
+            assert_eq!(t1.decide(Subject::Member(role), CreateBot), A, "{role:?}");
+        }
         for role in [Role::Developer, Role::Admin, Role::Owner] {
-            assert_eq!(t1.decide(Subject::Member(role), CreateBot), D, "{role:?}");
             assert_eq!(t2.decide(Subject::Member(role), CreateBot), A, "{role:?}");
         }
         assert_eq!(t1.decide(Subject::Member(Role::Developer), LeaveBot), A);
@@ -338,18 +336,9 @@ mod tests {
                 Err(OverrideError::Platform("read_fleet")),
             ),
             (Role::Owner, CreateBot, D, Err(OverrideError::Owner)),
-            (
-                Role::Admin,
-                ManageMembers,
-                D,
-                Err(OverrideError::Lockout("manage_members")),
-            ),
-            (
-                Role::Viewer,
-                ManagePolicy,
-                D,
-                Err(OverrideError::Lockout("manage_policy")),
-            ),
+            (Role::Owner, ManageMembers, D, Err(OverrideError::Owner)),
+            (Role::Admin, ManageMembers, D, Ok(())),
+            (Role::Viewer, ManagePolicy, D, Ok(())),
             (Role::Auditor, ManageMembers, D, Ok(())),
             (Role::Admin, ManagePolicy, A, Ok(())),
             (Role::Developer, ManageSettings, A, Ok(())),
@@ -363,6 +352,62 @@ mod tests {
             assert_eq!(o.validate(), want, "{o:?}");
             let built = run(Policy::for_tenant("t1", &[o]));
             assert_eq!(built.is_ok(), want.is_ok(), "{o:?}");
+        }
+    }
+
+    /// Every override a tenant may make, one at a time: it changes exactly
+    /// the cell it names (allows also reach the roles that inherit), and
+    /// the owner keeps every default permission, members and the policy
+    /// above all.
+    #[test]
+    fn an_override_changes_its_role_and_nothing_above_it() {
+        let base = run(Policy::for_tenant("t1", &[])).unwrap();
+        let tenant_actions: Vec<Action> = Action::ALL
+            .into_iter()
+            .filter(|a| !a.is_platform())
+            .collect();
+        // Who inherits from whom, by the defaults.
+        let inherits = |role: Role, from: Role| {
+            let rank = |r: Role| match r {
+                Role::Owner => 3,
+                Role::Admin => 2,
+                Role::Developer => 1,
+                Role::Viewer => 0,
+                Role::Auditor => -10,
+            };
+            role == from
+                || (from != Role::Auditor && role != Role::Auditor && rank(role) > rank(from))
+        };
+        for target in Role::ALL.into_iter().filter(|r| *r != Role::Owner) {
+            for &action in &tenant_actions {
+                for effect in [A, D] {
+                    let o = Override {
+                        role: target,
+                        action,
+                        effect,
+                    };
+                    let p = run(Policy::for_tenant("t1", &[o])).unwrap();
+                    for role in Role::ALL {
+                        for &asked in &tenant_actions {
+                            let before = base.decide(Subject::Member(role), asked);
+                            let got = p.decide(Subject::Member(role), asked);
+                            let want = if asked != action {
+                                before
+                            } else if effect == D {
+                                if role == target { D } else { before }
+                            } else if inherits(role, target) {
+                                A
+                            } else {
+                                before
+                            };
+                            assert_eq!(got, want, "{o:?}: {role:?} asks {asked:?}");
+                        }
+                    }
+                    for must in [ManageMembers, ManagePolicy, ReadBots, CreateBot] {
+                        assert_eq!(p.decide(Subject::Member(Role::Owner), must), A, "{o:?}");
+                    }
+                }
+            }
         }
     }
 
