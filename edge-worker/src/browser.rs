@@ -1,6 +1,7 @@
 //! One shared headless Chromium per worker; one isolated browser context
 //! (cookies, storage, its own renderer) per bot. The browser starts with the
-//! first bot and is started again if it dies.
+//! first bot and is started again if it dies; one bot's failure never
+//! restarts the browser under the others.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,6 +13,8 @@ use chromiumoxide::cdp::browser_protocol::target::{
 use chromiumoxide::{Browser, BrowserConfig, Page};
 use futures::StreamExt;
 use tokio::sync::Mutex;
+use tokio_util::task::TaskTracker;
+use tracing::Instrument;
 
 use crate::config::Config;
 
@@ -33,9 +36,10 @@ struct Running {
 pub(crate) struct BrowserPool {
     config: Arc<Config>,
     running: Arc<Mutex<Option<Running>>>,
-    pub(crate) metrics: Arc<crate::metrics::Metrics>,
-    /// Speech-to-text engines the bots of this worker use.
-    pub(crate) stt: Arc<crate::transcribe::Engines>,
+    /// Tracks the browser's event handler.
+    tasks: TaskTracker,
+    /// The browser's own logs: not those of the bot that happened to start it.
+    span: tracing::Span,
 }
 
 /// A bot's private corner of the browser.
@@ -46,12 +50,12 @@ pub(crate) struct BotContext {
 }
 
 impl BrowserPool {
-    pub(crate) fn new(config: Arc<Config>, metrics: Arc<crate::metrics::Metrics>) -> BrowserPool {
+    pub(crate) fn new(config: Arc<Config>, tasks: TaskTracker) -> BrowserPool {
         BrowserPool {
-            stt: Arc::new(crate::transcribe::Engines::new(&config)),
             config,
             running: Arc::new(Mutex::new(None)),
-            metrics,
+            tasks,
+            span: tracing::info_span!("browser"),
         }
     }
 
@@ -90,16 +94,19 @@ impl BrowserPool {
         let (browser, mut handler) = Browser::launch(cfg).await.map_err(|e| {
             BrowserError::Launch(self.config.chromium.display().to_string(), e.to_string())
         })?;
-        let handler = tokio::spawn(async move {
-            // Chromium speaks newer CDP than any client knows; unknown
-            // messages are errors here and are not fatal.
-            while let Some(r) = handler.next().await {
-                if let Err(e) = r {
-                    tracing::trace!(error = %e, "cdp");
+        let handler = self.tasks.spawn(
+            async move {
+                // Chromium speaks newer CDP than any client knows; unknown
+                // messages are errors here and are not fatal.
+                while let Some(r) = handler.next().await {
+                    if let Err(e) = r {
+                        tracing::trace!(error = %e, "cdp");
+                    }
                 }
             }
-        });
-        tracing::info!("chromium started");
+            .instrument(self.span.clone()),
+        );
+        self.span.in_scope(|| tracing::info!("chromium started"));
         Ok(Running {
             browser,
             handler,
@@ -148,7 +155,7 @@ impl BrowserPool {
                 {
                     tracing::warn!(error = %e, "browser unusable; starting a new one");
                     if let Some(r) = guard.take() {
-                        stop(r).await;
+                        self.stop(r).await;
                     }
                 }
                 Err(e) => return Err(BrowserError::Cdp(e.to_string())),
@@ -159,17 +166,21 @@ impl BrowserPool {
 
     pub(crate) async fn shutdown(&self) {
         if let Some(r) = self.running.lock().await.take() {
-            stop(r).await;
+            self.stop(r).await;
         }
     }
-}
 
-async fn stop(mut r: Running) {
-    let _ = r.browser.close().await;
-    let _ = tokio::time::timeout(Duration::from_secs(5), r.browser.wait()).await;
-    let _ = r.browser.kill().await;
-    r.handler.abort();
-    let _ = std::fs::remove_dir_all(&r.profile);
+    async fn stop(&self, mut r: Running) {
+        let _ = r.browser.close().await;
+        let _ = tokio::time::timeout(Duration::from_secs(5), r.browser.wait()).await;
+        let _ = r.browser.kill().await;
+        r.handler.abort();
+        let profile = r.profile;
+        let _ = self
+            .tasks
+            .spawn_blocking(move || std::fs::remove_dir_all(profile))
+            .await;
+    }
 }
 
 impl BotContext {

@@ -1,26 +1,68 @@
 //! The Attaché edge worker: dials the control plane over QUIC (enrolling
 //! once with a join token), takes bot assignments, runs each bot in its own
 //! isolated browser context of a shared headless Chromium, and streams every
-//! status change back until the control plane acknowledges it.
+//! result back until the control plane acknowledges it.
+//!
+//! One way through: link → session → adapter (the platform's flow) and
+//! capture → audio → transcribe → results → spool → outbox on the link.
+//!
+//! Shutdown ([`EdgeWorker::run`]), in this order:
+//! 1. stop taking work: the link leaves its command loop and stops
+//!    reconnecting; only acknowledgements are read from then on;
+//! 2. bots leave: every session is cancelled, reports LEAVING and clicks
+//!    leave;
+//! 3. recordings closed: each session closes its page, finishes its
+//!    recording and last transcript segments, then spools its final status;
+//! 4. outbox flushed: while connected, results go to the control plane
+//!    until every session is gone and everything is acknowledged, within
+//!    the drain timeout; then the link closes. Unconnected, the worker
+//!    waits as long for the sessions alone, and their results stay spooled
+//!    for the next run;
+//! 5. browser closed;
+//! 6. tasks waited: every task the worker started (metrics server, bot
+//!    sessions, capture listeners, encoder threads, speech-to-text engines,
+//!    browser handler, command reader), for a bounded time.
 
+/// Platform adapters: the join flow as data and a pure decision, and the page loop.
 mod adapter;
+/// The audio pipeline: PCM → 16 kHz mono → Opus → Ogg recording.
 pub mod audio;
+/// One shared headless Chromium, one isolated context per bot.
 mod browser;
+/// Audio capture from the meeting page into the recording and the transcriber.
+mod capture;
+/// The one wall clock every result is stamped with.
+mod clock;
+/// Typed configuration of an edge worker.
 mod config;
+/// The worker's key pair and fleet certificate, enrolment and TLS.
 mod identity;
+/// The QUIC link to the control plane: hello, heartbeats, commands, drain.
 mod link;
+/// Prometheus metrics, and the `/metrics` endpoint.
 mod metrics;
+/// Delivery of spooled results on the current connection.
 mod outbox;
+/// What every stage of a bot emits: statuses and other results.
+mod results;
+/// The table of running bots, and each bot's life from assignment to end.
 mod session;
+/// Results on disk until the control plane acknowledges them.
 mod spool;
+/// Live transcription behind one speech-to-text trait.
 mod transcribe;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 pub use config::Config;
 pub use identity::IdentityError;
+
+/// How long a stopped worker waits for its tasks once the browser is closed.
+const TASKS_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub struct EdgeWorker {
     config: Arc<Config>,
@@ -64,53 +106,63 @@ impl EdgeWorker {
 
     /// Runs until `shutdown`: reconnects with jittered backoff whenever the
     /// link drops; bots keep running meanwhile and their results wait.
+    /// Then shuts down in the order the crate's documentation gives.
     pub async fn run(self, shutdown: CancellationToken) {
+        let tasks = TaskTracker::new();
         if let Some(listener) = self.metrics_listener {
-            let m = self.metrics.clone();
-            let app = axum::Router::new().route(
-                "/metrics",
-                axum::routing::get(move || {
-                    let m = m.clone();
-                    async move { m.render() }
-                }),
-            );
-            let stop = shutdown.clone();
-            tokio::spawn(async move {
-                let _ = axum::serve(listener, app)
-                    .with_graceful_shutdown(async move { stop.cancelled().await })
-                    .await;
-            });
+            metrics::serve(self.metrics.clone(), listener, shutdown.clone(), &tasks);
         }
-        let spool = match spool::Spool::open(&self.config.data_dir.join("spool")) {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot open the result spool; the worker cannot run bots");
-                return;
-            }
+        let Some(spool) = open_spool(&self.config, &self.metrics, &tasks).await else {
+            return;
         };
-        match spool.recover() {
-            Ok(r) if r.leases > 0 => {
-                tracing::warn!(
-                    leases = r.leases,
-                    frames = r.frames,
-                    interrupted = r.interrupted,
-                    "results of a previous run recovered from the spool; they are delivered now"
-                );
-                self.metrics.spool_recovered.inc_by(r.frames as u64);
-            }
-            Ok(_) => {}
-            Err(e) => tracing::error!(error = %e, "cannot read the result spool"),
-        }
-        let browser = browser::BrowserPool::new(self.config.clone(), self.metrics.clone());
-        link::run(
-            self.config,
-            self.identity,
-            browser.clone(),
-            spool,
-            self.metrics,
-            shutdown,
-        )
-        .await;
+        let deps = session::BotDeps::new(self.config, self.metrics, spool, tasks.clone());
+        let browser = deps.browser.clone();
+        link::run(self.identity, deps, shutdown).await;
         browser.shutdown().await;
+        tasks.close();
+        if tokio::time::timeout(TASKS_TIMEOUT, tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(tasks = tasks.len(), "tasks still running at exit");
+        }
     }
+}
+
+/// Opens the result spool and takes over what a previous run left in it.
+async fn open_spool(
+    config: &Config,
+    metrics: &metrics::Metrics,
+    tasks: &TaskTracker,
+) -> Option<spool::Spool> {
+    let dir = config.data_dir.join("spool");
+    let opened = tasks
+        .spawn_blocking(move || {
+            let spool = spool::Spool::open(&dir)?;
+            let recovered = spool.recover();
+            Ok::<_, std::io::Error>((spool, recovered))
+        })
+        .await
+        .expect("opening the spool does not panic");
+    let (spool, recovered) = match opened {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot open the result spool; the worker cannot run bots");
+            return None;
+        }
+    };
+    match recovered {
+        Ok(r) if r.leases > 0 => {
+            tracing::warn!(
+                leases = r.leases,
+                frames = r.frames,
+                interrupted = r.interrupted,
+                "results of a previous run recovered from the spool; they are delivered now"
+            );
+            metrics.spool_recovered.inc_by(r.frames as u64);
+        }
+        Ok(_) => {}
+        Err(e) => tracing::error!(error = %e, "cannot read the result spool"),
+    }
+    Some(spool)
 }

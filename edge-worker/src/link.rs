@@ -3,35 +3,59 @@
 //! commands, and delivers results. When the link drops it retries with
 //! jittered exponential backoff until shutdown; bots keep running and their
 //! results wait in the outbox.
+//!
+//! On shutdown the link takes no more work, sends every bot out of its
+//! meeting, and keeps delivering until every session has spooled its final
+//! status and the control plane has acknowledged everything, or
+//! [`DRAIN_TIMEOUT`] has passed. Its logs carry the worker's id.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use attache_protocol::{
-    BotReport, ControlMsg, ErrorCode, Load, PROTOCOL_VERSION, WorkerMsg, read_frame, write_frame,
+    BotReport, ControlMsg, ErrorCode, IoFrameError, Load, PROTOCOL_VERSION, WorkerMsg, read_frame,
+    write_frame,
 };
 use rand::Rng;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
-use crate::browser::BrowserPool;
-use crate::config::Config;
-use crate::identity::{Identity, client_endpoint, resolve};
+use crate::identity::{Identity, IdentityError, client_endpoint, resolve};
 use crate::outbox::Outbox;
-use crate::session::{Sessions, StartOutcome};
+use crate::session::{BotDeps, Sessions, StartOutcome};
 use crate::spool::Spool;
 
+/// How long a stopping worker waits for its bots to leave and their last
+/// results to be delivered.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Why a connection to the control plane ended.
+#[derive(Debug, thiserror::Error)]
+enum LinkError {
+    #[error(transparent)]
+    Identity(#[from] IdentityError),
+    #[error("{0}")]
+    Dial(#[from] quinn::ConnectError),
+    #[error("connect: {0}")]
+    Handshake(#[source] quinn::ConnectionError),
+    #[error("{0}")]
+    Connection(#[from] quinn::ConnectionError),
+    #[error("{0}")]
+    Stream(#[from] IoFrameError),
+    #[error("expected welcome, got {0}")]
+    NoWelcome(String),
+    #[error("no welcome: {0}")]
+    WelcomeUnreadable(#[source] IoFrameError),
+    #[error("control stream closed")]
+    ControlClosed,
+}
+
 struct Worker {
-    config: Arc<Config>,
     identity: Identity,
-    browser: BrowserPool,
+    deps: BotDeps,
     sessions: Sessions,
     outbox: Outbox,
-    spool: Spool,
     draining: bool,
-    metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// Doubles up to `max`, with full jitter over the upper half so a fleet
@@ -42,24 +66,22 @@ fn backoff(attempt: u32, min: Duration, max: Duration) -> Duration {
     half + rand::rng().random_range(Duration::ZERO..=half)
 }
 
-pub(crate) async fn run(
-    config: Arc<Config>,
-    identity: Identity,
-    browser: BrowserPool,
-    spool: Spool,
-    metrics: Arc<crate::metrics::Metrics>,
-    shutdown: CancellationToken,
-) {
+/// Serves the control plane until `shutdown`, then drains: returns once
+/// every bot has left (or [`DRAIN_TIMEOUT`] has passed).
+pub(crate) async fn run(identity: Identity, deps: BotDeps, shutdown: CancellationToken) {
+    let span = tracing::info_span!("link", worker_id = %identity.worker_id);
+    serve(identity, deps, shutdown).instrument(span).await;
+}
+
+async fn serve(identity: Identity, deps: BotDeps, shutdown: CancellationToken) {
     let mut w = Worker {
-        config,
         identity,
-        browser,
+        outbox: Outbox::new(deps.spool.clone()),
+        deps,
         sessions: Sessions::default(),
-        outbox: Outbox::new(spool.clone()),
-        spool,
         draining: false,
-        metrics: metrics.clone(),
     };
+    let metrics = w.deps.metrics.clone();
     let mut attempt = 0u32;
     let mut endpoint = None;
     while !shutdown.is_cancelled() {
@@ -67,7 +89,7 @@ pub(crate) async fn run(
             Ok(()) => attempt = 0,
             Err(e) => {
                 metrics.link_reconnects.inc();
-                tracing::warn!(worker_id = %w.identity.worker_id, error = %e, attempt, "fleet link down");
+                tracing::warn!(error = %e, attempt, "fleet link down");
                 attempt = attempt.saturating_add(1);
             }
         }
@@ -76,19 +98,18 @@ pub(crate) async fn run(
         if shutdown.is_cancelled() {
             break;
         }
-        let wait = backoff(attempt, w.config.reconnect_min, w.config.reconnect_max);
+        let config = &w.deps.config;
+        let wait = backoff(attempt, config.reconnect_min, config.reconnect_max);
         // Sessions keep spooling meanwhile.
         tokio::select! {
             _ = shutdown.cancelled() => {}
             _ = tokio::time::sleep(wait) => {}
         }
     }
-    // Bots leave and close their recordings before the browser goes away.
+    // Bots leave and close their recordings before the browser goes away;
+    // without a link their results stay spooled for the next run.
     w.sessions.cancel_all();
-    let deadline = tokio::time::Instant::now() + DRAIN_TIMEOUT;
-    while w.sessions.active() > 0 && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    let _ = tokio::time::timeout(DRAIN_TIMEOUT, w.sessions.idle()).await;
 }
 
 impl Worker {
@@ -96,59 +117,50 @@ impl Worker {
         &mut self,
         endpoint: &mut Option<quinn::Endpoint>,
         shutdown: &CancellationToken,
-    ) -> Result<(), String> {
-        let addr = resolve(&self.config).await.map_err(|e| e.to_string())?;
+    ) -> Result<(), LinkError> {
+        let config = self.deps.config.clone();
+        let addr = resolve(&config).await?;
         if endpoint.is_none() {
-            *endpoint = Some(client_endpoint(addr).map_err(|e| e.to_string())?);
+            *endpoint = Some(client_endpoint(addr)?);
         }
         let ep = endpoint.as_ref().expect("endpoint");
-        let client = self.identity.client_config().map_err(|e| e.to_string())?;
+        let client = self.identity.client_config()?;
         let conn = ep
-            .connect_with(client, addr, &self.config.server_name())
-            .map_err(|e| e.to_string())?
+            .connect_with(client, addr, &config.server_name())?
             .await
-            .map_err(|e| format!("connect: {e}"))?;
-        let (mut send, mut recv) = conn.open_bi().await.map_err(|e| e.to_string())?;
-        write_frame(
-            &mut send,
-            &WorkerMsg::Hello {
-                protocol_version: PROTOCOL_VERSION,
-                software_version: env!("CARGO_PKG_VERSION").to_string(),
-                capacity: self.config.capacity,
-                bots: self.running_and_unreported(),
-            },
-        )
-        .await
-        .map_err(|e| e.to_string())?;
+            .map_err(LinkError::Handshake)?;
+        let (mut send, mut recv) = conn.open_bi().await?;
+        let hello = WorkerMsg::Hello {
+            protocol_version: PROTOCOL_VERSION,
+            software_version: env!("CARGO_PKG_VERSION").to_string(),
+            capacity: config.capacity,
+            bots: self.running_and_unreported(),
+        };
+        write_frame(&mut send, &hello).await?;
         let heartbeat = match read_frame::<ControlMsg, _>(&mut recv).await {
             Ok(Some(ControlMsg::Welcome {
                 heartbeat_interval_ms,
                 ..
             })) => Duration::from_millis(heartbeat_interval_ms.max(50)),
-            Ok(other) => return Err(format!("expected welcome, got {other:?}")),
-            Err(e) => return Err(format!("no welcome: {e}")),
+            Ok(other) => return Err(LinkError::NoWelcome(format!("{other:?}"))),
+            Err(e) => return Err(LinkError::WelcomeUnreadable(e)),
         };
-        tracing::info!(worker_id = %self.identity.worker_id, "connected to the control plane");
-        self.metrics.link_connected.set(1);
+        tracing::info!("connected to the control plane");
+        self.deps.metrics.link_connected.set(1);
         // Commands are read on their own task: reading a frame is not
         // cancel-safe, so it must not sit in the select below.
         let (cmd_tx, mut cmd_rx) = mpsc::channel::<ControlMsg>(256);
-        let reader = tokio::spawn(async move {
-            loop {
-                match read_frame::<ControlMsg, _>(&mut recv).await {
-                    Ok(Some(m)) => {
-                        if cmd_tx.send(m).await.is_err() {
-                            return;
-                        }
+        let reader = self.deps.tasks.spawn(
+            async move {
+                while let Ok(Some(m)) = read_frame::<ControlMsg, _>(&mut recv).await {
+                    if cmd_tx.send(m).await.is_err() {
+                        return;
                     }
-                    Ok(None) | Err(_) => return,
                 }
             }
-        });
-        self.outbox
-            .flush_all(&conn)
-            .await
-            .map_err(|e| e.to_string())?;
+            .in_current_span(),
+        );
+        self.outbox.flush_all(&conn).await?;
         let mut tick = tokio::time::interval(heartbeat);
         let result = loop {
             tokio::select! {
@@ -159,35 +171,43 @@ impl Worker {
                 }
                 cmd = cmd_rx.recv() => match cmd {
                     Some(cmd) => {
-                        if let Some(reply) = self.command(cmd) {
-                            write_frame(&mut send, &reply).await.map_err(|e| e.to_string())?;
+                        if let Some(reply) = self.command(cmd).await {
+                            write_frame(&mut send, &reply).await?;
                         }
                     }
-                    None => break Err(conn.close_reason().map_or("control stream closed".into(), |r| r.to_string())),
+                    None => break Err(conn.close_reason().map_or(LinkError::ControlClosed, LinkError::Connection)),
                 },
-                _ = self.spool.wake.notified() => {
-                    self.outbox.flush_dirty(&conn).await.map_err(|e| e.to_string())?;
+                _ = self.deps.spool.wake.notified() => {
+                    self.outbox.flush_dirty(&conn).await?;
                 }
                 _ = tick.tick() => {
-                    self.spool.sync();
-                    let load = Load {
-                        active_bots: self.sessions.active(),
-                        capacity: self.config.capacity,
-                        rss_mib: rss_mib(),
-                    };
-                    self.metrics.bots_active.set(self.sessions.active() as i64);
-                    self.metrics.outbox_pending.set(self.outbox.pending() as i64);
-                    self.metrics.spool_dropped.set(self.spool.dropped() as i64);
-                    let hb = WorkerMsg::Heartbeat { load, bots: self.sessions.reports() };
-                    write_frame(&mut send, &hb).await.map_err(|e| e.to_string())?;
+                    self.deps.spool.off_thread(Spool::sync).await;
+                    write_frame(&mut send, &self.heartbeat()).await?;
                     if self.outbox.rewind_stalled(std::time::Instant::now(), heartbeat * 4) > 0 {
-                        self.outbox.flush_all(&conn).await.map_err(|e| e.to_string())?;
+                        self.outbox.flush_all(&conn).await?;
                     }
                 }
             }
         };
         reader.abort();
         result
+    }
+
+    /// This worker's load and bots, with the gauges they feed.
+    fn heartbeat(&self) -> WorkerMsg {
+        let metrics = &self.deps.metrics;
+        let load = Load {
+            active_bots: self.sessions.active(),
+            capacity: self.deps.config.capacity,
+            rss_mib: rss_mib(),
+        };
+        metrics.bots_active.set(self.sessions.active() as i64);
+        metrics.outbox_pending.set(self.outbox.pending() as i64);
+        metrics.spool_dropped.set(self.deps.spool.dropped() as i64);
+        WorkerMsg::Heartbeat {
+            load,
+            bots: self.sessions.reports(),
+        }
     }
 
     /// What the hello lists: running bots, and finished ones whose last
@@ -206,7 +226,7 @@ impl Worker {
     }
 
     /// Carries out one command; returns a refusal to send back, if any.
-    fn command(&mut self, cmd: ControlMsg) -> Option<WorkerMsg> {
+    async fn command(&mut self, cmd: ControlMsg) -> Option<WorkerMsg> {
         match cmd {
             ControlMsg::Assign(a) => {
                 let refuse = |code, message: &str| WorkerMsg::Refused {
@@ -218,24 +238,26 @@ impl Worker {
                 if self.draining {
                     return Some(refuse(ErrorCode::ResourceExhausted, "worker is draining"));
                 }
-                if self.sessions.active() >= self.config.capacity {
+                if self.sessions.active() >= self.deps.config.capacity {
                     return Some(refuse(
                         ErrorCode::ResourceExhausted,
                         "worker is at capacity",
                     ));
                 }
-                let (bot_id, generation) = (a.bot_id, a.generation);
-                if let Err(e) = self.spool.begin(bot_id, generation, a.data_key.clone()) {
+                let (bot_id, generation, key) = (a.bot_id, a.generation, a.data_key.clone());
+                let begun = self
+                    .deps
+                    .spool
+                    .off_thread(move |s| s.begin(bot_id, generation, key))
+                    .await;
+                if let Err(e) = begun {
                     tracing::error!(%bot_id, error = %e, "cannot spool results; refusing the bot");
                     return Some(refuse(
                         ErrorCode::ResourceExhausted,
                         "the worker cannot write its spool",
                     ));
                 }
-                match self
-                    .sessions
-                    .start(*a, self.browser.clone(), self.spool.clone())
-                {
+                match self.sessions.start(*a, &self.deps) {
                     StartOutcome::Started => {
                         tracing::info!(%bot_id, generation, "bot assigned");
                         None
@@ -253,7 +275,7 @@ impl Worker {
                 if self.sessions.stop(bot_id, generation) {
                     tracing::warn!(%bot_id, generation, "lease revoked; stopping the bot");
                 }
-                self.outbox.forget(bot_id, generation);
+                self.outbox.forget(bot_id, generation).await;
                 None
             }
             ControlMsg::Cancel { bot_id, generation } => {
@@ -275,7 +297,7 @@ impl Worker {
                 generation,
                 seq,
             } => {
-                self.outbox.ack(bot_id, generation, seq);
+                self.outbox.ack(bot_id, generation, seq).await;
                 None
             }
             ControlMsg::Drain => {
@@ -291,15 +313,17 @@ impl Worker {
     async fn drain(&mut self, conn: &quinn::Connection, cmd_rx: &mut mpsc::Receiver<ControlMsg>) {
         self.sessions.cancel_all();
         let deadline = tokio::time::Instant::now() + DRAIN_TIMEOUT;
+        let mut active = self.sessions.watch();
         while self.sessions.active() > 0 || self.outbox.pending() > 0 {
             tokio::select! {
                 _ = tokio::time::sleep_until(deadline) => break,
-                _ = self.spool.wake.notified() => {
+                _ = active.changed() => {}
+                _ = self.deps.spool.wake.notified() => {
                     if self.outbox.flush_dirty(conn).await.is_err() { break; }
                 }
                 Some(cmd) = cmd_rx.recv() => {
                     if let ControlMsg::Ack { bot_id, generation, seq } = cmd {
-                        self.outbox.ack(bot_id, generation, seq);
+                        self.outbox.ack(bot_id, generation, seq).await;
                     }
                 }
             }

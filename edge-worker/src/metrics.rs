@@ -2,7 +2,11 @@
 //! served on `--metrics-addr` when set. Labels are bounded; no bot or tenant
 //! ids.
 
+use std::sync::Arc;
+
 use prometheus::{Encoder, IntCounter, IntGauge, Registry, TextEncoder};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 pub(crate) struct Metrics {
     registry: Registry,
@@ -134,4 +138,25 @@ impl Metrics {
             .expect("text encoding");
         String::from_utf8(out).expect("utf-8")
     }
+}
+
+/// Serves `/metrics` on `listener` as a tracked task, until `shutdown`.
+pub(crate) fn serve(
+    metrics: Arc<Metrics>,
+    listener: tokio::net::TcpListener,
+    shutdown: CancellationToken,
+    tasks: &TaskTracker,
+) {
+    let app = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let m = metrics.clone();
+            async move { m.render() }
+        }),
+    );
+    tasks.spawn(async move {
+        let _ = axum::serve(listener, app)
+            .with_graceful_shutdown(async move { shutdown.cancelled().await })
+            .await;
+    });
 }

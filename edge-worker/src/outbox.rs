@@ -2,6 +2,10 @@
 //! unidirectional stream per lease, written from the spool's last
 //! acknowledgement after every reconnect. The control plane drops
 //! duplicates by sequence number.
+//!
+//! The outbox only reads the spool: a result reaches a stream only once it
+//! is on disk, and leaves the spool only when the control plane has
+//! acknowledged it.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -34,9 +38,11 @@ impl Outbox {
         }
     }
 
-    pub(crate) fn ack(&mut self, bot_id: Uuid, generation: u64, seq: u64) {
+    pub(crate) async fn ack(&mut self, bot_id: Uuid, generation: u64, seq: u64) {
         let key = (bot_id, generation);
-        self.spool.ack(bot_id, generation, seq);
+        self.spool
+            .off_thread(move |s| s.ack(bot_id, generation, seq))
+            .await;
         if let Some(s) = self.streams.get_mut(&key) {
             s.progress = Some(Instant::now());
         }
@@ -50,8 +56,10 @@ impl Outbox {
     }
 
     /// Forgets a lease's pending results (it is no longer this worker's).
-    pub(crate) fn forget(&mut self, bot_id: Uuid, generation: u64) {
-        self.spool.forget(bot_id, generation);
+    pub(crate) async fn forget(&mut self, bot_id: Uuid, generation: u64) {
+        self.spool
+            .off_thread(move |s| s.forget(bot_id, generation))
+            .await;
         self.streams.remove(&(bot_id, generation));
     }
 

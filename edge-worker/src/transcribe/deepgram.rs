@@ -115,7 +115,7 @@ impl SpeechToText for Streaming {
             let ws = match connected {
                 Ok(ws) => ws,
                 Err(e) => {
-                    out.failed(&e);
+                    out.failed(&e).await;
                     // Drain so the recorder never blocks on us.
                     while audio.recv().await.is_some() {}
                     return;
@@ -134,7 +134,7 @@ impl SpeechToText for Streaming {
                                 .flat_map(|s| ((s.clamp(-1.0, 1.0) * 32767.0) as i16).to_le_bytes())
                                 .collect();
                             if let Err(e) = tx.send(Message::Binary(bytes.into())).await {
-                                out.failed(&SttError::Unreachable(e.to_string()));
+                                out.failed(&SttError::Unreachable(e.to_string())).await;
                                 sending = false;
                             }
                         }
@@ -147,7 +147,7 @@ impl SpeechToText for Streaming {
                         Some(Ok(Message::Text(t))) => {
                             if let Some((start, end, r, is_final)) = parse(&t) {
                                 let id = *utterance.get_or_insert(start);
-                                out.segment(format!("d{id}"), start, end, r, is_final, is_final.then(std::time::Instant::now));
+                                out.segment(format!("d{id}"), start, end, r, is_final, is_final.then(std::time::Instant::now)).await;
                                 if is_final {
                                     utterance = None;
                                 }
@@ -156,7 +156,7 @@ impl SpeechToText for Streaming {
                         Some(Ok(Message::Close(_))) | None => break,
                         Some(Ok(_)) => {}
                         Some(Err(e)) => {
-                            out.failed(&SttError::Unreachable(e.to_string()));
+                            out.failed(&SttError::Unreachable(e.to_string())).await;
                             break;
                         }
                     },

@@ -15,6 +15,7 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::sync::Mutex;
 
 use super::SttError;
+use crate::config::Config;
 
 const SCRIPT: &str = include_str!("../../stt/attache_stt.py");
 /// Loading the model takes a few seconds on two cores.
@@ -32,7 +33,7 @@ pub(crate) struct LocalEngine {
 }
 
 impl LocalEngine {
-    pub(crate) fn new(config: &crate::Config) -> LocalEngine {
+    pub(crate) fn new(config: &Config) -> LocalEngine {
         let python = config.stt_python.clone().or_else(|| {
             std::env::var_os("ATTACHE_STT_PYTHON")
                 .map(PathBuf::from)
@@ -71,9 +72,13 @@ impl LocalEngine {
                 "no Python with faster-whisper (run install_stt from scripts/install-deps.sh, or set --stt-python)".into(),
             )
         })?;
-        std::fs::create_dir_all(&self.dir).map_err(|e| SttError::Unavailable(e.to_string()))?;
+        tokio::fs::create_dir_all(&self.dir)
+            .await
+            .map_err(|e| SttError::Unavailable(e.to_string()))?;
         let script = self.dir.join("attache_stt.py");
-        std::fs::write(&script, SCRIPT).map_err(|e| SttError::Unavailable(e.to_string()))?;
+        tokio::fs::write(&script, SCRIPT)
+            .await
+            .map_err(|e| SttError::Unavailable(e.to_string()))?;
         let mut child = tokio::process::Command::new(&python)
             .arg(&script)
             .args(["--host", "127.0.0.1", "--port", "0"])

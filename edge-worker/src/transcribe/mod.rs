@@ -7,6 +7,10 @@
 //! the worker's own local engine, which speaks the same API on loopback)
 //! are fed utterances cut by voice-activity detection ([`vad`]), with a
 //! partial request every few seconds of ongoing speech; Deepgram streams.
+//!
+//! An engine runs as a task of its own and must never hold up the
+//! recording: the recorder hands it audio without waiting, and a bot whose
+//! engine fails keeps recording.
 
 mod deepgram;
 mod local;
@@ -22,7 +26,8 @@ use attache_protocol::{
 use futures::future::BoxFuture;
 use tokio::sync::mpsc;
 
-use crate::session::Emitter;
+use crate::config::Config;
+use crate::results::{Emitter, now_ms};
 
 pub(crate) use local::LocalEngine;
 
@@ -179,7 +184,7 @@ impl Output {
 
     /// Reports one segment (`start`/`end` in ms into the recording).
     /// `ended` is when the utterance ended, for the latency figure.
-    pub(crate) fn segment(
+    pub(crate) async fn segment(
         &self,
         id: String,
         start: u64,
@@ -192,8 +197,8 @@ impl Output {
         if text.is_empty() {
             return;
         }
-        let zero = self.start_ms.unwrap_or_else(crate::adapter::now_ms);
-        let now = crate::adapter::now_ms();
+        let zero = self.start_ms.unwrap_or_else(now_ms);
+        let now = now_ms();
         let speaker = self
             .speakers
             .who(zero + start as i64, zero + end as i64, now);
@@ -210,36 +215,40 @@ impl Output {
                     .observe(t.elapsed().as_secs_f64() * 1000.0);
             }
         }
-        self.emitter.blocking(
-            now,
-            ResultBody::Transcript(TranscriptSegment {
-                segment_id: id,
-                start_ms: start,
-                end_ms: end.max(start),
-                speaker,
-                text,
-                confidence: r.confidence.clamp(0.0, 1.0),
-                language: r.language.or_else(|| self.language.clone()),
-                is_final,
-            }),
-        );
+        self.emitter
+            .send(
+                now,
+                ResultBody::Transcript(TranscriptSegment {
+                    segment_id: id,
+                    start_ms: start,
+                    end_ms: end.max(start),
+                    speaker,
+                    text,
+                    confidence: r.confidence.clamp(0.0, 1.0),
+                    language: r.language.or_else(|| self.language.clone()),
+                    is_final,
+                }),
+            )
+            .await;
     }
 
     /// Says once that the engine fails (and keeps recording).
-    pub(crate) fn failed(&mut self, e: &SttError) {
+    pub(crate) async fn failed(&mut self, e: &SttError) {
         self.metrics.transcription_errors.inc();
         tracing::warn!(error = %e, "transcription failed");
         if !self.warned {
             self.warned = true;
             let mut detail = e.to_string();
             detail.truncate(400);
-            self.emitter.blocking(
-                crate::adapter::now_ms(),
-                ResultBody::Warning {
-                    code: WarningCode::TranscriptionFailed,
-                    detail,
-                },
-            );
+            self.emitter
+                .send(
+                    now_ms(),
+                    ResultBody::Warning {
+                        code: WarningCode::TranscriptionFailed,
+                        detail,
+                    },
+                )
+                .await;
         }
     }
 }
@@ -252,7 +261,7 @@ pub(crate) struct Engines {
 }
 
 impl Engines {
-    pub(crate) fn new(config: &crate::Config) -> Engines {
+    pub(crate) fn new(config: &Config) -> Engines {
         Engines {
             http: reqwest::Client::builder()
                 .timeout(std::time::Duration::from_secs(60))

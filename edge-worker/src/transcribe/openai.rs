@@ -136,15 +136,18 @@ async fn send(
     ended: Option<Instant>,
 ) {
     match client.recognize(&u.pcm).await {
-        Ok(r) => out.segment(
-            format!("u{}", u.n),
-            u.start_ms,
-            u.end_ms,
-            r,
-            is_final,
-            ended,
-        ),
-        Err(e) => out.failed(&e),
+        Ok(r) => {
+            out.segment(
+                format!("u{}", u.n),
+                u.start_ms,
+                u.end_ms,
+                r,
+                is_final,
+                ended,
+            )
+            .await
+        }
+        Err(e) => out.failed(&e).await,
     }
 }
 

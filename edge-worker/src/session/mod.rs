@@ -1,21 +1,64 @@
-//! Bot sessions on this worker: one task per bot, each in its own browser
-//! context. A session reports every status change to the link (which numbers
-//! and delivers it) and keeps the table that heartbeats are made from.
+//! Bot sessions on this worker: the table of running leases that
+//! heartbeats and hellos are made from, and one tracked task per bot
+//! ([`bot`]), each in its own browser context and its own tracing span.
+//!
+//! The table holds one entry per bot: a newer lease replaces an older one
+//! (which is told to stop), an older or repeated one is refused. A session
+//! leaves the table only after its final status is spooled.
+
+mod bot;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use attache_protocol::{Assignment, BotReport, BotStatus, ResultBody, StatusReason};
+use attache_protocol::{Assignment, BotReport, BotStatus};
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::Instrument;
 use uuid::Uuid;
 
-use crate::adapter;
 use crate::browser::BrowserPool;
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::results::{Emitter, LastStatus, Reporter};
 use crate::spool::Spool;
+use crate::transcribe::Engines;
+
+/// Everything a bot needs from its worker, shared by every bot.
+#[derive(Clone)]
+pub(crate) struct BotDeps {
+    pub config: Arc<Config>,
+    pub browser: BrowserPool,
+    /// Builds each bot's speech-to-text engine.
+    pub engines: Arc<Engines>,
+    pub metrics: Arc<Metrics>,
+    pub spool: Spool,
+    /// Tracks every task a bot starts, and the bot's own.
+    pub tasks: TaskTracker,
+}
+
+impl BotDeps {
+    pub(crate) fn new(
+        config: Arc<Config>,
+        metrics: Arc<Metrics>,
+        spool: Spool,
+        tasks: TaskTracker,
+    ) -> BotDeps {
+        BotDeps {
+            browser: BrowserPool::new(config.clone(), tasks.clone()),
+            engines: Arc::new(Engines::new(&config)),
+            config,
+            metrics,
+            spool,
+            tasks,
+        }
+    }
+}
 
 struct Entry {
     generation: u64,
-    status: BotStatus,
+    status: LastStatus,
     cancel: CancellationToken,
     /// The control plane asked this bot to leave (the customer did).
     leave_requested: bool,
@@ -24,6 +67,8 @@ struct Entry {
 #[derive(Clone, Default)]
 pub(crate) struct Sessions {
     inner: Arc<Mutex<HashMap<Uuid, Entry>>>,
+    /// How many sessions are in the table, for whoever waits for none.
+    active: watch::Sender<u32>,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -35,13 +80,32 @@ pub(crate) enum StartOutcome {
     Stale,
 }
 
+type Table<'a> = std::sync::MutexGuard<'a, HashMap<Uuid, Entry>>;
+
 impl Sessions {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, Entry>> {
+    fn lock(&self) -> Table<'_> {
         self.inner.lock().expect("sessions lock")
+    }
+
+    /// Publishes the table's size; called with the table locked.
+    fn counted(&self, map: &Table<'_>) {
+        let n = map.len() as u32;
+        self.active
+            .send_if_modified(|v| std::mem::replace(v, n) != n);
     }
 
     pub(crate) fn active(&self) -> u32 {
         self.lock().len() as u32
+    }
+
+    /// Follows the number of sessions in the table.
+    pub(crate) fn watch(&self) -> watch::Receiver<u32> {
+        self.active.subscribe()
+    }
+
+    /// Returns once no session is left in the table.
+    pub(crate) async fn idle(&self) {
+        let _ = self.watch().wait_for(|n| *n == 0).await;
     }
 
     pub(crate) fn reports(&self) -> Vec<BotReport> {
@@ -50,13 +114,16 @@ impl Sessions {
             .map(|(id, e)| BotReport {
                 bot_id: *id,
                 generation: e.generation,
-                status: e.status,
+                status: e.status.get(),
             })
             .collect()
     }
 
-    pub(crate) fn start(&self, a: Assignment, browser: BrowserPool, spool: Spool) -> StartOutcome {
+    /// Starts a bot's session as a tracked task in its own span (a child
+    /// of the caller's).
+    pub(crate) fn start(&self, a: Assignment, deps: &BotDeps) -> StartOutcome {
         let cancel = CancellationToken::new();
+        let status = LastStatus::new(BotStatus::Dispatched);
         {
             let mut map = self.lock();
             if let Some(e) = map.get(&a.bot_id) {
@@ -72,33 +139,23 @@ impl Sessions {
                 a.bot_id,
                 Entry {
                     generation: a.generation,
-                    status: BotStatus::Dispatched,
+                    status: status.clone(),
                     cancel: cancel.clone(),
                     leave_requested: false,
                 },
             );
+            self.counted(&map);
         }
-        let reporter = Reporter {
-            bot_id: a.bot_id,
-            generation: a.generation,
-            spool,
-            sessions: self.clone(),
-        };
-        tokio::spawn(async move {
-            let span = tracing::info_span!("bot", bot_id = %a.bot_id, tenant_id = %a.tenant_id, generation = a.generation);
-            let _g = span.enter();
-            drop(_g);
-            reporter.status(BotStatus::Joining).await;
-            let (mut status, mut reason, mut detail) =
-                adapter::run(&browser, &a, &reporter, cancel).await;
-            if reason == StatusReason::LeaveRequested && !reporter.leave_was_requested() {
-                status = BotStatus::Failed;
-                reason = StatusReason::WorkerShutdown;
-                detail = Some("the worker shut down".into());
-            }
-            tracing::info!(bot_id = %a.bot_id, status = %status, reason = %reason, "bot session finished");
-            reporter.finish(status, reason, detail).await;
-        });
+        let emitter = Emitter::new(a.bot_id, a.generation, deps.spool.clone());
+        let reporter = Reporter::new(emitter, status);
+        let span = tracing::info_span!(
+            "bot",
+            bot_id = %a.bot_id,
+            tenant_id = %a.tenant_id,
+            generation = a.generation
+        );
+        let session = bot::session(a, deps.clone(), reporter, cancel, self.clone());
+        deps.tasks.spawn(session.instrument(span));
         StartOutcome::Started
     }
 
@@ -131,119 +188,30 @@ impl Sessions {
             e.cancel.cancel();
         }
     }
-}
 
-/// Sends one bot's results (other than its status) from anywhere: async
-/// tasks, or the encoder thread.
-#[derive(Clone)]
-pub(crate) struct Emitter {
-    bot_id: Uuid,
-    generation: u64,
-    spool: Spool,
-}
-
-impl Emitter {
-    /// Spools one result (numbered, sealed, on disk) for delivery.
-    pub(crate) async fn send(&self, at_ms: i64, body: ResultBody) {
-        self.blocking(at_ms, body);
-    }
-
-    /// The same, from a thread outside the async runtime.
-    pub(crate) fn blocking(&self, at_ms: i64, body: ResultBody) {
-        self.spool
-            .push(self.bot_id, self.generation, at_ms, body, false);
-    }
-
-    #[cfg(test)]
-    pub(crate) fn for_tests(spool: Spool, key: attache_protocol::DataKey) -> Emitter {
-        spool.begin(Uuid::nil(), 1, key).expect("test spool");
-        Emitter {
-            bot_id: Uuid::nil(),
-            generation: 1,
-            spool,
-        }
-    }
-}
-
-/// How a session tells the world what happened.
-pub(crate) struct Reporter {
-    bot_id: Uuid,
-    generation: u64,
-    spool: Spool,
-    sessions: Sessions,
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or_default()
-}
-
-impl Reporter {
-    /// Whether the control plane asked this bot to leave (rather than the
+    /// Whether the control plane asked this lease to leave (rather than the
     /// worker stopping, or the lease being revoked).
-    fn leave_was_requested(&self) -> bool {
-        self.sessions
-            .lock()
-            .get(&self.bot_id)
-            .is_some_and(|e| e.generation == self.generation && e.leave_requested)
+    fn leave_requested(&self, bot_id: Uuid, generation: u64) -> bool {
+        self.lock()
+            .get(&bot_id)
+            .is_some_and(|e| e.generation == generation && e.leave_requested)
     }
 
-    pub(crate) fn emitter(&self) -> Emitter {
-        Emitter {
-            bot_id: self.bot_id,
-            generation: self.generation,
-            spool: self.spool.clone(),
+    /// A finished session leaves the table, unless a newer lease took its
+    /// place.
+    fn remove(&self, bot_id: Uuid, generation: u64) {
+        let mut map = self.lock();
+        if map.get(&bot_id).is_some_and(|e| e.generation == generation) {
+            map.remove(&bot_id);
+            self.counted(&map);
         }
-    }
-
-    pub(crate) async fn status(&self, status: BotStatus) {
-        self.send(status, None, None, false).await;
-    }
-
-    async fn finish(&self, status: BotStatus, reason: StatusReason, detail: Option<String>) {
-        self.send(status, Some(reason), detail, true).await;
-        let mut map = self.sessions.lock();
-        if map
-            .get(&self.bot_id)
-            .is_some_and(|e| e.generation == self.generation)
-        {
-            map.remove(&self.bot_id);
-        }
-    }
-
-    async fn send(
-        &self,
-        status: BotStatus,
-        reason: Option<StatusReason>,
-        detail: Option<String>,
-        last: bool,
-    ) {
-        if let Some(e) = self.sessions.lock().get_mut(&self.bot_id)
-            && e.generation == self.generation
-        {
-            e.status = status;
-        }
-        // Spooled at once; the link delivers it when it can.
-        self.spool.push(
-            self.bot_id,
-            self.generation,
-            now_ms(),
-            ResultBody::Status {
-                status,
-                reason,
-                detail,
-            },
-            last,
-        );
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use attache_protocol::{Platform, SessionLimits};
+    use attache_protocol::{Platform, ResultBody, SessionLimits, StatusReason};
 
     fn assignment(bot: u128, generation: u64) -> Assignment {
         Assignment {
@@ -263,29 +231,25 @@ mod tests {
     async fn stale_and_repeated_commands_are_told_apart() {
         // A browser that cannot start: sessions fail fast, which is all
         // this test needs of them.
-        let mut config = crate::Config::new("127.0.0.1:1", std::env::temp_dir());
+        let mut config = Config::new("127.0.0.1:1", std::env::temp_dir());
         config.chromium = "/nonexistent/chromium".into();
-        let browser = BrowserPool::new(
-            std::sync::Arc::new(config),
-            std::sync::Arc::new(crate::metrics::Metrics::new()),
-        );
         let dir = tempfile::tempdir().unwrap();
         let spool = Spool::open(dir.path()).unwrap();
+        let deps = BotDeps::new(
+            Arc::new(config),
+            Arc::new(Metrics::new()),
+            spool.clone(),
+            TaskTracker::new(),
+        );
         let a = assignment(1, 2);
         spool.begin(a.bot_id, 2, a.data_key.clone()).unwrap();
         let sessions = Sessions::default();
+        assert_eq!(sessions.start(a.clone(), &deps), StartOutcome::Started);
         assert_eq!(
-            sessions.start(a.clone(), browser.clone(), spool.clone()),
-            StartOutcome::Started
-        );
-        assert_eq!(
-            sessions.start(a.clone(), browser.clone(), spool.clone()),
+            sessions.start(a.clone(), &deps),
             StartOutcome::AlreadyRunning
         );
-        assert_eq!(
-            sessions.start(assignment(1, 1), browser.clone(), spool.clone()),
-            StartOutcome::Stale
-        );
+        assert_eq!(sessions.start(assignment(1, 1), &deps), StartOutcome::Stale);
         assert!(
             !sessions.cancel(Uuid::from_u128(1), 1),
             "an old generation is not cancelled"
@@ -331,5 +295,37 @@ mod tests {
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;
         }
         assert_eq!(sessions.active(), 0, "a finished session leaves the table");
+    }
+
+    #[tokio::test]
+    async fn waiting_for_no_sessions_ends_when_the_last_one_leaves() {
+        let sessions = Sessions::default();
+        sessions.idle().await;
+        let bot = Uuid::from_u128(1);
+        {
+            let mut map = sessions.lock();
+            map.insert(
+                bot,
+                Entry {
+                    generation: 1,
+                    status: LastStatus::new(BotStatus::InCall),
+                    cancel: CancellationToken::new(),
+                    leave_requested: false,
+                },
+            );
+            sessions.counted(&map);
+        }
+        let idle = tokio::spawn({
+            let sessions = sessions.clone();
+            async move { sessions.idle().await }
+        });
+        sessions.remove(bot, 2);
+        tokio::task::yield_now().await;
+        assert!(!idle.is_finished(), "another lease's end leaves it running");
+        sessions.remove(bot, 1);
+        tokio::time::timeout(std::time::Duration::from_secs(5), idle)
+            .await
+            .expect("idle once the table is empty")
+            .unwrap();
     }
 }

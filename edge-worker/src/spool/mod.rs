@@ -14,16 +14,18 @@
 //! worker's own spool key) followed by length-prefixed sealed frames; an
 //! `.acked` file beside it holds the highest acknowledged sequence number.
 //! A torn last record (the process died mid-write) is ignored.
+//!
+//! Every method that touches the disk blocks; it must never run on an async
+//! thread. Async callers go through [`Spool::off_thread`].
+
+mod recover;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use attache_protocol::{
-    BotReport, BotStatus, DataKey, FrameDecoder, ResultBody, ResultFrame, StatusReason,
-    WarningCode, encode_frame,
-};
+use attache_protocol::{BotReport, BotStatus, DataKey, ResultBody, ResultFrame, encode_frame};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 use uuid::Uuid;
@@ -81,13 +83,6 @@ pub(crate) struct Spool {
 
 fn header_context(bot_id: Uuid, generation: u64) -> Vec<u8> {
     format!("attache/spool/{bot_id}/{generation}").into_bytes()
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or_default()
 }
 
 impl Spool {
@@ -310,150 +305,34 @@ impl Spool {
             .collect()
     }
 
-    /// Syncs every spool file to disk.
+    /// Syncs every spool file to disk. Appends go on meanwhile: the files
+    /// are synced through their own handles, outside the lock.
     pub(crate) fn sync(&self) {
-        let inner = self.lock();
-        for l in inner.leases.values() {
-            if let Some(f) = &l.file {
-                let _ = f.sync_data();
-            }
-        }
-    }
-
-    /// Reads what a previous run of this worker left. Every lease found is
-    /// replayed from its last acknowledgement; a bot that was still running
-    /// gets a RESULTS_LOST warning and a final FAILED WORKER_RESTARTED.
-    pub(crate) fn recover(&self) -> std::io::Result<Recovered> {
-        let mut out = Recovered::default();
-        let mut files: Vec<PathBuf> = std::fs::read_dir(&self.dir)?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|e| e == "spool"))
+        let files: Vec<std::fs::File> = self
+            .lock()
+            .leases
+            .values()
+            .filter_map(|l| l.file.as_ref()?.try_clone().ok())
             .collect();
-        files.sort();
-        for path in files {
-            match self.recover_one(&path) {
-                Ok(Some((frames, interrupted))) => {
-                    out.leases += 1;
-                    out.frames += frames;
-                    out.interrupted += interrupted as usize;
-                }
-                Ok(None) => {}
-                Err(e) => {
-                    tracing::error!(path = %path.display(), error = %e, "unreadable spool file; set aside");
-                    let _ = std::fs::rename(&path, path.with_extension("unreadable"));
-                }
-            }
+        for f in files {
+            let _ = f.sync_data();
         }
-        Ok(out)
     }
 
-    fn recover_one(&self, path: &Path) -> std::io::Result<Option<(usize, bool)>> {
-        let bad = |m: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, m.to_string());
-        let bytes = std::fs::read(path)?;
-        let mut dec = FrameDecoder::new();
-        dec.push(&bytes);
-        let header: Header = dec
-            .next_frame()
-            .map_err(|e| bad(&e.to_string()))?
-            .ok_or_else(|| bad("no header"))?;
-        let key = self
-            .spool_key
-            .unwrap_key(
-                &header_context(header.bot_id, header.generation),
-                &header.wrapped_key,
-            )
-            .map_err(|e| bad(&e.to_string()))?;
-        let acked = std::fs::read(path.with_extension("acked"))
-            .ok()
-            .and_then(|b| b.try_into().ok().map(u64::from_le_bytes))
-            .unwrap_or(0);
-        let mut frames = Vec::new();
-        // A torn last record ends the file; anything before it counts.
-        while let Ok(Some(f)) = dec.next_frame::<ResultFrame>() {
-            frames.push(f);
+    /// Runs `op` on a blocking thread and waits for it: how async code
+    /// appends, acknowledges and syncs without stalling its thread. The
+    /// caller waits, so the operation never outlives it; a panic in `op`
+    /// is the caller's.
+    pub(crate) async fn off_thread<T, F>(&self, op: F) -> T
+    where
+        F: FnOnce(&Spool) -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        let spool = self.clone();
+        match tokio::task::spawn_blocking(move || op(&spool)).await {
+            Ok(v) => v,
+            Err(e) => std::panic::resume_unwind(e.into_panic()),
         }
-        let next_seq = frames.last().map_or(0, |f| f.seq);
-        let last_body = frames.last().and_then(|f| f.open(&key).ok());
-        let finished = matches!(
-            last_body,
-            Some(ResultBody::Status { status, .. }) if status.is_final()
-        );
-        let mut last_status = None;
-        for f in frames.iter().rev() {
-            if let Ok(ResultBody::Status { status, .. }) = f.open(&key) {
-                last_status = Some(status);
-                break;
-            }
-        }
-        let unacked: VecDeque<ResultFrame> = frames.into_iter().filter(|f| f.seq > acked).collect();
-        if finished && unacked.is_empty() {
-            let _ = std::fs::remove_file(path);
-            let _ = std::fs::remove_file(path.with_extension("acked"));
-            return Ok(None);
-        }
-        let file = std::fs::OpenOptions::new().append(true).open(path)?;
-        let n = unacked.len();
-        let k = (header.bot_id, header.generation);
-        {
-            let mut inner = self.lock();
-            inner.leases.insert(
-                k,
-                Lease {
-                    key,
-                    next_seq,
-                    acked,
-                    unacked,
-                    last_status,
-                    finished,
-                    file: Some(file),
-                    path: path.to_path_buf(),
-                },
-            );
-            inner.dirty.insert(k);
-        }
-        if !finished {
-            let at = now_ms();
-            let since = std::fs::metadata(path)
-                .and_then(|m| m.modified())
-                .ok()
-                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-                .map(|d| d.as_millis() as i64);
-            let gap = since.map_or(String::new(), |s| {
-                format!(
-                    " {:.1} s after its last spooled result",
-                    (at - s).max(0) as f64 / 1000.0
-                )
-            });
-            let detail = format!(
-                "the worker process restarted{gap}; {next_seq} results were spooled and are delivered, \
-                 0 emitted results were lost; audio not yet encoded into the recording (at most its \
-                 last 2 s) and events not yet observed were not captured"
-            );
-            self.push(
-                k.0,
-                k.1,
-                at,
-                ResultBody::Warning {
-                    code: WarningCode::ResultsLost,
-                    detail: detail.clone(),
-                },
-                false,
-            );
-            self.push(
-                k.0,
-                k.1,
-                at,
-                ResultBody::Status {
-                    status: BotStatus::Failed,
-                    reason: Some(StatusReason::WorkerRestarted),
-                    detail: Some(
-                        "the worker process restarted while the bot was in its meeting".into(),
-                    ),
-                },
-                true,
-            );
-        }
-        Ok(Some((n, !finished)))
     }
 
     /// Frames dropped for want of room since the start.
@@ -465,6 +344,7 @@ impl Spool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use attache_protocol::{StatusReason, WarningCode};
 
     fn status(s: BotStatus) -> ResultBody {
         ResultBody::Status {

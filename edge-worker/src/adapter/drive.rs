@@ -1,0 +1,240 @@
+//! The page loop of one bot: opens the meeting, reads the page every
+//! [`POLL`], carries out the flow's next step, and while in the call turns
+//! the roster, the chat and the sound into results. It ends on the flow's
+//! decision, a leave request, or a crashed page, and never decides a
+//! status by itself: that is [`next_step`]'s.
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use attache_protocol::{Assignment, BotStatus, ResultBody, StatusReason, WarningCode};
+use futures::StreamExt;
+use tokio_util::sync::CancellationToken;
+
+use super::flow::{AudioGuard, CallSignals, Outcome, Phase, Step, next_step};
+use super::page::{self, PageRead};
+use super::roster::Roster;
+use super::tables;
+use crate::browser::BotContext;
+use crate::capture::Capture;
+use crate::metrics::Metrics;
+use crate::results::{Emitter, Reporter, now_ms};
+use crate::transcribe::SpeakerLog;
+
+const POLL: Duration = Duration::from_millis(200);
+/// Sound counts as current for this long after the last loud frame.
+const SOUND_FRESH_MS: i64 = 1_500;
+
+/// One bot as its page loop sees it: its page and assignment, where its
+/// results go, and what its capture hears.
+pub(crate) struct Bot<'a> {
+    pub ctx: &'a BotContext,
+    pub a: &'a Assignment,
+    pub reporter: &'a Reporter,
+    pub emitter: Emitter,
+    pub capture: Option<&'a Capture>,
+    pub speakers: &'a SpeakerLog,
+    pub metrics: &'a Metrics,
+}
+
+fn page_lost(e: &dyn std::fmt::Display) -> Outcome {
+    (
+        BotStatus::Failed,
+        StatusReason::PlatformError,
+        Some(format!("browser page lost: {e}")),
+    )
+}
+
+fn crashed() -> Outcome {
+    (
+        BotStatus::Failed,
+        StatusReason::PlatformError,
+        Some("the meeting page crashed (renderer process lost)".to_string()),
+    )
+}
+
+/// Runs the bot from its meeting link to the end of its call.
+pub(crate) async fn drive(bot: &Bot<'_>, cancel: CancellationToken) -> Outcome {
+    let (ctx, a) = (bot.ctx, bot.a);
+    let probe = page::probe(a.platform);
+    let url = tables::start_url(a.platform, &a.meeting_url);
+    // A renderer crash ends this bot alone, with the true reason.
+    let mut crashes = match page::crashes(ctx).await {
+        Ok(l) => l,
+        Err(e) => return page_lost(&e),
+    };
+    let started = Instant::now();
+    let join_timeout = Duration::from_millis(a.limits.join_timeout_ms);
+    tokio::select! {
+        _ = cancel.cancelled() => return (BotStatus::Ended, StatusReason::LeaveRequested, None),
+        _ = crashes.next() => return crashed(),
+        r = tokio::time::timeout(join_timeout, ctx.page.goto(url.as_str())) => match r {
+            Err(_) => return (BotStatus::Failed, StatusReason::JoinTimeout, Some("the meeting page did not load".into())),
+            Ok(Err(e)) => return (BotStatus::Failed, StatusReason::PlatformError, Some(format!("cannot open the meeting page: {e}"))),
+            Ok(Ok(_)) => {}
+        },
+    }
+    let mut phase = Phase::Joining;
+    let mut last_click = None;
+    let mut watch = Watch::new(Duration::from_millis(a.limits.no_audio_warning_ms));
+    let outcome = loop {
+        if cancel.is_cancelled() {
+            if matches!(phase, Phase::InCall { .. }) {
+                bot.reporter.status(BotStatus::Leaving).await;
+            }
+            page::click(ctx, "leave").await;
+            break (BotStatus::Ended, StatusReason::LeaveRequested, None);
+        }
+        let read = tokio::select! {
+            _ = crashes.next() => break crashed(),
+            r = page::read(ctx, &probe) => r,
+        };
+        let read = match read {
+            Ok(r) => r,
+            Err(e) => break page_lost(&e),
+        };
+        let now = Instant::now();
+        if let Phase::InCall { .. } = phase {
+            watch.observe(bot, &read, now).await;
+        }
+        let step = next_step(
+            phase,
+            &read.probe,
+            &watch.call,
+            started,
+            now,
+            last_click,
+            &a.limits,
+        );
+        match step {
+            Step::Wait => {}
+            Step::TypeName => {
+                if let Err(e) = page::type_name(ctx, &a.bot_name).await {
+                    tracing::debug!(error = %e, "typing the name failed; retrying");
+                }
+            }
+            Step::Click(target) => {
+                page::click(ctx, target).await;
+                last_click = Some(now);
+            }
+            Step::Enter(next) => {
+                match (phase, next) {
+                    (Phase::Lobby { .. } | Phase::Joining, Phase::InCall { .. }) => {
+                        if let Some(c) = bot.capture {
+                            c.begin(now_ms());
+                        }
+                        bot.reporter.status(BotStatus::InCall).await
+                    }
+                    (Phase::Joining, Phase::Lobby { .. }) => {
+                        bot.reporter.status(BotStatus::WaitingRoom).await
+                    }
+                    _ => {}
+                }
+                phase = next;
+            }
+            Step::Finish(status, reason, detail) => break (status, reason, Some(detail.into())),
+            Step::Leave(status, reason, detail) => {
+                if matches!(phase, Phase::InCall { .. }) {
+                    bot.reporter.status(BotStatus::Leaving).await;
+                }
+                page::click(ctx, "leave").await;
+                break (status, reason, Some(detail.into()));
+            }
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => {}
+            _ = tokio::time::sleep(POLL) => {}
+        }
+    };
+    for (at_ms, body) in watch.roster.close(now_ms()) {
+        bot.speakers.observe(at_ms, &body);
+        bot.emitter.send(at_ms, body).await;
+    }
+    outcome
+}
+
+/// What the bot follows while in the call: who is there and speaking, the
+/// chat, and whether sound reaches it.
+struct Watch {
+    roster: Roster,
+    call: CallSignals,
+    guard: AudioGuard,
+    chat_opened: bool,
+    capture_errors: u64,
+    no_audio_limit: Duration,
+}
+
+impl Watch {
+    fn new(no_audio_limit: Duration) -> Watch {
+        Watch {
+            roster: Roster::default(),
+            call: CallSignals::default(),
+            guard: AudioGuard::default(),
+            chat_opened: false,
+            capture_errors: 0,
+            no_audio_limit,
+        }
+    }
+
+    /// Takes in one read of the page in the call: emits what changed and
+    /// updates the signals the flow decides on.
+    async fn observe(&mut self, bot: &Bot<'_>, read: &PageRead, now: Instant) {
+        let at = now_ms();
+        for (at_ms, body) in self.roster.observe(at, &read.people, &read.chat) {
+            bot.speakers.observe(at_ms, &body);
+            bot.emitter.send(at_ms, body).await;
+        }
+        let call = &mut self.call;
+        let was_alone = call.others == 0;
+        call.roster_readable = self.roster.readable;
+        call.others = self.roster.others();
+        call.others_seen = self.roster.others_seen;
+        call.alone_since = match (call.others, was_alone) {
+            (0, true) => call.alone_since.or(Some(now)),
+            (0, false) => Some(now),
+            _ => None,
+        };
+        let sound = bot.capture.is_some_and(|c| {
+            at - c.counters.last_sound_ms.load(Ordering::Relaxed) < SOUND_FRESH_MS
+        });
+        let speaking = self.roster.anyone_speaking();
+        if sound || speaking {
+            call.last_activity = Some(now);
+        }
+        if let Some(code) = self.guard.tick(now, speaking, sound, self.no_audio_limit) {
+            let detail = match code {
+                WarningCode::NoAudio => format!(
+                    "someone has been shown speaking for {} s but no audio reaches the bot",
+                    self.no_audio_limit.as_secs()
+                ),
+                _ => "audio reaches the bot again".to_string(),
+            };
+            if code == WarningCode::NoAudio {
+                bot.metrics.no_audio_warnings.inc();
+            }
+            tracing::warn!(code = code.as_str(), "{detail}");
+            bot.emitter
+                .send(at, ResultBody::Warning { code, detail })
+                .await;
+        }
+        if let Some(c) = bot.capture {
+            let errors = c.counters.errors.load(Ordering::Relaxed);
+            if errors > 0 && self.capture_errors == 0 {
+                bot.emitter
+                    .send(
+                        at,
+                        ResultBody::Warning {
+                            code: WarningCode::CaptureFailed,
+                            detail: "the page could not start audio capture".into(),
+                        },
+                    )
+                    .await;
+            }
+            self.capture_errors = errors;
+        }
+        if read.probe.chat_button && !self.chat_opened {
+            page::click(bot.ctx, "chat").await;
+            self.chat_opened = true;
+        }
+    }
+}

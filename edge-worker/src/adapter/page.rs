@@ -1,0 +1,78 @@
+//! The bot's eyes and hands on the meeting page: one read of the page by
+//! the probe script against the platform's table, and the typing and
+//! clicks the flow asks for. Elements are acted on through the marks the
+//! probe leaves on them (`data-attache`); platform selectors live in the
+//! tables alone.
+
+use attache_protocol::Platform;
+use chromiumoxide::cdp::browser_protocol::inspector::{
+    EnableParams as InspectorEnable, EventTargetCrashed,
+};
+use chromiumoxide::error::CdpError;
+use chromiumoxide::listeners::EventStream;
+use serde::Deserialize;
+
+use super::flow::Probe;
+use super::roster::{ChatLine, Person};
+use super::tables;
+use crate::browser::BotContext;
+
+const PROBE_JS: &str = include_str!("probe.js");
+
+/// One read of the page: the flags the join flow runs on, and what the
+/// roster and chat show.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub(super) struct PageRead {
+    #[serde(flatten)]
+    pub probe: Probe,
+    #[serde(default)]
+    pub people: Vec<Person>,
+    #[serde(default)]
+    pub chat: Vec<ChatLine>,
+}
+
+/// Why the page could not be read.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum PageError {
+    #[error("{0}")]
+    Cdp(#[from] CdpError),
+    #[error("{0}")]
+    Unreadable(#[from] serde_json::Error),
+}
+
+/// The probe for one platform: the script applied to its table.
+pub(super) fn probe(platform: Platform) -> String {
+    let table = tables::table(platform);
+    let table_json = serde_json::to_string(table).expect("table serializes");
+    format!("({PROBE_JS})({table_json})")
+}
+
+/// Reads the page once with `probe`.
+pub(super) async fn read(ctx: &BotContext, probe: &str) -> Result<PageRead, PageError> {
+    Ok(ctx.page.evaluate(probe).await?.into_value()?)
+}
+
+/// Renderer crashes of the bot's page, as they happen.
+pub(super) async fn crashes(ctx: &BotContext) -> Result<EventStream<EventTargetCrashed>, CdpError> {
+    let _ = ctx.page.execute(InspectorEnable::default()).await;
+    ctx.page.event_listener::<EventTargetCrashed>().await
+}
+
+pub(super) async fn type_name(ctx: &BotContext, name: &str) -> chromiumoxide::error::Result<()> {
+    let el = ctx.page.find_element("[data-attache=\"name\"]").await?;
+    el.click().await?;
+    el.type_str(name).await?;
+    Ok(())
+}
+
+pub(super) async fn click(ctx: &BotContext, target: &str) {
+    let sel = format!("[data-attache=\"{target}\"]");
+    match ctx.page.find_element(sel).await {
+        Ok(el) => {
+            if let Err(e) = el.click().await {
+                tracing::debug!(target, error = %e, "click failed");
+            }
+        }
+        Err(e) => tracing::debug!(target, error = %e, "nothing to click"),
+    }
+}
