@@ -19,8 +19,18 @@ use clap::{Args, Parser, Subcommand};
     about = "Attaché: a self-hostable, multi-tenant meeting-bot platform"
 )]
 pub(crate) struct Cli {
+    /// How logs are written to standard error: `human` (colours only on a
+    /// terminal) or `json` (one object per line, with the span fields).
+    #[arg(long, global = true, env = "ATTACHE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Human)]
+    pub log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum LogFormat {
+    Human,
+    Json,
 }
 
 #[derive(Subcommand)]

@@ -10,14 +10,24 @@ use tokio_util::sync::CancellationToken;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,chromiumoxide=off,sqlx=warn,quinn=warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-    cli::Cli::parse().run().await
+    let cli = cli::Cli::parse();
+    init_logs(cli.log_format);
+    cli.run().await
+}
+
+/// Logs go to standard error; `RUST_LOG` filters them.
+fn init_logs(format: cli::LogFormat) {
+    use std::io::IsTerminal;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| "info,chromiumoxide=off,sqlx=warn,quinn=warn".into());
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        cli::LogFormat::Json => logs.json().with_current_span(true).init(),
+        // Colour codes only where a person reads them, not in files or pipes.
+        cli::LogFormat::Human => logs.with_ansi(std::io::stderr().is_terminal()).init(),
+    }
 }
 
 /// Cancels on SIGINT or SIGTERM.

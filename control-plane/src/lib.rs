@@ -3,28 +3,38 @@
 //!
 //! Build it with [`ControlPlane::build`] (binds its ports, opens and migrates
 //! the database, loads or creates the fleet CA), then [`ControlPlane::run`]
-//! until the shutdown token fires.
+//! until the shutdown token fires. Where each kind of change goes is in
+//! `docs/architecture.md`.
 
+// The way in: HTTP, GraphQL and the console, all through one guard.
 mod access;
-mod admin;
 mod api;
-mod audit;
 mod auth;
-mod bots;
-mod config;
 mod console;
-mod dispatch;
-mod entity;
+
+// The lifecycle service, the only code that moves a bot, and what it tells.
+mod bots;
 mod events;
-mod fleet;
-mod keys;
-mod links;
-mod metrics;
-mod objects;
-mod recordings;
-mod store;
-mod transcription;
 mod webhooks;
+
+// Bots to workers and back.
+mod dispatch;
+mod fleet;
+mod links;
+mod recordings;
+mod transcription;
+
+// Stored truth, keys and objects.
+mod audit;
+mod entity;
+mod keys;
+mod objects;
+mod store;
+
+// Start-up, operator commands, telemetry.
+mod admin;
+mod config;
+mod metrics;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -171,8 +181,15 @@ impl ControlPlane {
         Admin::new(self.state.clone())
     }
 
-    /// Serves until `shutdown`, then drains: stop accepting, close worker
-    /// links (workers keep their bots and reconnect elsewhere), finish tasks.
+    /// Serves until `shutdown`, then drains in this order:
+    ///
+    /// 1. HTTP stops accepting and finishes the requests in flight;
+    /// 2. the fleet endpoint closes every worker link (workers keep their
+    ///    bots and results, and reconnect to another replica);
+    /// 3. the background loops (dispatch, the fleet sweep, webhook delivery,
+    ///    unclosed recordings) end after their current pass;
+    /// 4. every tracked task (links, result streams) is awaited;
+    /// 5. the QUIC endpoint goes idle.
     pub async fn run(self, shutdown: CancellationToken) -> std::io::Result<()> {
         let tasks = TaskTracker::new();
         let ControlPlane { state, http, quic } = self;

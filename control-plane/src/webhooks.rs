@@ -8,6 +8,7 @@
 //! order. An endpoint that fails for `webhook_disable_after` is disabled and
 //! its tenant told.
 
+use tracing::Instrument;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
@@ -172,7 +173,13 @@ pub(crate) async fn deliver(state: AppState, shutdown: CancellationToken) {
         futures::stream::iter(due)
             .for_each_concurrent(CONCURRENT_DELIVERIES, |d| {
                 let (state, client) = (&state, &client);
-                async move { attempt(state, client, d).await }
+                let span = tracing::info_span!(
+                    "webhook",
+                    tenant_id = %d.endpoint.tenant_id,
+                    endpoint_id = %d.endpoint.id,
+                    delivery_id = %d.delivery.id,
+                );
+                async move { attempt(state, client, d).await }.instrument(span)
             })
             .await;
     }

@@ -12,6 +12,7 @@
 use attache_protocol::{ControlMsg, DataKey, ErrorCode, IoFrameError, ResultFrame, read_frame};
 use chrono::{DateTime, Utc};
 use tokio::sync::mpsc;
+use tracing::Instrument;
 
 use super::validate::{self, Checked};
 use crate::AppState;
@@ -22,13 +23,32 @@ use crate::keys::field_context;
 use crate::recordings;
 use crate::store::{MediaWrite, StoreError, Transition, Written, fence, now};
 
-/// Reads one bot's result stream: persist, then acknowledge.
+/// Reads one bot's result stream: persist, then acknowledge. Its logs
+/// carry the bot's and tenant's ids once the first frame names them.
 pub(super) async fn results(
+    state: AppState,
+    worker_id: String,
+    stream: quinn::RecvStream,
+    tx: mpsc::Sender<ControlMsg>,
+) {
+    let span = tracing::info_span!(
+        "results",
+        bot_id = tracing::field::Empty,
+        tenant_id = tracing::field::Empty
+    );
+    read(state, worker_id, stream, tx, span.clone())
+        .instrument(span)
+        .await
+}
+
+async fn read(
     state: AppState,
     worker_id: String,
     mut stream: quinn::RecvStream,
     tx: mpsc::Sender<ControlMsg>,
+    span: tracing::Span,
 ) {
+    let mut named = false;
     let rejected = |reason: &str| {
         state
             .metrics
@@ -53,6 +73,10 @@ pub(super) async fn results(
             .with_label_values(&["results"])
             .inc();
         let (bot_id, generation, seq) = (frame.bot_id, frame.generation, frame.seq);
+        if !named {
+            span.record("bot_id", tracing::field::display(bot_id));
+            named = true;
+        }
         match persist(&state, &worker_id, frame).await {
             Ok(()) => {
                 let _ = tx
@@ -89,6 +113,7 @@ struct Frame<'a> {
 async fn persist(state: &AppState, worker_id: &str, frame: ResultFrame) -> Result<(), StoreError> {
     let id = frame.bot_id.to_string();
     let bot = state.store.bot(&id).await?.ok_or(StoreError::NotFound)?;
+    tracing::Span::current().record("tenant_id", bot.tenant_id.as_str());
     let generation = frame.generation as i64;
     fence::holder(&bot, worker_id, generation)?;
     // A worker's clock is trusted to within a day; past that, ours is.
