@@ -8,9 +8,9 @@
 //! order. An endpoint that fails for `webhook_disable_after` is disabled and
 //! its tenant told.
 
-use tracing::Instrument;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
+use tracing::Instrument;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
