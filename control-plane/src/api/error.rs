@@ -1,8 +1,12 @@
-//! API errors: one enum, one mapping to `extensions.code`. Internal details
-//! are logged where they happen and never sent to the client.
+//! API errors: one enum, one mapping to `extensions.code`, and the HTTP
+//! status of every refusal taken from [`ErrorCode::http_status`], never
+//! picked by hand. Internal details are logged where they happen and never
+//! sent to the client.
 
 use attache_protocol::ErrorCode;
+use axum::http::StatusCode;
 
+/// Why an API call failed, as the caller may know it.
 ///
 /// Deliberately not `Display`: that keeps async-graphql's blanket conversion
 /// (which would drop the code) away, so every error goes through the `From`
@@ -78,10 +82,35 @@ impl From<ApiError> for async_graphql::Error {
     }
 }
 
+/// The HTTP status an API refusal with `code` answers with.
+pub(crate) fn status(code: ErrorCode) -> StatusCode {
+    StatusCode::from_u16(code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+}
+
 /// A GraphQL-shaped error body for failures before the executor runs.
 pub(crate) fn error_body(code: ErrorCode, message: &str) -> serde_json::Value {
     serde_json::json!({
         "data": null,
         "errors": [{ "message": message, "extensions": { "code": code.as_str() } }]
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_code_answers_with_the_status_of_the_protocol_table() {
+        for c in ErrorCode::ALL {
+            assert_eq!(status(c).as_u16(), c.http_status(), "{c}");
+        }
+        assert_eq!(
+            status(ErrorCode::Internal),
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
+        assert_eq!(
+            status(ErrorCode::RateLimited),
+            StatusCode::TOO_MANY_REQUESTS
+        );
+    }
 }

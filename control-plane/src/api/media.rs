@@ -1,13 +1,21 @@
 //! What a bot saw and heard, as the API shows it: participants, the speaker
 //! timeline, chat, the recording and warnings; and the auto-leave rules a
 //! caller sets when creating a bot.
+//!
+//! These are shapes built from rows a resolver has already read behind the
+//! guard; nothing here reads the store, so nothing here can reach another
+//! tenant's data.
 
 use async_graphql::{Enum, InputObject, SimpleObject};
-use attache_protocol::SessionLimits;
+use attache_protocol::{DataKey, SessionLimits};
 use chrono::{DateTime, Utc};
 
-use super::ApiError;
-use crate::entity::{bot_warning, participant, recording, speaker_segment};
+use super::error::ApiError;
+use super::sealed::open_text;
+use crate::AppState;
+use crate::entity::{bot_warning, chat_message, participant, recording, speaker_segment};
+use crate::keys::field_context;
+use crate::store::now;
 
 /// When a bot leaves on its own. Every field is optional; omitted ones take
 /// the deployment's defaults. Each rule ends the bot with its own reason.
@@ -151,12 +159,29 @@ pub(crate) struct ChatMessage {
 }
 
 impl ChatMessage {
-    pub(crate) fn new(sender: String, text: String, sent_at: DateTime<Utc>) -> Self {
-        ChatMessage {
+    /// A stored message, its sender and text opened with the bot's key.
+    pub(crate) fn open(key: Option<&DataKey>, m: chat_message::Model) -> Result<Self, ApiError> {
+        let (sender, text) = match (&m.sender_sealed, &m.text_sealed) {
+            (Some(s), Some(t)) => (
+                open_text(
+                    key,
+                    &field_context("chat-sender", &m.bot_id, &m.message_key),
+                    s,
+                )?,
+                open_text(
+                    key,
+                    &field_context("chat-text", &m.bot_id, &m.message_key),
+                    t,
+                )?,
+            ),
+            // Stored before sealing.
+            _ => (m.sender, m.text),
+        };
+        Ok(ChatMessage {
             sender,
             text,
-            sent_at,
-        }
+            sent_at: m.sent_at,
+        })
     }
 }
 
@@ -193,7 +218,34 @@ pub(crate) struct Recording {
 }
 
 impl Recording {
-    pub(crate) fn new(r: recording::Model, url: Option<(String, DateTime<Utc>)>) -> Recording {
+    /// A bot's recording, with a fresh download link once it can be
+    /// downloaded.
+    pub(crate) fn with_link(
+        state: &AppState,
+        bot_id: &str,
+        r: recording::Model,
+    ) -> Result<Recording, ApiError> {
+        let url = if Recording::downloadable(&r) {
+            let ttl = state.config.download_ttl;
+            let url = state
+                .objects
+                .download_url(
+                    &r.object_key,
+                    &format!("{bot_id}.ogg"),
+                    "audio/ogg",
+                    ttl,
+                    &state.public_url,
+                )
+                .map_err(ApiError::internal)?;
+            let expires = now() + chrono::Duration::from_std(ttl).unwrap_or_default();
+            Some((url, expires))
+        } else {
+            None
+        };
+        Ok(Recording::new(r, url))
+    }
+
+    fn new(r: recording::Model, url: Option<(String, DateTime<Utc>)>) -> Recording {
         let status = RecordingStatus::from(r.status.0);
         let (download_url, download_url_expires_at) = url.unzip();
         Recording {
@@ -209,7 +261,7 @@ impl Recording {
         }
     }
 
-    pub(crate) fn downloadable(r: &recording::Model) -> bool {
+    fn downloadable(r: &recording::Model) -> bool {
         use crate::entity::names::RecordingStatus as S;
         matches!(r.status.0, S::Ready | S::Partial) && r.size_bytes > 0
     }

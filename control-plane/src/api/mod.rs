@@ -1,15 +1,36 @@
 //! HTTP surface: `/graphql` (POST queries and mutations, GET GraphiQL),
-//! `/graphql/ws` (subscriptions), `/healthz`, `/readyz`, `/metrics`.
+//! `/graphql/ws` (subscriptions), `/healthz`, `/readyz`, `/metrics`, and
+//! recording downloads.
+//!
+//! Requests are authenticated and rate-limited here, before the executor
+//! runs; a refusal at this stage answers with its error code's HTTP status
+//! and a GraphQL-shaped body. The GraphQL schema itself is composed in
+//! `schema.rs` from one file per domain.
 
+mod api_keys;
+mod audit_log;
+mod bots;
 mod error;
+mod guard;
 mod limits;
 mod media;
-mod people;
+mod members;
+mod paging;
+mod platform;
+mod policy;
 mod schema;
-mod sessions;
+mod sealed;
+mod settings;
+mod sign_in;
+mod subscriptions;
+#[cfg(test)]
+mod tests;
+mod transcripts;
+mod webhooks;
 
 use async_graphql::http::GraphiQLSource;
 use async_graphql_axum::{GraphQLProtocol, GraphQLRequest, GraphQLResponse, GraphQLWebSocket};
+use attache_protocol::ErrorCode;
 use axum::Router;
 use axum::extract::{State, WebSocketUpgrade};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -22,8 +43,7 @@ use crate::access::{Principal, by_api_key, by_session};
 use crate::audit::TargetNote;
 use crate::auth::AuthError;
 use crate::console;
-pub(crate) use error::ApiError;
-use error::error_body;
+use error::{error_body, status};
 pub use schema::sdl;
 pub(crate) use schema::{AppSchema, build_schema};
 
@@ -67,7 +87,7 @@ async fn download(
 ) -> Response {
     let Some((key, file_name, content_type)) = api.state.objects.redeem(&token) else {
         return (
-            StatusCode::FORBIDDEN,
+            status(ErrorCode::Forbidden),
             "this download link is invalid or has expired",
         )
             .into_response();
@@ -90,10 +110,14 @@ async fn download(
             bytes,
         )
             .into_response(),
-        Ok(None) => (StatusCode::NOT_FOUND, "this recording no longer exists").into_response(),
+        Ok(None) => (
+            status(ErrorCode::NotFound),
+            "this recording no longer exists",
+        )
+            .into_response(),
         Err(e) => {
             tracing::error!(error = %e, "cannot read a recording");
-            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+            status(ErrorCode::Internal).into_response()
         }
     }
 }
@@ -147,17 +171,15 @@ async fn graphql(State(api): State<Api>, headers: HeaderMap, req: GraphQLRequest
         .limiter
         .take(&principal.tenant_id, std::time::Instant::now())
     {
-        let code = attache_protocol::ErrorCode::RateLimited;
-        api.state
-            .metrics
-            .api_errors
-            .with_label_values(&[code.as_str()])
-            .inc();
-        let mut body = error_body(code, "too many requests for this tenant; retry later");
+        let (status, mut body) = refuse(
+            &api,
+            ErrorCode::RateLimited,
+            "too many requests for this tenant; retry later",
+        );
         body["errors"][0]["extensions"]["retryAfterSeconds"] =
             serde_json::json!(wait.as_secs_f64().ceil() as u64);
         return (
-            StatusCode::TOO_MANY_REQUESTS,
+            status,
             [(
                 header::RETRY_AFTER,
                 wait.as_secs_f64().ceil().max(1.0).to_string(),
@@ -180,55 +202,46 @@ async fn graphql(State(api): State<Api>, headers: HeaderMap, req: GraphQLRequest
                 _ => None,
             })
             .unwrap_or("BAD_USER_INPUT");
-        if let Some(c) = attache_protocol::ErrorCode::ALL
-            .iter()
-            .find(|c| c.as_str() == code)
-        {
-            api.state
-                .metrics
-                .api_errors
-                .with_label_values(&[c.as_str()])
-                .inc();
+        if let Some(c) = ErrorCode::ALL.iter().find(|c| c.as_str() == code) {
+            count_error(&api, *c);
         }
     }
     GraphQLResponse::from(resp).into_response()
 }
 
-fn auth_failure(api: &Api, e: AuthError) -> Response {
-    let (status, code, msg) = match e {
-        AuthError::Invalid => (
-            StatusCode::UNAUTHORIZED,
-            attache_protocol::ErrorCode::Unauthenticated,
-            "missing or invalid API key",
-        ),
-        AuthError::Session => (
-            StatusCode::UNAUTHORIZED,
-            attache_protocol::ErrorCode::Unauthenticated,
-            "the console session is missing, expired or signed out",
-        ),
-        AuthError::Policy(e) => {
-            tracing::error!(error = %e, "cannot build a tenant's policy");
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                attache_protocol::ErrorCode::Internal,
-                "internal error",
-            )
-        }
-        AuthError::Db(e) => {
-            tracing::error!(error = %e, "authentication lookup failed");
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                attache_protocol::ErrorCode::Internal,
-                "internal error",
-            )
-        }
-    };
+fn count_error(api: &Api, code: ErrorCode) {
     api.state
         .metrics
         .api_errors
         .with_label_values(&[code.as_str()])
         .inc();
-    (status, axum::Json(error_body(code, msg))).into_response()
+}
+
+/// A request refused before the executor runs: counted, with the code's
+/// status and a GraphQL-shaped body.
+fn refuse(api: &Api, code: ErrorCode, message: &str) -> (StatusCode, serde_json::Value) {
+    count_error(api, code);
+    (status(code), error_body(code, message))
+}
+
+fn auth_failure(api: &Api, e: AuthError) -> Response {
+    let (code, msg) = match e {
+        AuthError::Invalid => (ErrorCode::Unauthenticated, "missing or invalid API key"),
+        AuthError::Session => (
+            ErrorCode::Unauthenticated,
+            "the console session is missing, expired or signed out",
+        ),
+        AuthError::Policy(e) => {
+            tracing::error!(error = %e, "cannot build a tenant's policy");
+            (ErrorCode::Internal, "internal error")
+        }
+        AuthError::Db(e) => {
+            tracing::error!(error = %e, "authentication lookup failed");
+            (ErrorCode::Internal, "internal error")
+        }
+    };
+    let (status, body) = refuse(api, code, msg);
+    (status, axum::Json(body)).into_response()
 }
 
 async fn graphiql() -> Html<String> {

@@ -1,0 +1,293 @@
+//! Handler tests on the router, without a socket: what a caller gets back
+//! when a request is refused before, or by, the GraphQL executor.
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{HeaderMap, Request, StatusCode, header};
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+use tower::ServiceExt;
+
+use super::router;
+use crate::{Config, ControlPlane};
+
+struct Fixture {
+    app: Router,
+    cp: ControlPlane,
+    /// An owner key of the tenant `acme`.
+    key: String,
+    _dir: tempfile::TempDir,
+}
+
+async fn fixture(tune: impl FnOnce(&mut Config)) -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config::local(dir.path());
+    config.http_addr = "127.0.0.1:0".parse().unwrap();
+    config.quic_addr = "127.0.0.1:0".parse().unwrap();
+    tune(&mut config);
+    let cp = ControlPlane::build(config).await.unwrap();
+    let key = cp
+        .admin()
+        .create_tenant("acme", "local")
+        .await
+        .unwrap()
+        .api_key;
+    Fixture {
+        app: router(cp.state.clone(), CancellationToken::new()),
+        cp,
+        key,
+        _dir: dir,
+    }
+}
+
+struct Answer {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: Vec<u8>,
+}
+
+impl Answer {
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&self.body)))
+    }
+
+    fn code(&self) -> Value {
+        self.json()["errors"][0]["extensions"]["code"].clone()
+    }
+}
+
+async fn send(app: &Router, req: Request<Body>) -> Answer {
+    let resp = app.clone().oneshot(req).await.unwrap();
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let body = resp
+        .into_body()
+        .collect()
+        .await
+        .unwrap()
+        .to_bytes()
+        .to_vec();
+    Answer {
+        status,
+        headers,
+        body,
+    }
+}
+
+fn graphql(key: Option<&str>, body: impl Into<Body>) -> Request<Body> {
+    let mut req = Request::post("/graphql").header(header::CONTENT_TYPE, "application/json");
+    if let Some(k) = key {
+        req = req.header(header::AUTHORIZATION, format!("Bearer {k}"));
+    }
+    req.body(body.into()).unwrap()
+}
+
+async fn query(app: &Router, key: Option<&str>, query: &str) -> Answer {
+    send(app, graphql(key, json!({ "query": query }).to_string())).await
+}
+
+/// How many errors with `code` the API has counted.
+async fn counted(app: &Router, code: &str) -> u64 {
+    let a = send(app, Request::get("/metrics").body(Body::empty()).unwrap()).await;
+    let text = String::from_utf8(a.body).unwrap();
+    let series = format!("attache_control_plane_api_errors_total{{code=\"{code}\"}} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&series))
+        .unwrap_or_else(|| panic!("no {series} in the metrics"))
+        .parse()
+        .unwrap()
+}
+
+/// `{ __type { fields { type { ofType { … name } } } } }`, `depth` fields
+/// deep.
+fn nested(depth: usize) -> String {
+    let of_types = depth - 4;
+    format!(
+        "{{ __type(name: \"Bot\") {{ fields {{ type {{ {} name {} }} }} }} }}",
+        "ofType { ".repeat(of_types),
+        "} ".repeat(of_types)
+    )
+}
+
+#[tokio::test]
+async fn malformed_json_is_400_and_the_api_keeps_serving() {
+    let f = fixture(|_| {}).await;
+    let a = send(&f.app, graphql(Some(&f.key), "{\"query\": ")).await;
+    assert_eq!(a.status, StatusCode::BAD_REQUEST);
+    let a = query(&f.app, Some(&f.key), "{ bots { totalCount } }").await;
+    assert_eq!(a.status, StatusCode::OK);
+    assert_eq!(a.json()["data"]["bots"]["totalCount"], 0, "{:?}", a.json());
+}
+
+#[tokio::test]
+async fn a_body_over_max_body_bytes_is_refused_unread() {
+    let f = fixture(|c| c.max_body_bytes = 1024).await;
+    let padded = |n: usize| {
+        let body =
+            json!({ "query": "{ bots { totalCount } }", "variables": { "pad": "" } }).to_string();
+        let pad = "x".repeat(n - body.len());
+        json!({ "query": "{ bots { totalCount } }", "variables": { "pad": pad } }).to_string()
+    };
+
+    let fits = padded(1024);
+    assert_eq!(fits.len(), 1024);
+    let a = send(&f.app, graphql(Some(&f.key), fits)).await;
+    assert_eq!(a.status, StatusCode::OK, "{:?}", a.json());
+
+    // Declared too long: refused from the header, before the body is read.
+    let too_long = padded(1025);
+    let mut req = graphql(Some(&f.key), too_long.clone());
+    req.headers_mut()
+        .insert(header::CONTENT_LENGTH, too_long.len().into());
+    let a = send(&f.app, req).await;
+    assert_eq!(a.status, StatusCode::PAYLOAD_TOO_LARGE);
+
+    // Sent without a length: cut off at the limit while it is read, and
+    // refused as a body that cannot be read.
+    let stream = futures::stream::iter(
+        too_long
+            .into_bytes()
+            .chunks(100)
+            .map(|c| Ok::<_, std::io::Error>(bytes::Bytes::copy_from_slice(c)))
+            .collect::<Vec<_>>(),
+    );
+    let a = send(&f.app, graphql(Some(&f.key), Body::from_stream(stream))).await;
+    assert_eq!(a.status, StatusCode::BAD_REQUEST);
+    assert!(!a.body.starts_with(b"{"), "not executed");
+}
+
+#[tokio::test]
+async fn a_missing_api_key_is_401_unauthenticated_and_counted() {
+    let f = fixture(|_| {}).await;
+    let before = counted(&f.app, "UNAUTHENTICATED").await;
+    let a = query(&f.app, None, "{ bots { totalCount } }").await;
+    assert_eq!(a.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(a.code(), "UNAUTHENTICATED");
+    assert_eq!(
+        a.json()["errors"][0]["message"],
+        "missing or invalid API key"
+    );
+    assert_eq!(a.json()["data"], Value::Null);
+    assert_eq!(counted(&f.app, "UNAUTHENTICATED").await, before + 1);
+}
+
+#[tokio::test]
+async fn an_invalid_api_key_is_401_unauthenticated() {
+    let f = fixture(|_| {}).await;
+    let mut tampered = f.key.clone();
+    let last = if tampered.ends_with('0') { '1' } else { '0' };
+    tampered.pop();
+    tampered.push(last);
+    for key in ["atk_nothing_here", "not a key at all", &tampered] {
+        let a = query(&f.app, Some(key), "{ bots { totalCount } }").await;
+        assert_eq!(a.status, StatusCode::UNAUTHORIZED, "{key}");
+        assert_eq!(a.code(), "UNAUTHENTICATED", "{key}");
+        assert_eq!(
+            a.json()["errors"][0]["message"],
+            "missing or invalid API key"
+        );
+    }
+    let a = query(&f.app, Some(&f.key), "{ bots { totalCount } }").await;
+    assert_eq!(a.status, StatusCode::OK, "the untampered key works");
+}
+
+#[tokio::test]
+async fn a_session_cookie_without_the_console_header_is_401() {
+    let f = fixture(|_| {}).await;
+    let mut req = graphql(None, json!({ "query": "{ me { role } }" }).to_string());
+    req.headers_mut()
+        .insert(header::COOKIE, "attache_session=whatever".parse().unwrap());
+    let a = send(&f.app, req).await;
+    assert_eq!(a.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(a.code(), "UNAUTHENTICATED");
+    assert_eq!(
+        a.json()["errors"][0]["message"],
+        "the console session is missing, expired or signed out"
+    );
+}
+
+#[tokio::test]
+async fn a_failed_credential_lookup_is_500_internal_and_says_little() {
+    let f = fixture(|_| {}).await;
+    f.cp.state.store.db().close_by_ref().await.unwrap();
+    let a = query(&f.app, Some(&f.key), "{ bots { totalCount } }").await;
+    assert_eq!(a.status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(a.code(), "INTERNAL");
+    assert_eq!(a.json()["errors"][0]["message"], "internal error");
+    // Readiness is a different answer: the replica is not ready.
+    let a = send(&f.app, Request::get("/readyz").body(Body::empty()).unwrap()).await;
+    assert_eq!(a.status, StatusCode::SERVICE_UNAVAILABLE);
+}
+
+#[tokio::test]
+async fn queries_nested_past_the_depth_limit_are_refused() {
+    let f = fixture(|_| {}).await;
+    let a = query(&f.app, Some(&f.key), &nested(12)).await;
+    assert_eq!(a.status, StatusCode::OK);
+    assert!(a.json().get("errors").is_none(), "{:?}", a.json());
+    assert_eq!(
+        a.json()["data"]["__type"]["fields"][0]["type"]["name"],
+        Value::Null
+    );
+
+    let before = counted(&f.app, "BAD_USER_INPUT").await;
+    let a = query(&f.app, Some(&f.key), &nested(13)).await;
+    assert_eq!(
+        a.status,
+        StatusCode::OK,
+        "GraphQL errors travel in the body"
+    );
+    let body = a.json();
+    assert_eq!(body["errors"][0]["message"], "Query is nested too deep.");
+    assert_eq!(body["data"], Value::Null);
+    assert_eq!(body["errors"].as_array().unwrap().len(), 1);
+    assert_eq!(counted(&f.app, "BAD_USER_INPUT").await, before + 1);
+}
+
+#[tokio::test]
+async fn a_tenant_over_its_rate_limit_gets_429_with_retry_after() {
+    let f = fixture(|c| {
+        c.api_per_minute = 1;
+        c.api_burst = 2;
+    })
+    .await;
+    let other =
+        f.cp.admin()
+            .create_tenant("globex", "local")
+            .await
+            .unwrap()
+            .api_key;
+    let doc = "{ bots { totalCount } }";
+    for _ in 0..2 {
+        assert_eq!(
+            query(&f.app, Some(&f.key), doc).await.status,
+            StatusCode::OK
+        );
+    }
+    let before = counted(&f.app, "RATE_LIMITED").await;
+    let a = query(&f.app, Some(&f.key), doc).await;
+    assert_eq!(a.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(a.code(), "RATE_LIMITED");
+    let retry: u64 = a.headers[header::RETRY_AFTER]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    // One request a minute: the next token is up to a minute away.
+    assert!((1..=60).contains(&retry), "Retry-After: {retry}");
+    assert_eq!(
+        a.json()["errors"][0]["extensions"]["retryAfterSeconds"],
+        retry,
+        "the body and the header agree"
+    );
+    assert_eq!(counted(&f.app, "RATE_LIMITED").await, before + 1);
+
+    let a = query(&f.app, Some(&other), doc).await;
+    assert_eq!(
+        a.status,
+        StatusCode::OK,
+        "another tenant has its own budget"
+    );
+}
