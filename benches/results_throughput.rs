@@ -111,6 +111,7 @@ async fn sim_worker(cluster: &Cluster, capacity: u32) -> SimWorker {
                     active_bots: 0,
                     capacity,
                     rss_mib: 0,
+                    draining: false,
                 },
                 bots: vec![],
             };

@@ -200,6 +200,7 @@ impl Worker {
             active_bots: self.sessions.active(),
             capacity: self.deps.config.capacity,
             rss_mib: rss_mib(),
+            draining: self.draining,
         };
         metrics.bots_active.set(self.sessions.active() as i64);
         metrics.outbox_pending.set(self.outbox.pending() as i64);

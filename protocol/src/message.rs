@@ -49,6 +49,8 @@ pub struct Load {
     pub capacity: u32,
     /// Resident memory of the worker and its browser, in MiB.
     pub rss_mib: u32,
+    /// The worker takes no new bots; those it runs go on until they end.
+    pub draining: bool,
 }
 
 /// Control plane → worker, on the control stream.
@@ -425,15 +427,16 @@ pub(crate) mod tests {
                     }
                 }),
             (
-                any::<(u32, u32, u32)>(),
+                any::<(u32, u32, u32, bool)>(),
                 proptest::collection::vec(arb_report(), 0..4)
             )
-                .prop_map(|((active_bots, capacity, rss_mib), bots)| {
+                .prop_map(|((active_bots, capacity, rss_mib, draining), bots)| {
                     WorkerMsg::Heartbeat {
                         load: Load {
                             active_bots,
                             capacity,
                             rss_mib,
+                            draining,
                         },
                         bots,
                     }

@@ -126,6 +126,8 @@ impl Registry {
         if let Some(e) = self.lock().get_mut(id) {
             e.last_heartbeat = Instant::now();
             e.load = load;
+            // A draining worker is no candidate for new bots.
+            e.draining = load.draining;
             e.observed = Some(bots);
         }
     }
