@@ -10,6 +10,7 @@
 mod api_keys;
 mod audit_log;
 mod bots;
+mod checks;
 mod error;
 mod guard;
 mod limits;
@@ -189,22 +190,16 @@ async fn graphql(State(api): State<Api>, headers: HeaderMap, req: GraphQLRequest
             .into_response();
     }
     let req = req.into_inner().data(principal).data(TargetNote::default());
-    let resp = api.schema.execute(req).await;
-    for e in &resp.errors {
-        // Errors the executor raises itself (parse, validation, limits) carry
-        // no code of ours: they are the caller's input.
-        let code = e
-            .extensions
-            .as_ref()
-            .and_then(|x| x.get("code"))
-            .and_then(|v| match v {
-                async_graphql::Value::String(s) => Some(s.as_str()),
-                _ => None,
-            })
-            .unwrap_or("BAD_USER_INPUT");
-        if let Some(c) = ErrorCode::ALL.iter().find(|c| c.as_str() == code) {
-            count_error(&api, *c);
-        }
+    let mut resp = api.schema.execute(req).await;
+    for e in &mut resp.errors {
+        let code = checks::code_of(e);
+        // The metric's labels are the error vocabulary: the executor's own
+        // refusals count as the caller's input.
+        let counted = ErrorCode::ALL
+            .into_iter()
+            .find(|c| c.as_str() == code)
+            .unwrap_or(ErrorCode::BadUserInput);
+        count_error(&api, counted);
     }
     GraphQLResponse::from(resp).into_response()
 }

@@ -24,8 +24,6 @@ use crate::AppState;
 
 pub(crate) type AppSchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;
 
-/// Deepest selection a request may nest.
-const MAX_DEPTH: usize = 12;
 const MAX_COMPLEXITY: usize = 500;
 
 #[derive(MergedObject, Default)]
@@ -76,7 +74,9 @@ pub(crate) fn build_schema(state: AppState) -> AppSchema {
     .data(state.audit.clone())
     .data(state)
     .extension(crate::audit::AuditMutations)
-    .limit_depth(MAX_DEPTH)
+    .extension(super::checks::Checks)
+    // Data queries get the tighter bound from the checks.
+    .limit_depth(super::checks::INTROSPECTION_DEPTH)
     .limit_complexity(MAX_COMPLEXITY);
     if !introspection {
         builder = builder.disable_introspection();

@@ -221,10 +221,15 @@ async fn a_failed_credential_lookup_is_500_internal_and_says_little() {
     assert_eq!(a.status, StatusCode::SERVICE_UNAVAILABLE);
 }
 
+/// A data query: the nested meta fields beside a data field.
+fn nested_with_data(depth: usize) -> String {
+    nested(depth).replacen("{ __type", "{ viewer { role } __type", 1)
+}
+
 #[tokio::test]
 async fn queries_nested_past_the_depth_limit_are_refused() {
     let f = fixture(|_| {}).await;
-    let a = query(&f.app, Some(&f.key), &nested(12)).await;
+    let a = query(&f.app, Some(&f.key), &nested_with_data(12)).await;
     assert_eq!(a.status, StatusCode::OK);
     assert!(a.json().get("errors").is_none(), "{:?}", a.json());
     assert_eq!(
@@ -233,7 +238,7 @@ async fn queries_nested_past_the_depth_limit_are_refused() {
     );
 
     let before = counted(&f.app, "BAD_USER_INPUT").await;
-    let a = query(&f.app, Some(&f.key), &nested(13)).await;
+    let a = query(&f.app, Some(&f.key), &nested_with_data(13)).await;
     assert_eq!(
         a.status,
         StatusCode::OK,
@@ -241,9 +246,73 @@ async fn queries_nested_past_the_depth_limit_are_refused() {
     );
     let body = a.json();
     assert_eq!(body["errors"][0]["message"], "Query is nested too deep.");
+    assert_eq!(
+        body["errors"][0]["extensions"]["code"],
+        "GRAPHQL_VALIDATION_FAILED"
+    );
     assert_eq!(body["data"], Value::Null);
     assert_eq!(body["errors"].as_array().unwrap().len(), 1);
     assert_eq!(counted(&f.app, "BAD_USER_INPUT").await, before + 1);
+}
+
+/// Introspection alone has a bound of its own, so the standard query of
+/// graphql-core (and GraphiQL, gql, code generators) works while data
+/// queries keep theirs.
+#[tokio::test]
+async fn the_standard_introspection_query_is_answered() {
+    let f = fixture(|_| {}).await;
+    let standard = include_str!("fixtures/graphql-core-introspection.graphql");
+    let a = query(&f.app, Some(&f.key), standard).await;
+    let body = a.json();
+    assert!(body.get("errors").is_none(), "{body:?}");
+    let types = body["data"]["__schema"]["types"].as_array().unwrap();
+    assert!(types.iter().any(|t| t["name"] == "Bot"), "{types:?}");
+    assert_eq!(body["data"]["__schema"]["queryType"]["name"], "QueryRoot");
+    // Deeper than any data query may go, still answered when it is all meta.
+    let a = query(&f.app, Some(&f.key), &nested(20)).await;
+    assert!(a.json().get("errors").is_none(), "{:?}", a.json());
+    // Past the bound of introspection, it is refused too (by the parser's
+    // own recursion bound first, for this shape).
+    let a = query(&f.app, Some(&f.key), &nested(40)).await;
+    let code = &a.json()["errors"][0]["extensions"]["code"];
+    assert!(
+        code == "GRAPHQL_VALIDATION_FAILED" || code == "GRAPHQL_PARSE_FAILED",
+        "{:?}",
+        a.json()
+    );
+}
+
+/// The executor's own refusals carry codes, as common GraphQL servers give
+/// them.
+#[tokio::test]
+async fn parse_validation_and_coercion_errors_carry_codes() {
+    let f = fixture(|_| {}).await;
+    let table = [
+        ("{ bots { totalCount }", "GRAPHQL_PARSE_FAILED"),
+        (
+            "query { bots(nope: 1) { totalCount } }",
+            "GRAPHQL_VALIDATION_FAILED",
+        ),
+        ("{ bot { id } }", "GRAPHQL_VALIDATION_FAILED"),
+        ("{ nothing }", "GRAPHQL_VALIDATION_FAILED"),
+        (
+            "{ bots(first: 99999999999) { totalCount } }",
+            "BAD_USER_INPUT",
+        ),
+        (
+            "{ bots(status: SLEEPING) { totalCount } }",
+            "BAD_USER_INPUT",
+        ),
+        ("{ bots(first: 500) { totalCount } }", "BAD_USER_INPUT"),
+    ];
+    for (q, code) in table {
+        let a = query(&f.app, Some(&f.key), q).await;
+        let body = a.json();
+        assert_eq!(
+            body["errors"][0]["extensions"]["code"], code,
+            "{q}: {body:?}"
+        );
+    }
 }
 
 #[tokio::test]
