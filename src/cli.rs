@@ -44,6 +44,9 @@ enum Command {
     EdgeWorker(EdgeWorkerArgs),
     /// Apply database migrations and exit.
     Migrate(DeploymentArgs),
+    /// Print the GraphQL schema (SDL): the API's published contract, as
+    /// committed in `schema.graphql`.
+    Schema,
     /// Operator tasks on a deployment's database.
     #[command(subcommand)]
     Admin(AdminCommand),
@@ -323,6 +326,10 @@ impl Cli {
                     .context("starting the edge worker")?;
                 tracing::info!(worker_id = worker.worker_id(), "edge worker running");
                 worker.run(crate::shutdown_on_signal()).await;
+                Ok(())
+            }
+            Command::Schema => {
+                print!("{}", attache_control_plane::sdl());
                 Ok(())
             }
             Command::Migrate(d) => {

@@ -282,6 +282,19 @@ async fn the_standard_introspection_query_is_answered() {
     );
 }
 
+/// `schema.graphql` at the top of the repository is the published
+/// contract: it must be what the code serves.
+#[test]
+fn the_committed_schema_is_the_served_one() {
+    let committed = include_str!("../../../schema.graphql");
+    assert!(
+        committed == super::sdl(),
+        "schema.graphql differs from the schema the code serves: review the change \
+         (and note a breaking one in CHANGELOG.md), then run \
+         `cargo run -- schema > schema.graphql`"
+    );
+}
+
 /// The executor's own refusals carry codes, as common GraphQL servers give
 /// them.
 #[tokio::test]
