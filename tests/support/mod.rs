@@ -66,6 +66,8 @@ pub struct Cluster {
     pub dir: PathBuf,
     shutdown: CancellationToken,
     workers: Vec<CancellationToken>,
+    /// Each in-process worker's task: it ends when the worker has drained.
+    worker_tasks: Vec<Option<tokio::task::JoinHandle<()>>>,
     /// Data directory of each in-process worker, in the order they started.
     pub worker_dirs: Vec<PathBuf>,
     /// `/metrics` address of each in-process worker.
@@ -157,6 +159,7 @@ impl Cluster {
             dir,
             shutdown,
             workers: Vec::new(),
+            worker_tasks: Vec::new(),
             worker_dirs: Vec::new(),
             worker_metrics: Vec::new(),
         }
@@ -192,8 +195,15 @@ impl Cluster {
             .push(w.metrics_addr().expect("metrics served"));
         let token = self.shutdown.child_token();
         self.workers.push(token.clone());
-        tokio::spawn(w.run(token));
+        self.worker_tasks.push(Some(tokio::spawn(w.run(token))));
         id
+    }
+
+    /// Waits for the `n`th in-process worker to finish, at most `within`;
+    /// false if it is still running then.
+    pub async fn worker_finished(&mut self, n: usize, within: Duration) -> bool {
+        let task = self.worker_tasks[n].take().expect("worker not awaited yet");
+        tokio::time::timeout(within, task).await.is_ok()
     }
 
     /// Stops the `n`th in-process worker the way SIGTERM would.
@@ -363,6 +373,25 @@ impl WorkerProcess {
     /// Its process group (it leads its own).
     pub fn pgid(&self) -> i32 {
         self.child.id() as i32
+    }
+
+    /// SIGTERM to the worker itself, as an operator or Kubernetes sends it:
+    /// the worker shuts its bots and its Chromium down on its own. Returns
+    /// its exit status, or `None` if it still runs after `within`.
+    pub fn terminate(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let _ = Command::new("kill")
+            .args(["-s", "TERM"])
+            .arg(self.child.id().to_string())
+            .status();
+        let deadline = std::time::Instant::now() + within;
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                self.killed = true;
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        None
     }
 
     /// SIGKILL to the whole process group: no goodbye, no cleanup.
