@@ -12,6 +12,7 @@ mod audit_log;
 mod bots;
 mod checks;
 mod error;
+mod graphiql;
 mod guard;
 mod limits;
 mod media;
@@ -29,13 +30,12 @@ mod tests;
 mod transcripts;
 mod webhooks;
 
-use async_graphql::http::GraphiQLSource;
 use async_graphql_axum::{GraphQLProtocol, GraphQLRequest, GraphQLResponse, GraphQLWebSocket};
 use attache_protocol::ErrorCode;
 use axum::Router;
 use axum::extract::{State, WebSocketUpgrade};
 use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use tokio_util::sync::CancellationToken;
 
@@ -68,13 +68,14 @@ pub(crate) fn router(state: AppState, shutdown: CancellationToken) -> Router {
         shutdown,
     };
     Router::new()
-        .route("/graphql", get(graphiql).post(graphql))
+        .route("/graphql", get(graphiql::page).post(graphql))
         .route("/graphql/ws", get(graphql_ws))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/downloads/{token}", get(download))
         .with_state(api)
+        .merge(graphiql::router())
         .merge(console::router(state))
         .layer(tower_http::limit::RequestBodyLimitLayer::new(limit))
 }
@@ -237,15 +238,6 @@ fn auth_failure(api: &Api, e: AuthError) -> Response {
     };
     let (status, body) = refuse(api, code, msg);
     (status, axum::Json(body)).into_response()
-}
-
-async fn graphiql() -> Html<String> {
-    Html(
-        GraphiQLSource::build()
-            .endpoint("/graphql")
-            .subscription_endpoint("/graphql/ws")
-            .finish(),
-    )
 }
 
 /// Subscriptions. The key comes in the upgrade request's `Authorization`
