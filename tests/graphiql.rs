@@ -82,7 +82,9 @@ async fn graphiql_works_offline_and_loads_nothing_from_elsewhere() {
         .await
         .unwrap();
 
-    page.goto(format!("{}/graphql", cluster.http)).await.unwrap();
+    page.goto(format!("{}/graphql", cluster.http))
+        .await
+        .unwrap();
     wait_for(
         &page,
         "!!document.querySelector('.graphiql-container')",
