@@ -20,11 +20,13 @@ mod media;
 mod people;
 mod tenants;
 mod webhooks;
+mod window;
 
 pub(crate) use bots::{Applied, NewBot, Transition};
 pub(crate) use media::{MediaWrite, Written};
 pub(crate) use people::MemberRow;
 pub(crate) use webhooks::{DueDelivery, EVENT_TYPES, EndpointInput};
+pub(crate) use window::{Slice, Window};
 
 use crate::entity::tenant;
 use attache_migrations::{Migrator, MigratorTrait};

@@ -17,6 +17,7 @@ mod guard;
 mod limits;
 mod media;
 mod members;
+mod node;
 mod paging;
 mod platform;
 mod policy;

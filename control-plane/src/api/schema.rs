@@ -12,6 +12,7 @@ use super::audit_log::AuditLogQuery;
 use super::bots::{BotQuery, CreateBotMutation, LeaveBotMutation};
 use super::limits::RateLimiter;
 use super::members::{MembersMutation, MembersQuery};
+use super::node::NodeQuery;
 use super::platform::{PlatformMutation, PlatformQuery};
 use super::policy::{PolicyMutation, PolicyQuery};
 use super::settings::{
@@ -40,6 +41,7 @@ pub(crate) struct QueryRoot(
     PolicyQuery,
     RetentionQuery,
     PlatformQuery,
+    NodeQuery,
 );
 
 #[derive(MergedObject, Default)]

@@ -14,7 +14,7 @@ use sea_orm::{
 };
 
 use super::fence::{self, Place};
-use super::{Scoped, Store, StoreError, now, webhooks};
+use super::{Scoped, Slice, Store, StoreError, Window, now, webhooks};
 use crate::entity::names::Stored;
 #[cfg(test)]
 use crate::entity::tenant;
@@ -84,12 +84,6 @@ pub(crate) struct NewBot {
     pub silence_ms: i64,
     pub created_at: DateTime<Utc>,
     pub transcription: Option<String>,
-}
-
-/// A page of bots, newest first.
-pub(crate) struct BotPage {
-    pub bots: Vec<bot::Model>,
-    pub has_next: bool,
 }
 
 impl Store {
@@ -346,34 +340,50 @@ impl Scoped<'_> {
     }
 
     /// Newest first; `after` is the (created_at, id) of the last bot seen.
+    /// Newest first; a cursor is the (created_at, id) of a bot.
     pub(crate) async fn bots(
         &self,
-        first: u64,
-        after: Option<(DateTime<Utc>, String)>,
+        window: &Window<(DateTime<Utc>, String)>,
         status: Option<BotStatus>,
-    ) -> Result<BotPage, DbErr> {
+    ) -> Result<Slice<bot::Model>, DbErr> {
         let mut q = bot::Entity::find().filter(bot::Column::TenantId.eq(self.tenant_id.clone()));
         if let Some(s) = status {
             q = q.filter(bot::Column::Status.eq(s.as_str()));
         }
-        if let Some((at, id)) = after {
-            q = q.filter(
-                Condition::any().add(bot::Column::CreatedAt.lt(at)).add(
-                    Condition::all()
-                        .add(bot::Column::CreatedAt.eq(at))
-                        .add(bot::Column::Id.lt(id)),
-                ),
-            );
+        // Older than `after`, newer than `before`.
+        let beyond = |(at, id): &(DateTime<Utc>, String), older: bool| {
+            let (time, tie) = if older {
+                (
+                    bot::Column::CreatedAt.lt(*at),
+                    bot::Column::Id.lt(id.clone()),
+                )
+            } else {
+                (
+                    bot::Column::CreatedAt.gt(*at),
+                    bot::Column::Id.gt(id.clone()),
+                )
+            };
+            Condition::any().add(time).add(
+                Condition::all()
+                    .add(bot::Column::CreatedAt.eq(*at))
+                    .add(tie),
+            )
+        };
+        if let Some(c) = &window.after {
+            q = q.filter(beyond(c, true));
         }
-        let mut bots = q
-            .order_by_desc(bot::Column::CreatedAt)
-            .order_by_desc(bot::Column::Id)
-            .limit(first + 1)
-            .all(self.db)
-            .await?;
-        let has_next = bots.len() as u64 > first;
-        bots.truncate(first as usize);
-        Ok(BotPage { bots, has_next })
+        if let Some(c) = &window.before {
+            q = q.filter(beyond(c, false));
+        }
+        let q = if window.backward {
+            q.order_by_asc(bot::Column::CreatedAt)
+                .order_by_asc(bot::Column::Id)
+        } else {
+            q.order_by_desc(bot::Column::CreatedAt)
+                .order_by_desc(bot::Column::Id)
+        };
+        let rows = q.limit(window.limit + 1).all(self.db).await?;
+        Ok(window.slice(rows))
     }
 
     pub(crate) async fn count_bots(&self, status: Option<BotStatus>) -> Result<u64, DbErr> {
@@ -561,10 +571,10 @@ mod tests {
         assert!(
             store
                 .scoped("t2")
-                .bots(10, None, None)
+                .bots(&Window::first(10), None)
                 .await
                 .unwrap()
-                .bots
+                .items
                 .is_empty()
         );
     }
