@@ -133,7 +133,7 @@ impl Cluster {
         c.default_limits.join_timeout_ms = 20_000;
         c.default_limits.no_audio_warning_ms = NO_AUDIO_WARNING.as_millis() as u64;
         if let Some(store) = opts.object_store {
-            c.object_store = store;
+            c.object_store = Some(store);
         }
         if let Some((per_minute, burst)) = opts.create_bot_limit {
             c.create_bot_per_minute = per_minute;
