@@ -107,8 +107,8 @@ const CREATE: &str =
 
 /// A tenant whose region has no store cannot create a bot, and is told
 /// which region; nothing of it is stored.
-async fn refused_without_a_store(cluster: &Cluster) {
-    let (_, nowhere) = cluster.tenant_in("acme-ap", "ap").await;
+async fn refused_without_a_store(cluster: &Cluster, suffix: &str) {
+    let (_, nowhere) = cluster.tenant_in(&format!("ap-{suffix}"), "ap").await;
     let (status, body) = nowhere
         .raw(CREATE, json!({ "u": cluster.meeting("ap-1", "") }))
         .await;
@@ -122,18 +122,38 @@ async fn refused_without_a_store(cluster: &Cluster) {
 }
 
 /// Region `us` has a store but no worker: its bots wait with the reason,
-/// then fail with NO_CAPACITY; region `eu` (no worker either here) likewise.
+/// then fail with NO_CAPACITY.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_region_without_workers_queues_with_a_reason_then_fails_no_capacity() {
+    queue_story(None).await;
+}
+
+/// The same on PostgreSQL (the queue's per-region queries and the reason's
+/// update), when `scripts/test` runs one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_queue_story_on_postgres() {
+    match std::env::var("ATTACHE_TEST_POSTGRES_URL") {
+        Ok(url) if !url.is_empty() => queue_story(Some(url)).await,
+        _ if std::env::var_os("ATTACHE_REQUIRE_SERVICES").is_some() => {
+            panic!("ATTACHE_TEST_POSTGRES_URL is not set; run the suite with scripts/test")
+        }
+        _ => eprintln!("skipped: ATTACHE_TEST_POSTGRES_URL is not set"),
+    }
+}
+
+async fn queue_story(database_url: Option<String>) {
     let cluster = Cluster::start_with(Options {
+        database_url,
         create_bot_limit: Some((100_000, 100_000)),
         tweak: Some(two_regions_on_disk),
         ..Default::default()
     })
     .await;
-    refused_without_a_store(&cluster).await;
+    // Tenant names of their own: a PostgreSQL database outlives a run.
+    let suffix = format!("{}-{}", std::process::id(), cluster.quic.port());
+    refused_without_a_store(&cluster, &suffix).await;
 
-    let (_, us) = cluster.tenant_in("acme-us", "us").await;
+    let (_, us) = cluster.tenant_in(&format!("us-{suffix}"), "us").await;
     let created = us
         .gql(CREATE, json!({ "u": cluster.meeting("us-1", "") }))
         .await;
@@ -182,7 +202,7 @@ async fn each_region_runs_and_keeps_its_own_and_no_backlog_delays_another() {
     })
     .await;
     cluster.add_worker_in(1, "eu", None).await;
-    refused_without_a_store(&cluster).await;
+    refused_without_a_store(&cluster, "s3").await;
     let (eu_tenant, eu) = cluster.tenant_in("acme-eu", "eu").await;
     let (_, us) = cluster.tenant_in("acme-us", "us").await;
 
