@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use attache_control_plane::{
-    Admin, Config as CpConfig, ControlPlane, DefaultTranscription, ObjectStoreConfig, S3Config,
+    Admin, Config as CpConfig, ControlPlane, DefaultTranscription, Isolation, ObjectStoreConfig,
+    S3Config,
 };
 use attache_edge_worker::{Config as WorkerConfig, EdgeWorker};
 use clap::{Args, Parser, Subcommand};
@@ -69,6 +70,10 @@ pub(crate) struct DeploymentArgs {
     /// dir, created on first start (refused by --production).
     #[arg(long, env = "ATTACHE_MASTER_KEY_FILE")]
     pub master_key_file: Option<PathBuf>,
+    /// A single-tenant deployment: serve this tenant only, create no other,
+    /// and refuse to start on a database that holds another.
+    #[arg(long, env = "ATTACHE_SINGLE_TENANT")]
+    pub single_tenant: Option<String>,
 }
 
 impl DeploymentArgs {
@@ -77,8 +82,39 @@ impl DeploymentArgs {
         c.database_url = self.database_url.clone();
         c.fleet_ca_dir = self.fleet_ca_dir.clone();
         c.master_key_file = self.master_key_file.clone();
+        c.single_tenant = self.single_tenant.clone();
         c
     }
+}
+
+/// `NAME=BUCKET` or `NAME=BUCKET@S3_REGION`: a region's (or a tenant's)
+/// bucket, in its own S3 region if it is not `--s3-region`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct BucketFor {
+    pub name: String,
+    pub bucket: String,
+    pub s3_region: Option<String>,
+}
+
+fn bucket_for(s: &str) -> Result<BucketFor, String> {
+    let (name, rest) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s:?}: expected NAME=BUCKET or NAME=BUCKET@S3_REGION"))?;
+    let (bucket, s3_region) = match rest.split_once('@') {
+        Some((b, r)) => (b, Some(r.trim().to_string())),
+        None => (rest, None),
+    };
+    let (name, bucket) = (name.trim(), bucket.trim());
+    if name.is_empty() || bucket.is_empty() || s3_region.as_deref() == Some("") {
+        return Err(format!(
+            "{s:?}: expected NAME=BUCKET or NAME=BUCKET@S3_REGION"
+        ));
+    }
+    Ok(BucketFor {
+        name: name.to_string(),
+        bucket: bucket.to_string(),
+        s3_region,
+    })
 }
 
 #[derive(Args)]
@@ -126,6 +162,21 @@ struct ControlPlaneArgs {
     /// Path-style bucket addressing, which most S3-compatible servers want.
     #[arg(long, env = "ATTACHE_S3_PATH_STYLE")]
     s3_path_style: bool,
+    /// The bucket of one home region, `REGION=BUCKET` (or
+    /// `REGION=BUCKET@S3_REGION` when the bucket is not in --s3-region);
+    /// repeat it for each region. Tenants of a region keep their recordings
+    /// there and nowhere else; --s3-bucket, if set, serves the regions not
+    /// named, and without it their tenants cannot create bots.
+    #[arg(long, env = "ATTACHE_S3_BUCKET_FOR", value_delimiter = ',', value_parser = bucket_for)]
+    s3_bucket_for: Vec<BucketFor>,
+    /// A tenant's own bucket, `TENANT=BUCKET[@S3_REGION]`, ahead of its
+    /// region's (a dedicated tenant needs one); repeatable.
+    #[arg(long, env = "ATTACHE_S3_BUCKET_FOR_TENANT", value_delimiter = ',', value_parser = bucket_for)]
+    s3_bucket_for_tenant: Vec<BucketFor>,
+    /// How long a bot whose join time has come waits for a worker of its
+    /// region (or pool) before it fails with NO_CAPACITY.
+    #[arg(long, env = "ATTACHE_QUEUE_TIMEOUT_SECONDS", default_value_t = 600)]
+    queue_timeout_seconds: u64,
     /// The URL clients reach this control plane at, for download links.
     #[arg(long, env = "ATTACHE_PUBLIC_URL")]
     public_url: Option<String>,
@@ -153,6 +204,40 @@ struct ControlPlaneArgs {
     /// GraphQL requests per minute per tenant.
     #[arg(long, env = "ATTACHE_API_PER_MINUTE", default_value_t = 1200)]
     api_per_minute: u32,
+}
+
+impl ControlPlaneArgs {
+    /// Where recordings go: the default store (`--s3-bucket`, else a local
+    /// directory, else none when only per-region buckets are named) and
+    /// the buckets of regions and tenants.
+    fn object_stores(&self, c: &mut CpConfig) {
+        let s3 = |bucket: String, s3_region: Option<String>| {
+            ObjectStoreConfig::S3(S3Config {
+                bucket,
+                region: s3_region.unwrap_or_else(|| self.s3_region.clone()),
+                endpoint: self.s3_endpoint.clone(),
+                force_path_style: self.s3_path_style,
+                access_key: None,
+                secret_key: None,
+                create_bucket: false,
+            })
+        };
+        for b in self.s3_bucket_for.iter().cloned() {
+            c.region_object_stores
+                .insert(b.name, s3(b.bucket, b.s3_region));
+        }
+        for b in self.s3_bucket_for_tenant.iter().cloned() {
+            c.tenant_object_stores
+                .insert(b.name, s3(b.bucket, b.s3_region));
+        }
+        match self.s3_bucket.clone() {
+            Some(bucket) => c.object_store = Some(s3(bucket, None)),
+            // Buckets named per region and none by default: the other
+            // regions keep nothing, not even on local disk.
+            None if !self.s3_bucket_for.is_empty() => c.object_store = None,
+            None => {}
+        }
+    }
 }
 
 #[derive(Args)]
@@ -201,8 +286,18 @@ enum AdminCommand {
     /// Create a tenant and print its first API key (shown once).
     CreateTenant {
         name: String,
+        /// Its home region: where its bots run and its data is kept.
         #[arg(long)]
         region: String,
+        /// `shared`: the shared workers of its region; `dedicated`: only the
+        /// workers of its own --pool (and its own bucket,
+        /// --s3-bucket-for-tenant).
+        #[arg(long, value_enum, default_value_t = IsolationArg::Shared)]
+        isolation: IsolationArg,
+        /// A dedicated tenant's worker pool (`attache admin worker-token
+        /// --pool NAME` enrolls workers into it).
+        #[arg(long)]
+        pool: Option<String>,
         /// Invite this address as the tenant's owner in the console.
         #[arg(long)]
         owner_email: Option<String>,
@@ -264,6 +359,10 @@ enum AdminCommand {
     WorkerToken {
         #[arg(long)]
         region: String,
+        /// Enroll the worker into a dedicated tenant's pool: it runs that
+        /// tenant's bots and no one else's.
+        #[arg(long)]
+        pool: Option<String>,
         /// Minutes until the token expires.
         #[arg(long, default_value_t = 60)]
         ttl_minutes: u64,
@@ -272,12 +371,29 @@ enum AdminCommand {
     },
 }
 
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum IsolationArg {
+    Shared,
+    Dedicated,
+}
+
+impl From<IsolationArg> for Isolation {
+    fn from(i: IsolationArg) -> Isolation {
+        match i {
+            IsolationArg::Shared => Isolation::Shared,
+            IsolationArg::Dedicated => Isolation::Dedicated,
+        }
+    }
+}
+
 impl Cli {
     pub(crate) async fn run(self) -> anyhow::Result<()> {
         match self.command {
             Command::Dev(args) => crate::dev::run(args).await,
             Command::ControlPlane(a) => {
                 let mut c = a.deployment.config();
+                a.object_stores(&mut c);
+                c.queue_timeout = Duration::from_secs(a.queue_timeout_seconds);
                 c.http_addr = a.http_addr;
                 c.quic_addr = a.quic_addr;
                 c.fleet_names = a.fleet_names;
@@ -290,17 +406,6 @@ impl Cli {
                 }
                 c.production = a.production;
                 c.allow_dev_fallbacks = a.allow_dev_fallbacks || !a.production;
-                if let Some(bucket) = a.s3_bucket {
-                    c.object_store = ObjectStoreConfig::S3(S3Config {
-                        bucket,
-                        region: a.s3_region,
-                        endpoint: a.s3_endpoint,
-                        force_path_style: a.s3_path_style,
-                        access_key: None,
-                        secret_key: None,
-                        create_bucket: false,
-                    });
-                }
                 c.public_url = a.public_url;
                 c.download_ttl = Duration::from_secs(a.download_ttl_seconds);
                 c.sso_allow_private = a.sso_allow_private;
@@ -340,13 +445,21 @@ impl Cli {
             Command::Admin(AdminCommand::CreateTenant {
                 name,
                 region,
+                isolation,
+                pool,
                 owner_email,
                 deployment,
             }) => {
                 let admin = Admin::open(&deployment.config()).await?;
-                let t = admin.create_tenant(&name, &region).await?;
+                let t = admin
+                    .create_tenant_in(&name, &region, isolation.into(), pool.as_deref())
+                    .await?;
                 println!("tenant: {} ({})", t.name, t.tenant_id);
                 println!("region: {}", t.region);
+                match &t.pool {
+                    Some(p) => println!("isolation: dedicated, pool {p}"),
+                    None => println!("isolation: shared"),
+                }
                 println!("api key: {}", t.api_key);
                 if let Some(email) = owner_email {
                     admin
@@ -431,17 +544,109 @@ impl Cli {
             }
             Command::Admin(AdminCommand::WorkerToken {
                 region,
+                pool,
                 ttl_minutes,
                 deployment,
             }) => {
                 let admin = Admin::open(&deployment.config()).await?;
                 let t = admin
-                    .worker_token(&region, Duration::from_secs(ttl_minutes * 60))
+                    .worker_token_in(
+                        &region,
+                        pool.as_deref(),
+                        Duration::from_secs(ttl_minutes * 60),
+                    )
                     .await?;
                 println!("join token: {}", t.token);
-                println!("region: {}  expires: {}", t.region, t.expires_at);
+                println!(
+                    "region: {}  pool: {}  expires: {}",
+                    t.region,
+                    t.pool.as_deref().unwrap_or("shared"),
+                    t.expires_at
+                );
                 Ok(())
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_per_region() {
+        assert_eq!(
+            bucket_for("eu-west-1=acme-eu").unwrap(),
+            BucketFor {
+                name: "eu-west-1".into(),
+                bucket: "acme-eu".into(),
+                s3_region: None
+            }
+        );
+        assert_eq!(
+            bucket_for("us=rec-us@us-west-2")
+                .unwrap()
+                .s3_region
+                .as_deref(),
+            Some("us-west-2")
+        );
+        for bad in ["", "eu", "=b", "eu=", "eu=b@", "eu=@r"] {
+            assert!(bucket_for(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    fn control_plane(flags: &[&str]) -> (Box<ControlPlaneArgs>, CpConfig) {
+        let cli = Cli::try_parse_from(["attache", "control-plane"].iter().chain(flags)).unwrap();
+        let Command::ControlPlane(a) = cli.command else {
+            panic!("not the control plane");
+        };
+        let mut c = a.deployment.config();
+        a.object_stores(&mut c);
+        (a, c)
+    }
+
+    fn bucket(s: &ObjectStoreConfig) -> (&str, &str) {
+        match s {
+            ObjectStoreConfig::S3(s3) => (s3.bucket.as_str(), s3.region.as_str()),
+            ObjectStoreConfig::Local { .. } => ("local", ""),
+        }
+    }
+
+    #[test]
+    fn flags_fill_the_residency_config() {
+        let (a, c) = control_plane(&[
+            "--s3-bucket-for",
+            "eu=rec-eu",
+            "--s3-bucket-for",
+            "us=rec-us@us-west-2",
+            "--s3-bucket-for-tenant",
+            "acme=acme-rec",
+            "--queue-timeout-seconds",
+            "30",
+            "--s3-region",
+            "eu-west-1",
+        ]);
+        assert_eq!(a.queue_timeout_seconds, 30);
+        assert_eq!(
+            bucket(&c.region_object_stores["eu"]),
+            ("rec-eu", "eu-west-1")
+        );
+        assert_eq!(
+            bucket(&c.region_object_stores["us"]),
+            ("rec-us", "us-west-2")
+        );
+        assert_eq!(
+            bucket(&c.tenant_object_stores["acme"]),
+            ("acme-rec", "eu-west-1")
+        );
+        assert!(c.object_store.is_none(), "only the named regions keep data");
+
+        // --s3-bucket still serves every region not named.
+        let (_, c) = control_plane(&["--s3-bucket", "rec", "--s3-bucket-for", "eu=rec-eu"]);
+        assert_eq!(bucket(c.object_store.as_ref().unwrap()).0, "rec");
+        // No bucket at all: the local directory, as before.
+        let (_, c) = control_plane(&[]);
+        assert_eq!(bucket(c.object_store.as_ref().unwrap()).0, "local");
+        assert_eq!(c.queue_timeout, Duration::from_secs(600));
     }
 }

@@ -5,10 +5,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use attache_tenant_policy::{Role, validate_region, validate_tenant_name};
+use attache_tenant_policy::{Role, validate_pool, validate_region, validate_tenant_name};
 
 use crate::auth::{hash_secret, mint_api_key, random_hex};
 use crate::config::Config;
+use crate::entity::names::{Isolation, Stored};
 use crate::entity::{join_token, tenant};
 use crate::fleet::FleetCa;
 use crate::store::{Store, now};
@@ -29,6 +30,8 @@ pub struct Admin {
     store: Store,
     ca: Arc<FleetCa>,
     keys: crate::keys::Keys,
+    /// A single-tenant deployment's one tenant.
+    single_tenant: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -36,8 +39,22 @@ pub struct CreatedTenant {
     pub tenant_id: String,
     pub name: String,
     pub region: String,
+    pub isolation: Isolation,
+    /// A dedicated tenant's worker pool.
+    pub pool: Option<String>,
     /// Shown once; only its hash is stored.
     pub api_key: String,
+}
+
+/// One lease a bot was granted: which worker ran it, for how long.
+#[derive(Debug, Clone)]
+pub struct LeaseRecord {
+    pub generation: i64,
+    pub worker_id: String,
+    /// The worker's pool; `None`: a shared worker.
+    pub worker_pool: Option<String>,
+    pub granted_at: chrono::DateTime<chrono::Utc>,
+    pub released_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 #[derive(Debug, Clone)]
@@ -45,12 +62,25 @@ pub struct WorkerToken {
     /// `ajt_<id>_<secret>_<fleet CA fingerprint>`; spendable once.
     pub token: String,
     pub region: String,
+    /// The dedicated pool the worker joins; `None`: shared.
+    pub pool: Option<String>,
     pub expires_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// Why a single-tenant deployment refuses to create a tenant, if it does.
+pub(crate) fn single_tenant_refuses(single: Option<&str>, name: &str) -> Option<String> {
+    match single {
+        Some(only) if only != name => Some(format!(
+            "this deployment serves only tenant {only}; it creates no other tenant"
+        )),
+        _ => None,
+    }
 }
 
 impl Admin {
     pub(crate) fn new(state: AppState) -> Admin {
         Admin {
+            single_tenant: state.config.single_tenant.clone(),
             store: state.store,
             ca: state.ca,
             keys: state.keys,
@@ -74,7 +104,12 @@ impl Admin {
             !config.production || config.allow_dev_fallbacks,
         )?;
         let keys = crate::keys::Keys::new(master, store.clone());
-        Ok(Admin { store, ca, keys })
+        Ok(Admin {
+            store,
+            ca,
+            keys,
+            single_tenant: config.single_tenant.clone(),
+        })
     }
 
     /// Invites `email` into a tenant with `role` (the first owner, say),
@@ -281,13 +316,52 @@ impl Admin {
         Ok(())
     }
 
+    /// Creates a shared tenant (its bots run on its region's shared workers).
     pub async fn create_tenant(
         &self,
         name: &str,
         region: &str,
     ) -> Result<CreatedTenant, AdminError> {
+        self.create_tenant_in(name, region, Isolation::Shared, None)
+            .await
+    }
+
+    /// Creates a tenant: `Shared`, or `Dedicated` with the pool its bots
+    /// (and only its bots) run on.
+    pub async fn create_tenant_in(
+        &self,
+        name: &str,
+        region: &str,
+        isolation: Isolation,
+        pool: Option<&str>,
+    ) -> Result<CreatedTenant, AdminError> {
         validate_tenant_name(name).map_err(|e| AdminError::Invalid(e.to_string()))?;
         validate_region(region).map_err(|e| AdminError::Invalid(e.to_string()))?;
+        if let Some(why) = single_tenant_refuses(self.single_tenant.as_deref(), name) {
+            return Err(AdminError::Invalid(why));
+        }
+        let pool = match (isolation, pool) {
+            (Isolation::Shared, None) => None,
+            (Isolation::Shared, Some(_)) => {
+                return Err(AdminError::Invalid(
+                    "a shared tenant has no pool; use --isolation dedicated".into(),
+                ));
+            }
+            (Isolation::Dedicated, None) => {
+                return Err(AdminError::Invalid(
+                    "a dedicated tenant needs --pool NAME".into(),
+                ));
+            }
+            (Isolation::Dedicated, Some(p)) => {
+                validate_pool(p).map_err(|e| AdminError::Invalid(e.to_string()))?;
+                if self.store.tenant_with_pool(p).await?.is_some() {
+                    return Err(AdminError::Invalid(format!(
+                        "pool {p} already belongs to another tenant"
+                    )));
+                }
+                Some(p.to_string())
+            }
+        };
         if self.store.tenant_by_name(name).await?.is_some() {
             return Err(AdminError::Exists(name.to_string()));
         }
@@ -299,6 +373,8 @@ impl Admin {
                 region: region.to_string(),
                 created_at: now(),
                 retention_days: None,
+                isolation: Stored(isolation),
+                pool,
             })
             .await?;
         let (row, api_key) = mint_api_key(&t.id, "initial owner key", Role::Owner, None, None);
@@ -309,6 +385,8 @@ impl Admin {
             tenant_id: t.id,
             name: t.name,
             region: t.region,
+            isolation: t.isolation.0,
+            pool: t.pool,
             api_key,
         })
     }
@@ -333,12 +411,28 @@ impl Admin {
         Ok(key)
     }
 
+    /// A join token for a shared worker of `region`.
     pub async fn worker_token(
         &self,
         region: &str,
         ttl: Duration,
     ) -> Result<WorkerToken, AdminError> {
+        self.worker_token_in(region, None, ttl).await
+    }
+
+    /// A join token for a worker of `region`, in a dedicated tenant's
+    /// `pool` if one is given: the worker's certificate names the pool, and
+    /// it runs that tenant's bots and no one else's.
+    pub async fn worker_token_in(
+        &self,
+        region: &str,
+        pool: Option<&str>,
+        ttl: Duration,
+    ) -> Result<WorkerToken, AdminError> {
         validate_region(region).map_err(|e| AdminError::Invalid(e.to_string()))?;
+        if let Some(p) = pool {
+            validate_pool(p).map_err(|e| AdminError::Invalid(e.to_string()))?;
+        }
         let id = random_hex(8);
         let secret = random_hex(32);
         let created_at = now();
@@ -352,12 +446,31 @@ impl Admin {
                 expires_at,
                 used_at: None,
                 used_by_worker: None,
+                pool: pool.map(str::to_string),
             })
             .await?;
         Ok(WorkerToken {
             token: format!("ajt_{id}_{secret}_{}", self.ca.fingerprint()),
             region: region.to_string(),
+            pool: pool.map(str::to_string),
             expires_at,
         })
+    }
+
+    /// Every lease a bot was granted, oldest first, with each worker's
+    /// pool: which machines ran it (support, and the isolation tests).
+    pub async fn bot_leases(&self, bot_id: &str) -> Result<Vec<LeaseRecord>, AdminError> {
+        let mut out = Vec::new();
+        for l in self.store.leases_of(bot_id).await? {
+            let worker = self.store.worker(&l.worker_id).await?;
+            out.push(LeaseRecord {
+                generation: l.generation,
+                worker_pool: worker.and_then(|w| w.pool),
+                worker_id: l.worker_id,
+                granted_at: l.granted_at,
+                released_at: l.released_at,
+            });
+        }
+        Ok(out)
     }
 }

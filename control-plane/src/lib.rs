@@ -29,6 +29,7 @@ mod audit;
 mod entity;
 mod keys;
 mod objects;
+mod residency;
 mod store;
 
 // Start-up, operator commands, telemetry.
@@ -43,10 +44,11 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-pub use admin::{Admin, AdminError, CreatedTenant, WorkerToken};
+pub use admin::{Admin, AdminError, CreatedTenant, LeaseRecord, WorkerToken};
 pub use api::sdl;
 pub use audit::{Entry as AuditEntry, Verdict as AuditVerdict};
 pub use config::{Config, ConfigError};
+pub use entity::names::Isolation;
 pub use keys::KeyError;
 pub use objects::{ObjectError, ObjectStoreConfig, Objects, S3Config};
 pub use store::Store;
@@ -71,7 +73,8 @@ pub(crate) struct AppState {
     pub bots: bots::Bots,
     pub dispatch_wakeup: Arc<Notify>,
     pub ca: Arc<fleet::FleetCa>,
-    pub objects: objects::Objects,
+    /// Every object store, and which one holds each bot's recordings.
+    pub objects: residency::ObjectStores,
     pub keys: keys::Keys,
     pub policies: access::Policies,
     pub audit: audit::AuditLog,
@@ -101,6 +104,8 @@ pub enum BuildError {
     Keys(#[from] keys::KeyError),
     #[error(transparent)]
     Policy(#[from] attache_tenant_policy::PolicyError),
+    #[error("this deployment serves only tenant {only}, but its database holds others: {others}")]
+    NotSingleTenant { only: String, others: String },
 }
 
 pub struct ControlPlane {
@@ -116,6 +121,15 @@ impl ControlPlane {
             .map_err(|e| BuildError::DataDir(config.data_dir.display().to_string(), e))?;
         let store = Store::open(&config.database_url()).await?;
         store.migrate().await?;
+        if let Some(only) = &config.single_tenant {
+            let others = store.other_tenants(only).await?;
+            if !others.is_empty() {
+                return Err(BuildError::NotSingleTenant {
+                    only: only.clone(),
+                    others: others.join(", "),
+                });
+            }
+        }
         let ca = Arc::new(fleet::FleetCa::for_config(&config)?);
         let http = tokio::net::TcpListener::bind(config.http_addr)
             .await
@@ -129,11 +143,9 @@ impl ControlPlane {
             &master_key_file,
             !config.production || config.allow_dev_fallbacks,
         )?;
-        let objects = objects::Objects::open(
-            &config.object_store,
-            keys::derive(&master, "attache/download-links"),
-        )
-        .await?;
+        let objects =
+            residency::ObjectStores::open(&config, keys::derive(&master, "attache/download-links"))
+                .await?;
         let keys = keys::Keys::new(master, store.clone());
         let public_url = config
             .public_url

@@ -22,7 +22,7 @@ mod tenants;
 mod webhooks;
 mod window;
 
-pub(crate) use bots::{Applied, NewBot, Transition};
+pub(crate) use bots::{Applied, NewBot, QueueGroup, Transition};
 pub(crate) use media::{MediaWrite, Written};
 pub(crate) use people::MemberRow;
 pub(crate) use webhooks::{DueDelivery, EVENT_TYPES, EndpointInput};

@@ -8,6 +8,6 @@ mod names;
 mod policy;
 mod roles;
 
-pub use names::{NameError, validate_region, validate_tenant_name};
+pub use names::{NameError, validate_pool, validate_region, validate_tenant_name};
 pub use policy::{Override, OverrideError, PLATFORM, Policy, PolicyError, Subject};
 pub use roles::{Action, Decision, Role};

@@ -133,7 +133,7 @@ impl Cluster {
         c.default_limits.join_timeout_ms = 20_000;
         c.default_limits.no_audio_warning_ms = NO_AUDIO_WARNING.as_millis() as u64;
         if let Some(store) = opts.object_store {
-            c.object_store = store;
+            c.object_store = Some(store);
         }
         if let Some((per_minute, burst)) = opts.create_bot_limit {
             c.create_bot_per_minute = per_minute;
@@ -184,10 +184,27 @@ impl Cluster {
 
     /// An edge worker in this process. Returns its id.
     pub async fn add_worker(&mut self, capacity: u32) -> String {
+        self.add_worker_in(capacity, "local", None).await
+    }
+
+    /// An edge worker in this process, in `region` (and a dedicated
+    /// tenant's `pool`). Returns its id.
+    pub async fn add_worker_in(
+        &mut self,
+        capacity: u32,
+        region: &str,
+        pool: Option<&str>,
+    ) -> String {
         let dir = temp_dir("worker");
         self.worker_dirs.push(dir.clone());
         let mut wc = self.worker_config(dir);
-        wc.join_token = Some(self.token().await);
+        wc.join_token = Some(
+            self.admin
+                .worker_token_in(region, pool, Duration::from_secs(600))
+                .await
+                .unwrap()
+                .token,
+        );
         wc.capacity = capacity;
         let w = EdgeWorker::build(wc).await.expect("worker enrolls");
         let id = w.worker_id().to_string();
@@ -258,6 +275,12 @@ impl Cluster {
     pub async fn tenant(&self, name: &str) -> Api {
         let t = self.admin.create_tenant(name, "local").await.unwrap();
         Api::new(&self.http, &t.api_key)
+    }
+
+    /// A shared tenant whose home region is `region`: its id and client.
+    pub async fn tenant_in(&self, name: &str, region: &str) -> (String, Api) {
+        let t = self.admin.create_tenant(name, region).await.unwrap();
+        (t.tenant_id, Api::new(&self.http, &t.api_key))
     }
 
     pub fn meeting(&self, id: &str, query: &str) -> String {

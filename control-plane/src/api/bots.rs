@@ -72,9 +72,14 @@ impl Bot {
         self.0.status.0.into()
     }
     /// Why the bot ended or failed (`MEETING_ENDED`, `ADMISSION_DENIED`,
-    /// `WORKER_LOST`, …); null while it is running.
+    /// `WORKER_LOST`, `NO_CAPACITY`, …). While it is `QUEUED` past its join
+    /// time: why it still waits (`NO_WORKER_IN_REGION`, `NO_WORKER_IN_POOL`,
+    /// `WORKERS_BUSY`). Null otherwise.
     async fn status_reason(&self) -> Option<&str> {
-        self.0.status_reason.as_deref()
+        match self.0.status.0 {
+            WireStatus::Queued => self.0.queue_reason.map(|r| r.as_str()),
+            _ => self.0.status_reason.as_deref(),
+        }
     }
     async fn join_at(&self) -> DateTime<Utc> {
         self.0.join_at
@@ -293,7 +298,9 @@ pub(crate) struct CreateBotMutation;
 #[Object]
 impl CreateBotMutation {
     /// Sends a bot to a meeting. It is queued, then dispatched to a worker in
-    /// the tenant's region when its join time comes.
+    /// the tenant's region (a dedicated tenant's: of its pool) when its join
+    /// time comes. BAD_USER_INPUT if the tenant's region has no object store
+    /// on this deployment: nothing of it is kept anywhere else.
     async fn create_bot(&self, ctx: &Context<'_>, input: CreateBotInput) -> Result<Bot> {
         let (state, principal, scoped) = guard(ctx, Action::CreateBot)?;
         crate::audit::note_target(ctx, "bot");
@@ -316,6 +323,12 @@ impl CreateBotMutation {
             .await
             .map_err(ApiError::from)?
             .ok_or(ApiError::NotFound)?;
+        // Residency: its recordings have a store in its region (or of its
+        // own), or it is not created at all.
+        let object_store = state
+            .objects
+            .place(&tenant)
+            .map_err(|e| ApiError::BadInput(e.to_string()))?;
         let limits = input
             .auto_leave
             .unwrap_or_default()
@@ -331,6 +344,8 @@ impl CreateBotMutation {
                 NewBot {
                     id: uuid::Uuid::new_v4().to_string(),
                     region: tenant.region,
+                    pool: tenant.pool,
+                    object_store,
                     meeting_url: url.to_string(),
                     platform,
                     bot_name,

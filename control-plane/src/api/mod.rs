@@ -95,12 +95,7 @@ async fn download(
         )
             .into_response();
     };
-    let opened = match api.state.objects.get(&key).await {
-        Ok(Some(sealed)) => open_object(&api.state, &key, &sealed).await.map(Some),
-        Ok(None) => Ok(None),
-        Err(e) => Err(e.to_string()),
-    };
-    match opened {
+    match read_object(&api.state, &key).await {
         Ok(Some(bytes)) => (
             [
                 (header::CONTENT_TYPE, content_type),
@@ -125,22 +120,29 @@ async fn download(
     }
 }
 
-/// Opens an object stored under `tenants/<tenant>/bots/<bot>/…`.
-async fn open_object(state: &AppState, key: &str, sealed: &[u8]) -> Result<Vec<u8>, String> {
+/// Reads and opens an object stored under `tenants/<tenant>/bots/<bot>/…`,
+/// from that bot's own store (never another region's); `None` if the bot
+/// or the object is gone.
+async fn read_object(state: &AppState, key: &str) -> Result<Option<Vec<u8>>, String> {
     let mut parts = key.split('/');
-    let bot_id = match (parts.next(), parts.next(), parts.next(), parts.next()) {
-        (Some("tenants"), Some(_), Some("bots"), Some(bot)) => bot,
+    let (tenant_id, bot_id) = match (parts.next(), parts.next(), parts.next(), parts.next()) {
+        (Some("tenants"), Some(tenant), Some("bots"), Some(bot)) => (tenant, bot),
         _ => return Err(format!("{key} is not a bot's object")),
     };
-    let bot = state
-        .store
-        .bot(bot_id)
-        .await
-        .map_err(|e| e.to_string())?
-        .ok_or("the bot is gone")?;
+    let Some(bot) = state.store.bot(bot_id).await.map_err(|e| e.to_string())? else {
+        return Ok(None);
+    };
+    if bot.tenant_id != tenant_id {
+        return Err(format!("{key} does not belong to bot {bot_id}'s tenant"));
+    }
+    let objects = state.objects.for_bot(&bot).map_err(|e| e.to_string())?;
+    let Some(sealed) = objects.get(key).await.map_err(|e| e.to_string())? else {
+        return Ok(None);
+    };
     let data_key = state.keys.bot_key(&bot).await.map_err(|e| e.to_string())?;
     data_key
-        .open(key.as_bytes(), sealed)
+        .open(key.as_bytes(), &sealed)
+        .map(Some)
         .map_err(|e| e.to_string())
 }
 
