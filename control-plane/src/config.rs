@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use attache_protocol::SessionLimits;
 
+use crate::keys::{KeyProviderConfig, KeyProviderKind};
 use crate::objects::ObjectStoreConfig;
 use crate::transcription::DefaultTranscription;
 
@@ -47,9 +48,14 @@ pub struct Config {
     /// The URL clients reach this control plane at (for download links the
     /// local object store signs); `None`: `http://<http_addr>`.
     pub public_url: Option<String>,
-    /// The key that wraps every tenant's key. `None`: `master.key` in the
-    /// data directory, created on first start (a development fallback).
+    /// The key file that wraps every tenant's key with the local provider.
+    /// `None`: `master.key` in the data directory, created on first start
+    /// (a development fallback). Beside another provider: the file that
+    /// opens keys it wrapped before a change of provider.
     pub master_key_file: Option<PathBuf>,
+    /// Which key provider wraps tenant keys (the local key file by
+    /// default), and how to reach Vault or KMS.
+    pub key_provider: KeyProviderConfig,
     /// The speech-to-text engine of tenants that chose none.
     pub default_transcription: DefaultTranscription,
     /// Webhooks: the first retry's delay (doubling, with jitter, up to
@@ -104,6 +110,7 @@ impl Config {
             production: false,
             allow_dev_fallbacks: true,
             master_key_file: None,
+            key_provider: KeyProviderConfig::default(),
             default_transcription: DefaultTranscription::None,
             webhook_retry_base: Duration::from_secs(5),
             webhook_retry_max: Duration::from_secs(3600),
@@ -161,11 +168,17 @@ impl Config {
                 "recordings in a local directory: set --s3-bucket, or --allow-dev-fallbacks",
             ));
         }
-        if self.production && !self.allow_dev_fallbacks && self.master_key_file.is_none() {
+        if self.production
+            && !self.allow_dev_fallbacks
+            && self.key_provider.provider == KeyProviderKind::Local
+            && self.master_key_file.is_none()
+        {
             return Err(ConfigError::DevFallback(
-                "a master key created in the data directory: set --master-key-file to the managed key, or --allow-dev-fallbacks",
+                "a master key created in the data directory: set --master-key-file to the managed key, --key-provider vault or kms, or --allow-dev-fallbacks",
             ));
         }
+        self.key_provider
+            .validate(self.production, self.allow_dev_fallbacks)?;
         if self.production && self.webhook_allow_private {
             return Err(ConfigError::Invalid(
                 "webhooks to private networks are for development only".into(),
