@@ -76,6 +76,13 @@ pub enum VaultToken {
     Value(Secret),
 }
 
+impl VaultToken {
+    /// A token given by value (from the environment).
+    pub fn value(token: impl Into<String>) -> VaultToken {
+        VaultToken::Value(Secret::new(token))
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct VaultConfig {
     /// `https://vault.example:8200`.

@@ -7,7 +7,7 @@
 
 use std::path::Path;
 
-use attache_protocol::{DataKey, Platform, Secret};
+use attache_protocol::{DataKey, Platform};
 use serde_json::json;
 
 use super::*;
@@ -35,15 +35,26 @@ fn service(vars: &[&str], what: &str) -> Option<Vec<String>> {
     None
 }
 
-/// The OpenBao dev server of `scripts/test`: (address, root token).
-fn bao() -> Option<(String, String)> {
-    service(
+/// The OpenBao dev server of `scripts/test`.
+struct Bao {
+    addr: String,
+    token: String,
+    /// Its TLS CA (`start_bao` serves https).
+    ca: Option<std::path::PathBuf>,
+}
+
+fn bao() -> Option<Bao> {
+    let v = service(
         &["ATTACHE_TEST_BAO_ADDR", "ATTACHE_TEST_BAO_TOKEN"],
         "OpenBao",
-    )
-    .map(|v| {
-        let mut v = v.into_iter();
-        (v.next().unwrap(), v.next().unwrap())
+    )?;
+    let mut v = v.into_iter();
+    Some(Bao {
+        addr: v.next().unwrap(),
+        token: v.next().unwrap(),
+        ca: std::env::var_os("ATTACHE_TEST_BAO_CA_FILE")
+            .filter(|c| !c.is_empty())
+            .map(Into::into),
     })
 }
 
@@ -57,10 +68,18 @@ fn unique(tag: &str) -> String {
 }
 
 /// A Transit key of the test's own, so tests that rotate do not meet.
-async fn transit_key(addr: &str, token: &str, name: &str) {
-    let r = reqwest::Client::new()
-        .post(format!("{addr}/v1/transit/keys/{name}"))
-        .header("X-Vault-Token", token)
+async fn transit_key(b: &Bao, name: &str) {
+    let mut http = reqwest::Client::builder();
+    if let Some(ca) = &b.ca {
+        http = http.tls_certs_merge(
+            reqwest::Certificate::from_pem_bundle(&std::fs::read(ca).unwrap()).unwrap(),
+        );
+    }
+    let r = http
+        .build()
+        .unwrap()
+        .post(format!("{}/v1/transit/keys/{name}", b.addr))
+        .header("X-Vault-Token", &b.token)
         .json(&json!({}))
         .send()
         .await
@@ -68,9 +87,10 @@ async fn transit_key(addr: &str, token: &str, name: &str) {
     assert!(r.status().is_success(), "creating {name}: {}", r.status());
 }
 
-fn vault_config(addr: &str, token: &str, key: &str) -> VaultConfig {
-    let mut v = VaultConfig::new(addr, VaultToken::Value(Secret::new(token)), key);
-    v.allow_http = true;
+fn vault_config(b: &Bao, token: &str, key: &str) -> VaultConfig {
+    let mut v = VaultConfig::new(&b.addr, VaultToken::value(token), key);
+    v.allow_http = b.addr.starts_with("http:");
+    v.ca_file = b.ca.clone();
     v
 }
 
@@ -301,17 +321,17 @@ async fn stored_keys_are_bound_to_their_tenant_and_strangers_say_so() {
 
 #[tokio::test]
 async fn vault_wraps_bound_to_the_tenant_and_rereads_a_refused_token_file() {
-    let Some((addr, token)) = bao() else { return };
+    let Some(b) = bao() else { return };
     let name = unique("unit");
-    transit_key(&addr, &token, &name).await;
+    transit_key(&b, &name).await;
     let dir = tempfile::tempdir().unwrap();
     let token_file = dir.path().join("token");
     std::fs::write(&token_file, "not-the-token\n").unwrap();
-    let mut c = vault_config(&addr, &token, &name);
+    let mut c = vault_config(&b, &b.token, &name);
     c.token = VaultToken::File(token_file.clone());
     let p = vault::VaultProvider::new(&c).unwrap();
     // The agent renews the token: the file changes after the provider read it.
-    std::fs::write(&token_file, format!("{token}\n")).unwrap();
+    std::fs::write(&token_file, format!("{}\n", b.token)).unwrap();
     let t1 = Subject::Tenant("t1".into());
     let key = DataKey::generate();
     let w = p.wrap(&name, &t1, &key).await.unwrap();
@@ -334,12 +354,16 @@ async fn vault_wraps_bound_to_the_tenant_and_rereads_a_refused_token_file() {
     assert_eq!(p.resolve(&name).await.unwrap(), name);
     assert!(p.resolve(&unique("missing")).await.is_err());
     // A wrong token, in the environment: refused, not retried forever.
-    let bad = vault::VaultProvider::new(&vault_config(&addr, "wrong", &name)).unwrap();
+    let bad = vault::VaultProvider::new(&vault_config(&b, "wrong", &name)).unwrap();
     let e = bad.wrap(&name, &t1, &key).await.unwrap_err();
     assert!(matches!(e, ProviderError::Refused { .. }), "{e}");
     // Nothing listens: unavailable.
-    let gone =
-        vault::VaultProvider::new(&vault_config("http://127.0.0.1:9", &token, &name)).unwrap();
+    let nobody = Bao {
+        addr: "http://127.0.0.1:9".into(),
+        token: b.token.clone(),
+        ca: None,
+    };
+    let gone = vault::VaultProvider::new(&vault_config(&nobody, &b.token, &name)).unwrap();
     assert!(matches!(
         gone.wrap(&name, &t1, &key).await,
         Err(ProviderError::Unavailable { .. })
@@ -348,17 +372,17 @@ async fn vault_wraps_bound_to_the_tenant_and_rereads_a_refused_token_file() {
 
 #[tokio::test]
 async fn vault_rotation_and_a_dedicated_tenant_key_keep_data_open() {
-    let Some((addr, token)) = bao() else { return };
+    let Some(b) = bao() else { return };
     let (deployment, dedicated, next) = (unique("dep"), unique("acme"), unique("dep2"));
     for k in [&deployment, &dedicated, &next] {
-        transit_key(&addr, &token, k).await;
+        transit_key(&b, k).await;
     }
     let dir = tempfile::tempdir().unwrap();
     let store = store(dir.path()).await;
     let mut config = Config::local(dir.path());
     config.key_provider = KeyProviderConfig {
         provider: KeyProviderKind::Vault,
-        vault: Some(vault_config(&addr, &token, &deployment)),
+        vault: Some(vault_config(&b, &b.token, &deployment)),
         kms: None,
     };
     let keys = keys_for(&config, &store).await;
@@ -415,7 +439,7 @@ async fn vault_rotation_and_a_dedicated_tenant_key_keep_data_open() {
     assert!(report.failed.is_empty(), "{report:?}");
     let row = store.tenant_wrapped_key("t1").await.unwrap().unwrap();
     assert_eq!(row.key_id.as_deref(), Some(next.as_str()));
-    config.key_provider.vault = Some(vault_config(&addr, &token, &next));
+    config.key_provider.vault = Some(vault_config(&b, &b.token, &next));
     let moved = keys_for(&config, &store).await;
     opens(&moved, &store, &sealed).await;
     // Refused flags for another provider.
