@@ -123,6 +123,26 @@ async fn store(dir: &Path) -> Store {
     let store = Store::open(&format!("sqlite://{}/k.db?mode=rwc", dir.display()))
         .await
         .unwrap();
+    populate(store).await
+}
+
+/// The same on the PostgreSQL server of `scripts/test`, in a database of
+/// the test's own.
+async fn pg_store() -> Option<Store> {
+    use sea_orm::ConnectionTrait;
+    let url = service(&["ATTACHE_TEST_POSTGRES_URL"], "PostgreSQL")?.remove(0);
+    let name = unique("keys").replace('-', "_");
+    let admin = Store::open(&url).await.unwrap();
+    admin
+        .db()
+        .execute_unprepared(&format!("CREATE DATABASE {name}"))
+        .await
+        .unwrap();
+    let (base, _) = url.rsplit_once('/').unwrap();
+    Some(populate(Store::open(&format!("{base}/{name}")).await.unwrap()).await)
+}
+
+async fn populate(store: Store) -> Store {
     store.migrate().await.unwrap();
     for (id, name) in [("t1", "acme"), ("t2", "globex")] {
         store
@@ -201,8 +221,21 @@ async fn opens(keys: &Keys, store: &Store, s: &Sealed) {
 async fn a_rotated_key_file_opens_everything_sealed_before_and_the_old_file_is_not_needed() {
     let dir = tempfile::tempdir().unwrap();
     let store = store(dir.path()).await;
-    let mut config = Config::local(dir.path());
-    let old_file = dir.path().join("master.key");
+    rotate_the_key_file(dir.path(), store).await;
+}
+
+#[tokio::test]
+async fn a_rotation_on_postgres_swaps_each_row() {
+    let Some(store) = pg_store().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    rotate_the_key_file(dir.path(), store).await;
+}
+
+async fn rotate_the_key_file(dir: &Path, store: Store) {
+    let mut config = Config::local(dir);
+    let old_file = dir.join("master.key");
     let keys = keys_for(&config, &store).await;
     let sealed = seal_some(&keys, &store).await;
     let links = keys.derived("attache/download-links").await.unwrap();
@@ -249,7 +282,7 @@ async fn a_rotated_key_file_opens_everything_sealed_before_and_the_old_file_is_n
         Some(old_id.clone())
     );
 
-    let new_file = dir.path().join("next/master.key");
+    let new_file = dir.join("next/master.key");
     let rotation = Rotation {
         new_master_key_file: Some(new_file.clone()),
         ..Rotation::default()
