@@ -265,6 +265,53 @@ mod tests {
     }
 
     #[test]
+    fn production_with_vault_or_kms_needs_no_key_file() {
+        let mut c = Config::local("/tmp/x");
+        c.production = true;
+        c.allow_dev_fallbacks = false;
+        c.database_url = Some("postgres://db/attache".into());
+        c.fleet_ca_dir = Some("/run/secrets/fleet-ca".into());
+        c.object_store = ObjectStoreConfig::S3(crate::objects::S3Config {
+            bucket: "recordings".into(),
+            region: "eu-west-1".into(),
+            endpoint: None,
+            force_path_style: false,
+            access_key: None,
+            secret_key: None,
+            create_bucket: false,
+        });
+        c.webhook_allow_private = false;
+        c.sso_allow_private = false;
+        assert!(
+            matches!(c.validate(), Err(ConfigError::DevFallback(_))),
+            "the key file made in the data dir"
+        );
+        c.key_provider = KeyProviderConfig {
+            provider: KeyProviderKind::Kms,
+            vault: None,
+            kms: Some(crate::keys::KmsConfig::new("alias/attache")),
+        };
+        c.validate().unwrap();
+        let mut vault = crate::keys::VaultConfig::new(
+            "http://vault:8200",
+            crate::keys::VaultToken::value("t"),
+            "attache",
+        );
+        vault.allow_http = true;
+        c.key_provider = KeyProviderConfig {
+            provider: KeyProviderKind::Vault,
+            vault: Some(vault),
+            kms: None,
+        };
+        assert!(
+            matches!(c.validate(), Err(ConfigError::DevFallback(_))),
+            "plain http to Vault"
+        );
+        c.key_provider.vault.as_mut().unwrap().addr = "https://vault:8200".into();
+        c.validate().unwrap();
+    }
+
+    #[test]
     fn grace_shorter_than_two_heartbeats_is_refused() {
         let mut c = Config::local("/tmp/x");
         c.worker_grace = c.heartbeat_interval;

@@ -124,8 +124,13 @@ impl Keyring {
             .iter()
             .find(|p| p.kind() == kind)
             .ok_or_else(|| {
+                let hint = match kind {
+                    KeyProviderKind::Local => "--master-key-file",
+                    KeyProviderKind::Vault => "--vault-addr and a token",
+                    KeyProviderKind::Kms => "--kms-key-id",
+                };
                 ProviderError::NotConfigured(format!(
-                    "a key wrapped by {kind}, which this process is not configured for"
+                    "a key wrapped by {kind}, which this process is not configured for (give {hint})"
                 ))
             })
     }

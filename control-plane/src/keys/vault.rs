@@ -53,18 +53,19 @@ pub(crate) fn ciphertext_version(wrapped: &[u8]) -> Option<u32> {
 
 /// Vault's `{"errors": [...]}`, or the start of whatever came back.
 fn error_text(body: &str) -> String {
-    serde_json::from_str::<Value>(body)
+    match serde_json::from_str::<Value>(body)
         .ok()
-        .and_then(|v| {
-            v["errors"].as_array().map(|a| {
-                a.iter()
-                    .filter_map(Value::as_str)
-                    .collect::<Vec<_>>()
-                    .join("; ")
-            })
-        })
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| body.chars().take(200).collect())
+        .and_then(|v| v["errors"].as_array().cloned())
+    {
+        // Vault answers a missing key or path with no words at all.
+        Some(a) if a.is_empty() => "no such key or path".into(),
+        Some(a) => a
+            .iter()
+            .filter_map(Value::as_str)
+            .collect::<Vec<_>>()
+            .join("; "),
+        None => body.chars().take(200).collect(),
+    }
 }
 
 /// What a response's status means for the caller.
@@ -346,6 +347,7 @@ mod tests {
             "permission denied"
         );
         assert_eq!(error_text("<html>"), "<html>");
+        assert_eq!(error_text(r#"{"errors":[]}"#), "no such key or path");
     }
 
     #[test]
