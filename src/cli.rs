@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use attache_control_plane::{
-    Admin, Config as CpConfig, ControlPlane, DefaultTranscription, Isolation, ObjectStoreConfig,
-    S3Config,
+    Admin, Config as CpConfig, ControlPlane, DefaultTranscription, Isolation, KeyProviderConfig,
+    KeyProviderKind, KmsConfig, ObjectStoreConfig, Rotation, S3Config, VaultConfig, VaultToken,
 };
 use attache_edge_worker::{Config as WorkerConfig, EdgeWorker};
 use clap::{Args, Parser, Subcommand};
@@ -67,23 +67,113 @@ pub(crate) struct DeploymentArgs {
     pub fleet_ca_dir: Option<PathBuf>,
     /// The 32-byte master key that wraps every tenant's key (a mounted
     /// secret, the same on every replica). Unset: `master.key` in the data
-    /// dir, created on first start (refused by --production).
+    /// dir, created on first start (refused by --production). Beside
+    /// another --key-provider: the file that opens keys it wrapped before.
     #[arg(long, env = "ATTACHE_MASTER_KEY_FILE")]
     pub master_key_file: Option<PathBuf>,
     /// A single-tenant deployment: serve this tenant only, create no other,
     /// and refuse to start on a database that holds another.
     #[arg(long, env = "ATTACHE_SINGLE_TENANT")]
     pub single_tenant: Option<String>,
+    #[command(flatten)]
+    pub keys: KeyArgs,
+}
+
+/// Which key provider wraps tenant keys, and how to reach it.
+#[derive(Args, Clone)]
+pub(crate) struct KeyArgs {
+    /// `local` (the master key file), `vault` (OpenBao or HashiCorp Vault
+    /// Transit) or `kms` (AWS KMS).
+    #[arg(long, env = "ATTACHE_KEY_PROVIDER", value_enum, default_value_t = KeyProviderArg::Local)]
+    pub key_provider: KeyProviderArg,
+    /// OpenBao/Vault address, https (`https://vault.internal:8200`).
+    #[arg(long, env = "ATTACHE_VAULT_ADDR")]
+    pub vault_addr: Option<String>,
+    /// A file holding the Vault token (a Vault Agent sink, a mounted
+    /// secret), re-read when Vault refuses it. Else the token is read from
+    /// ATTACHE_VAULT_TOKEN; it is never a flag.
+    #[arg(long, env = "ATTACHE_VAULT_TOKEN_FILE")]
+    pub vault_token_file: Option<PathBuf>,
+    /// The Transit key that wraps this deployment's tenant keys.
+    #[arg(long, env = "ATTACHE_VAULT_TRANSIT_KEY", default_value = "attache")]
+    pub vault_transit_key: String,
+    /// Where the Transit engine is mounted.
+    #[arg(long, env = "ATTACHE_VAULT_TRANSIT_MOUNT", default_value = "transit")]
+    pub vault_transit_mount: String,
+    /// PEM CA certificates Vault's TLS certificate chains to.
+    #[arg(long, env = "ATTACHE_VAULT_CA_FILE")]
+    pub vault_ca_file: Option<PathBuf>,
+    /// Allow a plain-http Vault address (a dev server); refused by
+    /// --production without --allow-dev-fallbacks.
+    #[arg(long, env = "ATTACHE_VAULT_ALLOW_HTTP")]
+    pub vault_allow_http: bool,
+    /// The KMS key (id, ARN or alias) that wraps this deployment's tenant
+    /// keys. Credentials come from the standard AWS chain, as for S3.
+    #[arg(long, env = "ATTACHE_KMS_KEY_ID")]
+    pub kms_key_id: Option<String>,
+    /// KMS region; unset: the AWS chain's (AWS_REGION, profile).
+    #[arg(long, env = "ATTACHE_KMS_REGION")]
+    pub kms_region: Option<String>,
+    /// A KMS-compatible endpoint (a VPC endpoint); AWS's if unset.
+    #[arg(long, env = "ATTACHE_KMS_ENDPOINT")]
+    pub kms_endpoint: Option<String>,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum KeyProviderArg {
+    Local,
+    Vault,
+    Kms,
+}
+
+impl KeyArgs {
+    fn config(&self) -> anyhow::Result<KeyProviderConfig> {
+        let vault = match &self.vault_addr {
+            None => None,
+            Some(addr) => {
+                let token = match &self.vault_token_file {
+                    Some(f) => VaultToken::File(f.clone()),
+                    None => match std::env::var("ATTACHE_VAULT_TOKEN") {
+                        Ok(t) if !t.trim().is_empty() => VaultToken::value(t.trim()),
+                        _ => anyhow::bail!(
+                            "--vault-addr needs a token: --vault-token-file, or ATTACHE_VAULT_TOKEN"
+                        ),
+                    },
+                };
+                let mut v = VaultConfig::new(addr, token, &self.vault_transit_key);
+                v.transit_mount = self.vault_transit_mount.clone();
+                v.ca_file = self.vault_ca_file.clone();
+                v.allow_http = self.vault_allow_http;
+                Some(v)
+            }
+        };
+        let kms = self.kms_key_id.as_ref().map(|id| {
+            let mut k = KmsConfig::new(id);
+            k.region = self.kms_region.clone();
+            k.endpoint = self.kms_endpoint.clone();
+            k
+        });
+        Ok(KeyProviderConfig {
+            provider: match self.key_provider {
+                KeyProviderArg::Local => KeyProviderKind::Local,
+                KeyProviderArg::Vault => KeyProviderKind::Vault,
+                KeyProviderArg::Kms => KeyProviderKind::Kms,
+            },
+            vault,
+            kms,
+        })
+    }
 }
 
 impl DeploymentArgs {
-    fn config(&self) -> CpConfig {
+    fn config(&self) -> anyhow::Result<CpConfig> {
         let mut c = CpConfig::local(&self.data_dir);
         c.database_url = self.database_url.clone();
         c.fleet_ca_dir = self.fleet_ca_dir.clone();
         c.master_key_file = self.master_key_file.clone();
         c.single_tenant = self.single_tenant.clone();
-        c
+        c.key_provider = self.keys.config()?;
+        Ok(c)
     }
 }
 
@@ -355,6 +445,43 @@ enum AdminCommand {
         #[command(flatten)]
         deployment: DeploymentArgs,
     },
+    /// Rewrap every tenant key and the platform key under a new provider
+    /// key, without touching any data: a new key file (local), a new
+    /// version of the Transit key or another Transit key (vault), another
+    /// KMS key (kms); or, after --key-provider changed, every key onto the
+    /// new provider (give the old one's settings too, e.g.
+    /// --master-key-file). Safe to run again; exits non-zero if a key
+    /// could not be rewrapped.
+    RotateMasterKey {
+        /// local: the key file that replaces --master-key-file (created if
+        /// missing); point --master-key-file at it afterwards.
+        #[arg(long)]
+        new_master_key_file: Option<PathBuf>,
+        /// vault: move to this Transit key; unset, the configured key gets
+        /// a new version.
+        #[arg(long)]
+        new_vault_transit_key: Option<String>,
+        /// vault: rewrap onto the newest version without making one (it was
+        /// rotated in Vault already, or a rotation is resumed).
+        #[arg(long)]
+        keep_key_version: bool,
+        /// kms: move to this key; unset, keys are re-encrypted under the
+        /// configured key's current material.
+        #[arg(long)]
+        new_kms_key_id: Option<String>,
+        #[command(flatten)]
+        deployment: DeploymentArgs,
+    },
+    /// Put a dedicated tenant on a provider key of its own: a Transit key
+    /// name (vault) or a KMS key id (kms). Its key is rewrapped onto it,
+    /// and rotations leave it there.
+    TenantKey {
+        tenant: String,
+        #[arg(long)]
+        provider_key: String,
+        #[command(flatten)]
+        deployment: DeploymentArgs,
+    },
     /// Issue a one-time join token for a worker in a region.
     WorkerToken {
         #[arg(long)]
@@ -391,7 +518,7 @@ impl Cli {
         match self.command {
             Command::Dev(args) => crate::dev::run(args).await,
             Command::ControlPlane(a) => {
-                let mut c = a.deployment.config();
+                let mut c = a.deployment.config()?;
                 a.object_stores(&mut c);
                 c.queue_timeout = Duration::from_secs(a.queue_timeout_seconds);
                 c.http_addr = a.http_addr;
@@ -438,7 +565,7 @@ impl Cli {
                 Ok(())
             }
             Command::Migrate(d) => {
-                Admin::open(&d.config()).await.context("migrating")?;
+                Admin::open(&d.config()?).await.context("migrating")?;
                 println!("migrations applied");
                 Ok(())
             }
@@ -450,7 +577,7 @@ impl Cli {
                 owner_email,
                 deployment,
             }) => {
-                let admin = Admin::open(&deployment.config()).await?;
+                let admin = Admin::open(&deployment.config()?).await?;
                 let t = admin
                     .create_tenant_in(&name, &region, isolation.into(), pool.as_deref())
                     .await?;
@@ -470,7 +597,7 @@ impl Cli {
                 Ok(())
             }
             Command::Admin(AdminCommand::AddOperator { email, deployment }) => {
-                Admin::open(&deployment.config())
+                Admin::open(&deployment.config()?)
                     .await?
                     .add_operator(&email)
                     .await?;
@@ -478,7 +605,7 @@ impl Cli {
                 Ok(())
             }
             Command::Admin(AdminCommand::RemoveOperator { email, deployment }) => {
-                let removed = Admin::open(&deployment.config())
+                let removed = Admin::open(&deployment.config()?)
                     .await?
                     .remove_operator(&email)
                     .await?;
@@ -500,7 +627,7 @@ impl Cli {
             }) => {
                 let secret = std::fs::read_to_string(&client_secret_file)
                     .with_context(|| format!("reading {}", client_secret_file.display()))?;
-                Admin::open(&deployment.config())
+                Admin::open(&deployment.config()?)
                     .await?
                     .set_operator_sso(&issuer, &client_id, secret.trim())
                     .await?;
@@ -512,7 +639,7 @@ impl Cli {
                 ttl_minutes,
                 deployment,
             }) => {
-                let token = Admin::open(&deployment.config())
+                let token = Admin::open(&deployment.config()?)
                     .await?
                     .operator_session(&email, Duration::from_secs(ttl_minutes * 60))
                     .await?;
@@ -520,7 +647,7 @@ impl Cli {
                 Ok(())
             }
             Command::Admin(AdminCommand::VerifyAudit { deployment }) => {
-                let admin = Admin::open(&deployment.config()).await?;
+                let admin = Admin::open(&deployment.config()?).await?;
                 match admin.verify_audit().await? {
                     attache_control_plane::AuditVerdict::Intact { entries, head } => {
                         println!("audit log intact: {entries} entries, head {head}");
@@ -532,9 +659,61 @@ impl Cli {
                 }
             }
             Command::Admin(AdminCommand::ExportAudit { tenant, deployment }) => {
-                let admin = Admin::open(&deployment.config()).await?;
+                let admin = Admin::open(&deployment.config()?).await?;
                 let mut out = std::io::stdout().lock();
                 admin.export_audit(tenant.as_deref(), &mut out).await?;
+                Ok(())
+            }
+            Command::Admin(AdminCommand::RotateMasterKey {
+                new_master_key_file,
+                new_vault_transit_key,
+                keep_key_version,
+                new_kms_key_id,
+                deployment,
+            }) => {
+                let admin = Admin::open(&deployment.config()?).await?;
+                let report = admin
+                    .rotate_master_key(&Rotation {
+                        new_master_key_file,
+                        new_vault_transit_key,
+                        keep_key_version,
+                        new_kms_key_id,
+                    })
+                    .await?;
+                for c in &report.rewrapped {
+                    println!("{}: {} -> {}", c.subject, c.from, c.to);
+                }
+                println!(
+                    "rewrapped {} keys under {} ({} already there, {} on a tenant's own key)",
+                    report.rewrapped.len(),
+                    report.target,
+                    report.unchanged,
+                    report.own_keys
+                );
+                if report.resealed_operator_secret {
+                    println!("operator sign-in secret sealed under the platform key");
+                }
+                for (subject, e) in &report.failed {
+                    eprintln!("{subject}: not rewrapped: {e}");
+                }
+                if !report.failed.is_empty() {
+                    anyhow::bail!(
+                        "{} keys were not rewrapped; they are as they were: run the rotation again",
+                        report.failed.len()
+                    );
+                }
+                Ok(())
+            }
+            Command::Admin(AdminCommand::TenantKey {
+                tenant,
+                provider_key,
+                deployment,
+            }) => {
+                let c = Admin::open(&deployment.config()?)
+                    .await?
+                    .set_tenant_provider_key(&tenant, &provider_key)
+                    .await?;
+                println!("{}: {} -> {}", c.subject, c.from, c.to);
                 Ok(())
             }
             Command::Admin(AdminCommand::InitFleetCa { dir }) => {
@@ -548,7 +727,7 @@ impl Cli {
                 ttl_minutes,
                 deployment,
             }) => {
-                let admin = Admin::open(&deployment.config()).await?;
+                let admin = Admin::open(&deployment.config()?).await?;
                 let t = admin
                     .worker_token_in(
                         &region,
@@ -600,7 +779,7 @@ mod tests {
         let Command::ControlPlane(a) = cli.command else {
             panic!("not the control plane");
         };
-        let mut c = a.deployment.config();
+        let mut c = a.deployment.config().unwrap();
         a.object_stores(&mut c);
         (a, c)
     }

@@ -23,6 +23,8 @@ pub enum AdminError {
     Exists(String),
     #[error("database: {0}")]
     Db(#[from] sea_orm::DbErr),
+    #[error(transparent)]
+    Keys(#[from] crate::keys::KeyError),
 }
 
 #[derive(Clone)]
@@ -95,15 +97,7 @@ impl Admin {
         let store = Store::open(&config.database_url()).await?;
         store.migrate().await?;
         let ca = Arc::new(FleetCa::for_config(config)?);
-        let master_key_file = config
-            .master_key_file
-            .clone()
-            .unwrap_or_else(|| config.data_dir.join("master.key"));
-        let master = crate::keys::load_master_key(
-            &master_key_file,
-            !config.production || config.allow_dev_fallbacks,
-        )?;
-        let keys = crate::keys::Keys::new(master, store.clone());
+        let keys = crate::keys::Keys::new(crate::keys::Keyring::open(config).await?, store.clone());
         Ok(Admin {
             store,
             ca,
@@ -234,7 +228,7 @@ impl Admin {
     }
 
     /// The identity provider operators sign in with; its client secret is
-    /// sealed with a key derived from the master key.
+    /// sealed with a key derived from the platform key.
     pub async fn set_operator_sso(
         &self,
         issuer: &str,
@@ -266,6 +260,59 @@ impl Admin {
             .await?;
         self.audit(None, "setOperatorSso", Some("identity_provider".into()))
             .await
+    }
+
+    /// Rewraps every stored tenant key and the platform key under a new
+    /// provider key (see `keys/rotate.rs`); no data is touched. Recorded in
+    /// the audit log, with how many keys moved and how many failed.
+    pub async fn rotate_master_key(
+        &self,
+        rotation: &crate::keys::Rotation,
+    ) -> Result<crate::keys::RotationReport, AdminError> {
+        let report = self.keys.rotate(rotation).await?;
+        crate::audit::AuditLog::new(self.store.clone())
+            .append(crate::audit::Record {
+                tenant_id: None,
+                actor: "operator:cli".into(),
+                action: "rotateMasterKey".into(),
+                target: Some(format!(
+                    "keys:{} rewrapped={} failed={}",
+                    report.target,
+                    report.rewrapped.len(),
+                    report.failed.len()
+                )),
+                outcome: if report.failed.is_empty() {
+                    "ok".into()
+                } else {
+                    "partial".into()
+                },
+            })
+            .await?;
+        Ok(report)
+    }
+
+    /// Puts a (dedicated) tenant on a provider key of its own: a Transit
+    /// key name or a KMS key id of the configured provider. Its key is
+    /// rewrapped onto it; later rotations leave it there.
+    pub async fn set_tenant_provider_key(
+        &self,
+        tenant_id: &str,
+        provider_key: &str,
+    ) -> Result<crate::keys::RowChange, AdminError> {
+        if self.store.tenant(tenant_id).await?.is_none() {
+            return Err(AdminError::Invalid(format!("no tenant {tenant_id}")));
+        }
+        let change = self
+            .keys
+            .set_tenant_provider_key(tenant_id, provider_key)
+            .await?;
+        self.audit(
+            Some(tenant_id),
+            "setTenantProviderKey",
+            Some(format!("tenant_key:{}", change.to)),
+        )
+        .await?;
+        Ok(change)
     }
 
     /// Walks the whole audit chain.

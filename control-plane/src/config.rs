@@ -9,6 +9,7 @@ use std::time::Duration;
 use attache_protocol::SessionLimits;
 use attache_tenant_policy::{validate_region, validate_tenant_name};
 
+use crate::keys::{KeyProviderConfig, KeyProviderKind};
 use crate::objects::ObjectStoreConfig;
 use crate::transcription::DefaultTranscription;
 
@@ -64,9 +65,14 @@ pub struct Config {
     /// The URL clients reach this control plane at (for download links the
     /// local object store signs); `None`: `http://<http_addr>`.
     pub public_url: Option<String>,
-    /// The key that wraps every tenant's key. `None`: `master.key` in the
-    /// data directory, created on first start (a development fallback).
+    /// The key file that wraps every tenant's key with the local provider.
+    /// `None`: `master.key` in the data directory, created on first start
+    /// (a development fallback). Beside another provider: the file that
+    /// opens keys it wrapped before a change of provider.
     pub master_key_file: Option<PathBuf>,
+    /// Which key provider wraps tenant keys (the local key file by
+    /// default), and how to reach Vault or KMS.
+    pub key_provider: KeyProviderConfig,
     /// The speech-to-text engine of tenants that chose none.
     pub default_transcription: DefaultTranscription,
     /// Webhooks: the first retry's delay (doubling, with jitter, up to
@@ -125,6 +131,7 @@ impl Config {
             production: false,
             allow_dev_fallbacks: true,
             master_key_file: None,
+            key_provider: KeyProviderConfig::default(),
             default_transcription: DefaultTranscription::None,
             webhook_retry_base: Duration::from_secs(5),
             webhook_retry_max: Duration::from_secs(3600),
@@ -202,11 +209,17 @@ impl Config {
                 "the queue timeout must be positive".into(),
             ));
         }
-        if self.production && !self.allow_dev_fallbacks && self.master_key_file.is_none() {
+        if self.production
+            && !self.allow_dev_fallbacks
+            && self.key_provider.provider == KeyProviderKind::Local
+            && self.master_key_file.is_none()
+        {
             return Err(ConfigError::DevFallback(
-                "a master key created in the data directory: set --master-key-file to the managed key, or --allow-dev-fallbacks",
+                "a master key created in the data directory: set --master-key-file to the managed key, --key-provider vault or kms, or --allow-dev-fallbacks",
             ));
         }
+        self.key_provider
+            .validate(self.production, self.allow_dev_fallbacks)?;
         if self.production && self.webhook_allow_private {
             return Err(ConfigError::Invalid(
                 "webhooks to private networks are for development only".into(),
@@ -344,6 +357,53 @@ mod tests {
         let mut c = Config::local("/tmp/x");
         c.queue_timeout = Duration::ZERO;
         assert!(c.validate().is_err());
+    }
+
+    #[test]
+    fn production_with_vault_or_kms_needs_no_key_file() {
+        let mut c = Config::local("/tmp/x");
+        c.production = true;
+        c.allow_dev_fallbacks = false;
+        c.database_url = Some("postgres://db/attache".into());
+        c.fleet_ca_dir = Some("/run/secrets/fleet-ca".into());
+        c.object_store = Some(ObjectStoreConfig::S3(crate::objects::S3Config {
+            bucket: "recordings".into(),
+            region: "eu-west-1".into(),
+            endpoint: None,
+            force_path_style: false,
+            access_key: None,
+            secret_key: None,
+            create_bucket: false,
+        }));
+        c.webhook_allow_private = false;
+        c.sso_allow_private = false;
+        assert!(
+            matches!(c.validate(), Err(ConfigError::DevFallback(_))),
+            "the key file made in the data dir"
+        );
+        c.key_provider = KeyProviderConfig {
+            provider: KeyProviderKind::Kms,
+            vault: None,
+            kms: Some(crate::keys::KmsConfig::new("alias/attache")),
+        };
+        c.validate().unwrap();
+        let mut vault = crate::keys::VaultConfig::new(
+            "http://vault:8200",
+            crate::keys::VaultToken::value("t"),
+            "attache",
+        );
+        vault.allow_http = true;
+        c.key_provider = KeyProviderConfig {
+            provider: KeyProviderKind::Vault,
+            vault: Some(vault),
+            kms: None,
+        };
+        assert!(
+            matches!(c.validate(), Err(ConfigError::DevFallback(_))),
+            "plain http to Vault"
+        );
+        c.key_provider.vault.as_mut().unwrap().addr = "https://vault:8200".into();
+        c.validate().unwrap();
     }
 
     #[test]

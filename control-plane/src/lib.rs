@@ -49,7 +49,10 @@ pub use api::sdl;
 pub use audit::{Entry as AuditEntry, Verdict as AuditVerdict};
 pub use config::{Config, ConfigError};
 pub use entity::names::Isolation;
-pub use keys::KeyError;
+pub use keys::{
+    KeyError, KeyProviderConfig, KeyProviderKind, KmsConfig, Rotation, RotationReport, RowChange,
+    VaultConfig, VaultToken,
+};
 pub use objects::{ObjectError, ObjectStoreConfig, Objects, S3Config};
 pub use store::Store;
 pub use transcription::DefaultTranscription;
@@ -135,18 +138,14 @@ impl ControlPlane {
             .await
             .map_err(|e| BuildError::Bind(config.http_addr, e))?;
         let quic = fleet::endpoint(&config, &ca)?;
-        let master_key_file = config
-            .master_key_file
-            .clone()
-            .unwrap_or_else(|| config.data_dir.join("master.key"));
-        let master = keys::load_master_key(
-            &master_key_file,
-            !config.production || config.allow_dev_fallbacks,
-        )?;
-        let objects =
-            residency::ObjectStores::open(&config, keys::derive(&master, "attache/download-links"))
-                .await?;
-        let keys = keys::Keys::new(master, store.clone());
+        // The platform key comes first: a key provider that cannot be
+        // reached or refuses this process stops the start here.
+        let keys = keys::Keys::new(keys::Keyring::open(&config).await?, store.clone());
+        let link_key = keys
+            .derived("attache/download-links")
+            .await
+            .map_err(keys::KeyError::from)?;
+        let objects = residency::ObjectStores::open(&config, link_key).await?;
         let public_url = config
             .public_url
             .clone()

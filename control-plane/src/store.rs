@@ -47,6 +47,9 @@ pub enum StoreError {
     Conflict,
     #[error("stored row is corrupt: {0}")]
     Corrupt(String),
+    /// The key provider refused or could not be reached.
+    #[error("key provider: {0}")]
+    Keys(String),
 }
 
 #[derive(Clone)]

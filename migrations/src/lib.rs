@@ -9,6 +9,7 @@ mod m0002_media;
 mod m0003_sessions;
 mod m0004_console;
 mod m0005_residency;
+mod m0006_key_providers;
 
 pub struct Migrator;
 
@@ -21,6 +22,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0003_sessions::Migration),
             Box::new(m0004_console::Migration),
             Box::new(m0005_residency::Migration),
+            Box::new(m0006_key_providers::Migration),
         ]
     }
 }

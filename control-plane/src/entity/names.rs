@@ -119,6 +119,16 @@ impl Named for Platform {
     }
 }
 
+impl Named for crate::keys::KeyProviderKind {
+    const TYPE: &'static str = "key provider";
+    fn name(self) -> &'static str {
+        self.as_str()
+    }
+    fn from_name(s: &str) -> Option<Self> {
+        crate::keys::KeyProviderKind::parse(s)
+    }
+}
+
 macro_rules! named_enum {
     ($(#[$doc:meta])* $name:ident, $type:literal { $($(#[$vdoc:meta])* $variant:ident = $text:literal),+ $(,)? }) => {
         $(#[$doc])*
