@@ -34,6 +34,23 @@ pub fn temp_dir(tag: &str) -> PathBuf {
     d
 }
 
+/// A database of the caller's own on the PostgreSQL server at `url` (the
+/// one `scripts/test` starts): a deployment's keys live in its database,
+/// wrapped by its own master key, so two tests' deployments must not share
+/// one.
+pub fn own_postgres_database(url: &str, tag: &str) -> String {
+    let name = format!("attache_{tag}_{}", uuid_like().replace('-', "_"));
+    let status = Command::new("psql")
+        .arg(url)
+        .args(["-q", "-v", "ON_ERROR_STOP=1", "-c"])
+        .arg(format!("CREATE DATABASE {name}"))
+        .status()
+        .expect("psql runs (Debian's postgresql package brings it)");
+    assert!(status.success(), "cannot create database {name}");
+    let (server, _) = url.rsplit_once('/').expect("a database URL");
+    format!("{server}/{name}")
+}
+
 fn uuid_like() -> String {
     use std::sync::atomic::{AtomicU64, Ordering};
     static N: AtomicU64 = AtomicU64::new(0);
