@@ -3,6 +3,7 @@
 
 mod cli;
 mod dev;
+mod key_args;
 
 use clap::Parser;
 use tokio_util::sync::CancellationToken;

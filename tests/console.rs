@@ -432,27 +432,6 @@ async fn chrome() -> Chrome {
     }
 }
 
-/// Evaluates `js` until it is true, or fails after `within`.
-async fn wait_for(page: &chromiumoxide::Page, js: &str, within: Duration) {
-    let deadline = std::time::Instant::now() + within;
-    loop {
-        let ok = page
-            .evaluate(js)
-            .await
-            .ok()
-            .and_then(|v| v.into_value::<bool>().ok())
-            .unwrap_or(false);
-        if ok {
-            return;
-        }
-        if std::time::Instant::now() > deadline {
-            let html = page.content().await.unwrap_or_default();
-            panic!("timed out waiting for {js}; page: {html}");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 async fn shot(page: &chromiumoxide::Page, name: &str) {
     use chromiumoxide::page::ScreenshotParams;
     let path = screenshot_dir().join(format!("{name}.png"));

@@ -13,26 +13,6 @@ use chromiumoxide::cdp::browser_protocol::page::AddScriptToEvaluateOnNewDocument
 use futures::StreamExt;
 use support::*;
 
-async fn wait_for(page: &chromiumoxide::Page, js: &str, within: Duration) {
-    let deadline = std::time::Instant::now() + within;
-    loop {
-        let ok = page
-            .evaluate(js)
-            .await
-            .ok()
-            .and_then(|v| v.into_value::<bool>().ok())
-            .unwrap_or(false);
-        if ok {
-            return;
-        }
-        if std::time::Instant::now() > deadline {
-            let html = page.content().await.unwrap_or_default();
-            panic!("timed out waiting for {js}; page: {html:.3000}");
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn graphiql_works_offline_and_loads_nothing_from_elsewhere() {
     let cluster = Cluster::start().await;

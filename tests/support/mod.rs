@@ -720,3 +720,24 @@ impl Drop for OidcProvider {
         let _ = self.child.wait();
     }
 }
+
+/// Evaluates `js` until it is true, or fails after `within`.
+pub async fn wait_for(page: &chromiumoxide::Page, js: &str, within: Duration) {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        let ok = page
+            .evaluate(js)
+            .await
+            .ok()
+            .and_then(|v| v.into_value::<bool>().ok())
+            .unwrap_or(false);
+        if ok {
+            return;
+        }
+        if std::time::Instant::now() > deadline {
+            let html = page.content().await.unwrap_or_default();
+            panic!("timed out waiting for {js}; page: {html:.3000}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
