@@ -18,12 +18,15 @@ mod fleet;
 mod keys;
 mod media;
 mod people;
+mod retention;
+mod sweep;
 mod tenants;
 mod webhooks;
 
 pub(crate) use bots::{Applied, NewBot, Transition};
 pub(crate) use media::{MediaWrite, Written};
 pub(crate) use people::MemberRow;
+pub(crate) use sweep::Candidate;
 pub(crate) use webhooks::{DueDelivery, EVENT_TYPES, EndpointInput};
 
 use crate::entity::tenant;

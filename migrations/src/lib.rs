@@ -8,6 +8,7 @@ mod m0001_foundation;
 mod m0002_media;
 mod m0003_sessions;
 mod m0004_console;
+mod m0005_retention;
 
 pub struct Migrator;
 
@@ -19,6 +20,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0002_media::Migration),
             Box::new(m0003_sessions::Migration),
             Box::new(m0004_console::Migration),
+            Box::new(m0005_retention::Migration),
         ]
     }
 }
