@@ -18,6 +18,7 @@ mod members;
 mod paging;
 mod platform;
 mod policy;
+mod retention;
 mod schema;
 mod sealed;
 mod settings;

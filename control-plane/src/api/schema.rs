@@ -14,6 +14,7 @@ use super::limits::RateLimiter;
 use super::members::{MembersMutation, MembersQuery};
 use super::platform::{PlatformMutation, PlatformQuery};
 use super::policy::{PolicyMutation, PolicyQuery};
+use super::retention::{RetentionPolicyMutation, RetentionPolicyQuery};
 use super::settings::{
     RetentionMutation, RetentionQuery, TranscriptionSettingsMutation, TranscriptionSettingsQuery,
 };
@@ -41,6 +42,7 @@ pub(crate) struct QueryRoot(
     IdentityProviderQuery,
     PolicyQuery,
     RetentionQuery,
+    RetentionPolicyQuery,
     PlatformQuery,
 );
 
@@ -55,6 +57,7 @@ pub(crate) struct MutationRoot(
     IdentityProviderMutation,
     PolicyMutation,
     RetentionMutation,
+    RetentionPolicyMutation,
     PlatformMutation,
 );
 
