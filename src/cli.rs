@@ -10,6 +10,7 @@ use attache_control_plane::{
     Admin, Config as CpConfig, ControlPlane, DefaultTranscription, ObjectStoreConfig, S3Config,
 };
 use attache_edge_worker::{Config as WorkerConfig, EdgeWorker};
+use attache_tenant_policy::DataClass;
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Parser)]
@@ -78,6 +79,41 @@ impl DeploymentArgs {
     }
 }
 
+/// Where recordings are: the control plane's, and the retention sweep's.
+#[derive(Args, Clone)]
+pub(crate) struct ObjectStoreArgs {
+    /// Store recordings in this S3 bucket (else in `objects/` under the data
+    /// dir). Credentials come from the standard AWS chain (AWS_ACCESS_KEY_ID
+    /// and AWS_SECRET_ACCESS_KEY, a profile, web identity, instance role).
+    #[arg(long, env = "ATTACHE_S3_BUCKET")]
+    pub s3_bucket: Option<String>,
+    #[arg(long, env = "ATTACHE_S3_REGION", default_value = "us-east-1")]
+    pub s3_region: String,
+    /// An S3-compatible endpoint (SeaweedFS, Ceph, MinIO…); AWS if unset.
+    #[arg(long, env = "ATTACHE_S3_ENDPOINT")]
+    pub s3_endpoint: Option<String>,
+    /// Path-style bucket addressing, which most S3-compatible servers want.
+    #[arg(long, env = "ATTACHE_S3_PATH_STYLE")]
+    pub s3_path_style: bool,
+}
+
+impl ObjectStoreArgs {
+    /// S3 if a bucket is named; else the config's own (a local directory).
+    fn apply(&self, c: &mut CpConfig) {
+        if let Some(bucket) = &self.s3_bucket {
+            c.object_store = ObjectStoreConfig::S3(S3Config {
+                bucket: bucket.clone(),
+                region: self.s3_region.clone(),
+                endpoint: self.s3_endpoint.clone(),
+                force_path_style: self.s3_path_style,
+                access_key: None,
+                secret_key: None,
+                create_bucket: false,
+            });
+        }
+    }
+}
+
 #[derive(Args)]
 struct ControlPlaneArgs {
     #[command(flatten)]
@@ -110,19 +146,8 @@ struct ControlPlaneArgs {
     production: bool,
     #[arg(long, env = "ATTACHE_ALLOW_DEV_FALLBACKS")]
     allow_dev_fallbacks: bool,
-    /// Store recordings in this S3 bucket (else in `objects/` under the data
-    /// dir). Credentials come from the standard AWS chain (AWS_ACCESS_KEY_ID
-    /// and AWS_SECRET_ACCESS_KEY, a profile, web identity, instance role).
-    #[arg(long, env = "ATTACHE_S3_BUCKET")]
-    s3_bucket: Option<String>,
-    #[arg(long, env = "ATTACHE_S3_REGION", default_value = "us-east-1")]
-    s3_region: String,
-    /// An S3-compatible endpoint (SeaweedFS, Ceph, MinIO…); AWS if unset.
-    #[arg(long, env = "ATTACHE_S3_ENDPOINT")]
-    s3_endpoint: Option<String>,
-    /// Path-style bucket addressing, which most S3-compatible servers want.
-    #[arg(long, env = "ATTACHE_S3_PATH_STYLE")]
-    s3_path_style: bool,
+    #[command(flatten)]
+    objects: ObjectStoreArgs,
     /// The URL clients reach this control plane at, for download links.
     #[arg(long, env = "ATTACHE_PUBLIC_URL")]
     public_url: Option<String>,
@@ -150,6 +175,17 @@ struct ControlPlaneArgs {
     /// GraphQL requests per minute per tenant.
     #[arg(long, env = "ATTACHE_API_PER_MINUTE", default_value_t = 1200)]
     api_per_minute: u32,
+    /// How often each replica tries the retention sweep (one replica runs
+    /// it at a time).
+    #[arg(
+        long,
+        env = "ATTACHE_RETENTION_INTERVAL_SECONDS",
+        default_value_t = 600
+    )]
+    retention_interval_seconds: u64,
+    /// Most rows one statement of the retention sweep deletes.
+    #[arg(long, env = "ATTACHE_RETENTION_BATCH", default_value_t = 1000)]
+    retention_batch: u64,
 }
 
 #[derive(Args)]
@@ -257,6 +293,33 @@ enum AdminCommand {
         #[command(flatten)]
         deployment: DeploymentArgs,
     },
+    /// Show the platform's default retention per data class, or set one
+    /// (`--class transcripts --days 90`, or `--keep` for no default).
+    /// Stored in the database: every replica follows it.
+    RetentionDefaults {
+        /// recordings, transcripts, chat, participants, bot_metadata or
+        /// webhook_deliveries.
+        #[arg(long, requires = "change", value_parser = parse_class)]
+        class: Option<DataClass>,
+        #[arg(long, group = "change", requires = "class")]
+        days: Option<i64>,
+        /// No default for the class: kept unless a tenant says otherwise.
+        #[arg(long, group = "change", requires = "class")]
+        keep: bool,
+        #[command(flatten)]
+        deployment: DeploymentArgs,
+    },
+    /// Run one retention sweep now, as if it were `--as-of` (RFC 3339;
+    /// now if omitted), and print what it deleted per class.
+    RetentionSweep {
+        /// Sweep as if it were this moment (`2030-01-01T00:00:00Z`).
+        #[arg(long, value_parser = parse_time)]
+        as_of: Option<chrono::DateTime<chrono::Utc>>,
+        #[command(flatten)]
+        objects: ObjectStoreArgs,
+        #[command(flatten)]
+        deployment: DeploymentArgs,
+    },
     /// Issue a one-time join token for a worker in a region.
     WorkerToken {
         #[arg(long)]
@@ -267,6 +330,45 @@ enum AdminCommand {
         #[command(flatten)]
         deployment: DeploymentArgs,
     },
+}
+
+fn parse_class(s: &str) -> Result<DataClass, String> {
+    DataClass::parse(s).ok_or_else(|| {
+        let names: Vec<&str> = DataClass::ALL.iter().map(|c| c.as_str()).collect();
+        format!("one of {}", names.join(", "))
+    })
+}
+
+fn parse_time(s: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
+    chrono::DateTime::parse_from_rfc3339(s)
+        .map(|t| t.with_timezone(&chrono::Utc))
+        .map_err(|e| format!("an RFC 3339 time such as 2030-01-01T00:00:00Z: {e}"))
+}
+
+/// What a sweep did, one line per class (`transcripts: 140`).
+fn print_sweep(r: &attache_control_plane::SweepReport) {
+    println!(
+        "retention sweep as of {}: {} tenants",
+        r.as_of.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        r.tenants
+    );
+    for (class, n) in &r.deleted {
+        if *class == DataClass::Recordings {
+            println!("{}: {n} ({} objects)", class.as_str(), r.objects);
+        } else {
+            println!("{}: {n}", class.as_str());
+        }
+    }
+    match r.oldest_expired {
+        Some(age) => println!(
+            "left for the next sweep: expired items up to {} s past their expiry",
+            age.num_seconds()
+        ),
+        None => println!("nothing expired is left"),
+    }
+    if !r.complete {
+        println!("incomplete: the sweep's budget ran out; run it again");
+    }
 }
 
 impl Cli {
@@ -287,23 +389,15 @@ impl Cli {
                 }
                 c.production = a.production;
                 c.allow_dev_fallbacks = a.allow_dev_fallbacks || !a.production;
-                if let Some(bucket) = a.s3_bucket {
-                    c.object_store = ObjectStoreConfig::S3(S3Config {
-                        bucket,
-                        region: a.s3_region,
-                        endpoint: a.s3_endpoint,
-                        force_path_style: a.s3_path_style,
-                        access_key: None,
-                        secret_key: None,
-                        create_bucket: false,
-                    });
-                }
+                a.objects.apply(&mut c);
                 c.public_url = a.public_url;
                 c.download_ttl = Duration::from_secs(a.download_ttl_seconds);
                 c.sso_allow_private = a.sso_allow_private;
                 c.introspection = a.introspection.unwrap_or(!a.production);
                 c.session_ttl = Duration::from_secs(a.session_ttl_minutes * 60);
                 c.api_per_minute = a.api_per_minute;
+                c.retention_interval = Duration::from_secs(a.retention_interval_seconds);
+                c.retention_batch = a.retention_batch;
                 c.default_transcription = if a.default_transcription == "local" {
                     DefaultTranscription::Local
                 } else {
@@ -415,6 +509,40 @@ impl Cli {
                 let admin = Admin::open(&deployment.config()).await?;
                 let mut out = std::io::stdout().lock();
                 admin.export_audit(tenant.as_deref(), &mut out).await?;
+                Ok(())
+            }
+            Command::Admin(AdminCommand::RetentionDefaults {
+                class,
+                days,
+                keep,
+                deployment,
+            }) => {
+                let admin = Admin::open(&deployment.config()).await?;
+                if let Some(class) = class {
+                    admin
+                        .set_retention_default(class, if keep { None } else { days })
+                        .await?;
+                }
+                for (class, days) in admin.retention_defaults().await? {
+                    match days {
+                        Some(d) => println!("{}: {d} days", class.as_str()),
+                        None => println!("{}: kept (no default)", class.as_str()),
+                    }
+                }
+                Ok(())
+            }
+            Command::Admin(AdminCommand::RetentionSweep {
+                as_of,
+                objects,
+                deployment,
+            }) => {
+                let mut config = deployment.config();
+                objects.apply(&mut config);
+                let admin = Admin::open(&config).await?;
+                let report = admin
+                    .retention_sweep(as_of.unwrap_or_else(chrono::Utc::now))
+                    .await?;
+                print_sweep(&report);
                 Ok(())
             }
             Command::Admin(AdminCommand::InitFleetCa { dir }) => {
