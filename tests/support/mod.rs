@@ -109,6 +109,33 @@ pub fn s3_config(bucket: &str) -> Option<attache_control_plane::S3Config> {
     }
 }
 
+/// A database of its own on the PostgreSQL server `scripts/test` starts,
+/// for a test that must not see other tests' rows (a retention sweep
+/// deletes across tenants); `None` (the test is skipped) when it is not
+/// running.
+pub async fn fresh_postgres(tag: &str) -> Option<String> {
+    use sea_orm::ConnectionTrait;
+    let url = match std::env::var("ATTACHE_TEST_POSTGRES_URL") {
+        Ok(u) if !u.is_empty() => u,
+        _ if std::env::var_os("ATTACHE_REQUIRE_SERVICES").is_some() => {
+            panic!("ATTACHE_TEST_POSTGRES_URL is not set; run the suite with scripts/test")
+        }
+        _ => {
+            eprintln!("skipped: ATTACHE_TEST_POSTGRES_URL is not set (scripts/test sets it)");
+            return None;
+        }
+    };
+    let name = format!("attache_{tag}_{}", uuid::Uuid::new_v4().simple());
+    let server = sea_orm::Database::connect(&url).await.unwrap();
+    server
+        .execute_unprepared(&format!("CREATE DATABASE {name}"))
+        .await
+        .unwrap();
+    server.close().await.unwrap();
+    let (base, _) = url.rsplit_once('/').unwrap();
+    Some(format!("{base}/{name}"))
+}
+
 impl Cluster {
     pub async fn start() -> Cluster {
         Self::start_with(Options::default()).await
