@@ -43,6 +43,10 @@ const LEASE: &str = "retention-sweep";
 pub(crate) const LEASE_TTL: Duration = Duration::from_secs(60);
 /// Object-store folders deleted at once.
 const OBJECT_CONCURRENCY: usize = 8;
+/// Candidate bots per page: small pages keep each delete statement cheap
+/// (its subquery names every bot of the page) and a page's object-store
+/// work well within a third of the lease.
+const BOT_PAGE: u64 = 100;
 /// Deliveries nothing will send again.
 const SETTLED_DELIVERIES: [&str; 2] = ["DELIVERED", "FAILED"];
 
@@ -278,11 +282,12 @@ impl Sweeper {
         if class == DataClass::WebhookDeliveries {
             return self.sweep_deliveries(run, cutoff, left, lease).await;
         }
+        let page_size = self.batch.min(BOT_PAGE);
         let mut after = None;
         while *left > 0 && !self.stop.is_cancelled() {
             let page = run
                 .scoped
-                .expired_bots(class, cutoff, after.as_ref(), self.batch)
+                .expired_bots(class, cutoff, after.as_ref(), page_size)
                 .await?;
             let Some(last) = page.last() else {
                 break;
