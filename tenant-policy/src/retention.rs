@@ -294,7 +294,10 @@ mod tests {
         s.parse().unwrap()
     }
 
-    fn tenant(classes: &[(DataClass, Option<u32>)], all_days: Option<u32>) -> TenantRetention {
+    /// A tenant's rules per class, as a table row writes them.
+    type Classes<'a> = &'a [(DataClass, Option<u32>)];
+
+    fn tenant(classes: Classes<'_>, all_days: Option<u32>) -> TenantRetention {
         TenantRetention {
             classes: classes.iter().copied().collect(),
             all_days,
@@ -337,13 +340,8 @@ mod tests {
         use Source::*;
         let d = defaults(&[(Transcripts, 90), (Participants, 30), (BotMetadata, 365)]);
         // (tenant's classes, tenant's one number, class) → (days, source)
-        let cases: &[(
-            &[(DataClass, Option<u32>)],
-            Option<u32>,
-            DataClass,
-            Option<u32>,
-            Source,
-        )] = &[
+        type Case<'a> = (Classes<'a>, Option<u32>, DataClass, Option<u32>, Source);
+        let cases: &[Case<'_>] = &[
             (&[], None, Transcripts, Some(90), PlatformDefault),
             (&[], None, Recordings, None, Unset),
             (&[], Some(7), Recordings, Some(7), TenantSettings),
@@ -397,7 +395,7 @@ mod tests {
         let mut short = all(90);
         short.retain(|(c, _)| *c != BotMetadata);
         short.push((BotMetadata, Some(1)));
-        let cases: Vec<(Vec<(DataClass, Option<u32>)>, Option<i64>)> = vec![
+        let cases: Vec<(Vec<_>, Option<i64>)> = vec![
             (all(30), Some(30)),
             (longer, Some(400)),
             (forever, None),

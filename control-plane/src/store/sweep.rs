@@ -227,17 +227,16 @@ impl Scoped<'_> {
             .is_some())
     }
 
-    /// Deletes up to `limit` rows of one class's table among `bots`.
+    /// Deletes up to `limit` rows of one class's table among `bots`; its
+    /// columns are (id, tenant, bot).
     async fn delete_rows<E: EntityTrait>(
         &self,
-        entity: E,
-        id: E::Column,
-        tenant: E::Column,
-        bot_col: E::Column,
+        [id, tenant, bot_col]: [E::Column; 3],
         bots: &[String],
         cutoff: DateTime<Utc>,
         limit: u64,
     ) -> Result<u64, DbErr> {
+        let entity = E::default();
         let batch = Query::select()
             .column((entity, id))
             .from(entity)
@@ -270,23 +269,23 @@ impl Scoped<'_> {
         match class {
             Transcripts => {
                 use transcript_segment::{Column as C, Entity as E};
-                self.delete_rows(E, C::Id, C::TenantId, C::BotId, bots, cutoff, limit)
+                self.delete_rows::<E>([C::Id, C::TenantId, C::BotId], bots, cutoff, limit)
                     .await
             }
             Chat => {
                 use chat_message::{Column as C, Entity as E};
-                self.delete_rows(E, C::Id, C::TenantId, C::BotId, bots, cutoff, limit)
+                self.delete_rows::<E>([C::Id, C::TenantId, C::BotId], bots, cutoff, limit)
                     .await
             }
             Participants => {
                 let people = {
                     use participant::{Column as C, Entity as E};
-                    self.delete_rows(E, C::Id, C::TenantId, C::BotId, bots, cutoff, limit)
+                    self.delete_rows::<E>([C::Id, C::TenantId, C::BotId], bots, cutoff, limit)
                         .await?
                 };
                 let turns = {
                     use speaker_segment::{Column as C, Entity as E};
-                    self.delete_rows(E, C::Id, C::TenantId, C::BotId, bots, cutoff, limit)
+                    self.delete_rows::<E>([C::Id, C::TenantId, C::BotId], bots, cutoff, limit)
                         .await?
                 };
                 Ok(people + turns)
