@@ -72,22 +72,28 @@ pub(crate) struct RetentionRule {
     effective_days: Option<i32>,
 }
 
-async fn rule_of(scoped: &Scoped<'_>, state: &AppState, class: DataClass) -> Result<RetentionRule> {
+/// Every class's rule, as the tenant's choices and the defaults make it.
+async fn rules(scoped: &Scoped<'_>, state: &AppState) -> Result<Vec<RetentionRule>> {
     let tenant = scoped.retention().await.map_err(ApiError::from)?;
     let defaults = state
         .store
         .retention_defaults()
         .await
         .map_err(ApiError::from)?;
-    let rule = retention_rule(class, &tenant, &defaults);
     let plan = retention_plan(&tenant, &defaults, &Default::default(), now());
-    Ok(RetentionRule {
-        class: class.into(),
-        retention_days: rule.days.map(|d| d as i32),
-        source: rule.source.into(),
-        platform_default_days: defaults.0.get(&class).map(|&d| d as i32),
-        effective_days: plan.keep_for(class).map(|d| d.num_days() as i32),
-    })
+    Ok(DataClass::ALL
+        .into_iter()
+        .map(|class| {
+            let rule = retention_rule(class, &tenant, &defaults);
+            RetentionRule {
+                class: class.into(),
+                retention_days: rule.days.map(|d| d as i32),
+                source: rule.source.into(),
+                platform_default_days: defaults.0.get(&class).map(|&d| d as i32),
+                effective_days: plan.keep_for(class).map(|d| d.num_days() as i32),
+            }
+        })
+        .collect())
 }
 
 #[derive(InputObject)]
@@ -175,11 +181,7 @@ impl RetentionPolicyQuery {
     /// The rule of every data class, and where it comes from.
     async fn retention_policy(&self, ctx: &Context<'_>) -> Result<Vec<RetentionRule>> {
         let (state, _, scoped) = guard(ctx, Action::ManageSettings)?;
-        let mut out = Vec::new();
-        for class in DataClass::ALL {
-            out.push(rule_of(&scoped, state, class).await?);
-        }
-        Ok(out)
+        rules(&scoped, state).await
     }
 
     /// The tenant's legal holds, newest first; released ones too if asked.
@@ -238,7 +240,12 @@ impl RetentionPolicyMutation {
                 .map_err(ApiError::from)?;
         }
         tracing::info!(tenant_id = %principal.tenant_id, class = class.as_str(), "retention policy changed");
-        rule_of(&scoped, state, class).await
+        let rule = rules(&scoped, state)
+            .await?
+            .into_iter()
+            .find(|r| DataClass::from(r.class) == class)
+            .ok_or(ApiError::Internal)?;
+        Ok(rule)
     }
 
     /// Keeps the whole tenant's data, or one bot's, from every deletion by
