@@ -77,7 +77,7 @@ fn main() {
             None
         };
         if let Some(s3) = &s3 {
-            config.object_store = ObjectStoreConfig::S3(s3.clone());
+            config.object_store = Some(ObjectStoreConfig::S3(s3.clone()));
         }
         println!(
             "database: {}; objects: {}; {segments} transcript segments, {bots} recordings, {batch} rows per statement",
@@ -87,7 +87,8 @@ fn main() {
         let admin = Admin::open(&config).await.unwrap();
         let tenant = admin.create_tenant("bench", "local").await.unwrap().tenant_id;
         let db = Database::connect(config.database_url()).await.unwrap();
-        let objects = Objects::open(&config.object_store, b"bench".to_vec())
+        let store = config.object_store.clone().expect("a default store");
+        let objects = Objects::open(&store, b"bench".to_vec())
             .await
             .unwrap();
 

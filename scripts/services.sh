@@ -152,3 +152,126 @@ stop_s3() {
     S3_DIR=
   fi
 }
+
+# Prints a free port P whose neighbour P+1 is free too (OpenBao's dev server
+# puts its cluster listener there).
+free_port_pair() {
+  python3 -c '
+import socket
+held = []
+def take(port=0):
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", port))
+    except (OSError, OverflowError):
+        s.close()
+        return None
+    held.append(s)
+    return s.getsockname()[1]
+while True:
+    p = take()
+    if take(p + 1):
+        print(p)
+        break
+for s in held:
+    s.close()'
+}
+
+# Starts an OpenBao dev server (in memory, unsealed, TLS with a CA of its
+# own) as the Vault of the key-provider tests, with a random root token, the
+# Transit engine enabled and a key named `attache`; exports
+# ATTACHE_TEST_BAO_ADDR (https), ATTACHE_TEST_BAO_TOKEN and
+# ATTACHE_TEST_BAO_CA_FILE. The tests make Transit keys of their own.
+start_bao() {
+  local bao=${ATTACHE_BAO:-$HOME/.cache/attache/bao-venv/bin/bao}
+  if [ ! -x "$bao" ]; then
+    echo "start_bao: no $bao: run install_key_servers" >&2
+    return 1
+  fi
+  local port token
+  port=$(free_port_pair)
+  token=attache-$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
+  BAO_DIR=$(mktemp -d /tmp/attache-bao.XXXXXX)
+  mkdir "$BAO_DIR/tls"
+  # HOME for the CLI's token helper; no BAO_*/VAULT_* of the machine.
+  env -u BAO_ADDR -u VAULT_ADDR -u BAO_TOKEN -u VAULT_TOKEN HOME="$BAO_DIR" \
+    "$bao" server -dev -dev-tls -dev-tls-cert-dir="$BAO_DIR/tls" -dev-no-store-token \
+    -dev-root-token-id="$token" -dev-listen-address="127.0.0.1:$port" \
+    >"$BAO_DIR/bao.log" 2>&1 &
+  BAO_PID=$!
+  local cli=(env HOME="$BAO_DIR" BAO_ADDR="https://127.0.0.1:$port" BAO_TOKEN="$token"
+    BAO_CACERT="$BAO_DIR/tls/vault-ca.pem" "$bao")
+  local started=$SECONDS
+  until [ -f "$BAO_DIR/tls/vault-ca.pem" ] && "${cli[@]}" status >/dev/null 2>&1; do
+    if ! kill -0 "$BAO_PID" 2>/dev/null || [ $((SECONDS - started)) -ge 30 ]; then
+      echo "start_bao: OpenBao not serving on 127.0.0.1:$port after $((SECONDS - started)) s; end of $BAO_DIR/bao.log:" >&2
+      tail -n 30 "$BAO_DIR/bao.log" >&2
+      stop_bao
+      return 1
+    fi
+    sleep 0.2
+  done
+  "${cli[@]}" secrets enable transit >/dev/null
+  "${cli[@]}" write -f transit/keys/attache >/dev/null
+  export ATTACHE_TEST_BAO_ADDR="https://127.0.0.1:$port"
+  export ATTACHE_TEST_BAO_TOKEN="$token"
+  export ATTACHE_TEST_BAO_CA_FILE="$BAO_DIR/tls/vault-ca.pem"
+}
+
+stop_bao() {
+  if [ -n "${BAO_PID:-}" ]; then
+    kill -KILL "$BAO_PID" 2>/dev/null || true
+    wait "$BAO_PID" 2>/dev/null || true
+    BAO_PID=
+  fi
+  if [ -n "${BAO_DIR:-}" ]; then
+    rm -rf "$BAO_DIR"
+    BAO_DIR=
+  fi
+}
+
+# Starts moto's server (its KMS emulator) on a port of its own and exports
+# ATTACHE_TEST_KMS_ENDPOINT; the tests make their KMS keys and accept any
+# credentials. In memory: nothing to clean up but the process.
+start_kms() {
+  local moto=${ATTACHE_MOTO_SERVER:-$HOME/.cache/attache/kms-venv/bin/moto_server}
+  if [ ! -x "$moto" ]; then
+    echo "start_kms: no $moto: run install_key_servers" >&2
+    return 1
+  fi
+  local port
+  port=$(free_port)
+  KMS_LOG=$(mktemp /tmp/attache-kms.XXXXXX)
+  "$moto" -H 127.0.0.1 -p "$port" >"$KMS_LOG" 2>&1 &
+  KMS_PID=$!
+  local status started=$SECONDS
+  while :; do
+    status=$(
+      exec 2>/dev/null
+      exec 3<>"/dev/tcp/127.0.0.1/$port" || exit 0
+      printf 'GET /moto-api/ HTTP/1.0\r\nHost: 127.0.0.1:%s\r\n\r\n' "$port" >&3
+      read -r -t 2 _ status _ <&3 && echo "$status"
+    ) || true
+    [ "$status" = 200 ] && break
+    if ! kill -0 "$KMS_PID" 2>/dev/null || [ $((SECONDS - started)) -ge 30 ]; then
+      echo "start_kms: moto_server not serving on 127.0.0.1:$port after $((SECONDS - started)) s; end of $KMS_LOG:" >&2
+      tail -n 30 "$KMS_LOG" >&2
+      stop_kms
+      return 1
+    fi
+    sleep 0.2
+  done
+  export ATTACHE_TEST_KMS_ENDPOINT="http://127.0.0.1:$port"
+}
+
+stop_kms() {
+  if [ -n "${KMS_PID:-}" ]; then
+    kill -KILL "$KMS_PID" 2>/dev/null || true
+    wait "$KMS_PID" 2>/dev/null || true
+    KMS_PID=
+  fi
+  if [ -n "${KMS_LOG:-}" ]; then
+    rm -f "$KMS_LOG"
+    KMS_LOG=
+  fi
+}

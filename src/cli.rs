@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use attache_control_plane::{
-    Admin, Config as CpConfig, ControlPlane, DefaultTranscription, ObjectStoreConfig, S3Config,
+    Admin, Config as CpConfig, ControlPlane, DefaultTranscription, Isolation, KeyProviderConfig,
+    KeyProviderKind, KmsConfig, ObjectStoreConfig, Rotation, S3Config, VaultConfig, VaultToken,
 };
 use attache_edge_worker::{Config as WorkerConfig, EdgeWorker};
 use attache_tenant_policy::DataClass;
@@ -45,6 +46,9 @@ enum Command {
     EdgeWorker(EdgeWorkerArgs),
     /// Apply database migrations and exit.
     Migrate(DeploymentArgs),
+    /// Print the GraphQL schema (SDL): the API's published contract, as
+    /// committed in `schema.graphql`.
+    Schema,
     /// Operator tasks on a deployment's database.
     #[command(subcommand)]
     Admin(AdminCommand),
@@ -64,22 +68,120 @@ pub(crate) struct DeploymentArgs {
     pub fleet_ca_dir: Option<PathBuf>,
     /// The 32-byte master key that wraps every tenant's key (a mounted
     /// secret, the same on every replica). Unset: `master.key` in the data
-    /// dir, created on first start (refused by --production).
+    /// dir, created on first start (refused by --production). Beside
+    /// another --key-provider: the file that opens keys it wrapped before.
     #[arg(long, env = "ATTACHE_MASTER_KEY_FILE")]
     pub master_key_file: Option<PathBuf>,
+    /// A single-tenant deployment: serve this tenant only, create no other,
+    /// and refuse to start on a database that holds another.
+    #[arg(long, env = "ATTACHE_SINGLE_TENANT")]
+    pub single_tenant: Option<String>,
+    #[command(flatten)]
+    pub keys: KeyArgs,
+}
+
+/// Which key provider wraps tenant keys, and how to reach it.
+#[derive(Args, Clone)]
+pub(crate) struct KeyArgs {
+    /// `local` (the master key file), `vault` (OpenBao or HashiCorp Vault
+    /// Transit) or `kms` (AWS KMS).
+    #[arg(long, env = "ATTACHE_KEY_PROVIDER", value_enum, default_value_t = KeyProviderArg::Local)]
+    pub key_provider: KeyProviderArg,
+    /// OpenBao/Vault address, https (`https://vault.internal:8200`).
+    #[arg(long, env = "ATTACHE_VAULT_ADDR")]
+    pub vault_addr: Option<String>,
+    /// A file holding the Vault token (a Vault Agent sink, a mounted
+    /// secret), re-read when Vault refuses it. Else the token is read from
+    /// ATTACHE_VAULT_TOKEN; it is never a flag.
+    #[arg(long, env = "ATTACHE_VAULT_TOKEN_FILE")]
+    pub vault_token_file: Option<PathBuf>,
+    /// The Transit key that wraps this deployment's tenant keys.
+    #[arg(long, env = "ATTACHE_VAULT_TRANSIT_KEY", default_value = "attache")]
+    pub vault_transit_key: String,
+    /// Where the Transit engine is mounted.
+    #[arg(long, env = "ATTACHE_VAULT_TRANSIT_MOUNT", default_value = "transit")]
+    pub vault_transit_mount: String,
+    /// PEM CA certificates Vault's TLS certificate chains to.
+    #[arg(long, env = "ATTACHE_VAULT_CA_FILE")]
+    pub vault_ca_file: Option<PathBuf>,
+    /// Allow a plain-http Vault address (a dev server); refused by
+    /// --production without --allow-dev-fallbacks.
+    #[arg(long, env = "ATTACHE_VAULT_ALLOW_HTTP")]
+    pub vault_allow_http: bool,
+    /// The KMS key (id, ARN or alias) that wraps this deployment's tenant
+    /// keys. Credentials come from the standard AWS chain, as for S3.
+    #[arg(long, env = "ATTACHE_KMS_KEY_ID")]
+    pub kms_key_id: Option<String>,
+    /// KMS region; unset: the AWS chain's (AWS_REGION, profile).
+    #[arg(long, env = "ATTACHE_KMS_REGION")]
+    pub kms_region: Option<String>,
+    /// A KMS-compatible endpoint (a VPC endpoint); AWS's if unset.
+    #[arg(long, env = "ATTACHE_KMS_ENDPOINT")]
+    pub kms_endpoint: Option<String>,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum KeyProviderArg {
+    Local,
+    Vault,
+    Kms,
+}
+
+impl KeyArgs {
+    fn config(&self) -> anyhow::Result<KeyProviderConfig> {
+        let vault = match &self.vault_addr {
+            None => None,
+            Some(addr) => {
+                let token = match &self.vault_token_file {
+                    Some(f) => VaultToken::File(f.clone()),
+                    None => match std::env::var("ATTACHE_VAULT_TOKEN") {
+                        Ok(t) if !t.trim().is_empty() => VaultToken::value(t.trim()),
+                        _ => anyhow::bail!(
+                            "--vault-addr needs a token: --vault-token-file, or ATTACHE_VAULT_TOKEN"
+                        ),
+                    },
+                };
+                let mut v = VaultConfig::new(addr, token, &self.vault_transit_key);
+                v.transit_mount = self.vault_transit_mount.clone();
+                v.ca_file = self.vault_ca_file.clone();
+                v.allow_http = self.vault_allow_http;
+                Some(v)
+            }
+        };
+        let kms = self.kms_key_id.as_ref().map(|id| {
+            let mut k = KmsConfig::new(id);
+            k.region = self.kms_region.clone();
+            k.endpoint = self.kms_endpoint.clone();
+            k
+        });
+        Ok(KeyProviderConfig {
+            provider: match self.key_provider {
+                KeyProviderArg::Local => KeyProviderKind::Local,
+                KeyProviderArg::Vault => KeyProviderKind::Vault,
+                KeyProviderArg::Kms => KeyProviderKind::Kms,
+            },
+            vault,
+            kms,
+        })
+    }
 }
 
 impl DeploymentArgs {
-    fn config(&self) -> CpConfig {
+    fn config(&self) -> anyhow::Result<CpConfig> {
         let mut c = CpConfig::local(&self.data_dir);
         c.database_url = self.database_url.clone();
         c.fleet_ca_dir = self.fleet_ca_dir.clone();
         c.master_key_file = self.master_key_file.clone();
-        c
+        c.single_tenant = self.single_tenant.clone();
+        c.key_provider = self.keys.config()?;
+        Ok(c)
     }
 }
 
-/// Where recordings are: the control plane's, and the retention sweep's.
+/// Where recordings are: the default store (`--s3-bucket`, else a local
+/// directory, else none when only per-region buckets are named) and the
+/// buckets of regions and tenants. The control plane's, and the retention
+/// sweep's (which deletes from each).
 #[derive(Args, Clone)]
 pub(crate) struct ObjectStoreArgs {
     /// Store recordings in this S3 bucket (else in `objects/` under the data
@@ -95,23 +197,78 @@ pub(crate) struct ObjectStoreArgs {
     /// Path-style bucket addressing, which most S3-compatible servers want.
     #[arg(long, env = "ATTACHE_S3_PATH_STYLE")]
     pub s3_path_style: bool,
+    /// The bucket of one home region, `REGION=BUCKET` (or
+    /// `REGION=BUCKET@S3_REGION` when the bucket is not in --s3-region);
+    /// repeat it for each region. Tenants of a region keep their recordings
+    /// there and nowhere else; --s3-bucket, if set, serves the regions not
+    /// named, and without it their tenants cannot create bots.
+    #[arg(long, env = "ATTACHE_S3_BUCKET_FOR", value_delimiter = ',', value_parser = bucket_for)]
+    pub s3_bucket_for: Vec<BucketFor>,
+    /// A tenant's own bucket, `TENANT=BUCKET[@S3_REGION]`, ahead of its
+    /// region's (a dedicated tenant needs one); repeatable.
+    #[arg(long, env = "ATTACHE_S3_BUCKET_FOR_TENANT", value_delimiter = ',', value_parser = bucket_for)]
+    pub s3_bucket_for_tenant: Vec<BucketFor>,
 }
 
 impl ObjectStoreArgs {
-    /// S3 if a bucket is named; else the config's own (a local directory).
     fn apply(&self, c: &mut CpConfig) {
-        if let Some(bucket) = &self.s3_bucket {
-            c.object_store = ObjectStoreConfig::S3(S3Config {
-                bucket: bucket.clone(),
-                region: self.s3_region.clone(),
+        let s3 = |bucket: String, s3_region: Option<String>| {
+            ObjectStoreConfig::S3(S3Config {
+                bucket,
+                region: s3_region.unwrap_or_else(|| self.s3_region.clone()),
                 endpoint: self.s3_endpoint.clone(),
                 force_path_style: self.s3_path_style,
                 access_key: None,
                 secret_key: None,
                 create_bucket: false,
-            });
+            })
+        };
+        for b in self.s3_bucket_for.iter().cloned() {
+            c.region_object_stores
+                .insert(b.name, s3(b.bucket, b.s3_region));
+        }
+        for b in self.s3_bucket_for_tenant.iter().cloned() {
+            c.tenant_object_stores
+                .insert(b.name, s3(b.bucket, b.s3_region));
+        }
+        match self.s3_bucket.clone() {
+            Some(bucket) => c.object_store = Some(s3(bucket, None)),
+            // Buckets named per region and none by default: the other
+            // regions keep nothing, not even on local disk.
+            None if !self.s3_bucket_for.is_empty() => c.object_store = None,
+            None => {}
         }
     }
+}
+
+/// `NAME=BUCKET` or `NAME=BUCKET@S3_REGION`: a region's (or a tenant's)
+/// bucket, in its own S3 region if it is not `--s3-region`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct BucketFor {
+    pub name: String,
+    pub bucket: String,
+    pub s3_region: Option<String>,
+}
+
+fn bucket_for(s: &str) -> Result<BucketFor, String> {
+    let (name, rest) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s:?}: expected NAME=BUCKET or NAME=BUCKET@S3_REGION"))?;
+    let (bucket, s3_region) = match rest.split_once('@') {
+        Some((b, r)) => (b, Some(r.trim().to_string())),
+        None => (rest, None),
+    };
+    let (name, bucket) = (name.trim(), bucket.trim());
+    if name.is_empty() || bucket.is_empty() || s3_region.as_deref() == Some("") {
+        return Err(format!(
+            "{s:?}: expected NAME=BUCKET or NAME=BUCKET@S3_REGION"
+        ));
+    }
+    Ok(BucketFor {
+        name: name.to_string(),
+        bucket: bucket.to_string(),
+        s3_region,
+    })
 }
 
 #[derive(Args)]
@@ -148,6 +305,10 @@ struct ControlPlaneArgs {
     allow_dev_fallbacks: bool,
     #[command(flatten)]
     objects: ObjectStoreArgs,
+    /// How long a bot whose join time has come waits for a worker of its
+    /// region (or pool) before it fails with NO_CAPACITY.
+    #[arg(long, env = "ATTACHE_QUEUE_TIMEOUT_SECONDS", default_value_t = 600)]
+    queue_timeout_seconds: u64,
     /// The URL clients reach this control plane at, for download links.
     #[arg(long, env = "ATTACHE_PUBLIC_URL")]
     public_url: Option<String>,
@@ -234,8 +395,18 @@ enum AdminCommand {
     /// Create a tenant and print its first API key (shown once).
     CreateTenant {
         name: String,
+        /// Its home region: where its bots run and its data is kept.
         #[arg(long)]
         region: String,
+        /// `shared`: the shared workers of its region; `dedicated`: only the
+        /// workers of its own --pool (and its own bucket,
+        /// --s3-bucket-for-tenant).
+        #[arg(long, value_enum, default_value_t = IsolationArg::Shared)]
+        isolation: IsolationArg,
+        /// A dedicated tenant's worker pool (`attache admin worker-token
+        /// --pool NAME` enrolls workers into it).
+        #[arg(long)]
+        pool: Option<String>,
         /// Invite this address as the tenant's owner in the console.
         #[arg(long)]
         owner_email: Option<String>,
@@ -320,10 +491,51 @@ enum AdminCommand {
         #[command(flatten)]
         deployment: DeploymentArgs,
     },
+    /// Rewrap every tenant key and the platform key under a new provider
+    /// key, without touching any data: a new key file (local), a new
+    /// version of the Transit key or another Transit key (vault), another
+    /// KMS key (kms); or, after --key-provider changed, every key onto the
+    /// new provider (give the old one's settings too, e.g.
+    /// --master-key-file). Safe to run again; exits non-zero if a key
+    /// could not be rewrapped.
+    RotateMasterKey {
+        /// local: the key file that replaces --master-key-file (created if
+        /// missing); point --master-key-file at it afterwards.
+        #[arg(long)]
+        new_master_key_file: Option<PathBuf>,
+        /// vault: move to this Transit key; unset, the configured key gets
+        /// a new version.
+        #[arg(long)]
+        new_vault_transit_key: Option<String>,
+        /// vault: rewrap onto the newest version without making one (it was
+        /// rotated in Vault already, or a rotation is resumed).
+        #[arg(long)]
+        keep_key_version: bool,
+        /// kms: move to this key; unset, keys are re-encrypted under the
+        /// configured key's current material.
+        #[arg(long)]
+        new_kms_key_id: Option<String>,
+        #[command(flatten)]
+        deployment: DeploymentArgs,
+    },
+    /// Put a dedicated tenant on a provider key of its own: a Transit key
+    /// name (vault) or a KMS key id (kms). Its key is rewrapped onto it,
+    /// and rotations leave it there.
+    TenantKey {
+        tenant: String,
+        #[arg(long)]
+        provider_key: String,
+        #[command(flatten)]
+        deployment: DeploymentArgs,
+    },
     /// Issue a one-time join token for a worker in a region.
     WorkerToken {
         #[arg(long)]
         region: String,
+        /// Enroll the worker into a dedicated tenant's pool: it runs that
+        /// tenant's bots and no one else's.
+        #[arg(long)]
+        pool: Option<String>,
         /// Minutes until the token expires.
         #[arg(long, default_value_t = 60)]
         ttl_minutes: u64,
@@ -371,12 +583,29 @@ fn print_sweep(r: &attache_control_plane::SweepReport) {
     }
 }
 
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum IsolationArg {
+    Shared,
+    Dedicated,
+}
+
+impl From<IsolationArg> for Isolation {
+    fn from(i: IsolationArg) -> Isolation {
+        match i {
+            IsolationArg::Shared => Isolation::Shared,
+            IsolationArg::Dedicated => Isolation::Dedicated,
+        }
+    }
+}
+
 impl Cli {
     pub(crate) async fn run(self) -> anyhow::Result<()> {
         match self.command {
             Command::Dev(args) => crate::dev::run(args).await,
             Command::ControlPlane(a) => {
-                let mut c = a.deployment.config();
+                let mut c = a.deployment.config()?;
+                a.objects.apply(&mut c);
+                c.queue_timeout = Duration::from_secs(a.queue_timeout_seconds);
                 c.http_addr = a.http_addr;
                 c.quic_addr = a.quic_addr;
                 c.fleet_names = a.fleet_names;
@@ -389,7 +618,6 @@ impl Cli {
                 }
                 c.production = a.production;
                 c.allow_dev_fallbacks = a.allow_dev_fallbacks || !a.production;
-                a.objects.apply(&mut c);
                 c.public_url = a.public_url;
                 c.download_ttl = Duration::from_secs(a.download_ttl_seconds);
                 c.sso_allow_private = a.sso_allow_private;
@@ -419,21 +647,33 @@ impl Cli {
                 worker.run(crate::shutdown_on_signal()).await;
                 Ok(())
             }
+            Command::Schema => {
+                print!("{}", attache_control_plane::sdl());
+                Ok(())
+            }
             Command::Migrate(d) => {
-                Admin::open(&d.config()).await.context("migrating")?;
+                Admin::open(&d.config()?).await.context("migrating")?;
                 println!("migrations applied");
                 Ok(())
             }
             Command::Admin(AdminCommand::CreateTenant {
                 name,
                 region,
+                isolation,
+                pool,
                 owner_email,
                 deployment,
             }) => {
-                let admin = Admin::open(&deployment.config()).await?;
-                let t = admin.create_tenant(&name, &region).await?;
+                let admin = Admin::open(&deployment.config()?).await?;
+                let t = admin
+                    .create_tenant_in(&name, &region, isolation.into(), pool.as_deref())
+                    .await?;
                 println!("tenant: {} ({})", t.name, t.tenant_id);
                 println!("region: {}", t.region);
+                match &t.pool {
+                    Some(p) => println!("isolation: dedicated, pool {p}"),
+                    None => println!("isolation: shared"),
+                }
                 println!("api key: {}", t.api_key);
                 if let Some(email) = owner_email {
                     admin
@@ -444,7 +684,7 @@ impl Cli {
                 Ok(())
             }
             Command::Admin(AdminCommand::AddOperator { email, deployment }) => {
-                Admin::open(&deployment.config())
+                Admin::open(&deployment.config()?)
                     .await?
                     .add_operator(&email)
                     .await?;
@@ -452,7 +692,7 @@ impl Cli {
                 Ok(())
             }
             Command::Admin(AdminCommand::RemoveOperator { email, deployment }) => {
-                let removed = Admin::open(&deployment.config())
+                let removed = Admin::open(&deployment.config()?)
                     .await?
                     .remove_operator(&email)
                     .await?;
@@ -474,7 +714,7 @@ impl Cli {
             }) => {
                 let secret = std::fs::read_to_string(&client_secret_file)
                     .with_context(|| format!("reading {}", client_secret_file.display()))?;
-                Admin::open(&deployment.config())
+                Admin::open(&deployment.config()?)
                     .await?
                     .set_operator_sso(&issuer, &client_id, secret.trim())
                     .await?;
@@ -486,7 +726,7 @@ impl Cli {
                 ttl_minutes,
                 deployment,
             }) => {
-                let token = Admin::open(&deployment.config())
+                let token = Admin::open(&deployment.config()?)
                     .await?
                     .operator_session(&email, Duration::from_secs(ttl_minutes * 60))
                     .await?;
@@ -494,7 +734,7 @@ impl Cli {
                 Ok(())
             }
             Command::Admin(AdminCommand::VerifyAudit { deployment }) => {
-                let admin = Admin::open(&deployment.config()).await?;
+                let admin = Admin::open(&deployment.config()?).await?;
                 match admin.verify_audit().await? {
                     attache_control_plane::AuditVerdict::Intact { entries, head } => {
                         println!("audit log intact: {entries} entries, head {head}");
@@ -506,7 +746,7 @@ impl Cli {
                 }
             }
             Command::Admin(AdminCommand::ExportAudit { tenant, deployment }) => {
-                let admin = Admin::open(&deployment.config()).await?;
+                let admin = Admin::open(&deployment.config()?).await?;
                 let mut out = std::io::stdout().lock();
                 admin.export_audit(tenant.as_deref(), &mut out).await?;
                 Ok(())
@@ -517,7 +757,7 @@ impl Cli {
                 keep,
                 deployment,
             }) => {
-                let admin = Admin::open(&deployment.config()).await?;
+                let admin = Admin::open(&deployment.config()?).await?;
                 if let Some(class) = class {
                     admin
                         .set_retention_default(class, if keep { None } else { days })
@@ -536,13 +776,65 @@ impl Cli {
                 objects,
                 deployment,
             }) => {
-                let mut config = deployment.config();
+                let mut config = deployment.config()?;
                 objects.apply(&mut config);
                 let admin = Admin::open(&config).await?;
                 let report = admin
                     .retention_sweep(as_of.unwrap_or_else(chrono::Utc::now))
                     .await?;
                 print_sweep(&report);
+                Ok(())
+            }
+            Command::Admin(AdminCommand::RotateMasterKey {
+                new_master_key_file,
+                new_vault_transit_key,
+                keep_key_version,
+                new_kms_key_id,
+                deployment,
+            }) => {
+                let admin = Admin::open(&deployment.config()?).await?;
+                let report = admin
+                    .rotate_master_key(&Rotation {
+                        new_master_key_file,
+                        new_vault_transit_key,
+                        keep_key_version,
+                        new_kms_key_id,
+                    })
+                    .await?;
+                for c in &report.rewrapped {
+                    println!("{}: {} -> {}", c.subject, c.from, c.to);
+                }
+                println!(
+                    "rewrapped {} keys under {} ({} already there, {} on a tenant's own key)",
+                    report.rewrapped.len(),
+                    report.target,
+                    report.unchanged,
+                    report.own_keys
+                );
+                if report.resealed_operator_secret {
+                    println!("operator sign-in secret sealed under the platform key");
+                }
+                for (subject, e) in &report.failed {
+                    eprintln!("{subject}: not rewrapped: {e}");
+                }
+                if !report.failed.is_empty() {
+                    anyhow::bail!(
+                        "{} keys were not rewrapped; they are as they were: run the rotation again",
+                        report.failed.len()
+                    );
+                }
+                Ok(())
+            }
+            Command::Admin(AdminCommand::TenantKey {
+                tenant,
+                provider_key,
+                deployment,
+            }) => {
+                let c = Admin::open(&deployment.config()?)
+                    .await?
+                    .set_tenant_provider_key(&tenant, &provider_key)
+                    .await?;
+                println!("{}: {} -> {}", c.subject, c.from, c.to);
                 Ok(())
             }
             Command::Admin(AdminCommand::InitFleetCa { dir }) => {
@@ -552,17 +844,109 @@ impl Cli {
             }
             Command::Admin(AdminCommand::WorkerToken {
                 region,
+                pool,
                 ttl_minutes,
                 deployment,
             }) => {
-                let admin = Admin::open(&deployment.config()).await?;
+                let admin = Admin::open(&deployment.config()?).await?;
                 let t = admin
-                    .worker_token(&region, Duration::from_secs(ttl_minutes * 60))
+                    .worker_token_in(
+                        &region,
+                        pool.as_deref(),
+                        Duration::from_secs(ttl_minutes * 60),
+                    )
                     .await?;
                 println!("join token: {}", t.token);
-                println!("region: {}  expires: {}", t.region, t.expires_at);
+                println!(
+                    "region: {}  pool: {}  expires: {}",
+                    t.region,
+                    t.pool.as_deref().unwrap_or("shared"),
+                    t.expires_at
+                );
                 Ok(())
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_per_region() {
+        assert_eq!(
+            bucket_for("eu-west-1=acme-eu").unwrap(),
+            BucketFor {
+                name: "eu-west-1".into(),
+                bucket: "acme-eu".into(),
+                s3_region: None
+            }
+        );
+        assert_eq!(
+            bucket_for("us=rec-us@us-west-2")
+                .unwrap()
+                .s3_region
+                .as_deref(),
+            Some("us-west-2")
+        );
+        for bad in ["", "eu", "=b", "eu=", "eu=b@", "eu=@r"] {
+            assert!(bucket_for(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    fn control_plane(flags: &[&str]) -> (Box<ControlPlaneArgs>, CpConfig) {
+        let cli = Cli::try_parse_from(["attache", "control-plane"].iter().chain(flags)).unwrap();
+        let Command::ControlPlane(a) = cli.command else {
+            panic!("not the control plane");
+        };
+        let mut c = a.deployment.config().unwrap();
+        a.objects.apply(&mut c);
+        (a, c)
+    }
+
+    fn bucket(s: &ObjectStoreConfig) -> (&str, &str) {
+        match s {
+            ObjectStoreConfig::S3(s3) => (s3.bucket.as_str(), s3.region.as_str()),
+            ObjectStoreConfig::Local { .. } => ("local", ""),
+        }
+    }
+
+    #[test]
+    fn flags_fill_the_residency_config() {
+        let (a, c) = control_plane(&[
+            "--s3-bucket-for",
+            "eu=rec-eu",
+            "--s3-bucket-for",
+            "us=rec-us@us-west-2",
+            "--s3-bucket-for-tenant",
+            "acme=acme-rec",
+            "--queue-timeout-seconds",
+            "30",
+            "--s3-region",
+            "eu-west-1",
+        ]);
+        assert_eq!(a.queue_timeout_seconds, 30);
+        assert_eq!(
+            bucket(&c.region_object_stores["eu"]),
+            ("rec-eu", "eu-west-1")
+        );
+        assert_eq!(
+            bucket(&c.region_object_stores["us"]),
+            ("rec-us", "us-west-2")
+        );
+        assert_eq!(
+            bucket(&c.tenant_object_stores["acme"]),
+            ("acme-rec", "eu-west-1")
+        );
+        assert!(c.object_store.is_none(), "only the named regions keep data");
+
+        // --s3-bucket still serves every region not named.
+        let (_, c) = control_plane(&["--s3-bucket", "rec", "--s3-bucket-for", "eu=rec-eu"]);
+        assert_eq!(bucket(c.object_store.as_ref().unwrap()).0, "rec");
+        // No bucket at all: the local directory, as before.
+        let (_, c) = control_plane(&[]);
+        assert_eq!(bucket(c.object_store.as_ref().unwrap()).0, "local");
+        assert_eq!(c.queue_timeout, Duration::from_secs(600));
     }
 }

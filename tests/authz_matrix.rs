@@ -78,6 +78,19 @@ const TABLE: &[Row] = &[
         allowed: READERS,
     },
     Row {
+        name: "node",
+        kind: Kind::Query,
+        doc: "query($bot: ID!) { node(id: $bot) { id ... on Bot { botName meetingUrl } } }",
+        allowed: READERS,
+    },
+    Row {
+        name: "nodes",
+        kind: Kind::Query,
+        // A member: what every tenant role but none other may read.
+        doc: "query($member: ID!) { nodes(ids: [$member]) { id ... on Member { email role } } }",
+        allowed: MEMBERS_READERS,
+    },
+    Row {
         name: "webhookEndpoints",
         kind: Kind::Query,
         doc: "{ webhookEndpoints { id url } }",

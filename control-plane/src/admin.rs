@@ -8,14 +8,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use attache_tenant_policy::{
-    DataClass, Role, validate_region, validate_retention_days, validate_tenant_name,
+    DataClass, Role, validate_pool, validate_region, validate_retention_days, validate_tenant_name,
 };
 
 use crate::auth::{hash_secret, mint_api_key, random_hex};
 use crate::config::Config;
+use crate::entity::names::{Isolation, Stored};
 use crate::entity::{join_token, tenant};
 use crate::fleet::FleetCa;
-use crate::objects::{ObjectStoreConfig, Objects};
+use crate::residency::ObjectStores;
 use crate::retention::{SweepError, SweepReport, Sweeper};
 use crate::store::{Store, now};
 use crate::{AppState, BuildError};
@@ -29,6 +30,8 @@ pub enum AdminError {
     #[error("database: {0}")]
     Db(#[from] sea_orm::DbErr),
     #[error(transparent)]
+    Keys(#[from] crate::keys::KeyError),
+    #[error(transparent)]
     Objects(#[from] crate::objects::ObjectError),
     #[error("retention sweep: {0}")]
     Sweep(#[from] SweepError),
@@ -39,17 +42,19 @@ pub struct Admin {
     store: Store,
     ca: Arc<FleetCa>,
     keys: crate::keys::Keys,
+    /// A single-tenant deployment's one tenant.
+    single_tenant: Option<String>,
     objects: ObjectsAt,
     retention_batch: u64,
     retention_budget: u64,
 }
 
-/// The object store: open already (a running control plane's), or to be
-/// opened by the commands that need it.
+/// The object stores: open already (a running control plane's), or to be
+/// opened, from the deployment's config, by the commands that need them.
 #[derive(Clone)]
 enum ObjectsAt {
-    Open(Objects),
-    Config(ObjectStoreConfig, Vec<u8>),
+    Open(ObjectStores),
+    Config(Box<Config>),
 }
 
 #[derive(Debug, Clone)]
@@ -57,8 +62,22 @@ pub struct CreatedTenant {
     pub tenant_id: String,
     pub name: String,
     pub region: String,
+    pub isolation: Isolation,
+    /// A dedicated tenant's worker pool.
+    pub pool: Option<String>,
     /// Shown once; only its hash is stored.
     pub api_key: String,
+}
+
+/// One lease a bot was granted: which worker ran it, for how long.
+#[derive(Debug, Clone)]
+pub struct LeaseRecord {
+    pub generation: i64,
+    pub worker_id: String,
+    /// The worker's pool; `None`: a shared worker.
+    pub worker_pool: Option<String>,
+    pub granted_at: chrono::DateTime<chrono::Utc>,
+    pub released_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 #[derive(Debug, Clone)]
@@ -66,12 +85,25 @@ pub struct WorkerToken {
     /// `ajt_<id>_<secret>_<fleet CA fingerprint>`; spendable once.
     pub token: String,
     pub region: String,
+    /// The dedicated pool the worker joins; `None`: shared.
+    pub pool: Option<String>,
     pub expires_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// Why a single-tenant deployment refuses to create a tenant, if it does.
+pub(crate) fn single_tenant_refuses(single: Option<&str>, name: &str) -> Option<String> {
+    match single {
+        Some(only) if only != name => Some(format!(
+            "this deployment serves only tenant {only}; it creates no other tenant"
+        )),
+        _ => None,
+    }
 }
 
 impl Admin {
     pub(crate) fn new(state: AppState) -> Admin {
         Admin {
+            single_tenant: state.config.single_tenant.clone(),
             store: state.store,
             ca: state.ca,
             keys: state.keys,
@@ -89,33 +121,29 @@ impl Admin {
         let store = Store::open(&config.database_url()).await?;
         store.migrate().await?;
         let ca = Arc::new(FleetCa::for_config(config)?);
-        let master_key_file = config
-            .master_key_file
-            .clone()
-            .unwrap_or_else(|| config.data_dir.join("master.key"));
-        let master = crate::keys::load_master_key(
-            &master_key_file,
-            !config.production || config.allow_dev_fallbacks,
-        )?;
-        let objects = ObjectsAt::Config(
-            config.object_store.clone(),
-            crate::keys::derive(&master, "attache/download-links"),
-        );
-        let keys = crate::keys::Keys::new(master, store.clone());
+        let keys = crate::keys::Keys::new(crate::keys::Keyring::open(config).await?, store.clone());
         Ok(Admin {
             store,
             ca,
             keys,
-            objects,
+            single_tenant: config.single_tenant.clone(),
+            objects: ObjectsAt::Config(Box::new(config.clone())),
             retention_batch: config.retention_batch,
             retention_budget: config.retention_budget,
         })
     }
 
-    async fn objects(&self) -> Result<Objects, AdminError> {
+    async fn objects(&self) -> Result<ObjectStores, AdminError> {
         match &self.objects {
             ObjectsAt::Open(o) => Ok(o.clone()),
-            ObjectsAt::Config(c, key) => Ok(Objects::open(c, key.clone()).await?),
+            ObjectsAt::Config(c) => {
+                let link_key = self
+                    .keys
+                    .derived("attache/download-links")
+                    .await
+                    .map_err(crate::keys::KeyError::from)?;
+                Ok(ObjectStores::open(c, link_key).await?)
+            }
         }
     }
 
@@ -301,7 +329,7 @@ impl Admin {
     }
 
     /// The identity provider operators sign in with; its client secret is
-    /// sealed with a key derived from the master key.
+    /// sealed with a key derived from the platform key.
     pub async fn set_operator_sso(
         &self,
         issuer: &str,
@@ -333,6 +361,59 @@ impl Admin {
             .await?;
         self.audit(None, "setOperatorSso", Some("identity_provider".into()))
             .await
+    }
+
+    /// Rewraps every stored tenant key and the platform key under a new
+    /// provider key (see `keys/rotate.rs`); no data is touched. Recorded in
+    /// the audit log, with how many keys moved and how many failed.
+    pub async fn rotate_master_key(
+        &self,
+        rotation: &crate::keys::Rotation,
+    ) -> Result<crate::keys::RotationReport, AdminError> {
+        let report = self.keys.rotate(rotation).await?;
+        crate::audit::AuditLog::new(self.store.clone())
+            .append(crate::audit::Record {
+                tenant_id: None,
+                actor: "operator:cli".into(),
+                action: "rotateMasterKey".into(),
+                target: Some(format!(
+                    "keys:{} rewrapped={} failed={}",
+                    report.target,
+                    report.rewrapped.len(),
+                    report.failed.len()
+                )),
+                outcome: if report.failed.is_empty() {
+                    "ok".into()
+                } else {
+                    "partial".into()
+                },
+            })
+            .await?;
+        Ok(report)
+    }
+
+    /// Puts a (dedicated) tenant on a provider key of its own: a Transit
+    /// key name or a KMS key id of the configured provider. Its key is
+    /// rewrapped onto it; later rotations leave it there.
+    pub async fn set_tenant_provider_key(
+        &self,
+        tenant_id: &str,
+        provider_key: &str,
+    ) -> Result<crate::keys::RowChange, AdminError> {
+        if self.store.tenant(tenant_id).await?.is_none() {
+            return Err(AdminError::Invalid(format!("no tenant {tenant_id}")));
+        }
+        let change = self
+            .keys
+            .set_tenant_provider_key(tenant_id, provider_key)
+            .await?;
+        self.audit(
+            Some(tenant_id),
+            "setTenantProviderKey",
+            Some(format!("tenant_key:{}", change.to)),
+        )
+        .await?;
+        Ok(change)
     }
 
     /// Walks the whole audit chain.
@@ -383,13 +464,52 @@ impl Admin {
         Ok(())
     }
 
+    /// Creates a shared tenant (its bots run on its region's shared workers).
     pub async fn create_tenant(
         &self,
         name: &str,
         region: &str,
     ) -> Result<CreatedTenant, AdminError> {
+        self.create_tenant_in(name, region, Isolation::Shared, None)
+            .await
+    }
+
+    /// Creates a tenant: `Shared`, or `Dedicated` with the pool its bots
+    /// (and only its bots) run on.
+    pub async fn create_tenant_in(
+        &self,
+        name: &str,
+        region: &str,
+        isolation: Isolation,
+        pool: Option<&str>,
+    ) -> Result<CreatedTenant, AdminError> {
         validate_tenant_name(name).map_err(|e| AdminError::Invalid(e.to_string()))?;
         validate_region(region).map_err(|e| AdminError::Invalid(e.to_string()))?;
+        if let Some(why) = single_tenant_refuses(self.single_tenant.as_deref(), name) {
+            return Err(AdminError::Invalid(why));
+        }
+        let pool = match (isolation, pool) {
+            (Isolation::Shared, None) => None,
+            (Isolation::Shared, Some(_)) => {
+                return Err(AdminError::Invalid(
+                    "a shared tenant has no pool; use --isolation dedicated".into(),
+                ));
+            }
+            (Isolation::Dedicated, None) => {
+                return Err(AdminError::Invalid(
+                    "a dedicated tenant needs --pool NAME".into(),
+                ));
+            }
+            (Isolation::Dedicated, Some(p)) => {
+                validate_pool(p).map_err(|e| AdminError::Invalid(e.to_string()))?;
+                if self.store.tenant_with_pool(p).await?.is_some() {
+                    return Err(AdminError::Invalid(format!(
+                        "pool {p} already belongs to another tenant"
+                    )));
+                }
+                Some(p.to_string())
+            }
+        };
         if self.store.tenant_by_name(name).await?.is_some() {
             return Err(AdminError::Exists(name.to_string()));
         }
@@ -401,6 +521,8 @@ impl Admin {
                 region: region.to_string(),
                 created_at: now(),
                 retention_days: None,
+                isolation: Stored(isolation),
+                pool,
             })
             .await?;
         let (row, api_key) = mint_api_key(&t.id, "initial owner key", Role::Owner, None, None);
@@ -411,6 +533,8 @@ impl Admin {
             tenant_id: t.id,
             name: t.name,
             region: t.region,
+            isolation: t.isolation.0,
+            pool: t.pool,
             api_key,
         })
     }
@@ -435,12 +559,28 @@ impl Admin {
         Ok(key)
     }
 
+    /// A join token for a shared worker of `region`.
     pub async fn worker_token(
         &self,
         region: &str,
         ttl: Duration,
     ) -> Result<WorkerToken, AdminError> {
+        self.worker_token_in(region, None, ttl).await
+    }
+
+    /// A join token for a worker of `region`, in a dedicated tenant's
+    /// `pool` if one is given: the worker's certificate names the pool, and
+    /// it runs that tenant's bots and no one else's.
+    pub async fn worker_token_in(
+        &self,
+        region: &str,
+        pool: Option<&str>,
+        ttl: Duration,
+    ) -> Result<WorkerToken, AdminError> {
         validate_region(region).map_err(|e| AdminError::Invalid(e.to_string()))?;
+        if let Some(p) = pool {
+            validate_pool(p).map_err(|e| AdminError::Invalid(e.to_string()))?;
+        }
         let id = random_hex(8);
         let secret = random_hex(32);
         let created_at = now();
@@ -454,12 +594,31 @@ impl Admin {
                 expires_at,
                 used_at: None,
                 used_by_worker: None,
+                pool: pool.map(str::to_string),
             })
             .await?;
         Ok(WorkerToken {
             token: format!("ajt_{id}_{secret}_{}", self.ca.fingerprint()),
             region: region.to_string(),
+            pool: pool.map(str::to_string),
             expires_at,
         })
+    }
+
+    /// Every lease a bot was granted, oldest first, with each worker's
+    /// pool: which machines ran it (support, and the isolation tests).
+    pub async fn bot_leases(&self, bot_id: &str) -> Result<Vec<LeaseRecord>, AdminError> {
+        let mut out = Vec::new();
+        for l in self.store.leases_of(bot_id).await? {
+            let worker = self.store.worker(&l.worker_id).await?;
+            out.push(LeaseRecord {
+                generation: l.generation,
+                worker_pool: worker.and_then(|w| w.pool),
+                worker_id: l.worker_id,
+                granted_at: l.granted_at,
+                released_at: l.released_at,
+            });
+        }
+        Ok(out)
     }
 }

@@ -1,12 +1,15 @@
 //! Typed configuration of the control plane, validated before any port is
 //! bound. The CLI fills it from flags and environment; tests fill it directly.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use attache_protocol::SessionLimits;
+use attache_tenant_policy::{validate_region, validate_tenant_name};
 
+use crate::keys::{KeyProviderConfig, KeyProviderKind};
 use crate::objects::ObjectStoreConfig;
 use crate::transcription::DefaultTranscription;
 
@@ -40,16 +43,36 @@ pub struct Config {
     /// unless `allow_dev_fallbacks` says otherwise.
     pub production: bool,
     pub allow_dev_fallbacks: bool,
-    /// Where recordings go: a local directory by default, S3 in production.
-    pub object_store: ObjectStoreConfig,
+    /// Where recordings go for tenants whose home region is not in
+    /// `region_object_stores`: a local directory by default, S3 in
+    /// production. `None`: only the named regions keep data, and tenants of
+    /// any other region cannot create bots (see `docs/governance.md`).
+    pub object_store: Option<ObjectStoreConfig>,
+    /// Per home region: the one store its tenants' recordings are written
+    /// to and read from.
+    pub region_object_stores: BTreeMap<String, ObjectStoreConfig>,
+    /// Per tenant name: a store of its own, ahead of its region's (a
+    /// dedicated tenant needs one).
+    pub tenant_object_stores: BTreeMap<String, ObjectStoreConfig>,
+    /// How long a bot whose join time has come may wait in the queue for a
+    /// worker of its region (or pool) before it fails with `NO_CAPACITY`.
+    pub queue_timeout: Duration,
+    /// A single-tenant deployment: serves this tenant only, refuses to
+    /// create any other, and refuses to start on a database that holds one.
+    pub single_tenant: Option<String>,
     /// How long a recording's download URL stays valid.
     pub download_ttl: Duration,
     /// The URL clients reach this control plane at (for download links the
     /// local object store signs); `None`: `http://<http_addr>`.
     pub public_url: Option<String>,
-    /// The key that wraps every tenant's key. `None`: `master.key` in the
-    /// data directory, created on first start (a development fallback).
+    /// The key file that wraps every tenant's key with the local provider.
+    /// `None`: `master.key` in the data directory, created on first start
+    /// (a development fallback). Beside another provider: the file that
+    /// opens keys it wrapped before a change of provider.
     pub master_key_file: Option<PathBuf>,
+    /// Which key provider wraps tenant keys (the local key file by
+    /// default), and how to reach Vault or KMS.
+    pub key_provider: KeyProviderConfig,
     /// The speech-to-text engine of tenants that chose none.
     pub default_transcription: DefaultTranscription,
     /// Webhooks: the first retry's delay (doubling, with jitter, up to
@@ -89,9 +112,13 @@ impl Config {
     pub fn local(data_dir: impl Into<PathBuf>) -> Config {
         let data_dir = data_dir.into();
         Config {
-            object_store: ObjectStoreConfig::Local {
+            object_store: Some(ObjectStoreConfig::Local {
                 dir: data_dir.join("objects"),
-            },
+            }),
+            region_object_stores: BTreeMap::new(),
+            tenant_object_stores: BTreeMap::new(),
+            queue_timeout: Duration::from_secs(600),
+            single_tenant: None,
             download_ttl: Duration::from_secs(15 * 60),
             public_url: None,
             data_dir,
@@ -111,6 +138,7 @@ impl Config {
             production: false,
             allow_dev_fallbacks: true,
             master_key_file: None,
+            key_provider: KeyProviderConfig::default(),
             default_transcription: DefaultTranscription::None,
             webhook_retry_base: Duration::from_secs(5),
             webhook_retry_max: Duration::from_secs(3600),
@@ -163,19 +191,45 @@ impl Config {
                 "a fleet CA created in the data directory: set --fleet-ca-dir to the managed CA, or --allow-dev-fallbacks",
             ));
         }
+        for region in self.region_object_stores.keys() {
+            validate_region(region)
+                .map_err(|e| ConfigError::Invalid(format!("object store of {region:?}: {e}")))?;
+        }
+        for tenant in self.tenant_object_stores.keys() {
+            validate_tenant_name(tenant)
+                .map_err(|e| ConfigError::Invalid(format!("object store of {tenant:?}: {e}")))?;
+        }
+        if let Some(t) = &self.single_tenant {
+            validate_tenant_name(t)
+                .map_err(|e| ConfigError::Invalid(format!("single tenant: {e}")))?;
+        }
+        let local = |s: &ObjectStoreConfig| matches!(s, ObjectStoreConfig::Local { .. });
         if self.production
             && !self.allow_dev_fallbacks
-            && matches!(self.object_store, ObjectStoreConfig::Local { .. })
+            && (self.object_store.as_ref().is_some_and(local)
+                || self.region_object_stores.values().any(local)
+                || self.tenant_object_stores.values().any(local))
         {
             return Err(ConfigError::DevFallback(
-                "recordings in a local directory: set --s3-bucket, or --allow-dev-fallbacks",
+                "recordings in a local directory: set --s3-bucket (or --s3-bucket-for REGION=BUCKET), or --allow-dev-fallbacks",
             ));
         }
-        if self.production && !self.allow_dev_fallbacks && self.master_key_file.is_none() {
+        if self.queue_timeout.is_zero() {
+            return Err(ConfigError::Invalid(
+                "the queue timeout must be positive".into(),
+            ));
+        }
+        if self.production
+            && !self.allow_dev_fallbacks
+            && self.key_provider.provider == KeyProviderKind::Local
+            && self.master_key_file.is_none()
+        {
             return Err(ConfigError::DevFallback(
-                "a master key created in the data directory: set --master-key-file to the managed key, or --allow-dev-fallbacks",
+                "a master key created in the data directory: set --master-key-file to the managed key, --key-provider vault or kms, or --allow-dev-fallbacks",
             ));
         }
+        self.key_provider
+            .validate(self.production, self.allow_dev_fallbacks)?;
         if self.production && self.webhook_allow_private {
             return Err(ConfigError::Invalid(
                 "webhooks to private networks are for development only".into(),
@@ -245,15 +299,7 @@ mod tests {
             matches!(c.validate(), Err(ConfigError::DevFallback(_))),
             "recordings on local disk"
         );
-        c.object_store = ObjectStoreConfig::S3(crate::objects::S3Config {
-            bucket: "recordings".into(),
-            region: "eu-west-1".into(),
-            endpoint: None,
-            force_path_style: false,
-            access_key: None,
-            secret_key: None,
-            create_bucket: false,
-        });
+        c.object_store = Some(s3("recordings"));
         assert!(
             matches!(c.validate(), Err(ConfigError::DevFallback(_))),
             "a master key made on the spot"
@@ -266,6 +312,115 @@ mod tests {
             "identity providers on private networks"
         );
         c.sso_allow_private = false;
+        c.validate().unwrap();
+    }
+
+    fn s3(bucket: &str) -> ObjectStoreConfig {
+        ObjectStoreConfig::S3(crate::objects::S3Config {
+            bucket: bucket.into(),
+            region: "eu-west-1".into(),
+            endpoint: None,
+            force_path_style: false,
+            access_key: None,
+            secret_key: None,
+            create_bucket: false,
+        })
+    }
+
+    fn production() -> Config {
+        let mut c = Config::local("/tmp/x");
+        c.production = true;
+        c.allow_dev_fallbacks = false;
+        c.database_url = Some("postgres://db/attache".into());
+        c.fleet_ca_dir = Some("/run/secrets/fleet-ca".into());
+        c.master_key_file = Some("/run/secrets/master.key".into());
+        c.webhook_allow_private = false;
+        c.sso_allow_private = false;
+        c.object_store = Some(s3("recordings"));
+        c
+    }
+
+    #[test]
+    fn production_refuses_a_local_store_for_any_region_or_tenant() {
+        production().validate().unwrap();
+        // Only the named regions keep data: no default store is fine.
+        let mut c = production();
+        c.object_store = None;
+        c.region_object_stores.insert("eu-west-1".into(), s3("eu"));
+        c.validate().unwrap();
+        let local = || ObjectStoreConfig::Local {
+            dir: "/tmp/x/objects".into(),
+        };
+        let mut c = production();
+        c.region_object_stores.insert("eu-west-1".into(), local());
+        assert!(matches!(c.validate(), Err(ConfigError::DevFallback(_))));
+        let mut c = production();
+        c.tenant_object_stores.insert("acme".into(), local());
+        assert!(matches!(c.validate(), Err(ConfigError::DevFallback(_))));
+        c.allow_dev_fallbacks = true;
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn store_names_and_the_queue_timeout_are_checked() {
+        let mut c = Config::local("/tmp/x");
+        c.region_object_stores.insert("EU West".into(), s3("eu"));
+        assert!(c.validate().is_err());
+        let mut c = Config::local("/tmp/x");
+        c.tenant_object_stores.insert("Acme Inc".into(), s3("acme"));
+        assert!(c.validate().is_err());
+        let mut c = Config::local("/tmp/x");
+        c.single_tenant = Some("not a name".into());
+        assert!(c.validate().is_err());
+        let mut c = Config::local("/tmp/x");
+        c.queue_timeout = Duration::ZERO;
+        assert!(c.validate().is_err());
+    }
+
+    #[test]
+    fn production_with_vault_or_kms_needs_no_key_file() {
+        let mut c = Config::local("/tmp/x");
+        c.production = true;
+        c.allow_dev_fallbacks = false;
+        c.database_url = Some("postgres://db/attache".into());
+        c.fleet_ca_dir = Some("/run/secrets/fleet-ca".into());
+        c.object_store = Some(ObjectStoreConfig::S3(crate::objects::S3Config {
+            bucket: "recordings".into(),
+            region: "eu-west-1".into(),
+            endpoint: None,
+            force_path_style: false,
+            access_key: None,
+            secret_key: None,
+            create_bucket: false,
+        }));
+        c.webhook_allow_private = false;
+        c.sso_allow_private = false;
+        assert!(
+            matches!(c.validate(), Err(ConfigError::DevFallback(_))),
+            "the key file made in the data dir"
+        );
+        c.key_provider = KeyProviderConfig {
+            provider: KeyProviderKind::Kms,
+            vault: None,
+            kms: Some(crate::keys::KmsConfig::new("alias/attache")),
+        };
+        c.validate().unwrap();
+        let mut vault = crate::keys::VaultConfig::new(
+            "http://vault:8200",
+            crate::keys::VaultToken::value("t"),
+            "attache",
+        );
+        vault.allow_http = true;
+        c.key_provider = KeyProviderConfig {
+            provider: KeyProviderKind::Vault,
+            vault: Some(vault),
+            kms: None,
+        };
+        assert!(
+            matches!(c.validate(), Err(ConfigError::DevFallback(_))),
+            "plain http to Vault"
+        );
+        c.key_provider.vault.as_mut().unwrap().addr = "https://vault:8200".into();
         c.validate().unwrap();
     }
 

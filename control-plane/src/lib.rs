@@ -32,6 +32,7 @@ mod audit;
 mod entity;
 mod keys;
 mod objects;
+mod residency;
 mod store;
 
 // Start-up, operator commands, telemetry.
@@ -46,11 +47,15 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-pub use admin::{Admin, AdminError, CreatedTenant, WorkerToken};
+pub use admin::{Admin, AdminError, CreatedTenant, LeaseRecord, WorkerToken};
 pub use api::sdl;
 pub use audit::{Entry as AuditEntry, Verdict as AuditVerdict};
 pub use config::{Config, ConfigError};
-pub use keys::KeyError;
+pub use entity::names::Isolation;
+pub use keys::{
+    KeyError, KeyProviderConfig, KeyProviderKind, KmsConfig, Rotation, RotationReport, RowChange,
+    VaultConfig, VaultToken,
+};
 pub use objects::{ObjectError, ObjectStoreConfig, Objects, S3Config};
 pub use retention::{SweepError, SweepReport};
 pub use store::Store;
@@ -75,7 +80,8 @@ pub(crate) struct AppState {
     pub bots: bots::Bots,
     pub dispatch_wakeup: Arc<Notify>,
     pub ca: Arc<fleet::FleetCa>,
-    pub objects: objects::Objects,
+    /// Every object store, and which one holds each bot's recordings.
+    pub objects: residency::ObjectStores,
     pub keys: keys::Keys,
     pub policies: access::Policies,
     pub audit: audit::AuditLog,
@@ -105,6 +111,8 @@ pub enum BuildError {
     Keys(#[from] keys::KeyError),
     #[error(transparent)]
     Policy(#[from] attache_tenant_policy::PolicyError),
+    #[error("this deployment serves only tenant {only}, but its database holds others: {others}")]
+    NotSingleTenant { only: String, others: String },
 }
 
 pub struct ControlPlane {
@@ -120,25 +128,28 @@ impl ControlPlane {
             .map_err(|e| BuildError::DataDir(config.data_dir.display().to_string(), e))?;
         let store = Store::open(&config.database_url()).await?;
         store.migrate().await?;
+        if let Some(only) = &config.single_tenant {
+            let others = store.other_tenants(only).await?;
+            if !others.is_empty() {
+                return Err(BuildError::NotSingleTenant {
+                    only: only.clone(),
+                    others: others.join(", "),
+                });
+            }
+        }
         let ca = Arc::new(fleet::FleetCa::for_config(&config)?);
         let http = tokio::net::TcpListener::bind(config.http_addr)
             .await
             .map_err(|e| BuildError::Bind(config.http_addr, e))?;
         let quic = fleet::endpoint(&config, &ca)?;
-        let master_key_file = config
-            .master_key_file
-            .clone()
-            .unwrap_or_else(|| config.data_dir.join("master.key"));
-        let master = keys::load_master_key(
-            &master_key_file,
-            !config.production || config.allow_dev_fallbacks,
-        )?;
-        let objects = objects::Objects::open(
-            &config.object_store,
-            keys::derive(&master, "attache/download-links"),
-        )
-        .await?;
-        let keys = keys::Keys::new(master, store.clone());
+        // The platform key comes first: a key provider that cannot be
+        // reached or refuses this process stops the start here.
+        let keys = keys::Keys::new(keys::Keyring::open(&config).await?, store.clone());
+        let link_key = keys
+            .derived("attache/download-links")
+            .await
+            .map_err(keys::KeyError::from)?;
+        let objects = residency::ObjectStores::open(&config, link_key).await?;
         let public_url = config
             .public_url
             .clone()

@@ -1,5 +1,6 @@
 //! Object storage for recordings: a local directory by default (`attache
-//! dev`), S3 or any S3-compatible store in production. Both sides offer the
+//! dev`), S3 or any S3-compatible store in production. This is one store;
+//! which store a tenant's data goes to is `crate::residency`'s decision. Both sides offer the
 //! same few operations and hand out short-lived download URLs: S3 presigns
 //! them; the local store signs them with a key of its own and serves them on
 //! `/downloads/…`.
@@ -380,36 +381,54 @@ impl Objects {
         ttl: Duration,
         base: &str,
     ) -> Result<String, ObjectError> {
-        check_key(key)?;
-        let grant = Grant {
-            k: key.to_string(),
-            e: chrono::Utc::now().timestamp() + ttl.as_secs() as i64,
-            f: file_name.to_string(),
-            t: content_type.to_string(),
-        };
-        let payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&grant).map_err(io)?);
-        let mac = sign(&self.signing_key, payload.as_bytes());
-        Ok(format!(
-            "{}/downloads/{payload}.{}",
-            base.trim_end_matches('/'),
-            URL_SAFE_NO_PAD.encode(mac)
-        ))
+        download_url(&self.signing_key, key, file_name, content_type, ttl, base)
     }
 
     /// Checks a download token: the object's key, file name and content
     /// type if the token is genuine and unexpired.
+    #[cfg(test)]
     pub(crate) fn redeem(&self, token: &str) -> Option<(String, String, String)> {
-        let (payload, mac) = token.split_once('.')?;
-        let mac = URL_SAFE_NO_PAD.decode(mac).ok()?;
-        let mut m = Hmac::<Sha256>::new_from_slice(&self.signing_key).ok()?;
-        m.update(payload.as_bytes());
-        m.verify_slice(&mac).ok()?;
-        let grant: Grant = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).ok()?).ok()?;
-        if grant.e < chrono::Utc::now().timestamp() || check_key(&grant.k).is_err() {
-            return None;
-        }
-        Some((grant.k, grant.f, grant.t))
+        redeem(&self.signing_key, token)
     }
+}
+
+/// A signed `/downloads/…` link for `key` (see [`Objects::download_url`]).
+pub(crate) fn download_url(
+    signing_key: &[u8],
+    key: &str,
+    file_name: &str,
+    content_type: &str,
+    ttl: Duration,
+    base: &str,
+) -> Result<String, ObjectError> {
+    check_key(key)?;
+    let grant = Grant {
+        k: key.to_string(),
+        e: chrono::Utc::now().timestamp() + ttl.as_secs() as i64,
+        f: file_name.to_string(),
+        t: content_type.to_string(),
+    };
+    let payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&grant).map_err(io)?);
+    let mac = sign(signing_key, payload.as_bytes());
+    Ok(format!(
+        "{}/downloads/{payload}.{}",
+        base.trim_end_matches('/'),
+        URL_SAFE_NO_PAD.encode(mac)
+    ))
+}
+
+/// The key, file name and content type of a genuine, unexpired token.
+pub(crate) fn redeem(signing_key: &[u8], token: &str) -> Option<(String, String, String)> {
+    let (payload, mac) = token.split_once('.')?;
+    let mac = URL_SAFE_NO_PAD.decode(mac).ok()?;
+    let mut m = Hmac::<Sha256>::new_from_slice(signing_key).ok()?;
+    m.update(payload.as_bytes());
+    m.verify_slice(&mac).ok()?;
+    let grant: Grant = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).ok()?).ok()?;
+    if grant.e < chrono::Utc::now().timestamp() || check_key(&grant.k).is_err() {
+        return None;
+    }
+    Some((grant.k, grant.f, grant.t))
 }
 
 fn sign(key: &[u8], data: &[u8]) -> Vec<u8> {

@@ -9,6 +9,8 @@
 //! never closed it is joined by the control plane and kept as PARTIAL.
 //! Chunks and the joined recording are stored sealed with the bot's data
 //! key, each bound to its object key; sizes and hashes are of the audio.
+//! All of a bot's objects live in its own store (`crate::residency`), the
+//! one its tenant's region (or the tenant itself) was given.
 
 use std::time::Duration;
 
@@ -186,19 +188,28 @@ pub(crate) async fn close_orphans(state: AppState, shutdown: CancellationToken) 
             }
         };
         for r in orphans {
-            let key = match state.store.bot(&r.bot_id).await {
-                Ok(Some(b)) => state.keys.bot_key(&b).await.map_err(|e| e.to_string()),
+            let found = match state.store.bot(&r.bot_id).await {
+                Ok(Some(b)) => match state.objects.for_bot(&b) {
+                    // Joined in the bot's own store, where its chunks are.
+                    Ok(objects) => state
+                        .keys
+                        .bot_key(&b)
+                        .await
+                        .map(|k| (k, objects.clone()))
+                        .map_err(|e| e.to_string()),
+                    Err(e) => Err(e.to_string()),
+                },
                 Ok(None) => Err("the bot is gone".to_string()),
                 Err(e) => Err(e.to_string()),
             };
-            let key = match key {
-                Ok(k) => k,
+            let (key, objects) = match found {
+                Ok(found) => found,
                 Err(e) => {
                     tracing::warn!(bot_id = %r.bot_id, error = %e, "cannot open an unclosed recording");
                     continue;
                 }
             };
-            match join(&state.objects, &key, &r.tenant_id, &r.bot_id, r.generation).await {
+            match join(&objects, &key, &r.tenant_id, &r.bot_id, r.generation).await {
                 Ok(j) => {
                     let status = if j.size_bytes > 0 {
                         RecordingStatus::Partial
@@ -220,7 +231,7 @@ pub(crate) async fn close_orphans(state: AppState, shutdown: CancellationToken) 
                         continue;
                     }
                     tracing::info!(bot_id = %r.bot_id, size = j.size_bytes, "unclosed recording kept as partial");
-                    drop_chunks(&state.objects, &r.tenant_id, &r.bot_id, r.generation).await;
+                    drop_chunks(&objects, &r.tenant_id, &r.bot_id, r.generation).await;
                 }
                 Err(e) => {
                     tracing::warn!(bot_id = %r.bot_id, error = %e, "cannot join an unclosed recording")

@@ -33,8 +33,8 @@ use tokio_util::sync::CancellationToken;
 use crate::AppState;
 use crate::audit::{AuditLog, Record};
 use crate::metrics::Metrics;
-use crate::objects::Objects;
 use crate::recordings::bot_prefix;
+use crate::residency::ObjectStores;
 use crate::store::{Candidate, Scoped, Store, StoreError, now};
 
 /// The lease's name in `job_leases`.
@@ -105,7 +105,9 @@ impl From<sea_orm::DbErr> for SweepError {
 /// One deployment's sweeper: a replica's loop, or an operator's command.
 pub(crate) struct Sweeper {
     pub store: Store,
-    pub objects: Objects,
+    /// Every store of the deployment; each bot's objects are in the one
+    /// its row names.
+    pub objects: ObjectStores,
     pub audit: AuditLog,
     pub metrics: Option<Metrics>,
     /// Rows per statement.
@@ -158,7 +160,7 @@ struct Run<'a> {
 impl Sweeper {
     pub(crate) fn new(
         store: Store,
-        objects: Objects,
+        objects: ObjectStores,
         batch: u64,
         budget: u64,
         actor: &str,
@@ -293,14 +295,18 @@ impl Sweeper {
                 break;
             };
             after = last.ended_at.map(|at| (at, last.bot_id.clone()));
-            let bots: Vec<String> = page
+            let expired: Vec<Candidate> = page
                 .iter()
                 .filter(|c| expired(&run.plan, class, c))
-                .map(|c| c.bot_id.clone())
+                .cloned()
                 .collect();
+            let bots: Vec<String> = expired.iter().map(|c| c.bot_id.clone()).collect();
             let n = match class {
-                DataClass::Recordings => self.delete_recordings(run, &bots, cutoff, report).await?,
-                DataClass::BotMetadata => self.delete_bots(run, &bots, cutoff, report).await?,
+                DataClass::Recordings => {
+                    self.delete_recordings(run, &expired, cutoff, report)
+                        .await?
+                }
+                DataClass::BotMetadata => self.delete_bots(run, &expired, cutoff, report).await?,
                 _ => {
                     let mut n = 0;
                     while *left > n && !self.stop.is_cancelled() {
@@ -336,12 +342,13 @@ impl Sweeper {
     async fn delete_recordings(
         &self,
         run: &Run<'_>,
-        bots: &[String],
+        bots: &[Candidate],
         cutoff: DateTime<Utc>,
         report: &mut SweepReport,
     ) -> Result<u64, SweepError> {
         let results: Vec<Result<(u64, u64), SweepError>> = futures::stream::iter(bots.to_vec())
-            .map(|bot_id: String| async move {
+            .map(|c: Candidate| async move {
+                let bot_id = c.bot_id;
                 // Objects have no statement to guard them: look again.
                 if !run
                     .scoped
@@ -350,11 +357,7 @@ impl Sweeper {
                 {
                     return Ok((0, 0));
                 }
-                let objects = match self
-                    .objects
-                    .delete_prefix(&bot_prefix(run.tenant_id, &bot_id))
-                    .await
-                {
+                let objects = match self.delete_objects(run.tenant_id, &bot_id, &c.object_store).await {
                     Ok(n) => n,
                     Err(e) => {
                         tracing::warn!(%bot_id, error = %e, "cannot delete a recording's objects; trying again next sweep");
@@ -384,17 +387,14 @@ impl Sweeper {
     async fn delete_bots(
         &self,
         run: &Run<'_>,
-        bots: &[String],
+        bots: &[Candidate],
         cutoff: DateTime<Utc>,
         report: &mut SweepReport,
     ) -> Result<u64, SweepError> {
         let cleared: Vec<Option<(String, u64)>> = futures::stream::iter(bots.to_vec())
-            .map(|bot_id: String| async move {
-                match self
-                    .objects
-                    .delete_prefix(&bot_prefix(run.tenant_id, &bot_id))
-                    .await
-                {
+            .map(|c: Candidate| async move {
+                let bot_id = c.bot_id;
+                match self.delete_objects(run.tenant_id, &bot_id, &c.object_store).await {
                     Ok(n) => {
                         if n > 0 {
                             tracing::info!(%bot_id, objects = n, "deleted objects no recording named");
@@ -423,6 +423,23 @@ impl Sweeper {
             return Ok(0);
         }
         Ok(run.scoped.delete_bots(&cleared, cutoff).await?)
+    }
+
+    /// Every object of one bot, in the store its row names.
+    async fn delete_objects(
+        &self,
+        tenant_id: &str,
+        bot_id: &str,
+        store: &Option<String>,
+    ) -> Result<u64, String> {
+        let objects = self
+            .objects
+            .named(store.as_deref())
+            .map_err(|e| e.to_string())?;
+        objects
+            .delete_prefix(&bot_prefix(tenant_id, bot_id))
+            .await
+            .map_err(|e| e.to_string())
     }
 
     async fn sweep_deliveries(

@@ -22,12 +22,14 @@ mod retention;
 mod sweep;
 mod tenants;
 mod webhooks;
+mod window;
 
-pub(crate) use bots::{Applied, NewBot, Transition};
+pub(crate) use bots::{Applied, NewBot, QueueGroup, Transition};
 pub(crate) use media::{MediaWrite, Written};
 pub(crate) use people::MemberRow;
 pub(crate) use sweep::Candidate;
 pub(crate) use webhooks::{DueDelivery, EVENT_TYPES, EndpointInput};
+pub(crate) use window::{Slice, Window};
 
 use crate::entity::tenant;
 use attache_migrations::{Migrator, MigratorTrait};
@@ -48,6 +50,9 @@ pub enum StoreError {
     Conflict,
     #[error("stored row is corrupt: {0}")]
     Corrupt(String),
+    /// The key provider refused or could not be reached.
+    #[error("key provider: {0}")]
+    Keys(String),
 }
 
 #[derive(Clone)]

@@ -49,11 +49,16 @@ pub enum IdentityError {
 struct Meta {
     worker_id: String,
     region: String,
+    /// Absent in identities enrolled before pools: shared.
+    #[serde(default)]
+    pool: Option<String>,
 }
 
 pub(crate) struct Identity {
     pub worker_id: String,
     pub region: String,
+    /// The dedicated pool this worker serves; `None`: shared.
+    pub pool: Option<String>,
     chain: Vec<CertificateDer<'static>>,
     key_pem: String,
     ca: CertificateDer<'static>,
@@ -146,6 +151,7 @@ fn load(dir: &Path) -> Result<Identity, IdentityError> {
     Ok(Identity {
         worker_id: meta.worker_id,
         region: meta.region,
+        pool: meta.pool,
         chain,
         key_pem: read(&dir.join(KEY_FILE))?,
         ca,
@@ -219,13 +225,14 @@ async fn enroll(config: &Config, token: &str) -> Result<Identity, IdentityError>
         .await
         .map_err(|_| unreachable(&"enrollment timed out"))??;
     endpoint.wait_idle().await;
-    let (worker_id, region, cert_pem, ca_pem) = match resp {
+    let (worker_id, region, pool, cert_pem, ca_pem) = match resp {
         EnrollResponse::Enrolled {
             worker_id,
             region,
             cert_pem,
             ca_pem,
-        } => (worker_id, region, cert_pem, ca_pem),
+            pool,
+        } => (worker_id, region, pool, cert_pem, ca_pem),
         EnrollResponse::Rejected { code, message } => {
             return Err(IdentityError::Rejected(code, message));
         }
@@ -235,7 +242,12 @@ async fn enroll(config: &Config, token: &str) -> Result<Identity, IdentityError>
     write(&dir.join(KEY_FILE), &key.serialize_pem(), true)?;
     write(&dir.join(CERT_FILE), &cert_pem, false)?;
     write(&dir.join(CA_FILE), &ca_pem, false)?;
-    let meta = serde_json::to_string(&Meta { worker_id, region }).map_err(cert_err)?;
+    let meta = serde_json::to_string(&Meta {
+        worker_id,
+        region,
+        pool,
+    })
+    .map_err(cert_err)?;
     write(&dir.join(META_FILE), &meta, false)?;
     let id = load(dir)?;
     if fingerprint(&id.ca) != ca_pin {
@@ -243,7 +255,8 @@ async fn enroll(config: &Config, token: &str) -> Result<Identity, IdentityError>
             "fleet CA differs from the one the join token names".into(),
         ));
     }
-    tracing::info!(worker_id = %id.worker_id, region = %id.region, "enrolled with the control plane");
+    tracing::info!(worker_id = %id.worker_id, region = %id.region,
+        pool = id.pool.as_deref().unwrap_or("shared"), "enrolled with the control plane");
     Ok(id)
 }
 

@@ -8,7 +8,9 @@ mod m0001_foundation;
 mod m0002_media;
 mod m0003_sessions;
 mod m0004_console;
-mod m0005_retention;
+mod m0005_residency;
+mod m0006_key_providers;
+mod m0007_retention;
 
 pub struct Migrator;
 
@@ -20,7 +22,9 @@ impl MigratorTrait for Migrator {
             Box::new(m0002_media::Migration),
             Box::new(m0003_sessions::Migration),
             Box::new(m0004_console::Migration),
-            Box::new(m0005_retention::Migration),
+            Box::new(m0005_residency::Migration),
+            Box::new(m0006_key_providers::Migration),
+            Box::new(m0007_retention::Migration),
         ]
     }
 }

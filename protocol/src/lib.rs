@@ -46,4 +46,5 @@ pub const ALPN_FLEET: &[u8] = b"attache-fleet/4";
 
 /// ALPN for the one-time enrollment exchange (server-authenticated only: the
 /// worker has no certificate yet and proves itself with its join token).
-pub const ALPN_ENROLL: &[u8] = b"attache-enroll/1";
+/// Version 2 tells the worker its pool.
+pub const ALPN_ENROLL: &[u8] = b"attache-enroll/2";

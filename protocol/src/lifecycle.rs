@@ -45,6 +45,10 @@ pub enum StatusReason {
     WorkerRestarted,
     PlatformError,
     Internal,
+    /// No worker of the bot's region (or pool) had room for it within the
+    /// deployment's queue timeout; it never left `QUEUED`. (Last: postcard
+    /// names variants by position, so new reasons go at the end.)
+    NoCapacity,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -53,6 +57,11 @@ pub enum TransitionError {
     Final(BotStatus),
     #[error("a bot cannot go from {from} to {to}")]
     NotAllowed { from: BotStatus, to: BotStatus },
+    #[error("{reason} is not a reason to leave {from}")]
+    ReasonNotFrom {
+        from: BotStatus,
+        reason: StatusReason,
+    },
     #[error("{to} needs a reason, and {reason:?} is not one of its reasons")]
     WrongReason {
         to: BotStatus,
@@ -142,6 +151,14 @@ impl BotStatus {
         if !reason_fits {
             return Err(TransitionError::WrongReason { to, reason });
         }
+        if let Some(r) = reason
+            && !r.may_leave(self)
+        {
+            return Err(TransitionError::ReasonNotFrom {
+                from: self,
+                reason: r,
+            });
+        }
         Ok(())
     }
 }
@@ -153,7 +170,7 @@ impl std::fmt::Display for BotStatus {
 }
 
 impl StatusReason {
-    pub const ALL: [StatusReason; 18] = [
+    pub const ALL: [StatusReason; 19] = [
         StatusReason::MeetingEnded,
         StatusReason::LeaveRequested,
         StatusReason::NobodyJoined,
@@ -172,6 +189,7 @@ impl StatusReason {
         StatusReason::WorkerRestarted,
         StatusReason::PlatformError,
         StatusReason::Internal,
+        StatusReason::NoCapacity,
     ];
 
     pub fn is_failure(self) -> bool {
@@ -205,12 +223,23 @@ impl StatusReason {
             StatusReason::WorkerShutdown => "WORKER_SHUTDOWN",
             StatusReason::WorkerRestarted => "WORKER_RESTARTED",
             StatusReason::PlatformError => "PLATFORM_ERROR",
+            StatusReason::NoCapacity => "NO_CAPACITY",
             StatusReason::Internal => "INTERNAL",
         }
     }
 
     pub fn parse(s: &str) -> Option<StatusReason> {
         StatusReason::ALL.into_iter().find(|r| r.as_str() == s)
+    }
+
+    /// Whether a bot in `from` may end with this reason: a bot that waited
+    /// in the queue for a worker fails with `NO_CAPACITY` only from `QUEUED`
+    /// (a bot that reached a worker failed for some other reason).
+    pub fn may_leave(self, from: BotStatus) -> bool {
+        match self {
+            StatusReason::NoCapacity => from == BotStatus::Queued,
+            _ => true,
+        }
     }
 
     /// The final status this reason belongs to.
@@ -303,8 +332,29 @@ mod tests {
                 .check_transition(WaitingRoom, Some(StatusReason::Kicked))
                 .is_err()
         );
-        for r in StatusReason::ALL {
+        for r in StatusReason::ALL
+            .into_iter()
+            .filter(|r| r.may_leave(InCall))
+        {
             InCall.check_transition(r.final_status(), Some(r)).unwrap();
+        }
+    }
+
+    #[test]
+    fn no_capacity_fails_only_a_queued_bot() {
+        let r = Some(StatusReason::NoCapacity);
+        assert_eq!(StatusReason::NoCapacity.final_status(), Failed);
+        Queued.check_transition(Failed, r).unwrap();
+        assert!(Queued.check_transition(Ended, r).is_err(), "a failure");
+        for from in [Dispatched, Joining, WaitingRoom, InCall, Leaving] {
+            assert_eq!(
+                from.check_transition(Failed, r),
+                Err(TransitionError::ReasonNotFrom {
+                    from,
+                    reason: StatusReason::NoCapacity
+                }),
+                "{from}"
+            );
         }
     }
 

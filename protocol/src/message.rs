@@ -375,6 +375,9 @@ pub enum EnrollResponse {
         region: String,
         cert_pem: String,
         ca_pem: String,
+        /// The dedicated pool the worker joined (its certificate names it);
+        /// `None`: a shared worker of `region`.
+        pool: Option<String>,
     },
     Rejected {
         code: ErrorCode,
@@ -677,6 +680,18 @@ pub(crate) mod tests {
         fn enrollment_round_trips(token in ".{0,64}", csr in ".{0,200}", hostname in ".{0,30}") {
             let req = EnrollRequest { token, csr_pem: csr, hostname };
             prop_assert_eq!(round_trip(&req), req);
+        }
+
+        #[test]
+        fn enrollment_answers_round_trip(id in ".{0,20}", region in ".{0,10}", pool in proptest::option::of("[a-z-]{1,32}")) {
+            let resp = EnrollResponse::Enrolled {
+                worker_id: id,
+                region,
+                cert_pem: "c".into(),
+                ca_pem: "a".into(),
+                pool,
+            };
+            prop_assert_eq!(round_trip(&resp), resp);
         }
     }
 }

@@ -10,7 +10,7 @@ mod policy;
 mod retention;
 mod roles;
 
-pub use names::{NameError, validate_region, validate_tenant_name};
+pub use names::{NameError, validate_pool, validate_region, validate_tenant_name};
 pub use policy::{Override, OverrideError, PLATFORM, Policy, PolicyError, Subject};
 pub use retention::{
     DataClass, Defaults, Holds, Item, Kept, MAX_RETENTION_DAYS, Plan, RetentionError, Rule,

@@ -1,5 +1,6 @@
-//! What a tenant name and a region name may be. Both end up in URLs, logs,
-//! bucket names and certificates, so they are kept to a safe alphabet.
+//! What a tenant name, a region name and a worker pool's name may be. They
+//! end up in URLs, logs, bucket names and certificates, so they are kept to
+//! a safe alphabet.
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum NameError {
@@ -17,6 +18,12 @@ pub fn validate_tenant_name(name: &str) -> Result<(), NameError> {
 
 pub fn validate_region(region: &str) -> Result<(), NameError> {
     check("region", region, 32)
+}
+
+/// A dedicated tenant's worker pool, as its join tokens and its workers'
+/// certificates name it.
+pub fn validate_pool(pool: &str) -> Result<(), NameError> {
+    check("pool", pool, 32)
 }
 
 fn check(what: &'static str, s: &str, max: usize) -> Result<(), NameError> {
@@ -56,5 +63,8 @@ mod tests {
             assert!(validate_tenant_name(bad).is_err(), "{bad}");
         }
         assert!(validate_region(&"a".repeat(33)).is_err());
+        assert!(validate_pool("acme-pool").is_ok());
+        assert!(validate_pool("Acme").is_err());
+        assert!(validate_pool(&"a".repeat(33)).is_err());
     }
 }

@@ -66,6 +66,8 @@ pub struct Cluster {
     pub dir: PathBuf,
     shutdown: CancellationToken,
     workers: Vec<CancellationToken>,
+    /// Each in-process worker's task: it ends when the worker has drained.
+    worker_tasks: Vec<Option<tokio::task::JoinHandle<()>>>,
     /// Data directory of each in-process worker, in the order they started.
     pub worker_dirs: Vec<PathBuf>,
     /// `/metrics` address of each in-process worker.
@@ -158,7 +160,7 @@ impl Cluster {
         c.default_limits.join_timeout_ms = 20_000;
         c.default_limits.no_audio_warning_ms = NO_AUDIO_WARNING.as_millis() as u64;
         if let Some(store) = opts.object_store {
-            c.object_store = store;
+            c.object_store = Some(store);
         }
         if let Some((per_minute, burst)) = opts.create_bot_limit {
             c.create_bot_per_minute = per_minute;
@@ -184,6 +186,7 @@ impl Cluster {
             dir,
             shutdown,
             workers: Vec::new(),
+            worker_tasks: Vec::new(),
             worker_dirs: Vec::new(),
             worker_metrics: Vec::new(),
         }
@@ -208,10 +211,27 @@ impl Cluster {
 
     /// An edge worker in this process. Returns its id.
     pub async fn add_worker(&mut self, capacity: u32) -> String {
+        self.add_worker_in(capacity, "local", None).await
+    }
+
+    /// An edge worker in this process, in `region` (and a dedicated
+    /// tenant's `pool`). Returns its id.
+    pub async fn add_worker_in(
+        &mut self,
+        capacity: u32,
+        region: &str,
+        pool: Option<&str>,
+    ) -> String {
         let dir = temp_dir("worker");
         self.worker_dirs.push(dir.clone());
         let mut wc = self.worker_config(dir);
-        wc.join_token = Some(self.token().await);
+        wc.join_token = Some(
+            self.admin
+                .worker_token_in(region, pool, Duration::from_secs(600))
+                .await
+                .unwrap()
+                .token,
+        );
         wc.capacity = capacity;
         let w = EdgeWorker::build(wc).await.expect("worker enrolls");
         let id = w.worker_id().to_string();
@@ -219,8 +239,15 @@ impl Cluster {
             .push(w.metrics_addr().expect("metrics served"));
         let token = self.shutdown.child_token();
         self.workers.push(token.clone());
-        tokio::spawn(w.run(token));
+        self.worker_tasks.push(Some(tokio::spawn(w.run(token))));
         id
+    }
+
+    /// Waits for the `n`th in-process worker to finish, at most `within`;
+    /// false if it is still running then.
+    pub async fn worker_finished(&mut self, n: usize, within: Duration) -> bool {
+        let task = self.worker_tasks[n].take().expect("worker not awaited yet");
+        tokio::time::timeout(within, task).await.is_ok()
     }
 
     /// Stops the `n`th in-process worker the way SIGTERM would.
@@ -275,6 +302,12 @@ impl Cluster {
     pub async fn tenant(&self, name: &str) -> Api {
         let t = self.admin.create_tenant(name, "local").await.unwrap();
         Api::new(&self.http, &t.api_key)
+    }
+
+    /// A shared tenant whose home region is `region`: its id and client.
+    pub async fn tenant_in(&self, name: &str, region: &str) -> (String, Api) {
+        let t = self.admin.create_tenant(name, region).await.unwrap();
+        (t.tenant_id, Api::new(&self.http, &t.api_key))
     }
 
     pub fn meeting(&self, id: &str, query: &str) -> String {
@@ -390,6 +423,25 @@ impl WorkerProcess {
     /// Its process group (it leads its own).
     pub fn pgid(&self) -> i32 {
         self.child.id() as i32
+    }
+
+    /// SIGTERM to the worker itself, as an operator or Kubernetes sends it:
+    /// the worker shuts its bots and its Chromium down on its own. Returns
+    /// its exit status, or `None` if it still runs after `within`.
+    pub fn terminate(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let _ = Command::new("kill")
+            .args(["-s", "TERM"])
+            .arg(self.child.id().to_string())
+            .status();
+        let deadline = std::time::Instant::now() + within;
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                self.killed = true;
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        None
     }
 
     /// SIGKILL to the whole process group: no goodbye, no cleanup.

@@ -21,7 +21,8 @@ const MAX_KEY_DAYS: i32 = 3650;
 /// An API key as listed: never its secret.
 #[derive(SimpleObject)]
 pub(crate) struct ApiKey {
-    id: ID,
+    #[graphql(owned)]
+    pub(crate) id: ID,
     /// What the key starts with (`atk_<id>_`), to recognise it.
     prefix: String,
     name: String,
@@ -36,7 +37,7 @@ pub(crate) struct ApiKey {
 }
 
 impl ApiKey {
-    fn of(k: api_key::Model) -> Result<ApiKey, ApiError> {
+    pub(crate) fn of(k: api_key::Model) -> Result<ApiKey, ApiError> {
         let at = now();
         Ok(ApiKey {
             prefix: format!("atk_{}_", k.id),

@@ -17,7 +17,7 @@ use super::guard::guard;
 use super::media::{
     AutoLeave, AutoLeaveInput, BotWarning, ChatMessage, Participant, Recording, SpeakerSegment,
 };
-use super::paging::{self, TotalCount, page_size};
+use super::paging::{self, TotalCount};
 use super::sealed::bot_key;
 use super::settings::BotTranscriptionInput;
 use super::transcripts::{self, TranscriptSegment};
@@ -52,11 +52,11 @@ pub(crate) enum GqlPlatform {
     Sandbox,
 }
 
-pub(crate) struct Bot(bot::Model);
+pub(crate) struct Bot(pub(crate) bot::Model);
 
 #[Object]
 impl Bot {
-    async fn id(&self) -> ID {
+    pub(crate) async fn id(&self) -> ID {
         ID(self.0.id.clone())
     }
     async fn meeting_url(&self) -> &str {
@@ -72,9 +72,14 @@ impl Bot {
         self.0.status.0.into()
     }
     /// Why the bot ended or failed (`MEETING_ENDED`, `ADMISSION_DENIED`,
-    /// `WORKER_LOST`, …); null while it is running.
+    /// `WORKER_LOST`, `NO_CAPACITY`, …). While it is `QUEUED` past its join
+    /// time: why it still waits (`NO_WORKER_IN_REGION`, `NO_WORKER_IN_POOL`,
+    /// `WORKERS_BUSY`). Null otherwise.
     async fn status_reason(&self) -> Option<&str> {
-        self.0.status_reason.as_deref()
+        match self.0.status.0 {
+            WireStatus::Queued => self.0.queue_reason.map(|r| r.as_str()),
+            _ => self.0.status_reason.as_deref(),
+        }
     }
     async fn join_at(&self) -> DateTime<Utc> {
         self.0.join_at
@@ -140,15 +145,18 @@ impl Bot {
             .collect::<Result<_, _>>()?)
     }
     /// What was said, in time order: final segments, and partial ones for
-    /// speech still going on.
+    /// speech still going on. `first`/`after` pages from the start,
+    /// `last`/`before` from the end (or back from a cursor).
     async fn transcript(
         &self,
         ctx: &Context<'_>,
         first: Option<i32>,
         after: Option<String>,
+        last: Option<i32>,
+        before: Option<String>,
     ) -> Result<Connection<String, TranscriptSegment, TotalCount, EmptyFields>> {
         let (_, _, scoped) = guard(ctx, Action::ReadBots)?;
-        transcripts::page(ctx, &scoped, &self.0, first, after).await
+        transcripts::page(ctx, &scoped, &self.0, (first, after), (last, before)).await
     }
     /// The final transcript as plain text, one `[mm:ss] Speaker: text` line
     /// per segment.
@@ -210,26 +218,31 @@ impl BotQuery {
     }
 
     /// The tenant's bots, newest first.
+    /// `first`/`after` pages from the newest; `last`/`before` from the
+    /// oldest end (or back from a cursor).
     async fn bots(
         &self,
         ctx: &Context<'_>,
         first: Option<i32>,
         after: Option<String>,
+        last: Option<i32>,
+        before: Option<String>,
         status: Option<GqlStatus>,
     ) -> Result<Connection<String, Bot, TotalCount, EmptyFields>> {
         let (_, _, scoped) = guard(ctx, Action::ReadBots)?;
-        let first = page_size(first.unwrap_or(DEFAULT_PAGE), MAX_PAGE)?;
         let after = after.map(|c| decode_cursor(&c)).transpose()?;
+        let before = before.map(|c| decode_cursor(&c)).transpose()?;
+        let window = paging::window(first, after, last, before, DEFAULT_PAGE, MAX_PAGE)?;
         let status = status.map(WireStatus::from);
-        let page = scoped
-            .bots(first, after, status)
-            .await
-            .map_err(ApiError::from)?;
+        let page = scoped.bots(&window, status).await.map_err(ApiError::from)?;
         let total_count = scoped.count_bots(status).await.map_err(ApiError::from)?;
-        let mut conn =
-            Connection::with_additional_fields(false, page.has_next, TotalCount { total_count });
+        let mut conn = Connection::with_additional_fields(
+            page.has_previous,
+            page.has_next,
+            TotalCount { total_count },
+        );
         conn.edges.extend(
-            page.bots
+            page.items
                 .into_iter()
                 .map(|b| Edge::new(encode_cursor(&b), Bot(b))),
         );
@@ -285,7 +298,9 @@ pub(crate) struct CreateBotMutation;
 #[Object]
 impl CreateBotMutation {
     /// Sends a bot to a meeting. It is queued, then dispatched to a worker in
-    /// the tenant's region when its join time comes.
+    /// the tenant's region (a dedicated tenant's: of its pool) when its join
+    /// time comes. BAD_USER_INPUT if the tenant's region has no object store
+    /// on this deployment: nothing of it is kept anywhere else.
     async fn create_bot(&self, ctx: &Context<'_>, input: CreateBotInput) -> Result<Bot> {
         let (state, principal, scoped) = guard(ctx, Action::CreateBot)?;
         crate::audit::note_target(ctx, "bot");
@@ -308,6 +323,12 @@ impl CreateBotMutation {
             .await
             .map_err(ApiError::from)?
             .ok_or(ApiError::NotFound)?;
+        // Residency: its recordings have a store in its region (or of its
+        // own), or it is not created at all.
+        let object_store = state
+            .objects
+            .place(&tenant)
+            .map_err(|e| ApiError::BadInput(e.to_string()))?;
         let limits = input
             .auto_leave
             .unwrap_or_default()
@@ -323,6 +344,8 @@ impl CreateBotMutation {
                 NewBot {
                     id: uuid::Uuid::new_v4().to_string(),
                     region: tenant.region,
+                    pool: tenant.pool,
+                    object_store,
                     meeting_url: url.to_string(),
                     platform,
                     bot_name,

@@ -27,6 +27,17 @@ pub(crate) fn guard<'a>(
     Ok((state, principal, state.store.scoped(&principal.tenant_id)))
 }
 
+/// The caller's role allows at least one of `actions`: for a lookup whose
+/// object type is known only once it is found (`node`), which then asks
+/// [`guard`] for that type's own action.
+pub(crate) fn guard_any<'a>(ctx: &Context<'a>, actions: &[Action]) -> Result<Scoped<'a>, ApiError> {
+    let (state, principal) = guard_signed_in(ctx)?;
+    if !actions.iter().any(|a| principal.allows(*a)) {
+        return Err(ApiError::Forbidden);
+    }
+    Ok(state.store.scoped(&principal.tenant_id))
+}
+
 /// The part of the guard that needs no action: a caller is signed in. Only
 /// `me` stops here.
 pub(crate) fn guard_signed_in<'a>(

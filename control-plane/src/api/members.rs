@@ -38,7 +38,8 @@ impl GqlRole {
 
 #[derive(SimpleObject)]
 pub(crate) struct Member {
-    id: ID,
+    #[graphql(owned)]
+    pub(crate) id: ID,
     email: String,
     name: Option<String>,
     role: GqlRole,
@@ -47,7 +48,7 @@ pub(crate) struct Member {
 }
 
 impl Member {
-    fn of((m, u): MemberRow) -> Result<Member, ApiError> {
+    pub(crate) fn of((m, u): MemberRow) -> Result<Member, ApiError> {
         Ok(Member {
             id: ID(m.id),
             email: u.email,
@@ -61,7 +62,8 @@ impl Member {
 
 #[derive(SimpleObject)]
 pub(crate) struct Invitation {
-    id: ID,
+    #[graphql(owned)]
+    pub(crate) id: ID,
     email: String,
     role: GqlRole,
     invited_by: String,

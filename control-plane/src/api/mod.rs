@@ -10,11 +10,14 @@
 mod api_keys;
 mod audit_log;
 mod bots;
+mod checks;
 mod error;
+mod graphiql;
 mod guard;
 mod limits;
 mod media;
 mod members;
+mod node;
 mod paging;
 mod platform;
 mod policy;
@@ -29,13 +32,12 @@ mod tests;
 mod transcripts;
 mod webhooks;
 
-use async_graphql::http::GraphiQLSource;
 use async_graphql_axum::{GraphQLProtocol, GraphQLRequest, GraphQLResponse, GraphQLWebSocket};
 use attache_protocol::ErrorCode;
 use axum::Router;
 use axum::extract::{State, WebSocketUpgrade};
 use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use tokio_util::sync::CancellationToken;
 
@@ -68,13 +70,14 @@ pub(crate) fn router(state: AppState, shutdown: CancellationToken) -> Router {
         shutdown,
     };
     Router::new()
-        .route("/graphql", get(graphiql).post(graphql))
+        .route("/graphql", get(graphiql::page).post(graphql))
         .route("/graphql/ws", get(graphql_ws))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/downloads/{token}", get(download))
         .with_state(api)
+        .merge(graphiql::router())
         .merge(console::router(state))
         .layer(tower_http::limit::RequestBodyLimitLayer::new(limit))
 }
@@ -93,12 +96,7 @@ async fn download(
         )
             .into_response();
     };
-    let opened = match api.state.objects.get(&key).await {
-        Ok(Some(sealed)) => open_object(&api.state, &key, &sealed).await.map(Some),
-        Ok(None) => Ok(None),
-        Err(e) => Err(e.to_string()),
-    };
-    match opened {
+    match read_object(&api.state, &key).await {
         Ok(Some(bytes)) => (
             [
                 (header::CONTENT_TYPE, content_type),
@@ -123,22 +121,29 @@ async fn download(
     }
 }
 
-/// Opens an object stored under `tenants/<tenant>/bots/<bot>/…`.
-async fn open_object(state: &AppState, key: &str, sealed: &[u8]) -> Result<Vec<u8>, String> {
+/// Reads and opens an object stored under `tenants/<tenant>/bots/<bot>/…`,
+/// from that bot's own store (never another region's); `None` if the bot
+/// or the object is gone.
+async fn read_object(state: &AppState, key: &str) -> Result<Option<Vec<u8>>, String> {
     let mut parts = key.split('/');
-    let bot_id = match (parts.next(), parts.next(), parts.next(), parts.next()) {
-        (Some("tenants"), Some(_), Some("bots"), Some(bot)) => bot,
+    let (tenant_id, bot_id) = match (parts.next(), parts.next(), parts.next(), parts.next()) {
+        (Some("tenants"), Some(tenant), Some("bots"), Some(bot)) => (tenant, bot),
         _ => return Err(format!("{key} is not a bot's object")),
     };
-    let bot = state
-        .store
-        .bot(bot_id)
-        .await
-        .map_err(|e| e.to_string())?
-        .ok_or("the bot is gone")?;
+    let Some(bot) = state.store.bot(bot_id).await.map_err(|e| e.to_string())? else {
+        return Ok(None);
+    };
+    if bot.tenant_id != tenant_id {
+        return Err(format!("{key} does not belong to bot {bot_id}'s tenant"));
+    }
+    let objects = state.objects.for_bot(&bot).map_err(|e| e.to_string())?;
+    let Some(sealed) = objects.get(key).await.map_err(|e| e.to_string())? else {
+        return Ok(None);
+    };
     let data_key = state.keys.bot_key(&bot).await.map_err(|e| e.to_string())?;
     data_key
-        .open(key.as_bytes(), sealed)
+        .open(key.as_bytes(), &sealed)
+        .map(Some)
         .map_err(|e| e.to_string())
 }
 
@@ -190,22 +195,16 @@ async fn graphql(State(api): State<Api>, headers: HeaderMap, req: GraphQLRequest
             .into_response();
     }
     let req = req.into_inner().data(principal).data(TargetNote::default());
-    let resp = api.schema.execute(req).await;
-    for e in &resp.errors {
-        // Errors the executor raises itself (parse, validation, limits) carry
-        // no code of ours: they are the caller's input.
-        let code = e
-            .extensions
-            .as_ref()
-            .and_then(|x| x.get("code"))
-            .and_then(|v| match v {
-                async_graphql::Value::String(s) => Some(s.as_str()),
-                _ => None,
-            })
-            .unwrap_or("BAD_USER_INPUT");
-        if let Some(c) = ErrorCode::ALL.iter().find(|c| c.as_str() == code) {
-            count_error(&api, *c);
-        }
+    let mut resp = api.schema.execute(req).await;
+    for e in &mut resp.errors {
+        let code = checks::code_of(e);
+        // The metric's labels are the error vocabulary: the executor's own
+        // refusals count as the caller's input.
+        let counted = ErrorCode::ALL
+            .into_iter()
+            .find(|c| c.as_str() == code)
+            .unwrap_or(ErrorCode::BadUserInput);
+        count_error(&api, counted);
     }
     GraphQLResponse::from(resp).into_response()
 }
@@ -243,15 +242,6 @@ fn auth_failure(api: &Api, e: AuthError) -> Response {
     };
     let (status, body) = refuse(api, code, msg);
     (status, axum::Json(body)).into_response()
-}
-
-async fn graphiql() -> Html<String> {
-    Html(
-        GraphiQLSource::build()
-            .endpoint("/graphql")
-            .subscription_endpoint("/graphql/ws")
-            .finish(),
-    )
 }
 
 /// Subscriptions. The key comes in the upgrade request's `Authorization`

@@ -8,6 +8,7 @@ use std::str::FromStr;
 use async_graphql::SimpleObject;
 
 use super::error::ApiError;
+use crate::store::Window;
 
 /// The extra fields of a connection.
 #[derive(SimpleObject)]
@@ -24,6 +25,36 @@ pub(crate) fn page_size(first: i32, max: i32) -> Result<u64, ApiError> {
             "first must be between 1 and {max}"
         )))
     }
+}
+
+/// The slice a connection's arguments ask for: `first` (default
+/// `default`) items after `after`, or the `last` items before `before`;
+/// both counts at once are BAD_USER_INPUT, as Relay discourages them.
+pub(crate) fn window<C>(
+    first: Option<i32>,
+    after: Option<C>,
+    last: Option<i32>,
+    before: Option<C>,
+    default: i32,
+    max: i32,
+) -> Result<Window<C>, ApiError> {
+    let (limit, backward) = match (first, last) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::BadInput("give first or last, not both".into()));
+        }
+        (_, Some(n)) => (
+            page_size(n, max)
+                .map_err(|_| ApiError::BadInput(format!("last must be between 1 and {max}")))?,
+            true,
+        ),
+        (f, None) => (page_size(f.unwrap_or(default), max)?, false),
+    };
+    Ok(Window {
+        limit,
+        after,
+        before,
+        backward,
+    })
 }
 
 /// An opaque cursor over a position's two keys.

@@ -14,6 +14,7 @@ use super::guard::guard;
 use super::members::{Invitation, check_email};
 use crate::AppState;
 use crate::audit::note_target;
+use crate::entity::names::{Isolation, Stored};
 use crate::entity::tenant;
 use crate::store::now;
 
@@ -22,6 +23,10 @@ pub(crate) struct TenantSummary {
     id: ID,
     name: String,
     region: String,
+    /// `SHARED`, or `DEDICATED` (its bots run only on its pool's workers).
+    isolation: String,
+    /// A dedicated tenant's worker pool.
+    pool: Option<String>,
     created_at: DateTime<Utc>,
     members: u64,
 }
@@ -30,6 +35,8 @@ pub(crate) struct TenantSummary {
 pub(crate) struct FleetWorker {
     id: ID,
     hostname: String,
+    /// The dedicated tenant's pool it was enrolled into; null: shared.
+    pool: Option<String>,
     /// `connected`, `reconnecting`, `lost`, or `revoked`.
     state: String,
     draining: bool,
@@ -95,6 +102,7 @@ impl PlatformQuery {
             let worker = FleetWorker {
                 id: ID(w.id.clone()),
                 hostname: w.hostname.clone(),
+                pool: w.pool.clone(),
                 state: state_name,
                 draining,
                 capacity: load
@@ -137,6 +145,8 @@ async fn summary(state: &AppState, t: tenant::Model) -> Result<TenantSummary, Ap
         id: ID(t.id),
         name: t.name,
         region: t.region,
+        isolation: t.isolation.as_str().to_string(),
+        pool: t.pool,
         created_at: t.created_at,
         members,
     })
@@ -159,6 +169,11 @@ impl PlatformMutation {
         note_target(ctx, format!("tenant:{name}"));
         validate_tenant_name(&name).map_err(|e| ApiError::BadInput(e.to_string()))?;
         validate_region(&region).map_err(|e| ApiError::BadInput(e.to_string()))?;
+        if let Some(why) =
+            crate::admin::single_tenant_refuses(state.config.single_tenant.as_deref(), &name)
+        {
+            return Err(ApiError::BadInput(why).into());
+        }
         let email = check_email(&owner_email)?;
         if state
             .store
@@ -179,6 +194,10 @@ impl PlatformMutation {
                 region,
                 created_at: now(),
                 retention_days: None,
+                // Dedicated tenants (their own pool) are made with
+                // `attache admin create-tenant --isolation dedicated`.
+                isolation: Stored(Isolation::Shared),
+                pool: None,
             })
             .await
             .map_err(ApiError::from)?;

@@ -12,6 +12,7 @@ use super::audit_log::AuditLogQuery;
 use super::bots::{BotQuery, CreateBotMutation, LeaveBotMutation};
 use super::limits::RateLimiter;
 use super::members::{MembersMutation, MembersQuery};
+use super::node::NodeQuery;
 use super::platform::{PlatformMutation, PlatformQuery};
 use super::policy::{PolicyMutation, PolicyQuery};
 use super::retention::{RetentionPolicyMutation, RetentionPolicyQuery};
@@ -25,8 +26,6 @@ use crate::AppState;
 
 pub(crate) type AppSchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;
 
-/// Deepest selection a request may nest.
-const MAX_DEPTH: usize = 12;
 const MAX_COMPLEXITY: usize = 500;
 
 #[derive(MergedObject, Default)]
@@ -44,6 +43,7 @@ pub(crate) struct QueryRoot(
     RetentionQuery,
     RetentionPolicyQuery,
     PlatformQuery,
+    NodeQuery,
 );
 
 #[derive(MergedObject, Default)]
@@ -79,7 +79,9 @@ pub(crate) fn build_schema(state: AppState) -> AppSchema {
     .data(state.audit.clone())
     .data(state)
     .extension(crate::audit::AuditMutations)
-    .limit_depth(MAX_DEPTH)
+    .extension(super::checks::Checks)
+    // Data queries get the tighter bound from the checks.
+    .limit_depth(super::checks::INTROSPECTION_DEPTH)
     .limit_complexity(MAX_COMPLEXITY);
     if !introspection {
         builder = builder.disable_introspection();

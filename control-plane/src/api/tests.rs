@@ -221,10 +221,15 @@ async fn a_failed_credential_lookup_is_500_internal_and_says_little() {
     assert_eq!(a.status, StatusCode::SERVICE_UNAVAILABLE);
 }
 
+/// A data query: the nested meta fields beside a data field.
+fn nested_with_data(depth: usize) -> String {
+    nested(depth).replacen("{ __type", "{ viewer { role } __type", 1)
+}
+
 #[tokio::test]
 async fn queries_nested_past_the_depth_limit_are_refused() {
     let f = fixture(|_| {}).await;
-    let a = query(&f.app, Some(&f.key), &nested(12)).await;
+    let a = query(&f.app, Some(&f.key), &nested_with_data(12)).await;
     assert_eq!(a.status, StatusCode::OK);
     assert!(a.json().get("errors").is_none(), "{:?}", a.json());
     assert_eq!(
@@ -233,7 +238,7 @@ async fn queries_nested_past_the_depth_limit_are_refused() {
     );
 
     let before = counted(&f.app, "BAD_USER_INPUT").await;
-    let a = query(&f.app, Some(&f.key), &nested(13)).await;
+    let a = query(&f.app, Some(&f.key), &nested_with_data(13)).await;
     assert_eq!(
         a.status,
         StatusCode::OK,
@@ -241,9 +246,86 @@ async fn queries_nested_past_the_depth_limit_are_refused() {
     );
     let body = a.json();
     assert_eq!(body["errors"][0]["message"], "Query is nested too deep.");
+    assert_eq!(
+        body["errors"][0]["extensions"]["code"],
+        "GRAPHQL_VALIDATION_FAILED"
+    );
     assert_eq!(body["data"], Value::Null);
     assert_eq!(body["errors"].as_array().unwrap().len(), 1);
     assert_eq!(counted(&f.app, "BAD_USER_INPUT").await, before + 1);
+}
+
+/// Introspection alone has a bound of its own, so the standard query of
+/// graphql-core (and GraphiQL, gql, code generators) works while data
+/// queries keep theirs.
+#[tokio::test]
+async fn the_standard_introspection_query_is_answered() {
+    let f = fixture(|_| {}).await;
+    let standard = include_str!("fixtures/graphql-core-introspection.graphql");
+    let a = query(&f.app, Some(&f.key), standard).await;
+    let body = a.json();
+    assert!(body.get("errors").is_none(), "{body:?}");
+    let types = body["data"]["__schema"]["types"].as_array().unwrap();
+    assert!(types.iter().any(|t| t["name"] == "Bot"), "{types:?}");
+    assert_eq!(body["data"]["__schema"]["queryType"]["name"], "QueryRoot");
+    // Deeper than any data query may go, still answered when it is all meta.
+    let a = query(&f.app, Some(&f.key), &nested(20)).await;
+    assert!(a.json().get("errors").is_none(), "{:?}", a.json());
+    // Past the bound of introspection, it is refused too (by the parser's
+    // own recursion bound first, for this shape).
+    let a = query(&f.app, Some(&f.key), &nested(40)).await;
+    let code = &a.json()["errors"][0]["extensions"]["code"];
+    assert!(
+        code == "GRAPHQL_VALIDATION_FAILED" || code == "GRAPHQL_PARSE_FAILED",
+        "{:?}",
+        a.json()
+    );
+}
+
+/// `schema.graphql` at the top of the repository is the published
+/// contract: it must be what the code serves.
+#[test]
+fn the_committed_schema_is_the_served_one() {
+    let committed = include_str!("../../../schema.graphql");
+    assert!(
+        committed == super::sdl(),
+        "schema.graphql differs from the schema the code serves: review the change \
+         (and note a breaking one in CHANGELOG.md), then run \
+         `cargo run -- schema > schema.graphql`"
+    );
+}
+
+/// The executor's own refusals carry codes, as common GraphQL servers give
+/// them.
+#[tokio::test]
+async fn parse_validation_and_coercion_errors_carry_codes() {
+    let f = fixture(|_| {}).await;
+    let table = [
+        ("{ bots { totalCount }", "GRAPHQL_PARSE_FAILED"),
+        (
+            "query { bots(nope: 1) { totalCount } }",
+            "GRAPHQL_VALIDATION_FAILED",
+        ),
+        ("{ bot { id } }", "GRAPHQL_VALIDATION_FAILED"),
+        ("{ nothing }", "GRAPHQL_VALIDATION_FAILED"),
+        (
+            "{ bots(first: 99999999999) { totalCount } }",
+            "BAD_USER_INPUT",
+        ),
+        (
+            "{ bots(status: SLEEPING) { totalCount } }",
+            "BAD_USER_INPUT",
+        ),
+        ("{ bots(first: 500) { totalCount } }", "BAD_USER_INPUT"),
+    ];
+    for (q, code) in table {
+        let a = query(&f.app, Some(&f.key), q).await;
+        let body = a.json();
+        assert_eq!(
+            body["errors"][0]["extensions"]["code"], code,
+            "{q}: {body:?}"
+        );
+    }
 }
 
 #[tokio::test]
@@ -289,6 +371,162 @@ async fn a_tenant_over_its_rate_limit_gets_429_with_retry_after() {
         a.status,
         StatusCode::OK,
         "another tenant has its own budget"
+    );
+}
+
+async fn create_bots(f: &Fixture, n: usize) -> Vec<String> {
+    let mut ids = Vec::new();
+    for i in 0..n {
+        let q = format!(
+            "mutation {{ createBot(input: {{meetingUrl: \"https://meet.google.com/abc-defg-hij\", botName: \"Bot {i}\"}}) {{ id }} }}"
+        );
+        let a = query(&f.app, Some(&f.key), &q).await;
+        ids.push(
+            a.json()["data"]["createBot"]["id"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        );
+        // Distinct creation times: the list's order is by time.
+        tokio::time::sleep(std::time::Duration::from_millis(3)).await;
+    }
+    ids
+}
+
+fn page_ids(body: &Value, field: &str) -> (Vec<String>, bool, bool, Vec<String>) {
+    let conn = &body["data"][field];
+    let ids = conn["edges"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{body:?}"))
+        .iter()
+        .map(|e| e["node"]["id"].as_str().unwrap().to_string())
+        .collect();
+    let cursors = conn["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["cursor"].as_str().unwrap().to_string())
+        .collect();
+    (
+        ids,
+        conn["pageInfo"]["hasPreviousPage"].as_bool().unwrap(),
+        conn["pageInfo"]["hasNextPage"].as_bool().unwrap(),
+        cursors,
+    )
+}
+
+/// Connections page both ways, Relay's way.
+#[tokio::test]
+async fn connections_page_forward_and_backward() {
+    let f = fixture(|_| {}).await;
+    let mut ids = create_bots(&f, 5).await;
+    ids.reverse(); // newest first, as `bots` lists them
+    let list = |args: &str| {
+        format!(
+            "{{ bots({args}) {{ edges {{ cursor node {{ id }} }} pageInfo {{ hasPreviousPage hasNextPage }} }} }}"
+        )
+    };
+    let a = query(&f.app, Some(&f.key), &list("first: 2")).await;
+    let (got, prev, next, cursors) = page_ids(&a.json(), "bots");
+    assert_eq!((got, prev, next), (ids[0..2].to_vec(), false, true));
+    let a = query(
+        &f.app,
+        Some(&f.key),
+        &list(&format!("first: 2, after: \"{}\"", cursors[1])),
+    )
+    .await;
+    let (got, prev, next, _) = page_ids(&a.json(), "bots");
+    assert_eq!((got, prev, next), (ids[2..4].to_vec(), true, true));
+
+    // The oldest end, still in list order.
+    let a = query(&f.app, Some(&f.key), &list("last: 2")).await;
+    let (got, prev, next, cursors) = page_ids(&a.json(), "bots");
+    assert_eq!((got, prev, next), (ids[3..5].to_vec(), true, false));
+    // And back from there.
+    let a = query(
+        &f.app,
+        Some(&f.key),
+        &list(&format!("last: 2, before: \"{}\"", cursors[0])),
+    )
+    .await;
+    let (got, prev, next, _) = page_ids(&a.json(), "bots");
+    assert_eq!((got, prev, next), (ids[1..3].to_vec(), true, true));
+    let a = query(&f.app, Some(&f.key), &list("last: 10")).await;
+    let (got, prev, next, _) = page_ids(&a.json(), "bots");
+    assert_eq!((got, prev, next), (ids.clone(), false, false));
+
+    for bad in ["first: 1, last: 1", "last: 0", "before: \"zz\""] {
+        let a = query(&f.app, Some(&f.key), &list(bad)).await;
+        assert_eq!(
+            a.json()["errors"][0]["extensions"]["code"],
+            "BAD_USER_INPUT",
+            "{bad}"
+        );
+    }
+}
+
+/// Any object by id through `node` and `nodes`, only in the caller's
+/// tenant, and only the types its role may read.
+#[tokio::test]
+async fn node_and_nodes_refetch_by_id_within_the_tenant() {
+    let f = fixture(|_| {}).await;
+    let bot = create_bots(&f, 1).await.remove(0);
+    let a = query(
+        &f.app,
+        Some(&f.key),
+        "mutation { createWebhookEndpoint(input: {url: \"https://hooks.example.com/a\"}) { endpoint { id } } }",
+    )
+    .await;
+    let hook = a.json()["data"]["createWebhookEndpoint"]["endpoint"]["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{:?}", a.json()))
+        .to_string();
+
+    let a = query(
+        &f.app,
+        Some(&f.key),
+        &format!(
+            "{{ node(id: \"{bot}\") {{ __typename id ... on Bot {{ botName }} }} \
+             nodes(ids: [\"{hook}\", \"nope\", \"{bot}\"]) {{ __typename id }} }}"
+        ),
+    )
+    .await;
+    let body = a.json();
+    assert!(body.get("errors").is_none(), "{body:?}");
+    assert_eq!(body["data"]["node"]["__typename"], "Bot");
+    assert_eq!(body["data"]["node"]["id"], bot.as_str());
+    assert_eq!(body["data"]["node"]["botName"], "Bot 0");
+    let nodes = body["data"]["nodes"].as_array().unwrap();
+    assert_eq!(nodes[0]["__typename"], "WebhookEndpoint");
+    assert_eq!(nodes[0]["id"], hook.as_str());
+    assert_eq!(nodes[1], Value::Null);
+    assert_eq!(nodes[2]["id"], bot.as_str());
+
+    // Another tenant: the same ids are nobody's there.
+    let other =
+        f.cp.admin()
+            .create_tenant("globex", "local")
+            .await
+            .unwrap()
+            .api_key;
+    let a = query(
+        &f.app,
+        Some(&other),
+        &format!("{{ node(id: \"{bot}\") {{ id }} }}"),
+    )
+    .await;
+    assert_eq!(a.json()["errors"][0]["extensions"]["code"], "NOT_FOUND");
+    let a = query(
+        &f.app,
+        Some(&other),
+        &format!("{{ nodes(ids: [\"{bot}\", \"{hook}\"]) {{ id }} }}"),
+    )
+    .await;
+    assert_eq!(
+        a.json()["data"]["nodes"],
+        json!([null, null]),
+        "{:?}",
+        a.json()
     );
 }
 

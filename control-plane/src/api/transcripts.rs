@@ -10,7 +10,7 @@ use async_graphql::{Context, ID, Result, SimpleObject};
 use attache_protocol::DataKey;
 
 use super::error::ApiError;
-use super::paging::{TotalCount, decode_cursor, encode_cursor, page_size};
+use super::paging::{self, TotalCount, decode_cursor, encode_cursor};
 use super::sealed::{bot_key, open_text};
 use crate::entity::{bot, transcript_segment};
 use crate::keys::field_context;
@@ -131,25 +131,27 @@ pub(crate) async fn page(
     ctx: &Context<'_>,
     scoped: &Scoped<'_>,
     b: &bot::Model,
-    first: Option<i32>,
-    after: Option<String>,
+    (first, after): (Option<i32>, Option<String>),
+    (last, before): (Option<i32>, Option<String>),
 ) -> Result<Connection<String, TranscriptSegment, TotalCount, EmptyFields>> {
-    let first = page_size(first.unwrap_or(DEFAULT_PAGE), MAX_PAGE)?;
     let after = after.map(|c| decode_segment_cursor(&c)).transpose()?;
-    let mut rows = scoped
-        .transcript(&b.id, after, first + 1)
+    let before = before.map(|c| decode_segment_cursor(&c)).transpose()?;
+    let window = paging::window(first, after, last, before, DEFAULT_PAGE, MAX_PAGE)?;
+    let page = scoped
+        .transcript_window(&b.id, &window)
         .await
         .map_err(ApiError::from)?;
-    let has_next = rows.len() as u64 > first;
-    rows.truncate(first as usize);
     let total_count = scoped
         .count_transcript(&b.id)
         .await
         .map_err(ApiError::from)?;
     let key = bot_key(ctx, b).await?;
-    let mut conn =
-        Connection::with_additional_fields(after.is_some(), has_next, TotalCount { total_count });
-    for r in &rows {
+    let mut conn = Connection::with_additional_fields(
+        page.has_previous,
+        page.has_next,
+        TotalCount { total_count },
+    );
+    for r in &page.items {
         conn.edges.push(Edge::new(
             encode_segment_cursor(r),
             TranscriptSegment::open(key.as_ref(), r)?,

@@ -19,11 +19,11 @@ use crate::entity::{tenant_notice, webhook_attempt, webhook_delivery, webhook_en
 const MAX_DELIVERIES: i32 = 500;
 
 /// Where a tenant receives events.
-pub(crate) struct WebhookEndpoint(webhook_endpoint::Model);
+pub(crate) struct WebhookEndpoint(pub(crate) webhook_endpoint::Model);
 
 #[Object]
 impl WebhookEndpoint {
-    async fn id(&self) -> ID {
+    pub(crate) async fn id(&self) -> ID {
         ID(self.0.id.clone())
     }
     async fn url(&self) -> &str {

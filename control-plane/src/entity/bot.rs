@@ -1,7 +1,7 @@
 use attache_protocol::{BotStatus, Platform};
 use sea_orm::entity::prelude::*;
 
-use super::names::Stored;
+use super::names::{QueueReason, Stored};
 
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
 #[sea_orm(table_name = "bots")]
@@ -36,6 +36,18 @@ pub struct Model {
     pub data_key: Option<Vec<u8>>,
     /// This bot's transcription override (JSON), if it has one.
     pub transcription: Option<String>,
+    /// The worker pool the bot must run on (its tenant is dedicated), or
+    /// `None`: the shared workers of `region`.
+    pub pool: Option<String>,
+    /// The object store that keeps its recordings, chosen when it was
+    /// created (`crate::residency`); `None` on bots older than residency:
+    /// the default store.
+    pub object_store: Option<String>,
+    /// When it last entered the queue (created, or taken back from a
+    /// worker); `None` on older rows: `created_at`.
+    pub queued_at: Option<DateTimeUtc>,
+    /// Why a due, queued bot is still waiting; `None` otherwise.
+    pub queue_reason: Option<Stored<QueueReason>>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -11,6 +11,8 @@ pub struct Model {
     pub expires_at: DateTimeUtc,
     pub used_at: Option<DateTimeUtc>,
     pub used_by_worker: Option<String>,
+    /// The dedicated pool the worker it enrolls joins; `None`: shared.
+    pub pool: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

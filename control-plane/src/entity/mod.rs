@@ -19,6 +19,7 @@ pub mod member;
 pub mod names;
 pub mod operator;
 pub mod participant;
+pub mod platform_key;
 pub mod policy_override;
 pub mod recording;
 pub mod retention_default;

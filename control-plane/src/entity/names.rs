@@ -119,6 +119,16 @@ impl Named for Platform {
     }
 }
 
+impl Named for crate::keys::KeyProviderKind {
+    const TYPE: &'static str = "key provider";
+    fn name(self) -> &'static str {
+        self.as_str()
+    }
+    fn from_name(s: &str) -> Option<Self> {
+        crate::keys::KeyProviderKind::parse(s)
+    }
+}
+
 macro_rules! named_enum {
     ($(#[$doc:meta])* $name:ident, $type:literal { $($(#[$vdoc:meta])* $variant:ident = $text:literal),+ $(,)? }) => {
         $(#[$doc])*
@@ -171,6 +181,52 @@ named_enum!(
         Lost = "lost",
     }
 );
+
+named_enum!(
+    /// Why a bot whose join time has come is still `QUEUED`. The API shows
+    /// it as the bot's `statusReason` while it waits.
+    QueueReason, "queue reason" {
+        /// No worker of the bot's region is connected.
+        NoWorkerInRegion = "NO_WORKER_IN_REGION",
+        /// No worker of the bot's dedicated pool is connected.
+        NoWorkerInPool = "NO_WORKER_IN_POOL",
+        /// Workers are connected, but every one is full (or draining).
+        WorkersBusy = "WORKERS_BUSY",
+    }
+);
+
+/// Whose workers a tenant's bots run on.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Isolation {
+    /// The shared workers of its home region.
+    Shared,
+    /// Only the workers of its own pool; its recordings go to its own
+    /// bucket.
+    Dedicated,
+}
+
+impl Isolation {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Isolation::Shared => "SHARED",
+            Isolation::Dedicated => "DEDICATED",
+        }
+    }
+}
+
+impl Named for Isolation {
+    const TYPE: &'static str = "isolation";
+    fn name(self) -> &'static str {
+        self.as_str()
+    }
+    fn from_name(s: &str) -> Option<Self> {
+        match s {
+            "SHARED" => Some(Isolation::Shared),
+            "DEDICATED" => Some(Isolation::Dedicated),
+            _ => None,
+        }
+    }
+}
 
 #[cfg(test)]
 mod tests {

@@ -1,5 +1,7 @@
 use sea_orm::entity::prelude::*;
 
+use super::names::{Isolation, Stored};
+
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
 #[sea_orm(table_name = "tenants")]
 pub struct Model {
@@ -10,6 +12,11 @@ pub struct Model {
     pub created_at: DateTimeUtc,
     /// Days ended bots' transcripts, chat and recordings are kept.
     pub retention_days: Option<i32>,
+    /// `SHARED`: the workers of its region; `DEDICATED`: only the workers
+    /// of `pool`.
+    pub isolation: Stored<Isolation>,
+    /// The worker pool of a dedicated tenant; `None` for a shared one.
+    pub pool: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

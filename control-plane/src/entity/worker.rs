@@ -16,6 +16,9 @@ pub struct Model {
     pub enrolled_at: DateTimeUtc,
     pub last_seen_at: Option<DateTimeUtc>,
     pub revoked_at: Option<DateTimeUtc>,
+    /// The dedicated pool it was enrolled into (named in its certificate);
+    /// `None`: a shared worker of its region.
+    pub pool: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use rcgen::{
     BasicConstraints, CertificateParams, CertificateSigningRequestParams, DistinguishedName,
-    DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose,
+    DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType,
 };
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 
@@ -123,12 +123,14 @@ impl FleetCa {
     }
 
     /// Signs a worker's CSR. Only the public key is taken from the request:
-    /// the subject (worker id, region) and the usages are ours.
+    /// the subject (worker id, region), the pool (a `urn:attache:pool:NAME`
+    /// URI name, for a worker of a dedicated pool) and the usages are ours.
     pub(crate) fn sign_worker(
         &self,
         csr_pem: &str,
         worker_id: &str,
         region: &str,
+        pool: Option<&str>,
     ) -> Result<(String, String), CaError> {
         let csr = CertificateSigningRequestParams::from_pem(csr_pem)?;
         let mut params = CertificateParams::new(Vec::<String>::new())?;
@@ -136,6 +138,9 @@ impl FleetCa {
         dn.push(DnType::CommonName, worker_id);
         dn.push(DnType::OrganizationalUnitName, region);
         params.distinguished_name = dn;
+        if let Some(pool) = pool {
+            params.subject_alt_names = vec![SanType::URI(pool_uri(pool).try_into()?)];
+        }
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
         params.not_before = time_now() - Duration::from_secs(3600);
         params.not_after = time_now() + Duration::from_secs(WORKER_CERT_DAYS * 86_400);
@@ -149,6 +154,11 @@ impl FleetCa {
 }
 
 pub(crate) use attache_protocol::cert_fingerprint as fingerprint;
+
+/// How a worker's certificate names its pool.
+fn pool_uri(pool: &str) -> String {
+    format!("urn:attache:pool:{pool}")
+}
 
 fn time_now() -> time::OffsetDateTime {
     time::OffsetDateTime::now_utc()
@@ -239,10 +249,24 @@ mod tests {
         req.distinguished_name
             .push(DnType::CommonName, "someone-else");
         let csr = req.serialize_request(&key).unwrap().pem().unwrap();
-        let (pem, fp) = ca.sign_worker(&csr, "w-1", "local").unwrap();
+        let (pem, fp) = ca.sign_worker(&csr, "w-1", "local", None).unwrap();
         assert_eq!(fp.len(), 64);
         assert!(pem.starts_with("-----BEGIN CERTIFICATE-----"));
-        assert!(ca.sign_worker("not a csr", "w-1", "local").is_err());
+        let names_pool = |pem: &str| {
+            let der = pem_to_der(pem).unwrap();
+            der.windows(b"urn:attache:pool:".len())
+                .any(|w| w == b"urn:attache:pool:")
+        };
+        assert!(!names_pool(&pem), "no pool, no pool name");
+        assert!(ca.sign_worker("not a csr", "w-1", "local", None).is_err());
+        // A pool worker's certificate names its pool.
+        let (pem, _) = ca.sign_worker(&csr, "w-2", "local", Some("acme")).unwrap();
+        assert!(names_pool(&pem));
+        let der = pem_to_der(&pem).unwrap();
+        assert!(
+            der.windows(21).any(|w| w == b"urn:attache:pool:acme"),
+            "the pool's own name"
+        );
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

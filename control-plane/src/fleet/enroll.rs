@@ -1,5 +1,6 @@
 //! One-time enrollment: a worker with a join token and a fresh key pair
-//! gets a client certificate naming its id and region. The token is spent
+//! gets a client certificate naming its id, region and (for a dedicated
+//! tenant's worker) pool, all taken from the token. The token is spent
 //! in the same transaction that records the worker.
 
 use std::time::Duration;
@@ -99,7 +100,12 @@ async fn enroll(
     let worker_id = format!("w-{}", random_hex(6));
     let (cert_pem, fingerprint) = state
         .ca
-        .sign_worker(&req.csr_pem, &worker_id, &token.region)
+        .sign_worker(
+            &req.csr_pem,
+            &worker_id,
+            &token.region,
+            token.pool.as_deref(),
+        )
         .map_err(|_| {
             (
                 ErrorCode::BadUserInput,
@@ -120,6 +126,7 @@ async fn enroll(
                 enrolled_at: now(),
                 last_seen_at: None,
                 revoked_at: None,
+                pool: token.pool.clone(),
             },
         )
         .await
@@ -127,11 +134,13 @@ async fn enroll(
     if !enrolled {
         return Err(INVALID);
     }
-    tracing::info!(worker_id = %worker_id, region = %token.region, "worker enrolled");
+    tracing::info!(worker_id = %worker_id, region = %token.region,
+        pool = token.pool.as_deref().unwrap_or("shared"), "worker enrolled");
     Ok(EnrollResponse::Enrolled {
         worker_id,
         region: token.region,
         cert_pem,
         ca_pem: state.ca.cert_pem().to_string(),
+        pool: token.pool,
     })
 }

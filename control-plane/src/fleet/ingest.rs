@@ -170,6 +170,13 @@ async fn write(state: &AppState, f: &Frame<'_>, checked: Checked) -> Result<(), 
     };
     let mut closes_recording = false;
     let mut transcript = None;
+    // The bot's own store, chosen at its creation: never another region's.
+    let objects = || {
+        state
+            .objects
+            .for_bot(f.bot)
+            .map_err(|e| StoreError::Corrupt(format!("object store: {e}")))
+    };
     let write = match checked {
         Checked::Status { .. } | Checked::NotTheWorkers => {
             unreachable!("statuses are lifecycle moves")
@@ -213,8 +220,7 @@ async fn write(state: &AppState, f: &Frame<'_>, checked: Checked) -> Result<(), 
             let len = bytes.len() as i64;
             let chunk = recordings::chunk_key(tenant_id, bot_id, f.generation, offset);
             let sealed = f.key.seal(chunk.as_bytes(), &bytes);
-            state
-                .objects
+            objects()?
                 .put(&chunk, sealed)
                 .await
                 .map_err(|e| StoreError::Corrupt(format!("object store: {e}")))?;
@@ -229,10 +235,9 @@ async fn write(state: &AppState, f: &Frame<'_>, checked: Checked) -> Result<(), 
             sha256,
         } => match state.store.recording(bot_id).await? {
             Some(r) if r.generation == f.generation && r.status == RecordingStatus::Recording => {
-                let joined =
-                    recordings::join(&state.objects, f.key, tenant_id, bot_id, f.generation)
-                        .await
-                        .map_err(|e| StoreError::Corrupt(format!("object store: {e}")))?;
+                let joined = recordings::join(objects()?, f.key, tenant_id, bot_id, f.generation)
+                    .await
+                    .map_err(|e| StoreError::Corrupt(format!("object store: {e}")))?;
                 let intact = joined.size_bytes as u64 == size_bytes && joined.sha256 == sha256;
                 if !intact {
                     tracing::warn!(
@@ -276,8 +281,8 @@ async fn write(state: &AppState, f: &Frame<'_>, checked: Checked) -> Result<(), 
         .await?
     {
         Written::Applied => {
-            if closes_recording {
-                recordings::drop_chunks(&state.objects, tenant_id, bot_id, f.generation).await;
+            if closes_recording && let Ok(objects) = objects() {
+                recordings::drop_chunks(objects, tenant_id, bot_id, f.generation).await;
             }
             if let Some(t) = transcript {
                 let kind = if t.segment.is_final {

@@ -57,7 +57,8 @@ pub(super) async fn serve(
         );
         return;
     };
-    let span = tracing::info_span!("fleet", worker_id = %worker.id, region = %worker.region);
+    let span = tracing::info_span!("fleet", worker_id = %worker.id, region = %worker.region,
+        pool = worker.pool.as_deref().unwrap_or("shared"));
     let outcome = run(state, &conn, &worker, shutdown, tasks)
         .instrument(span.clone())
         .await;
@@ -111,6 +112,7 @@ async fn handshake(
     let software_version: String = software_version.chars().take(64).collect();
     Ok(Hello {
         region: worker.region.clone(),
+        pool: worker.pool.clone(),
         capacity,
         software_version,
         bots,

@@ -22,6 +22,7 @@ pub(crate) struct Link {
 
 struct Entry {
     region: String,
+    pool: Option<String>,
     capacity: u32,
     draining: bool,
     link: Option<Link>,
@@ -38,6 +39,8 @@ struct Entry {
 #[derive(Debug, Clone)]
 pub(crate) struct Hello {
     pub region: String,
+    /// The dedicated pool named in its certificate, if any.
+    pub pool: Option<String>,
     pub capacity: u32,
     pub software_version: String,
     pub bots: Vec<BotReport>,
@@ -47,6 +50,7 @@ impl Entry {
     fn unseen(region: String, liveness: Liveness, now: Instant) -> Entry {
         Entry {
             region,
+            pool: None,
             capacity: 0,
             draining: false,
             link: None,
@@ -73,6 +77,8 @@ pub(crate) struct WorkerView {
 pub(crate) struct Candidate {
     pub id: String,
     pub region: String,
+    /// `None`: a shared worker, for shared tenants' bots only.
+    pub pool: Option<String>,
     pub capacity: u32,
 }
 
@@ -94,6 +100,7 @@ impl Registry {
             .entry(id.to_string())
             .or_insert_with(|| Entry::unseen(hello.region.clone(), Liveness::Lost, now));
         e.region = hello.region;
+        e.pool = hello.pool;
         e.capacity = hello.capacity;
         e.software_version = hello.software_version;
         e.observed = Some(hello.bots);
@@ -198,6 +205,7 @@ impl Registry {
             .map(|(id, e)| Candidate {
                 id: id.clone(),
                 region: e.region.clone(),
+                pool: e.pool.clone(),
                 capacity: e.capacity,
             })
             .collect()

@@ -11,19 +11,32 @@ use sea_orm::{
 };
 
 use super::*;
-use crate::entity::names::{RecordingStatus, Stored};
+use crate::config::Config;
+use crate::entity::names::{Isolation, RecordingStatus, Stored};
 use crate::entity::{
     bot, bot_event, bot_warning, chat_message, participant, recording, speaker_segment, tenant,
     transcript_segment, webhook_attempt, webhook_delivery, webhook_endpoint,
 };
-use crate::objects::{ObjectStoreConfig, S3Config};
+use crate::objects::{ObjectStoreConfig, Objects, S3Config};
 use crate::store::{NewBot, Transition};
 
 struct Fixture {
     label: &'static str,
     store: Store,
+    /// The deployment's stores, as the sweep gets them.
+    stores: ObjectStores,
+    /// The default store, where these bots keep their objects.
     objects: Objects,
     _dir: tempfile::TempDir,
+}
+
+/// The deployment's stores with `store` as the default.
+async fn open_stores(dir: &std::path::Path, store: ObjectStoreConfig) -> (ObjectStores, Objects) {
+    let mut config = Config::local(dir);
+    config.object_store = Some(store);
+    let stores = ObjectStores::open(&config, b"k".to_vec()).await.unwrap();
+    let objects = stores.named(None).unwrap().clone();
+    (stores, objects)
 }
 
 fn env(k: &str) -> Option<String> {
@@ -36,17 +49,17 @@ async fn fixtures() -> Vec<Fixture> {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open("sqlite::memory:").await.unwrap();
     store.migrate().await.unwrap();
-    let objects = Objects::open(
-        &ObjectStoreConfig::Local {
+    let (stores, objects) = open_stores(
+        dir.path(),
+        ObjectStoreConfig::Local {
             dir: dir.path().join("objects"),
         },
-        b"k".to_vec(),
     )
-    .await
-    .unwrap();
+    .await;
     out.push(Fixture {
         label: "sqlite+local",
         store,
+        stores,
         objects,
         _dir: dir,
     });
@@ -64,8 +77,10 @@ async fn fixtures() -> Vec<Fixture> {
         let (base, _) = pg.rsplit_once('/').unwrap();
         let store = Store::open(&format!("{base}/{name}")).await.unwrap();
         store.migrate().await.unwrap();
-        let objects = Objects::open(
-            &ObjectStoreConfig::S3(S3Config {
+        let dir = tempfile::tempdir().unwrap();
+        let (stores, objects) = open_stores(
+            dir.path(),
+            ObjectStoreConfig::S3(S3Config {
                 bucket: format!(
                     "attache-rt-{}",
                     &uuid::Uuid::new_v4().simple().to_string()[..12]
@@ -77,15 +92,14 @@ async fn fixtures() -> Vec<Fixture> {
                 secret_key: env("ATTACHE_TEST_S3_SECRET_KEY"),
                 create_bucket: true,
             }),
-            b"k".to_vec(),
         )
-        .await
-        .unwrap();
+        .await;
         out.push(Fixture {
             label: "postgres+s3",
             store,
+            stores,
             objects,
-            _dir: tempfile::tempdir().unwrap(),
+            _dir: dir,
         });
     } else {
         eprintln!(
@@ -113,6 +127,8 @@ async fn add_tenant(store: &Store, id: &str) {
             region: "local".into(),
             created_at: t("2029-01-01T00:00:00Z"),
             retention_days: None,
+            isolation: Stored(Isolation::Shared),
+            pool: None,
         })
         .await
         .unwrap();
@@ -137,6 +153,8 @@ async fn queued_bot(store: &Store, tenant_id: &str, id: &str) {
             silence_ms: 1,
             created_at: at,
             transcription: None,
+            pool: None,
+            object_store: crate::residency::DEFAULT_STORE.to_string(),
         })
         .await
         .unwrap();
@@ -483,7 +501,7 @@ async fn exactly_what_expired_goes_held_data_stays_and_the_audit_chain_holds() {
         .await;
         delivery(store, "t2", Some("t2-old"), days_before(20), "DELIVERED", 1).await;
 
-        let sweeper = Sweeper::new(store.clone(), f.objects.clone(), 2, 10_000, "test");
+        let sweeper = Sweeper::new(store.clone(), f.stores.clone(), 2, 10_000, "test");
         let r = sweeper.sweep(t(AS_OF)).await.unwrap();
         assert_eq!(
             counts(&r),
@@ -632,7 +650,7 @@ async fn a_hold_on_the_tenant_keeps_everything_until_released() {
             .insert_legal_hold("h".into(), None, vec![0], "key:k".into())
             .await
             .unwrap();
-        let sweeper = Sweeper::new(store.clone(), f.objects.clone(), 100, 10_000, "test");
+        let sweeper = Sweeper::new(store.clone(), f.stores.clone(), 100, 10_000, "test");
         let r = sweeper.sweep(t(AS_OF)).await.unwrap();
         assert_eq!(r.total(), 0, "{label}: {r:?}");
         assert_eq!(r.oldest_expired, None, "{label}: held is not a backlog");
@@ -738,7 +756,7 @@ async fn an_open_recording_keeps_its_bot_and_shows_as_backlog() {
         for class in DataClass::ALL {
             t1.set_retention_class(class, Some(30)).await.unwrap();
         }
-        let sweeper = Sweeper::new(store.clone(), f.objects.clone(), 100, 10_000, "test");
+        let sweeper = Sweeper::new(store.clone(), f.stores.clone(), 100, 10_000, "test");
         let r = sweeper.sweep(t(AS_OF)).await.unwrap();
         assert_eq!(
             counts(&r),
@@ -787,7 +805,7 @@ async fn sweeps_are_bounded_and_the_next_one_goes_on() {
             .set_retention_class(DataClass::Transcripts, Some(10))
             .await
             .unwrap();
-        let sweeper = Sweeper::new(store.clone(), f.objects.clone(), 3, 10, "test");
+        let sweeper = Sweeper::new(store.clone(), f.stores.clone(), 3, 10, "test");
         let mut seen = Vec::new();
         for _ in 0..3 {
             let r = sweeper.sweep(t(AS_OF)).await.unwrap();
@@ -814,7 +832,7 @@ async fn one_sweep_at_a_time() {
     for f in fixtures().await {
         let label = f.label;
         let store = &f.store;
-        let sweeper = Sweeper::new(store.clone(), f.objects.clone(), 10, 100, "test");
+        let sweeper = Sweeper::new(store.clone(), f.stores.clone(), 10, 100, "test");
         let at = now();
         assert!(
             store
@@ -874,7 +892,7 @@ async fn defaults_apply_to_tenants_that_chose_nothing() {
             .await
             .unwrap();
         store.scoped("t1").set_retention(Some(60)).await.unwrap();
-        let sweeper = Sweeper::new(store.clone(), f.objects.clone(), 100, 10_000, "test");
+        let sweeper = Sweeper::new(store.clone(), f.stores.clone(), 100, 10_000, "test");
         let r = sweeper.sweep(t(AS_OF)).await.unwrap();
         // t1's one number (60) covers recordings, transcripts and chat and
         // comes before the default.
@@ -890,4 +908,65 @@ async fn defaults_apply_to_tenants_that_chose_nothing() {
             .unwrap();
         assert!(store.retention_defaults().await.unwrap().0.is_empty());
     }
+}
+
+/// A bot's objects are deleted from the store its row names and no other;
+/// a bot whose store this deployment lacks keeps its recording (a backlog,
+/// not an error).
+#[tokio::test]
+async fn objects_go_from_the_store_the_bot_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config::local(dir.path());
+    config.region_object_stores.insert(
+        "eu".into(),
+        ObjectStoreConfig::Local {
+            dir: dir.path().join("eu"),
+        },
+    );
+    let stores = ObjectStores::open(&config, b"k".to_vec()).await.unwrap();
+    let default = stores.named(None).unwrap().clone();
+    let eu = stores.named(Some("region/eu")).unwrap().clone();
+    let store = Store::open("sqlite::memory:").await.unwrap();
+    store.migrate().await.unwrap();
+    let f = Fixture {
+        label: "sqlite+two stores",
+        store: store.clone(),
+        stores: stores.clone(),
+        objects: eu.clone(),
+        _dir: dir,
+    };
+    add_tenant(&store, "t1").await;
+    ended_bot(&f, "t1", "b-eu", days_before(40)).await;
+    ended_bot(&f, "t1", "b-gone", days_before(40)).await;
+    for (bot, name) in [("b-eu", "region/eu"), ("b-gone", "region/gone")] {
+        bot::Entity::update_many()
+            .col_expr(
+                bot::Column::ObjectStore,
+                sea_orm::sea_query::Expr::value(name),
+            )
+            .filter(bot::Column::Id.eq(bot))
+            .exec(store.db())
+            .await
+            .unwrap();
+    }
+    // The same key in the default store is not the bot's.
+    let key = crate::recordings::final_key("t1", "b-eu");
+    default.put(&key, b"other".to_vec()).await.unwrap();
+    store
+        .scoped("t1")
+        .set_retention_class(DataClass::Recordings, Some(30))
+        .await
+        .unwrap();
+    let sweeper = Sweeper::new(store.clone(), stores, 100, 10_000, "test");
+    let r = sweeper.sweep(t(AS_OF)).await.unwrap();
+    assert_eq!(counts(&r), [("recordings", 1)], "{}: {r:?}", f.label);
+    assert_eq!(r.objects, 3);
+    assert_eq!(objects_of(&f, "t1", "b-eu").await, 0);
+    assert!(default.get(&key).await.unwrap().is_some());
+    assert_eq!(
+        rows(&store, "b-gone").await[3],
+        1,
+        "kept: its store is not here"
+    );
+    assert_eq!(r.oldest_expired, Some(Duration::days(10)));
 }

@@ -14,8 +14,8 @@ use sea_orm::{
 };
 
 use super::fence::{self, Place};
-use super::{Scoped, Store, StoreError, now, webhooks};
-use crate::entity::names::Stored;
+use super::{Scoped, Slice, Store, StoreError, Window, now, webhooks};
+use crate::entity::names::{QueueReason, Stored};
 #[cfg(test)]
 use crate::entity::tenant;
 use crate::entity::{bot, bot_event, lease};
@@ -84,37 +84,148 @@ pub(crate) struct NewBot {
     pub silence_ms: i64,
     pub created_at: DateTime<Utc>,
     pub transcription: Option<String>,
+    /// Its tenant's dedicated pool, if it has one.
+    pub pool: Option<String>,
+    /// The object store its recordings go to (`crate::residency::place`).
+    pub object_store: String,
 }
 
-/// A page of bots, newest first.
-pub(crate) struct BotPage {
-    pub bots: Vec<bot::Model>,
-    pub has_next: bool,
+/// Queued bots that are due, per region and pool: what dispatch plans
+/// from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct QueueGroup {
+    pub region: String,
+    pub pool: Option<String>,
+    pub due: u64,
+}
+
+fn in_group(region: &str, pool: Option<&str>) -> Condition {
+    let pool = match pool {
+        Some(p) => bot::Column::Pool.eq(p),
+        None => bot::Column::Pool.is_null(),
+    };
+    Condition::all()
+        .add(bot::Column::Status.eq(BotStatus::Queued.as_str()))
+        .add(bot::Column::Region.eq(region))
+        .add(pool)
 }
 
 impl Store {
+    /// How many queued bots are due at `at`, per region and pool.
+    pub(crate) async fn queue_groups(&self, at: DateTime<Utc>) -> Result<Vec<QueueGroup>, DbErr> {
+        let rows = bot::Entity::find()
+            .select_only()
+            .column(bot::Column::Region)
+            .column(bot::Column::Pool)
+            .column_as(bot::Column::Id.count(), "n")
+            .filter(bot::Column::Status.eq(BotStatus::Queued.as_str()))
+            .filter(bot::Column::JoinAt.lte(at))
+            .group_by(bot::Column::Region)
+            .group_by(bot::Column::Pool)
+            .into_tuple::<(String, Option<String>, i64)>()
+            .all(&self.db)
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(region, pool, n)| QueueGroup {
+                region,
+                pool,
+                due: n.max(0) as u64,
+            })
+            .collect())
+    }
+
+    /// The oldest due bots of one region and pool.
     pub(crate) async fn due_bots(
         &self,
+        region: &str,
+        pool: Option<&str>,
         at: DateTime<Utc>,
         limit: u64,
     ) -> Result<Vec<bot::Model>, DbErr> {
         bot::Entity::find()
-            .filter(bot::Column::Status.eq(BotStatus::Queued.as_str()))
+            .filter(in_group(region, pool))
             .filter(bot::Column::JoinAt.lte(at))
+            .order_by_asc(bot::Column::JoinAt)
+            .order_by_asc(bot::Column::Id)
+            .limit(limit)
+            .all(&self.db)
+            .await
+    }
+
+    /// Due bots of one region and pool that have waited in the queue since
+    /// `cutoff` or longer (both their join time and their entry into the
+    /// queue are at or before it).
+    pub(crate) async fn queued_since(
+        &self,
+        region: &str,
+        pool: Option<&str>,
+        cutoff: DateTime<Utc>,
+        limit: u64,
+    ) -> Result<Vec<bot::Model>, DbErr> {
+        bot::Entity::find()
+            .filter(in_group(region, pool))
+            .filter(bot::Column::JoinAt.lte(cutoff))
+            .filter(
+                Condition::any().add(bot::Column::QueuedAt.lte(cutoff)).add(
+                    Condition::all()
+                        .add(bot::Column::QueuedAt.is_null())
+                        .add(bot::Column::CreatedAt.lte(cutoff)),
+                ),
+            )
             .order_by_asc(bot::Column::JoinAt)
             .limit(limit)
             .all(&self.db)
             .await
     }
 
-    /// The earliest join time of a queued bot, to know when to wake up.
-    pub(crate) async fn next_join_at(&self) -> Result<Option<DateTime<Utc>>, DbErr> {
+    /// Says why the due, queued bots of one region and pool still wait.
+    /// Not a move: no event, no generation change; the next move clears it.
+    pub(crate) async fn note_queue_reason(
+        &self,
+        region: &str,
+        pool: Option<&str>,
+        at: DateTime<Utc>,
+        reason: QueueReason,
+    ) -> Result<u64, DbErr> {
+        let stored = Stored(reason);
+        Ok(bot::Entity::update_many()
+            .col_expr(bot::Column::QueueReason, Expr::value(stored))
+            .filter(in_group(region, pool))
+            .filter(bot::Column::JoinAt.lte(at))
+            .filter(
+                Condition::any()
+                    .add(bot::Column::QueueReason.is_null())
+                    .add(bot::Column::QueueReason.ne(stored)),
+            )
+            .exec(&self.db)
+            .await?
+            .rows_affected)
+    }
+
+    /// The earliest join time after `at` of a queued bot, to know when to
+    /// wake up. (Bots already due are the dispatcher's; a wake-up brings
+    /// it back when a worker comes or a bot is queued.)
+    pub(crate) async fn next_join_after(
+        &self,
+        at: DateTime<Utc>,
+    ) -> Result<Option<DateTime<Utc>>, DbErr> {
         Ok(bot::Entity::find()
             .filter(bot::Column::Status.eq(BotStatus::Queued.as_str()))
+            .filter(bot::Column::JoinAt.gt(at))
             .order_by_asc(bot::Column::JoinAt)
             .one(&self.db)
             .await?
             .map(|b| b.join_at))
+    }
+
+    /// Every lease a bot was granted, oldest first: which workers ran it.
+    pub(crate) async fn leases_of(&self, bot_id: &str) -> Result<Vec<lease::Model>, DbErr> {
+        lease::Entity::find()
+            .filter(lease::Column::BotId.eq(bot_id))
+            .order_by_asc(lease::Column::Generation)
+            .all(&self.db)
+            .await
     }
 
     /// Bots under lease, optionally only those of one worker.
@@ -217,7 +328,15 @@ impl Store {
                 .col_expr(
                     bot::Column::StatusReason,
                     Expr::value(t.reason.map(|r| r.as_str())),
+                )
+                // Why it waited in the queue is over once it moves.
+                .col_expr(
+                    bot::Column::QueueReason,
+                    Expr::value(Option::<Stored<QueueReason>>::None),
                 );
+            if t.to == BotStatus::Queued {
+                q = q.col_expr(bot::Column::QueuedAt, Expr::value(t.at));
+            }
             if let Some(w) = &t.lease_to {
                 q = q
                     .col_expr(bot::Column::WorkerId, Expr::value(w.clone()))
@@ -325,6 +444,10 @@ impl Scoped<'_> {
             ended_at: Set(None),
             data_key: Set(None),
             transcription: Set(b.transcription),
+            pool: Set(b.pool),
+            object_store: Set(Some(b.object_store)),
+            queued_at: Set(Some(b.created_at)),
+            queue_reason: Set(None),
         }
         .insert(&txn)
         .await?;
@@ -346,34 +469,50 @@ impl Scoped<'_> {
     }
 
     /// Newest first; `after` is the (created_at, id) of the last bot seen.
+    /// Newest first; a cursor is the (created_at, id) of a bot.
     pub(crate) async fn bots(
         &self,
-        first: u64,
-        after: Option<(DateTime<Utc>, String)>,
+        window: &Window<(DateTime<Utc>, String)>,
         status: Option<BotStatus>,
-    ) -> Result<BotPage, DbErr> {
+    ) -> Result<Slice<bot::Model>, DbErr> {
         let mut q = bot::Entity::find().filter(bot::Column::TenantId.eq(self.tenant_id.clone()));
         if let Some(s) = status {
             q = q.filter(bot::Column::Status.eq(s.as_str()));
         }
-        if let Some((at, id)) = after {
-            q = q.filter(
-                Condition::any().add(bot::Column::CreatedAt.lt(at)).add(
-                    Condition::all()
-                        .add(bot::Column::CreatedAt.eq(at))
-                        .add(bot::Column::Id.lt(id)),
-                ),
-            );
+        // Older than `after`, newer than `before`.
+        let beyond = |(at, id): &(DateTime<Utc>, String), older: bool| {
+            let (time, tie) = if older {
+                (
+                    bot::Column::CreatedAt.lt(*at),
+                    bot::Column::Id.lt(id.clone()),
+                )
+            } else {
+                (
+                    bot::Column::CreatedAt.gt(*at),
+                    bot::Column::Id.gt(id.clone()),
+                )
+            };
+            Condition::any().add(time).add(
+                Condition::all()
+                    .add(bot::Column::CreatedAt.eq(*at))
+                    .add(tie),
+            )
+        };
+        if let Some(c) = &window.after {
+            q = q.filter(beyond(c, true));
         }
-        let mut bots = q
-            .order_by_desc(bot::Column::CreatedAt)
-            .order_by_desc(bot::Column::Id)
-            .limit(first + 1)
-            .all(self.db)
-            .await?;
-        let has_next = bots.len() as u64 > first;
-        bots.truncate(first as usize);
-        Ok(BotPage { bots, has_next })
+        if let Some(c) = &window.before {
+            q = q.filter(beyond(c, false));
+        }
+        let q = if window.backward {
+            q.order_by_asc(bot::Column::CreatedAt)
+                .order_by_asc(bot::Column::Id)
+        } else {
+            q.order_by_desc(bot::Column::CreatedAt)
+                .order_by_desc(bot::Column::Id)
+        };
+        let rows = q.limit(window.limit + 1).all(self.db).await?;
+        Ok(window.slice(rows))
     }
 
     pub(crate) async fn count_bots(&self, status: Option<BotStatus>) -> Result<u64, DbErr> {
@@ -408,6 +547,8 @@ mod tests {
                 region: "local".into(),
                 created_at: now(),
                 retention_days: None,
+                isolation: Stored(crate::entity::names::Isolation::Shared),
+                pool: None,
             })
             .await
             .unwrap();
@@ -428,6 +569,8 @@ mod tests {
                 silence_ms: 1,
                 created_at: now(),
                 transcription: None,
+                pool: None,
+                object_store: "default".into(),
             })
             .await
             .unwrap();
@@ -551,6 +694,141 @@ mod tests {
         assert_eq!(store.bot(&id).await.unwrap().unwrap().lease_generation, 2);
     }
 
+    async fn queue_bot(
+        store: &Store,
+        id: &str,
+        region: &str,
+        pool: Option<&str>,
+        at: DateTime<Utc>,
+    ) {
+        store
+            .scoped("t1")
+            .insert_bot(NewBot {
+                id: id.into(),
+                region: region.into(),
+                meeting_url: "https://meet.google.com/abc-defg-hij".into(),
+                platform: Platform::GoogleMeet,
+                bot_name: "Bot".into(),
+                join_at: at,
+                join_timeout_ms: 1,
+                lobby_timeout_ms: 1,
+                max_duration_ms: 1,
+                nobody_joined_ms: 1,
+                alone_ms: 1,
+                silence_ms: 1,
+                created_at: at,
+                transcription: None,
+                pool: pool.map(str::to_string),
+                object_store: "default".into(),
+            })
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn the_queue_is_read_per_region_and_pool() {
+        let (store, b1) = store_with_bot().await;
+        let t0 = now() - chrono::Duration::seconds(100);
+        queue_bot(&store, "us-1", "us", None, t0).await;
+        queue_bot(
+            &store,
+            "us-2",
+            "us",
+            None,
+            t0 + chrono::Duration::seconds(1),
+        )
+        .await;
+        queue_bot(&store, "p-1", "us", Some("acme"), t0).await;
+        queue_bot(
+            &store,
+            "later",
+            "us",
+            None,
+            now() + chrono::Duration::hours(1),
+        )
+        .await;
+        let mut groups = store.queue_groups(now()).await.unwrap();
+        groups.sort_by(|a, b| (&a.region, &a.pool).cmp(&(&b.region, &b.pool)));
+        let counts: Vec<_> = groups
+            .iter()
+            .map(|g| (g.region.as_str(), g.pool.as_deref(), g.due))
+            .collect();
+        assert_eq!(
+            counts,
+            [("local", None, 1), ("us", None, 2), ("us", Some("acme"), 1)]
+        );
+        let ids = |bots: Vec<bot::Model>| bots.into_iter().map(|b| b.id).collect::<Vec<_>>();
+        assert_eq!(
+            ids(store.due_bots("us", None, now(), 10).await.unwrap()),
+            ["us-1", "us-2"]
+        );
+        assert_eq!(
+            ids(store.due_bots("us", Some("acme"), now(), 10).await.unwrap()),
+            ["p-1"]
+        );
+        assert_eq!(
+            ids(store.due_bots("us", None, now(), 1).await.unwrap()),
+            ["us-1"]
+        );
+
+        // A reason for the due bots of one group only, noted once.
+        let noted = store
+            .note_queue_reason("us", None, now(), QueueReason::NoWorkerInRegion)
+            .await
+            .unwrap();
+        assert_eq!(noted, 2);
+        let again = store
+            .note_queue_reason("us", None, now(), QueueReason::NoWorkerInRegion)
+            .await
+            .unwrap();
+        assert_eq!(again, 0, "nothing to change");
+        let reason = |id: &str| {
+            let store = store.clone();
+            let id = id.to_string();
+            async move {
+                store
+                    .bot(&id)
+                    .await
+                    .unwrap()
+                    .unwrap()
+                    .queue_reason
+                    .map(|r| r.0)
+            }
+        };
+        assert_eq!(reason("us-1").await, Some(QueueReason::NoWorkerInRegion));
+        assert_eq!(reason("p-1").await, None, "another pool");
+        assert_eq!(reason("later").await, None, "not due yet");
+        assert_eq!(reason(&b1).await, None, "another region");
+
+        // Waited since before the cutoff: its join time and its queueing.
+        let cutoff = t0 + chrono::Duration::milliseconds(500);
+        assert_eq!(
+            ids(store.queued_since("us", None, cutoff, 10).await.unwrap()),
+            ["us-1"]
+        );
+
+        // Leased, the reason is gone; queued again, the wait starts over.
+        store.transition(lease("us-1", "w-a", 0)).await.unwrap();
+        assert_eq!(reason("us-1").await, None);
+        let mut requeue = Transition::new("us-1", BotStatus::Queued, None);
+        requeue.expect_generation = Some(1);
+        store.transition(requeue).await.unwrap();
+        let b = store.bot("us-1").await.unwrap().unwrap();
+        assert!(b.queued_at.unwrap() > cutoff);
+        assert!(
+            store
+                .queued_since("us", None, cutoff, 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(
+            store.next_join_after(now()).await.unwrap(),
+            Some(store.bot("later").await.unwrap().unwrap().join_at),
+            "only future joins wake the dispatcher"
+        );
+    }
+
     #[tokio::test]
     async fn scoped_reads_never_cross_tenants() {
         let (store, id) = store_with_bot().await;
@@ -561,10 +839,10 @@ mod tests {
         assert!(
             store
                 .scoped("t2")
-                .bots(10, None, None)
+                .bots(&Window::first(10), None)
                 .await
                 .unwrap()
-                .bots
+                .items
                 .is_empty()
         );
     }

@@ -87,6 +87,10 @@ mod tests {
             ended_at: None,
             data_key: None,
             transcription: None,
+            pool: None,
+            object_store: None,
+            queued_at: None,
+            queue_reason: None,
         }
     }
 

@@ -21,6 +21,7 @@ impl Store {
             expires_at: Set(t.expires_at),
             used_at: Set(None),
             used_by_worker: Set(None),
+            pool: Set(t.pool),
         }
         .insert(&self.db)
         .await
@@ -62,11 +63,18 @@ impl Store {
             enrolled_at: Set(w.enrolled_at),
             last_seen_at: Set(None),
             revoked_at: Set(None),
+            pool: Set(w.pool),
         }
         .insert(&txn)
         .await?;
         txn.commit().await?;
         Ok(true)
+    }
+
+    pub(crate) async fn worker(&self, id: &str) -> Result<Option<worker::Model>, DbErr> {
+        worker::Entity::find_by_id(id.to_string())
+            .one(&self.db)
+            .await
     }
 
     pub(crate) async fn worker_by_fingerprint(
@@ -95,6 +103,25 @@ impl Store {
             .count(&self.db)
             .await?
             > 0)
+    }
+
+    /// The (region, pool) of every worker any replica saw connected within
+    /// `window`: where a worker exists even if this replica has no link
+    /// to it.
+    pub(crate) async fn live_worker_groups(
+        &self,
+        window: std::time::Duration,
+    ) -> Result<Vec<(String, Option<String>)>, DbErr> {
+        let since = now() - chrono::Duration::from_std(window).unwrap_or_default();
+        Ok(worker::Entity::find()
+            .filter(worker::Column::State.eq(Stored(WorkerState::Connected)))
+            .filter(worker::Column::LastSeenAt.gt(since))
+            .filter(worker::Column::RevokedAt.is_null())
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .map(|w| (w.region, w.pool))
+            .collect())
     }
 
     /// Records a heartbeat (and repairs a `reconnecting` left behind by the

@@ -1,22 +1,39 @@
-//! Wrapped keys: each tenant's (under the master key) and each bot's (under
-//! its tenant's). Made once, on first use; concurrent first uses agree on
-//! whichever was stored first.
+//! Wrapped keys: each tenant's and the platform's (under a key provider,
+//! with the provider and provider key recorded beside them) and each bot's
+//! (under its tenant's). Made once, on first use; concurrent first uses
+//! agree on whichever was stored first. A rotation replaces a wrapped key
+//! only if it is still the one it read (compare-and-swap).
 
 use sea_orm::sea_query::{Expr, OnConflict};
-use sea_orm::{ColumnTrait, DbErr, EntityTrait, QueryFilter, Set, TryInsertResult};
+use sea_orm::{
+    ColumnTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set, TryInsertResult,
+};
 
 use super::{Store, now};
-use crate::entity::{bot, tenant_key};
+use crate::entity::names::Stored;
+use crate::entity::{bot, platform_key, tenant_key};
+use crate::keys::WrappedKey;
+
+/// The one row of `platform_keys`.
+const PLATFORM_ROW: &str = "platform";
+
+fn tenant_row(k: tenant_key::Model) -> WrappedKey {
+    WrappedKey {
+        bytes: k.wrapped_key,
+        provider: *k.provider,
+        key_id: k.provider_key_id,
+    }
+}
 
 impl Store {
     pub(crate) async fn tenant_wrapped_key(
         &self,
         tenant_id: &str,
-    ) -> Result<Option<Vec<u8>>, DbErr> {
+    ) -> Result<Option<WrappedKey>, DbErr> {
         Ok(tenant_key::Entity::find_by_id(tenant_id.to_string())
             .one(&self.db)
             .await?
-            .map(|k| k.wrapped_key))
+            .map(tenant_row))
     }
 
     /// Stores `wrapped` unless the tenant has a key already; returns the
@@ -24,12 +41,15 @@ impl Store {
     pub(crate) async fn put_tenant_key(
         &self,
         tenant_id: &str,
-        wrapped: Vec<u8>,
-    ) -> Result<Vec<u8>, DbErr> {
+        wrapped: WrappedKey,
+    ) -> Result<WrappedKey, DbErr> {
         let inserted = tenant_key::Entity::insert(tenant_key::ActiveModel {
             tenant_id: Set(tenant_id.to_string()),
-            wrapped_key: Set(wrapped),
+            wrapped_key: Set(wrapped.bytes),
             created_at: Set(now()),
+            provider: Set(Stored(wrapped.provider)),
+            provider_key_id: Set(wrapped.key_id),
+            rewrapped_at: Set(None),
         })
         .on_conflict(
             OnConflict::column(tenant_key::Column::TenantId)
@@ -44,6 +64,101 @@ impl Store {
         self.tenant_wrapped_key(tenant_id)
             .await?
             .ok_or_else(|| DbErr::RecordNotFound(format!("tenant key of {tenant_id}")))
+    }
+
+    /// Replaces a tenant's wrapped key if it is still `old`; false if it
+    /// changed meanwhile (or is gone).
+    pub(crate) async fn rewrap_tenant_key(
+        &self,
+        tenant_id: &str,
+        old: &[u8],
+        new: WrappedKey,
+    ) -> Result<bool, DbErr> {
+        let r = tenant_key::Entity::update_many()
+            .filter(tenant_key::Column::TenantId.eq(tenant_id))
+            .filter(tenant_key::Column::WrappedKey.eq(old.to_vec()))
+            .col_expr(tenant_key::Column::WrappedKey, Expr::value(new.bytes))
+            .col_expr(
+                tenant_key::Column::Provider,
+                Expr::value(new.provider.as_str()),
+            )
+            .col_expr(tenant_key::Column::ProviderKeyId, Expr::value(new.key_id))
+            .col_expr(tenant_key::Column::RewrappedAt, Expr::value(now()))
+            .exec(&self.db)
+            .await?;
+        Ok(r.rows_affected == 1)
+    }
+
+    /// Tenant keys in tenant id order, after `after`.
+    pub(crate) async fn tenant_keys_after(
+        &self,
+        after: Option<&str>,
+        limit: u64,
+    ) -> Result<Vec<(String, WrappedKey)>, DbErr> {
+        let mut q = tenant_key::Entity::find().order_by_asc(tenant_key::Column::TenantId);
+        if let Some(a) = after {
+            q = q.filter(tenant_key::Column::TenantId.gt(a));
+        }
+        Ok(q.limit(limit)
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .map(|k| (k.tenant_id.clone(), tenant_row(k)))
+            .collect())
+    }
+
+    pub(crate) async fn platform_wrapped_key(&self) -> Result<Option<WrappedKey>, DbErr> {
+        Ok(platform_key::Entity::find_by_id(PLATFORM_ROW.to_string())
+            .one(&self.db)
+            .await?
+            .map(|k| WrappedKey {
+                bytes: k.wrapped_key,
+                provider: *k.provider,
+                key_id: k.provider_key_id,
+            }))
+    }
+
+    /// Stores the platform key unless there is one; returns the stored one.
+    pub(crate) async fn put_platform_key(&self, wrapped: WrappedKey) -> Result<WrappedKey, DbErr> {
+        let _: TryInsertResult<_> = platform_key::Entity::insert(platform_key::ActiveModel {
+            id: Set(PLATFORM_ROW.to_string()),
+            wrapped_key: Set(wrapped.bytes),
+            provider: Set(Stored(wrapped.provider)),
+            provider_key_id: Set(wrapped.key_id),
+            created_at: Set(now()),
+            rewrapped_at: Set(None),
+        })
+        .on_conflict(
+            OnConflict::column(platform_key::Column::Id)
+                .do_nothing()
+                .to_owned(),
+        )
+        .try_insert()
+        .exec(&self.db)
+        .await?;
+        self.platform_wrapped_key()
+            .await?
+            .ok_or_else(|| DbErr::RecordNotFound("the platform key".into()))
+    }
+
+    pub(crate) async fn rewrap_platform_key(
+        &self,
+        old: &[u8],
+        new: WrappedKey,
+    ) -> Result<bool, DbErr> {
+        let r = platform_key::Entity::update_many()
+            .filter(platform_key::Column::Id.eq(PLATFORM_ROW))
+            .filter(platform_key::Column::WrappedKey.eq(old.to_vec()))
+            .col_expr(platform_key::Column::WrappedKey, Expr::value(new.bytes))
+            .col_expr(
+                platform_key::Column::Provider,
+                Expr::value(new.provider.as_str()),
+            )
+            .col_expr(platform_key::Column::ProviderKeyId, Expr::value(new.key_id))
+            .col_expr(platform_key::Column::RewrappedAt, Expr::value(now()))
+            .exec(&self.db)
+            .await?;
+        Ok(r.rows_affected == 1)
     }
 
     /// Stores a bot's wrapped data key unless it has one; returns the

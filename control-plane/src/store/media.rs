@@ -11,7 +11,7 @@ use sea_orm::{
 };
 
 use super::fence::{self, Place};
-use super::{Scoped, Store, StoreError};
+use super::{Scoped, Slice, Store, StoreError, Window};
 use crate::entity::names::{RecordingStatus, Stored};
 use crate::entity::{
     bot, bot_warning, chat_message, participant, recording, speaker_segment, transcript_segment,
@@ -479,6 +479,43 @@ impl Scoped<'_> {
 
     /// A page of a bot's transcript in time order, after the segment with
     /// id `after`.
+    /// A window of a bot's transcript in time order; a cursor is the
+    /// (start_ms, id) of a segment.
+    pub(crate) async fn transcript_window(
+        &self,
+        bot_id: &str,
+        window: &Window<(i64, i64)>,
+    ) -> Result<Slice<transcript_segment::Model>, DbErr> {
+        use sea_orm::{Condition, QuerySelect};
+        use transcript_segment::Column as C;
+        let beyond = |(start, id): (i64, i64), later: bool| {
+            let (time, tie) = if later {
+                (C::StartMs.gt(start), C::Id.gt(id))
+            } else {
+                (C::StartMs.lt(start), C::Id.lt(id))
+            };
+            Condition::any()
+                .add(time)
+                .add(Condition::all().add(C::StartMs.eq(start)).add(tie))
+        };
+        let mut q = transcript_segment::Entity::find()
+            .filter(C::TenantId.eq(self.tenant_id.clone()))
+            .filter(C::BotId.eq(bot_id));
+        if let Some(c) = window.after {
+            q = q.filter(beyond(c, true));
+        }
+        if let Some(c) = window.before {
+            q = q.filter(beyond(c, false));
+        }
+        let q = if window.backward {
+            q.order_by_desc(C::StartMs).order_by_desc(C::Id)
+        } else {
+            q.order_by_asc(C::StartMs).order_by_asc(C::Id)
+        };
+        let rows = q.limit(window.limit + 1).all(self.db).await?;
+        Ok(window.slice(rows))
+    }
+
     pub(crate) async fn transcript(
         &self,
         bot_id: &str,

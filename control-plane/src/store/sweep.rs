@@ -45,6 +45,8 @@ pub(crate) struct Candidate {
     pub bot_id: String,
     pub ended_at: Option<DateTime<Utc>>,
     pub status: String,
+    /// The store its objects are in (`None`: the default).
+    pub object_store: Option<String>,
 }
 
 /// A delivery the sweep may delete.
@@ -188,19 +190,21 @@ impl Scoped<'_> {
             .column(bot::Column::Id)
             .column(bot::Column::EndedAt)
             .column(bot::Column::Status)
+            .column(bot::Column::ObjectStore)
             .filter(cond)
             .order_by_asc(bot::Column::EndedAt)
             .order_by_asc(bot::Column::Id)
             .limit(limit)
-            .into_tuple::<(String, Option<DateTime<Utc>>, String)>()
+            .into_tuple::<(String, Option<DateTime<Utc>>, String, Option<String>)>()
             .all(self.db)
             .await?;
         Ok(rows
             .into_iter()
-            .map(|(bot_id, ended_at, status)| Candidate {
+            .map(|(bot_id, ended_at, status, object_store)| Candidate {
                 bot_id,
                 ended_at,
                 status,
+                object_store,
             })
             .collect())
     }

@@ -17,6 +17,8 @@ impl Store {
             region: Set(t.region),
             created_at: Set(t.created_at),
             retention_days: Set(t.retention_days),
+            isolation: Set(t.isolation),
+            pool: Set(t.pool),
         }
         .insert(&self.db)
         .await
@@ -25,6 +27,29 @@ impl Store {
     pub(crate) async fn tenant_by_name(&self, name: &str) -> Result<Option<tenant::Model>, DbErr> {
         tenant::Entity::find()
             .filter(tenant::Column::Name.eq(name))
+            .one(&self.db)
+            .await
+    }
+
+    /// Names of every tenant but `name` (a single-tenant deployment must
+    /// hold none).
+    pub(crate) async fn other_tenants(&self, name: &str) -> Result<Vec<String>, DbErr> {
+        Ok(tenant::Entity::find()
+            .filter(tenant::Column::Name.ne(name))
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .map(|t| t.name)
+            .collect())
+    }
+
+    /// The dedicated tenant whose pool this is, if any.
+    pub(crate) async fn tenant_with_pool(
+        &self,
+        pool: &str,
+    ) -> Result<Option<tenant::Model>, DbErr> {
+        tenant::Entity::find()
+            .filter(tenant::Column::Pool.eq(pool))
             .one(&self.db)
             .await
     }
