@@ -66,7 +66,7 @@ fn main() {
         config.retention_batch = batch;
         config.retention_budget = 10_000_000;
         let postgres = if std::env::var_os("ATTACHE_TEST_POSTGRES_URL").is_some() {
-            fresh_postgres("retention_bench").await
+            fresh_postgres("retention_bench")
         } else {
             None
         };

@@ -25,6 +25,7 @@ fn postgres_url() -> Option<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bot_lives_its_whole_life_on_postgres() {
     let Some(url) = postgres_url() else { return };
+    let url = own_postgres_database(&url, "lifecycle");
     // Migrating twice is a no-op the second time.
     let mut cp = attache_control_plane::Config::local(temp_dir("pg-migrate"));
     cp.database_url = Some(url.clone());

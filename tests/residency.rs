@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use attache_control_plane::{Config as CpConfig, ObjectStoreConfig, Objects};
 use serde_json::json;
-use support::{Api, Cluster, Options, s3_config};
+use support::{Api, Cluster, Options, own_postgres_database, s3_config};
 
 /// Short enough for a test, long enough to watch a backlog wait.
 const QUEUE_TIMEOUT: Duration = Duration::from_secs(8);
@@ -133,7 +133,9 @@ async fn a_region_without_workers_queues_with_a_reason_then_fails_no_capacity() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_queue_story_on_postgres() {
     match std::env::var("ATTACHE_TEST_POSTGRES_URL") {
-        Ok(url) if !url.is_empty() => queue_story(Some(url)).await,
+        Ok(url) if !url.is_empty() => {
+            queue_story(Some(own_postgres_database(&url, "residency"))).await
+        }
         _ if std::env::var_os("ATTACHE_REQUIRE_SERVICES").is_some() => {
             panic!("ATTACHE_TEST_POSTGRES_URL is not set; run the suite with scripts/test")
         }

@@ -184,7 +184,7 @@ async fn all_delivered(api: &Api) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn expired_classes_go_held_data_stays_and_the_audit_chain_verifies() {
-    let Some(db) = fresh_postgres("retention").await else {
+    let Some(db) = fresh_postgres("retention") else {
         return;
     };
     let Some(s3) = s3_config(&format!("attache-retention-{}", std::process::id())) else {
@@ -446,7 +446,7 @@ async fn expired_classes_go_held_data_stays_and_the_audit_chain_verifies() {
 /// `retention-defaults` shows and sets them in the database.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn platform_defaults_are_set_from_the_command_line() {
-    let Some(db) = fresh_postgres("retention_defaults").await else {
+    let Some(db) = fresh_postgres("retention_defaults") else {
         return;
     };
     let Some(s3) = s3_config(&format!(

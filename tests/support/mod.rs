@@ -34,6 +34,23 @@ pub fn temp_dir(tag: &str) -> PathBuf {
     d
 }
 
+/// A database of the caller's own on the PostgreSQL server at `url` (the
+/// one `scripts/test` starts): a deployment's keys live in its database,
+/// wrapped by its own master key, so two tests' deployments must not share
+/// one.
+pub fn own_postgres_database(url: &str, tag: &str) -> String {
+    let name = format!("attache_{tag}_{}", uuid_like().replace('-', "_"));
+    let status = Command::new("psql")
+        .arg(url)
+        .args(["-q", "-v", "ON_ERROR_STOP=1", "-c"])
+        .arg(format!("CREATE DATABASE {name}"))
+        .status()
+        .expect("psql runs (Debian's postgresql package brings it)");
+    assert!(status.success(), "cannot create database {name}");
+    let (server, _) = url.rsplit_once('/').expect("a database URL");
+    format!("{server}/{name}")
+}
+
 fn uuid_like() -> String {
     use std::sync::atomic::{AtomicU64, Ordering};
     static N: AtomicU64 = AtomicU64::new(0);
@@ -111,31 +128,21 @@ pub fn s3_config(bucket: &str) -> Option<attache_control_plane::S3Config> {
     }
 }
 
-/// A database of its own on the PostgreSQL server `scripts/test` starts,
-/// for a test that must not see other tests' rows (a retention sweep
+/// [`own_postgres_database`] on the server `scripts/test` starts, for a
+/// test that must not see other tests' rows either (a retention sweep
 /// deletes across tenants); `None` (the test is skipped) when it is not
 /// running.
-pub async fn fresh_postgres(tag: &str) -> Option<String> {
-    use sea_orm::ConnectionTrait;
-    let url = match std::env::var("ATTACHE_TEST_POSTGRES_URL") {
-        Ok(u) if !u.is_empty() => u,
+pub fn fresh_postgres(tag: &str) -> Option<String> {
+    match std::env::var("ATTACHE_TEST_POSTGRES_URL") {
+        Ok(u) if !u.is_empty() => Some(own_postgres_database(&u, tag)),
         _ if std::env::var_os("ATTACHE_REQUIRE_SERVICES").is_some() => {
             panic!("ATTACHE_TEST_POSTGRES_URL is not set; run the suite with scripts/test")
         }
         _ => {
             eprintln!("skipped: ATTACHE_TEST_POSTGRES_URL is not set (scripts/test sets it)");
-            return None;
+            None
         }
-    };
-    let name = format!("attache_{tag}_{}", uuid::Uuid::new_v4().simple());
-    let server = sea_orm::Database::connect(&url).await.unwrap();
-    server
-        .execute_unprepared(&format!("CREATE DATABASE {name}"))
-        .await
-        .unwrap();
-    server.close().await.unwrap();
-    let (base, _) = url.rsplit_once('/').unwrap();
-    Some(format!("{base}/{name}"))
+    }
 }
 
 impl Cluster {
