@@ -11,6 +11,7 @@ use attache_control_plane::{
     Rotation, S3Config,
 };
 use attache_edge_worker::{Config as WorkerConfig, EdgeWorker};
+use attache_tenant_policy::DataClass;
 use clap::{Args, Parser, Subcommand};
 
 use crate::key_args::KeyArgs;
@@ -93,6 +94,69 @@ impl DeploymentArgs {
     }
 }
 
+/// Where recordings are: the default store (`--s3-bucket`, else a local
+/// directory, else none when only per-region buckets are named) and the
+/// buckets of regions and tenants. The control plane's, and the retention
+/// sweep's (which deletes from each).
+#[derive(Args, Clone)]
+pub(crate) struct ObjectStoreArgs {
+    /// Store recordings in this S3 bucket (else in `objects/` under the data
+    /// dir). Credentials come from the standard AWS chain (AWS_ACCESS_KEY_ID
+    /// and AWS_SECRET_ACCESS_KEY, a profile, web identity, instance role).
+    #[arg(long, env = "ATTACHE_S3_BUCKET")]
+    pub s3_bucket: Option<String>,
+    #[arg(long, env = "ATTACHE_S3_REGION", default_value = "us-east-1")]
+    pub s3_region: String,
+    /// An S3-compatible endpoint (SeaweedFS, Ceph, MinIO…); AWS if unset.
+    #[arg(long, env = "ATTACHE_S3_ENDPOINT")]
+    pub s3_endpoint: Option<String>,
+    /// Path-style bucket addressing, which most S3-compatible servers want.
+    #[arg(long, env = "ATTACHE_S3_PATH_STYLE")]
+    pub s3_path_style: bool,
+    /// The bucket of one home region, `REGION=BUCKET` (or
+    /// `REGION=BUCKET@S3_REGION` when the bucket is not in --s3-region);
+    /// repeat it for each region. Tenants of a region keep their recordings
+    /// there and nowhere else; --s3-bucket, if set, serves the regions not
+    /// named, and without it their tenants cannot create bots.
+    #[arg(long, env = "ATTACHE_S3_BUCKET_FOR", value_delimiter = ',', value_parser = bucket_for)]
+    pub s3_bucket_for: Vec<BucketFor>,
+    /// A tenant's own bucket, `TENANT=BUCKET[@S3_REGION]`, ahead of its
+    /// region's (a dedicated tenant needs one); repeatable.
+    #[arg(long, env = "ATTACHE_S3_BUCKET_FOR_TENANT", value_delimiter = ',', value_parser = bucket_for)]
+    pub s3_bucket_for_tenant: Vec<BucketFor>,
+}
+
+impl ObjectStoreArgs {
+    fn apply(&self, c: &mut CpConfig) {
+        let s3 = |bucket: String, s3_region: Option<String>| {
+            ObjectStoreConfig::S3(S3Config {
+                bucket,
+                region: s3_region.unwrap_or_else(|| self.s3_region.clone()),
+                endpoint: self.s3_endpoint.clone(),
+                force_path_style: self.s3_path_style,
+                access_key: None,
+                secret_key: None,
+                create_bucket: false,
+            })
+        };
+        for b in self.s3_bucket_for.iter().cloned() {
+            c.region_object_stores
+                .insert(b.name, s3(b.bucket, b.s3_region));
+        }
+        for b in self.s3_bucket_for_tenant.iter().cloned() {
+            c.tenant_object_stores
+                .insert(b.name, s3(b.bucket, b.s3_region));
+        }
+        match self.s3_bucket.clone() {
+            Some(bucket) => c.object_store = Some(s3(bucket, None)),
+            // Buckets named per region and none by default: the other
+            // regions keep nothing, not even on local disk.
+            None if !self.s3_bucket_for.is_empty() => c.object_store = None,
+            None => {}
+        }
+    }
+}
+
 /// `NAME=BUCKET` or `NAME=BUCKET@S3_REGION`: a region's (or a tenant's)
 /// bucket, in its own S3 region if it is not `--s3-region`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -155,30 +219,8 @@ struct ControlPlaneArgs {
     production: bool,
     #[arg(long, env = "ATTACHE_ALLOW_DEV_FALLBACKS")]
     allow_dev_fallbacks: bool,
-    /// Store recordings in this S3 bucket (else in `objects/` under the data
-    /// dir). Credentials come from the standard AWS chain (AWS_ACCESS_KEY_ID
-    /// and AWS_SECRET_ACCESS_KEY, a profile, web identity, instance role).
-    #[arg(long, env = "ATTACHE_S3_BUCKET")]
-    s3_bucket: Option<String>,
-    #[arg(long, env = "ATTACHE_S3_REGION", default_value = "us-east-1")]
-    s3_region: String,
-    /// An S3-compatible endpoint (SeaweedFS, Ceph, MinIO…); AWS if unset.
-    #[arg(long, env = "ATTACHE_S3_ENDPOINT")]
-    s3_endpoint: Option<String>,
-    /// Path-style bucket addressing, which most S3-compatible servers want.
-    #[arg(long, env = "ATTACHE_S3_PATH_STYLE")]
-    s3_path_style: bool,
-    /// The bucket of one home region, `REGION=BUCKET` (or
-    /// `REGION=BUCKET@S3_REGION` when the bucket is not in --s3-region);
-    /// repeat it for each region. Tenants of a region keep their recordings
-    /// there and nowhere else; --s3-bucket, if set, serves the regions not
-    /// named, and without it their tenants cannot create bots.
-    #[arg(long, env = "ATTACHE_S3_BUCKET_FOR", value_delimiter = ',', value_parser = bucket_for)]
-    s3_bucket_for: Vec<BucketFor>,
-    /// A tenant's own bucket, `TENANT=BUCKET[@S3_REGION]`, ahead of its
-    /// region's (a dedicated tenant needs one); repeatable.
-    #[arg(long, env = "ATTACHE_S3_BUCKET_FOR_TENANT", value_delimiter = ',', value_parser = bucket_for)]
-    s3_bucket_for_tenant: Vec<BucketFor>,
+    #[command(flatten)]
+    objects: ObjectStoreArgs,
     /// How long a bot whose join time has come waits for a worker of its
     /// region (or pool) before it fails with NO_CAPACITY.
     #[arg(long, env = "ATTACHE_QUEUE_TIMEOUT_SECONDS", default_value_t = 600)]
@@ -210,40 +252,17 @@ struct ControlPlaneArgs {
     /// GraphQL requests per minute per tenant.
     #[arg(long, env = "ATTACHE_API_PER_MINUTE", default_value_t = 1200)]
     api_per_minute: u32,
-}
-
-impl ControlPlaneArgs {
-    /// Where recordings go: the default store (`--s3-bucket`, else a local
-    /// directory, else none when only per-region buckets are named) and
-    /// the buckets of regions and tenants.
-    fn object_stores(&self, c: &mut CpConfig) {
-        let s3 = |bucket: String, s3_region: Option<String>| {
-            ObjectStoreConfig::S3(S3Config {
-                bucket,
-                region: s3_region.unwrap_or_else(|| self.s3_region.clone()),
-                endpoint: self.s3_endpoint.clone(),
-                force_path_style: self.s3_path_style,
-                access_key: None,
-                secret_key: None,
-                create_bucket: false,
-            })
-        };
-        for b in self.s3_bucket_for.iter().cloned() {
-            c.region_object_stores
-                .insert(b.name, s3(b.bucket, b.s3_region));
-        }
-        for b in self.s3_bucket_for_tenant.iter().cloned() {
-            c.tenant_object_stores
-                .insert(b.name, s3(b.bucket, b.s3_region));
-        }
-        match self.s3_bucket.clone() {
-            Some(bucket) => c.object_store = Some(s3(bucket, None)),
-            // Buckets named per region and none by default: the other
-            // regions keep nothing, not even on local disk.
-            None if !self.s3_bucket_for.is_empty() => c.object_store = None,
-            None => {}
-        }
-    }
+    /// How often each replica tries the retention sweep (one replica runs
+    /// it at a time).
+    #[arg(
+        long,
+        env = "ATTACHE_RETENTION_INTERVAL_SECONDS",
+        default_value_t = 600
+    )]
+    retention_interval_seconds: u64,
+    /// Most rows one statement of the retention sweep deletes.
+    #[arg(long, env = "ATTACHE_RETENTION_BATCH", default_value_t = 1000)]
+    retention_batch: u64,
 }
 
 #[derive(Args)]
@@ -361,6 +380,33 @@ enum AdminCommand {
         #[command(flatten)]
         deployment: DeploymentArgs,
     },
+    /// Show the platform's default retention per data class, or set one
+    /// (`--class transcripts --days 90`, or `--keep` for no default).
+    /// Stored in the database: every replica follows it.
+    RetentionDefaults {
+        /// recordings, transcripts, chat, participants, bot_metadata or
+        /// webhook_deliveries.
+        #[arg(long, requires = "change", value_parser = parse_class)]
+        class: Option<DataClass>,
+        #[arg(long, group = "change", requires = "class")]
+        days: Option<i64>,
+        /// No default for the class: kept unless a tenant says otherwise.
+        #[arg(long, group = "change", requires = "class")]
+        keep: bool,
+        #[command(flatten)]
+        deployment: DeploymentArgs,
+    },
+    /// Run one retention sweep now, as if it were `--as-of` (RFC 3339;
+    /// now if omitted), and print what it deleted per class.
+    RetentionSweep {
+        /// Sweep as if it were this moment (`2030-01-01T00:00:00Z`).
+        #[arg(long, value_parser = parse_time)]
+        as_of: Option<chrono::DateTime<chrono::Utc>>,
+        #[command(flatten)]
+        objects: ObjectStoreArgs,
+        #[command(flatten)]
+        deployment: DeploymentArgs,
+    },
     /// Rewrap every tenant key and the platform key under a new provider
     /// key, without touching any data: a new key file (local), a new
     /// version of the Transit key or another Transit key (vault), another
@@ -414,6 +460,45 @@ enum AdminCommand {
     },
 }
 
+fn parse_class(s: &str) -> Result<DataClass, String> {
+    DataClass::parse(s).ok_or_else(|| {
+        let names: Vec<&str> = DataClass::ALL.iter().map(|c| c.as_str()).collect();
+        format!("one of {}", names.join(", "))
+    })
+}
+
+fn parse_time(s: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
+    chrono::DateTime::parse_from_rfc3339(s)
+        .map(|t| t.with_timezone(&chrono::Utc))
+        .map_err(|e| format!("an RFC 3339 time such as 2030-01-01T00:00:00Z: {e}"))
+}
+
+/// What a sweep did, one line per class (`transcripts: 140`).
+fn print_sweep(r: &attache_control_plane::SweepReport) {
+    println!(
+        "retention sweep as of {}: {} tenants",
+        r.as_of.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        r.tenants
+    );
+    for (class, n) in &r.deleted {
+        if *class == DataClass::Recordings {
+            println!("{}: {n} ({} objects)", class.as_str(), r.objects);
+        } else {
+            println!("{}: {n}", class.as_str());
+        }
+    }
+    match r.oldest_expired {
+        Some(age) => println!(
+            "left for the next sweep: expired items up to {} s past their expiry",
+            age.num_seconds()
+        ),
+        None => println!("nothing expired is left"),
+    }
+    if !r.complete {
+        println!("incomplete: the sweep's budget ran out; run it again");
+    }
+}
+
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 enum IsolationArg {
     Shared,
@@ -435,7 +520,7 @@ impl Cli {
             Command::Dev(args) => crate::dev::run(args).await,
             Command::ControlPlane(a) => {
                 let mut c = a.deployment.config()?;
-                a.object_stores(&mut c);
+                a.objects.apply(&mut c);
                 c.queue_timeout = Duration::from_secs(a.queue_timeout_seconds);
                 c.http_addr = a.http_addr;
                 c.quic_addr = a.quic_addr;
@@ -455,6 +540,8 @@ impl Cli {
                 c.introspection = a.introspection.unwrap_or(!a.production);
                 c.session_ttl = Duration::from_secs(a.session_ttl_minutes * 60);
                 c.api_per_minute = a.api_per_minute;
+                c.retention_interval = Duration::from_secs(a.retention_interval_seconds);
+                c.retention_batch = a.retention_batch;
                 c.default_transcription = if a.default_transcription == "local" {
                     DefaultTranscription::Local
                 } else {
@@ -580,6 +667,40 @@ impl Cli {
                 admin.export_audit(tenant.as_deref(), &mut out).await?;
                 Ok(())
             }
+            Command::Admin(AdminCommand::RetentionDefaults {
+                class,
+                days,
+                keep,
+                deployment,
+            }) => {
+                let admin = Admin::open(&deployment.config()?).await?;
+                if let Some(class) = class {
+                    admin
+                        .set_retention_default(class, if keep { None } else { days })
+                        .await?;
+                }
+                for (class, days) in admin.retention_defaults().await? {
+                    match days {
+                        Some(d) => println!("{}: {d} days", class.as_str()),
+                        None => println!("{}: kept (no default)", class.as_str()),
+                    }
+                }
+                Ok(())
+            }
+            Command::Admin(AdminCommand::RetentionSweep {
+                as_of,
+                objects,
+                deployment,
+            }) => {
+                let mut config = deployment.config()?;
+                objects.apply(&mut config);
+                let admin = Admin::open(&config).await?;
+                let report = admin
+                    .retention_sweep(as_of.unwrap_or_else(chrono::Utc::now))
+                    .await?;
+                print_sweep(&report);
+                Ok(())
+            }
             Command::Admin(AdminCommand::RotateMasterKey {
                 new_master_key_file,
                 new_vault_transit_key,
@@ -696,7 +817,7 @@ mod tests {
             panic!("not the control plane");
         };
         let mut c = a.deployment.config().unwrap();
-        a.object_stores(&mut c);
+        a.objects.apply(&mut c);
         (a, c)
     }
 

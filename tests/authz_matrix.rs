@@ -151,6 +151,18 @@ const TABLE: &[Row] = &[
         allowed: ADMINS,
     },
     Row {
+        name: "retentionPolicy",
+        kind: Kind::Query,
+        doc: "{ retentionPolicy { class retentionDays source } }",
+        allowed: ADMINS,
+    },
+    Row {
+        name: "legalHolds",
+        kind: Kind::Query,
+        doc: "{ legalHolds(includeReleased: true) { id botId reason active } }",
+        allowed: ADMINS,
+    },
+    Row {
         name: "tenants",
         kind: Kind::Query,
         doc: "{ tenants { id name } }",
@@ -266,6 +278,24 @@ const TABLE: &[Row] = &[
         allowed: ADMINS,
     },
     Row {
+        name: "setRetentionPolicy",
+        kind: Kind::Mutation,
+        doc: "mutation { setRetentionPolicy(input: { class: TRANSCRIPTS, retentionDays: 30 }) { class retentionDays source } }",
+        allowed: ADMINS,
+    },
+    Row {
+        name: "setLegalHold",
+        kind: Kind::Mutation,
+        doc: "mutation($bot: ID!) { setLegalHold(input: { botId: $bot, reason: \"matrix\" }) { id botId } }",
+        allowed: ADMINS,
+    },
+    Row {
+        name: "releaseLegalHold",
+        kind: Kind::Mutation,
+        doc: "mutation($hold: ID!) { releaseLegalHold(id: $hold) { id active } }",
+        allowed: ADMINS,
+    },
+    Row {
         name: "createTenant",
         kind: Kind::Mutation,
         doc: "mutation($tenantName: String!) { createTenant(name: $tenantName, region: \"local\", ownerEmail: \"owner@new.test\") { tenant { id } } }",
@@ -341,7 +371,8 @@ async fn tenant(cluster: &Cluster, name: &str, operator_cookie: &str) -> Tenant 
 }
 
 /// Fresh objects in a tenant for one call: a bot, a webhook endpoint, an
-/// invitation, a member, a key; and a unique name for a new tenant.
+/// invitation, a member, a key, a legal hold on the bot; and a unique name
+/// for a new tenant.
 async fn targets(cluster: &Cluster, t: &Tenant, n: usize) -> Value {
     let bot = t
         .owner
@@ -376,8 +407,17 @@ async fn targets(cluster: &Cluster, t: &Tenant, n: usize) -> Value {
         )
         .await["createApiKey"]["apiKey"]["id"]
         .clone();
+    let hold = t
+        .owner
+        .gql(
+            "mutation($bot: ID!) { setLegalHold(input: { botId: $bot, reason: \"target\" }) { id } }",
+            json!({ "bot": bot }),
+        )
+        .await["setLegalHold"]["id"]
+        .clone();
     json!({
         "bot": bot,
+        "hold": hold,
         "endpoint": endpoint,
         "invitation": invitation,
         "member": member,
@@ -658,15 +698,24 @@ async fn every_operation_as_every_role_in_its_own_tenant_and_against_another() {
     );
 
     // Every mutation above, allowed or refused, is in the audit log, and
-    // the chain verifies.
-    let trail = a
-        .owner
-        .gql(
-            "{ auditLog(first: 500) { actor action outcome } }",
-            json!({}),
-        )
-        .await;
-    let entries = trail["auditLog"].as_array().unwrap();
+    // the chain verifies. The trail is read to its start, page by page.
+    let mut entries = Vec::new();
+    let mut before = Value::Null;
+    loop {
+        let page = a
+            .owner
+            .gql(
+                "query($before: Int) { auditLog(first: 500, before: $before) { seq actor action outcome } }",
+                json!({ "before": before }),
+            )
+            .await["auditLog"]
+            .as_array()
+            .unwrap()
+            .clone();
+        let Some(last) = page.last() else { break };
+        before = last["seq"].clone();
+        entries.extend(page);
+    }
     assert!(
         entries
             .iter()

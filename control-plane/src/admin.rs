@@ -1,17 +1,23 @@
 //! Operator actions that precede any API key: creating tenants and issuing
-//! worker join tokens. Used by `attache admin …` (straight on the database)
-//! and by `attache dev` and tests (on a built control plane).
+//! worker join tokens; and the deployment's own chores: the audit chain,
+//! retention defaults and a retention sweep on demand. Used by `attache
+//! admin …` (straight on the database) and by `attache dev` and tests (on a
+//! built control plane).
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use attache_tenant_policy::{Role, validate_pool, validate_region, validate_tenant_name};
+use attache_tenant_policy::{
+    DataClass, Role, validate_pool, validate_region, validate_retention_days, validate_tenant_name,
+};
 
 use crate::auth::{hash_secret, mint_api_key, random_hex};
 use crate::config::Config;
 use crate::entity::names::{Isolation, Stored};
 use crate::entity::{join_token, tenant};
 use crate::fleet::FleetCa;
+use crate::residency::ObjectStores;
+use crate::retention::{SweepError, SweepReport, Sweeper};
 use crate::store::{Store, now};
 use crate::{AppState, BuildError};
 
@@ -25,6 +31,10 @@ pub enum AdminError {
     Db(#[from] sea_orm::DbErr),
     #[error(transparent)]
     Keys(#[from] crate::keys::KeyError),
+    #[error(transparent)]
+    Objects(#[from] crate::objects::ObjectError),
+    #[error("retention sweep: {0}")]
+    Sweep(#[from] SweepError),
 }
 
 #[derive(Clone)]
@@ -34,6 +44,17 @@ pub struct Admin {
     keys: crate::keys::Keys,
     /// A single-tenant deployment's one tenant.
     single_tenant: Option<String>,
+    objects: ObjectsAt,
+    retention_batch: u64,
+    retention_budget: u64,
+}
+
+/// The object stores: open already (a running control plane's), or to be
+/// opened, from the deployment's config, by the commands that need them.
+#[derive(Clone)]
+enum ObjectsAt {
+    Open(ObjectStores),
+    Config(Box<Config>),
 }
 
 #[derive(Debug, Clone)]
@@ -86,6 +107,9 @@ impl Admin {
             store: state.store,
             ca: state.ca,
             keys: state.keys,
+            objects: ObjectsAt::Open(state.objects),
+            retention_batch: state.config.retention_batch,
+            retention_budget: state.config.retention_budget,
         }
     }
 
@@ -103,7 +127,84 @@ impl Admin {
             ca,
             keys,
             single_tenant: config.single_tenant.clone(),
+            objects: ObjectsAt::Config(Box::new(config.clone())),
+            retention_batch: config.retention_batch,
+            retention_budget: config.retention_budget,
         })
+    }
+
+    async fn objects(&self) -> Result<ObjectStores, AdminError> {
+        match &self.objects {
+            ObjectsAt::Open(o) => Ok(o.clone()),
+            ObjectsAt::Config(c) => {
+                let link_key = self
+                    .keys
+                    .derived("attache/download-links")
+                    .await
+                    .map_err(crate::keys::KeyError::from)?;
+                Ok(ObjectStores::open(c, link_key).await?)
+            }
+        }
+    }
+
+    /// Sets the platform's default retention for a class, in days (`None`:
+    /// no default; the class is kept unless a tenant says otherwise).
+    /// Stored in the database: every replica follows it at its next sweep.
+    pub async fn set_retention_default(
+        &self,
+        class: DataClass,
+        days: Option<i64>,
+    ) -> Result<(), AdminError> {
+        let days = days
+            .map(validate_retention_days)
+            .transpose()
+            .map_err(|e| AdminError::Invalid(e.to_string()))?;
+        self.store.set_retention_default(class, days).await?;
+        let shown = days.map_or("none".to_string(), |d| d.to_string());
+        self.audit(
+            None,
+            "setRetentionDefault",
+            Some(format!("retention_default:{}={shown}", class.as_str())),
+        )
+        .await
+    }
+
+    /// The platform's default per class (every class, `None` where unset).
+    pub async fn retention_defaults(&self) -> Result<Vec<(DataClass, Option<u32>)>, AdminError> {
+        let d = self
+            .store
+            .retention_defaults()
+            .await
+            .map_err(|e| AdminError::Invalid(e.to_string()))?;
+        Ok(DataClass::ALL
+            .into_iter()
+            .map(|c| (c, d.0.get(&c).copied()))
+            .collect())
+    }
+
+    /// One retention sweep as if it were `as_of`: deletes what has expired
+    /// by then and says what. Waits for a sweep another replica is running
+    /// to finish (up to a lease's lifetime).
+    pub async fn retention_sweep(
+        &self,
+        as_of: chrono::DateTime<chrono::Utc>,
+    ) -> Result<SweepReport, AdminError> {
+        let sweeper = Sweeper::new(
+            self.store.clone(),
+            self.objects().await?,
+            self.retention_batch,
+            self.retention_budget,
+            "operator:cli",
+        );
+        let deadline = std::time::Instant::now() + crate::retention::LEASE_TTL * 2;
+        loop {
+            match sweeper.sweep(as_of).await {
+                Err(SweepError::Busy) if std::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                }
+                r => return Ok(r?),
+            }
+        }
     }
 
     /// Invites `email` into a tenant with `role` (the first owner, say),

@@ -98,6 +98,13 @@ pub struct Config {
     /// GraphQL requests per minute for each tenant, and the burst above it.
     pub api_per_minute: u32,
     pub api_burst: u32,
+    /// The retention sweep: how often each replica tries it (one replica
+    /// at a time runs it, by a lease in the database), the most rows one
+    /// statement deletes, and the most rows one sweep deletes before it
+    /// leaves the rest to the next.
+    pub retention_interval: Duration,
+    pub retention_batch: u64,
+    pub retention_budget: u64,
 }
 
 impl Config {
@@ -145,6 +152,9 @@ impl Config {
             introspection: true,
             api_per_minute: 1200,
             api_burst: 300,
+            retention_interval: Duration::from_secs(600),
+            retention_batch: 1000,
+            retention_budget: 200_000,
         }
     }
 
@@ -241,6 +251,14 @@ impl Config {
         if self.webhook_retry_base.is_zero() || self.webhook_retry_max < self.webhook_retry_base {
             return Err(ConfigError::Invalid(
                 "webhook retry delays must be positive and the maximum at least the first".into(),
+            ));
+        }
+        if self.retention_interval.is_zero()
+            || !(1..=10_000).contains(&self.retention_batch)
+            || self.retention_budget < self.retention_batch
+        {
+            return Err(ConfigError::Invalid(
+                "retention: the interval must be positive, a batch 1 to 10000 rows, and a sweep's budget at least one batch".into(),
             ));
         }
         if self.download_ttl.is_zero() || self.download_ttl > Duration::from_secs(7 * 86_400) {

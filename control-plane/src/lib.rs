@@ -24,6 +24,9 @@ mod links;
 mod recordings;
 mod transcription;
 
+// Governance: what expires, and its deletion.
+mod retention;
+
 // Stored truth, keys and objects.
 mod audit;
 mod entity;
@@ -54,6 +57,7 @@ pub use keys::{
     VaultConfig, VaultToken,
 };
 pub use objects::{ObjectError, ObjectStoreConfig, Objects, S3Config};
+pub use retention::{SweepError, SweepReport};
 pub use store::Store;
 pub use transcription::DefaultTranscription;
 
@@ -198,7 +202,8 @@ impl ControlPlane {
     /// 2. the fleet endpoint closes every worker link (workers keep their
     ///    bots and results, and reconnect to another replica);
     /// 3. the background loops (dispatch, the fleet sweep, webhook delivery,
-    ///    unclosed recordings) end after their current pass;
+    ///    unclosed recordings, the retention sweep) end after their current
+    ///    pass (the retention sweep after its current batch);
     /// 4. every tracked task (links, result streams) is awaited;
     /// 5. the QUIC endpoint goes idle.
     pub async fn run(self, shutdown: CancellationToken) -> std::io::Result<()> {
@@ -208,6 +213,7 @@ impl ControlPlane {
         tasks.spawn(fleet::sweep(state.clone(), shutdown.clone()));
         tasks.spawn(recordings::close_orphans(state.clone(), shutdown.clone()));
         tasks.spawn(webhooks::deliver(state.clone(), shutdown.clone()));
+        tasks.spawn(retention::run(state.clone(), shutdown.clone()));
         tasks.spawn(fleet::serve(
             state.clone(),
             quic.clone(),

@@ -4,8 +4,8 @@
 
 use attache_protocol::{BotStatus, ErrorCode};
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 #[derive(Clone)]
@@ -25,6 +25,11 @@ pub(crate) struct Metrics {
     pub webhook_attempts: IntCounterVec,
     pub webhook_latency: Histogram,
     pub transcript_segments: IntCounterVec,
+    pub retention_deleted: IntCounterVec,
+    pub retention_objects_deleted: IntCounter,
+    pub retention_sweep_seconds: Histogram,
+    pub retention_oldest_expired: IntGauge,
+    pub retention_sweeps: IntCounterVec,
 }
 
 impl Metrics {
@@ -137,6 +142,48 @@ impl Metrics {
             &["kind"],
         )
         .expect("metric");
+        let retention_deleted = IntCounterVec::new(
+            Opts::new(
+                "attache_control_plane_retention_deleted_total",
+                "Rows the retention sweep deleted because they expired, by data class",
+            ),
+            &["class"],
+        )
+        .expect("metric");
+        let retention_objects_deleted = IntCounter::new(
+            "attache_control_plane_retention_objects_deleted_total",
+            "Objects (recordings and their chunks) the retention sweep deleted",
+        )
+        .expect("metric");
+        let retention_sweep_seconds = Histogram::with_opts(
+            HistogramOpts::new(
+                "attache_control_plane_retention_sweep_seconds",
+                "How long one retention sweep took",
+            )
+            .buckets(vec![
+                0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0,
+            ]),
+        )
+        .expect("metric");
+        let retention_oldest_expired = IntGauge::new(
+            "attache_control_plane_retention_oldest_expired_seconds",
+            "How long past its expiry the oldest expired, unheld item still stored was at the last sweep (0: none)",
+        )
+        .expect("metric");
+        let retention_sweeps = IntCounterVec::new(
+            Opts::new(
+                "attache_control_plane_retention_sweeps_total",
+                "Retention sweeps by outcome (complete, incomplete: budget reached, skipped: another replica held the lease, failed)",
+            ),
+            &["outcome"],
+        )
+        .expect("metric");
+        for c in attache_tenant_policy::DataClass::ALL {
+            retention_deleted.with_label_values(&[c.as_str()]);
+        }
+        for o in ["complete", "incomplete", "skipped", "failed"] {
+            retention_sweeps.with_label_values(&[o]);
+        }
         for o in ["delivered", "failed"] {
             webhook_attempts.with_label_values(&[o]);
         }
@@ -144,7 +191,12 @@ impl Metrics {
             transcript_segments.with_label_values(&[k]);
         }
         for c in [
-            Box::new(webhook_attempts.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(retention_deleted.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(retention_objects_deleted.clone()),
+            Box::new(retention_sweep_seconds.clone()),
+            Box::new(retention_oldest_expired.clone()),
+            Box::new(retention_sweeps.clone()),
+            Box::new(webhook_attempts.clone()),
             Box::new(webhook_latency.clone()),
             Box::new(transcript_segments.clone()),
             Box::new(bot_warnings.clone()),
@@ -207,6 +259,11 @@ impl Metrics {
             webhook_attempts,
             webhook_latency,
             transcript_segments,
+            retention_deleted,
+            retention_objects_deleted,
+            retention_sweep_seconds,
+            retention_oldest_expired,
+            retention_sweeps,
         }
     }
 

@@ -250,6 +250,76 @@ impl Objects {
         }
     }
 
+    /// Deletes every object under `prefix` (a folder, ending in `/`), at
+    /// any depth, and says how many there were. Nothing there is not an
+    /// error.
+    pub async fn delete_prefix(&self, prefix: &str) -> Result<u64, ObjectError> {
+        if !prefix.ends_with('/') {
+            return Err(ObjectError::BadKey);
+        }
+        check_key(prefix.trim_end_matches('/'))?;
+        match &*self.inner {
+            Backend::Local { root, .. } => {
+                let dir = root.join(prefix.trim_end_matches('/'));
+                tokio::task::spawn_blocking(move || {
+                    let n = count_files(&dir)?;
+                    match std::fs::remove_dir_all(&dir) {
+                        Ok(()) => Ok(n),
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(n),
+                        Err(e) => Err(io(e)),
+                    }
+                })
+                .await
+                .map_err(io)?
+            }
+            Backend::S3 { client, bucket } => {
+                use aws_sdk_s3::types::{Delete, ObjectIdentifier};
+                let mut n = 0;
+                let mut pages = client
+                    .list_objects_v2()
+                    .bucket(bucket)
+                    .prefix(prefix)
+                    .into_paginator()
+                    .send();
+                while let Some(page) = pages.next().await {
+                    let page = page.map_err(|e| io(aws_sdk_s3::error::DisplayErrorContext(e)))?;
+                    let keys: Vec<ObjectIdentifier> = page
+                        .contents()
+                        .iter()
+                        .filter_map(|o| o.key())
+                        .map(|k| ObjectIdentifier::builder().key(k).build().map_err(io))
+                        .collect::<Result<_, _>>()?;
+                    if keys.is_empty() {
+                        continue;
+                    }
+                    let count = keys.len() as u64;
+                    // One request per listed page (at most 1,000 keys).
+                    let delete = Delete::builder()
+                        .set_objects(Some(keys))
+                        .quiet(true)
+                        .build()
+                        .map_err(io)?;
+                    let out = client
+                        .delete_objects()
+                        .bucket(bucket)
+                        .delete(delete)
+                        .send()
+                        .await
+                        .map_err(|e| io(aws_sdk_s3::error::DisplayErrorContext(e)))?;
+                    if let Some(e) = out.errors().first() {
+                        return Err(ObjectError::Io(format!(
+                            "deleting {}: {}",
+                            e.key().unwrap_or("?"),
+                            e.message().unwrap_or("refused")
+                        )));
+                    }
+                    n += count;
+                }
+                Ok(n)
+            }
+        }
+    }
+
     /// Keys under `prefix` (a folder, ending in `/`), sorted.
     pub async fn list(&self, prefix: &str) -> Result<Vec<String>, ObjectError> {
         check_key(prefix.trim_end_matches('/'))?;
@@ -367,6 +437,26 @@ fn sign(key: &[u8], data: &[u8]) -> Vec<u8> {
     m.finalize().into_bytes().to_vec()
 }
 
+/// Files under `dir`, at any depth; a missing `dir` holds none.
+fn count_files(dir: &Path) -> Result<u64, ObjectError> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(io(e)),
+    };
+    let mut n = 0;
+    for entry in entries {
+        let entry = entry.map_err(io)?;
+        let kind = entry.file_type().map_err(io)?;
+        if kind.is_dir() {
+            n += count_files(&entry.path())?;
+        } else if !entry.file_name().to_string_lossy().starts_with(".tmp-") {
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
 /// Writes beside the target, then renames: readers never see half a file.
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ObjectError> {
     let dir = path.parent().ok_or(ObjectError::BadKey)?;
@@ -408,6 +498,35 @@ mod tests {
         store.delete("a/b/1").await.unwrap();
         assert!(store.get("a/b/1").await.unwrap().is_none());
         assert!(store.list("nothing/").await.unwrap().is_empty());
+        // A folder goes at any depth; its neighbours stay.
+        store
+            .put("t/x/bots/b/recording.ogg", b"r".to_vec())
+            .await
+            .unwrap();
+        store
+            .put("t/x/bots/b/chunks/1/0", b"c".to_vec())
+            .await
+            .unwrap();
+        store
+            .put("t/x/bots/b/chunks/2/0", b"c".to_vec())
+            .await
+            .unwrap();
+        store
+            .put("t/x/bots/bb/recording.ogg", b"r".to_vec())
+            .await
+            .unwrap();
+        assert_eq!(store.delete_prefix("t/x/bots/b/").await.unwrap(), 3);
+        assert_eq!(store.delete_prefix("t/x/bots/b/").await.unwrap(), 0);
+        assert!(store.get("t/x/bots/b/chunks/1/0").await.unwrap().is_none());
+        assert!(
+            store
+                .get("t/x/bots/bb/recording.ogg")
+                .await
+                .unwrap()
+                .is_some()
+        );
+        assert!(store.delete_prefix("t/x/bots/b").await.is_err(), "a folder");
+        assert!(store.delete_prefix("../").await.is_err());
 
         let url = store
             .download_url(

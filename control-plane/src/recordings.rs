@@ -24,12 +24,18 @@ use crate::objects::{ObjectError, Objects};
 
 pub(crate) const FORMAT: &str = "audio/ogg; codecs=opus";
 
+/// Every object of one bot lives under this folder: its recording and
+/// the chunks of each of its leases (retention deletes the folder).
+pub(crate) fn bot_prefix(tenant_id: &str, bot_id: &str) -> String {
+    format!("tenants/{tenant_id}/bots/{bot_id}/")
+}
+
 pub(crate) fn final_key(tenant_id: &str, bot_id: &str) -> String {
-    format!("tenants/{tenant_id}/bots/{bot_id}/recording.ogg")
+    format!("{}recording.ogg", bot_prefix(tenant_id, bot_id))
 }
 
 pub(crate) fn chunk_prefix(tenant_id: &str, bot_id: &str, generation: i64) -> String {
-    format!("tenants/{tenant_id}/bots/{bot_id}/chunks/{generation}/")
+    format!("{}chunks/{generation}/", bot_prefix(tenant_id, bot_id))
 }
 
 /// Zero-padded offsets: the store's sorted listing is the byte order.

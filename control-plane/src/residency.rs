@@ -133,7 +133,14 @@ impl ObjectStores {
 
     /// The one store that holds this bot's objects.
     pub(crate) fn for_bot(&self, b: &bot::Model) -> Result<&Objects, NoStore> {
-        let name = b.object_store.as_deref().unwrap_or(DEFAULT_STORE);
+        self.named(b.object_store.as_deref())
+    }
+
+    /// The store a bot row names (`bots.object_store`; `None`: the default),
+    /// for callers that read the name and not the whole bot (the retention
+    /// sweep).
+    pub(crate) fn named(&self, name: Option<&str>) -> Result<&Objects, NoStore> {
+        let name = name.unwrap_or(DEFAULT_STORE);
         self.stores
             .get(name)
             .ok_or_else(|| NoStore::Unconfigured(name.to_string()))

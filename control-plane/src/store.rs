@@ -18,6 +18,8 @@ mod fleet;
 mod keys;
 mod media;
 mod people;
+mod retention;
+mod sweep;
 mod tenants;
 mod webhooks;
 mod window;
@@ -25,6 +27,7 @@ mod window;
 pub(crate) use bots::{Applied, NewBot, QueueGroup, Transition};
 pub(crate) use media::{MediaWrite, Written};
 pub(crate) use people::MemberRow;
+pub(crate) use sweep::Candidate;
 pub(crate) use webhooks::{DueDelivery, EVENT_TYPES, EndpointInput};
 pub(crate) use window::{Slice, Window};
 

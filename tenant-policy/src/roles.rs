@@ -24,7 +24,7 @@ pub enum Action {
     /// Register, delete and re-enable webhook endpoints.
     ManageWebhooks,
     /// Read and change the tenant's settings (transcription provider and
-    /// its credentials, retention).
+    /// its credentials, retention and legal holds).
     ManageSettings,
     /// See the members, their roles and open invitations.
     ReadMembers,

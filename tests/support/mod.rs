@@ -128,6 +128,23 @@ pub fn s3_config(bucket: &str) -> Option<attache_control_plane::S3Config> {
     }
 }
 
+/// [`own_postgres_database`] on the server `scripts/test` starts, for a
+/// test that must not see other tests' rows either (a retention sweep
+/// deletes across tenants); `None` (the test is skipped) when it is not
+/// running.
+pub fn fresh_postgres(tag: &str) -> Option<String> {
+    match std::env::var("ATTACHE_TEST_POSTGRES_URL") {
+        Ok(u) if !u.is_empty() => Some(own_postgres_database(&u, tag)),
+        _ if std::env::var_os("ATTACHE_REQUIRE_SERVICES").is_some() => {
+            panic!("ATTACHE_TEST_POSTGRES_URL is not set; run the suite with scripts/test")
+        }
+        _ => {
+            eprintln!("skipped: ATTACHE_TEST_POSTGRES_URL is not set (scripts/test sets it)");
+            None
+        }
+    }
+}
+
 impl Cluster {
     pub async fn start() -> Cluster {
         Self::start_with(Options::default()).await

@@ -21,6 +21,7 @@ mod node;
 mod paging;
 mod platform;
 mod policy;
+mod retention;
 mod schema;
 mod sealed;
 mod settings;

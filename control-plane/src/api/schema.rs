@@ -15,6 +15,7 @@ use super::members::{MembersMutation, MembersQuery};
 use super::node::NodeQuery;
 use super::platform::{PlatformMutation, PlatformQuery};
 use super::policy::{PolicyMutation, PolicyQuery};
+use super::retention::{RetentionPolicyMutation, RetentionPolicyQuery};
 use super::settings::{
     RetentionMutation, RetentionQuery, TranscriptionSettingsMutation, TranscriptionSettingsQuery,
 };
@@ -40,6 +41,7 @@ pub(crate) struct QueryRoot(
     IdentityProviderQuery,
     PolicyQuery,
     RetentionQuery,
+    RetentionPolicyQuery,
     PlatformQuery,
     NodeQuery,
 );
@@ -55,6 +57,7 @@ pub(crate) struct MutationRoot(
     IdentityProviderMutation,
     PolicyMutation,
     RetentionMutation,
+    RetentionPolicyMutation,
     PlatformMutation,
 );
 

@@ -1,5 +1,7 @@
 //! A tenant's settings: its speech-to-text engine (and a bot's own choice
-//! over it), and how long ended bots' data is kept.
+//! over it), and the first retention setting: one number of days for
+//! recordings, transcripts and chat (per-class rules and legal holds are in
+//! `retention.rs`).
 //!
 //! Every query and mutation here asks the guard for `ManageSettings` first;
 //! a bot's own choice is checked by `createBot`, behind its own guard. A
@@ -18,7 +20,7 @@ use crate::entity::transcription_setting;
 use crate::store::now;
 use crate::transcription::{BotChoice, Kind, valid_language};
 
-const MAX_RETENTION_DAYS: i32 = 3650;
+const MAX_RETENTION_DAYS: i32 = attache_tenant_policy::MAX_RETENTION_DAYS as i32;
 
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
 #[graphql(remote = "crate::transcription::Kind")]
@@ -240,8 +242,9 @@ impl TranscriptionSettingsMutation {
 
 #[derive(SimpleObject)]
 pub(crate) struct TenantSettings {
-    /// Days an ended bot's transcript, chat and recording are kept; null
-    /// keeps them until deleted.
+    /// Days an ended bot's transcript, chat and recording are kept; null:
+    /// the platform's defaults apply. A rule of `setRetentionPolicy` for
+    /// one of these classes comes first (see `retentionPolicy`).
     retention_days: Option<i32>,
 }
 
@@ -269,7 +272,9 @@ pub(crate) struct RetentionMutation;
 #[Object]
 impl RetentionMutation {
     /// How long ended bots' transcripts, chat and recordings are kept (null:
-    /// until deleted).
+    /// as the platform's defaults say). The retention sweep deletes them
+    /// once expired, unless a legal hold keeps them; `setRetentionPolicy`
+    /// sets each class on its own.
     async fn set_retention(&self, ctx: &Context<'_>, days: Option<i32>) -> Result<TenantSettings> {
         let (_, _, scoped) = guard(ctx, Action::ManageSettings)?;
         note_target(ctx, "retention");

@@ -529,3 +529,160 @@ async fn node_and_nodes_refetch_by_id_within_the_tenant() {
         a.json()
     );
 }
+
+#[tokio::test]
+async fn retention_rules_and_legal_holds_through_the_api() {
+    let f = fixture(|_| {}).await;
+    let data = |a: &Answer| {
+        let v = a.json();
+        assert!(v.get("errors").is_none(), "{v}");
+        v["data"].clone()
+    };
+    let rule = |v: &Value, class: &str| {
+        v["retentionPolicy"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["class"] == class)
+            .unwrap()
+            .clone()
+    };
+    let q = "{ retentionPolicy { class retentionDays source platformDefaultDays effectiveDays } }";
+    let v = data(&query(&f.app, Some(&f.key), q).await);
+    assert_eq!(v["retentionPolicy"].as_array().unwrap().len(), 6);
+    assert_eq!(rule(&v, "TRANSCRIPTS")["source"], "UNSET");
+
+    // The operator's default, the tenant's first setting, its own rule.
+    f.cp.admin()
+        .set_retention_default(attache_tenant_policy::DataClass::Transcripts, Some(90))
+        .await
+        .unwrap();
+    let v = data(&query(&f.app, Some(&f.key), q).await);
+    let t = rule(&v, "TRANSCRIPTS");
+    assert_eq!(
+        (t["source"].clone(), t["retentionDays"].clone()),
+        (json!("PLATFORM_DEFAULT"), json!(90))
+    );
+    data(
+        &query(
+            &f.app,
+            Some(&f.key),
+            "mutation { setRetention(days: 60) { retentionDays } }",
+        )
+        .await,
+    );
+    let v = data(&query(&f.app, Some(&f.key), q).await);
+    assert_eq!(rule(&v, "TRANSCRIPTS")["source"], "TENANT_SETTINGS");
+    assert_eq!(rule(&v, "PARTICIPANTS")["source"], "UNSET");
+    let set = data(&query(
+        &f.app,
+        Some(&f.key),
+        "mutation { setRetentionPolicy(input: { class: TRANSCRIPTS, retentionDays: 30 }) { class retentionDays source platformDefaultDays } }",
+    ).await);
+    assert_eq!(
+        set["setRetentionPolicy"],
+        json!({ "class": "TRANSCRIPTS", "retentionDays": 30, "source": "TENANT", "platformDefaultDays": 90 })
+    );
+    // Kept forever on purpose, then back to what applies without a rule.
+    let forever = data(&query(&f.app, Some(&f.key), "mutation { setRetentionPolicy(input: { class: CHAT, retentionDays: null }) { retentionDays source } }").await);
+    assert_eq!(
+        forever["setRetentionPolicy"],
+        json!({ "retentionDays": null, "source": "TENANT" })
+    );
+    let v = data(&query(&f.app, Some(&f.key), q).await);
+    assert_eq!(
+        rule(&v, "BOT_METADATA")["effectiveDays"],
+        Value::Null,
+        "chat is kept forever"
+    );
+    let back = data(&query(&f.app, Some(&f.key), "mutation { setRetentionPolicy(input: { class: CHAT, useDefault: true }) { retentionDays source } }").await);
+    assert_eq!(
+        back["setRetentionPolicy"],
+        json!({ "retentionDays": 60, "source": "TENANT_SETTINGS" })
+    );
+    // The old field still says what the old mutation set.
+    let old = data(&query(&f.app, Some(&f.key), "{ tenantSettings { retentionDays } }").await);
+    assert_eq!(old["tenantSettings"]["retentionDays"], 60);
+    for bad in [
+        "mutation { setRetentionPolicy(input: { class: CHAT, retentionDays: 0 }) { source } }",
+        "mutation { setRetentionPolicy(input: { class: CHAT, retentionDays: 3651 }) { source } }",
+        "mutation { setRetentionPolicy(input: { class: CHAT, retentionDays: 5, useDefault: true }) { source } }",
+        "mutation { setLegalHold(input: { reason: \"\" }) { id } }",
+        "mutation { setLegalHold(input: { reason: \"two\\nlines\" }) { id } }",
+    ] {
+        assert_eq!(
+            query(&f.app, Some(&f.key), bad).await.code(),
+            "BAD_USER_INPUT",
+            "{bad}"
+        );
+    }
+
+    // Holds: on the tenant, or on one of its bots (not someone else's).
+    let unknown = query(
+        &f.app,
+        Some(&f.key),
+        "mutation { setLegalHold(input: { botId: \"00000000-0000-0000-0000-000000000000\", reason: \"x\" }) { id } }",
+    )
+    .await;
+    assert_eq!(unknown.code(), "NOT_FOUND");
+    let held = data(&query(&f.app, Some(&f.key), "mutation { setLegalHold(input: { reason: \"  Matter 42  \" }) { id botId reason active createdBy } }").await);
+    let hold = &held["setLegalHold"];
+    assert_eq!(hold["reason"], "Matter 42");
+    assert_eq!(hold["botId"], Value::Null);
+    assert!(hold["createdBy"].as_str().unwrap().starts_with("key:"));
+    let id = hold["id"].as_str().unwrap().to_string();
+    let list = data(&query(&f.app, Some(&f.key), "{ legalHolds { id reason } }").await);
+    assert_eq!(
+        list["legalHolds"],
+        json!([{ "id": id, "reason": "Matter 42" }])
+    );
+    let release = format!("mutation {{ releaseLegalHold(id: \"{id}\") {{ active releasedBy }} }}");
+    let released = data(&query(&f.app, Some(&f.key), &release).await);
+    assert_eq!(released["releaseLegalHold"]["active"], false);
+    // Again: unchanged.
+    let again = data(&query(&f.app, Some(&f.key), &release).await);
+    assert_eq!(again["releaseLegalHold"], released["releaseLegalHold"]);
+    let list = data(
+        &query(
+            &f.app,
+            Some(&f.key),
+            "{ active: legalHolds { id } all: legalHolds(includeReleased: true) { id } }",
+        )
+        .await,
+    );
+    assert_eq!(list["active"], json!([]));
+    assert_eq!(list["all"], json!([{ "id": id }]));
+    let missing = query(
+        &f.app,
+        Some(&f.key),
+        "mutation { releaseLegalHold(id: \"nope\") { id } }",
+    )
+    .await;
+    assert_eq!(missing.code(), "NOT_FOUND");
+
+    // Every one of these is in the trail, with what it acted on.
+    let trail = data(
+        &query(
+            &f.app,
+            Some(&f.key),
+            "{ auditLog(first: 100) { action target outcome } }",
+        )
+        .await,
+    );
+    let entries = trail["auditLog"].as_array().unwrap();
+    assert!(entries.iter().any(|e| e["action"] == "setRetentionPolicy"
+        && e["target"] == "retention:transcripts"
+        && e["outcome"] == "ok"));
+    assert!(
+        entries
+            .iter()
+            .any(|e| e["action"] == "setLegalHold"
+                && e["target"] == format!("legal_hold:{id} tenant"))
+    );
+    assert!(entries.iter().any(|e| e["action"] == "releaseLegalHold" && e["target"] == format!("legal_hold:{id}")));
+    assert!(
+        entries
+            .iter()
+            .any(|e| e["action"] == "setLegalHold" && e["outcome"] == "NOT_FOUND")
+    );
+}
