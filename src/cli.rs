@@ -43,7 +43,8 @@ enum Command {
     ControlPlane(Box<ControlPlaneArgs>),
     /// An edge worker.
     EdgeWorker(EdgeWorkerArgs),
-    /// Apply database migrations and exit.
+    /// Apply database migrations, seal personal fields older versions
+    /// stored in the clear, and exit.
     Migrate(DeploymentArgs),
     /// Print the GraphQL schema (SDL): the API's published contract, as
     /// committed in `schema.graphql`.
@@ -565,8 +566,24 @@ impl Cli {
                 Ok(())
             }
             Command::Migrate(d) => {
-                Admin::open(&d.config()?).await.context("migrating")?;
+                let admin = Admin::open(&d.config()?).await.context("migrating")?;
                 println!("migrations applied");
+                // Rows older versions stored in the clear: the schema
+                // cannot seal them, the control plane's keys can.
+                let r = admin
+                    .seal_personal_fields()
+                    .await
+                    .context("sealing personal fields stored in the clear")?;
+                println!(
+                    "personal fields sealed: {} bots, {} participants, {} speaker segments, \
+                     {} transcript segments, {} chat messages ({} rows skipped)",
+                    r.bots,
+                    r.participants,
+                    r.speaker_segments,
+                    r.transcript_segments,
+                    r.chat_messages,
+                    r.skipped
+                );
                 Ok(())
             }
             Command::Admin(AdminCommand::CreateTenant {

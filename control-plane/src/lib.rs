@@ -30,6 +30,7 @@ mod entity;
 mod keys;
 mod objects;
 mod residency;
+mod sealing;
 mod store;
 
 // Start-up, operator commands, telemetry.
@@ -54,6 +55,7 @@ pub use keys::{
     VaultConfig, VaultToken,
 };
 pub use objects::{ObjectError, ObjectStoreConfig, Objects, S3Config};
+pub use sealing::backfill::SealReport;
 pub use store::Store;
 pub use transcription::DefaultTranscription;
 
@@ -198,7 +200,8 @@ impl ControlPlane {
     /// 2. the fleet endpoint closes every worker link (workers keep their
     ///    bots and results, and reconnect to another replica);
     /// 3. the background loops (dispatch, the fleet sweep, webhook delivery,
-    ///    unclosed recordings) end after their current pass;
+    ///    unclosed recordings, sealing rows older versions stored in the
+    ///    clear) end after their current pass or batch;
     /// 4. every tracked task (links, result streams) is awaited;
     /// 5. the QUIC endpoint goes idle.
     pub async fn run(self, shutdown: CancellationToken) -> std::io::Result<()> {
@@ -208,6 +211,7 @@ impl ControlPlane {
         tasks.spawn(fleet::sweep(state.clone(), shutdown.clone()));
         tasks.spawn(recordings::close_orphans(state.clone(), shutdown.clone()));
         tasks.spawn(webhooks::deliver(state.clone(), shutdown.clone()));
+        tasks.spawn(sealing::backfill::on_start(state.clone(), shutdown.clone()));
         tasks.spawn(fleet::serve(
             state.clone(),
             quic.clone(),

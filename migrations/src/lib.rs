@@ -10,6 +10,7 @@ mod m0003_sessions;
 mod m0004_console;
 mod m0005_residency;
 mod m0006_key_providers;
+mod m0007_sealed_personal_fields;
 
 pub struct Migrator;
 
@@ -23,6 +24,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0004_console::Migration),
             Box::new(m0005_residency::Migration),
             Box::new(m0006_key_providers::Migration),
+            Box::new(m0007_sealed_personal_fields::Migration),
         ]
     }
 }
