@@ -21,6 +21,8 @@
 //! caller.
 
 pub(crate) mod backfill;
+#[cfg(test)]
+mod backfill_tests;
 
 use attache_protocol::{DataKey, SealError};
 use chrono::{DateTime, Utc};
