@@ -1,13 +1,14 @@
 //! The backfill on rows written the way older versions wrote them: sealed
 //! after one pass, nothing left in the clear, the API's answers unchanged,
-//! a second pass a no-op; and a bot still in its meeting carries on.
+//! a second pass a no-op; and results of a bot in its meeting across the
+//! upgrade still find its rows.
 
 use attache_protocol::{BotStatus, DataKey, Platform};
 use axum::body::Body;
 use axum::http::{Request, header};
 use chrono::{DateTime, Utc};
 use http_body_util::BodyExt;
-use sea_orm::{ActiveModelTrait, EntityTrait, Set};
+use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
@@ -37,6 +38,8 @@ fn at(ms: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_millis(1_700_000_000_000 + ms).unwrap()
 }
 
+/// An ended bot (so that no control plane sharing the database dispatches
+/// or repairs it), leased `generation` times.
 fn old_bot(id: &str, tenant_id: &str, url: &str, name: &str, generation: i64) -> bot::ActiveModel {
     bot::ActiveModel {
         id: Set(id.into()),
@@ -45,12 +48,8 @@ fn old_bot(id: &str, tenant_id: &str, url: &str, name: &str, generation: i64) ->
         meeting_url: Set(url.into()),
         platform: Set(Stored(Platform::GoogleMeet)),
         bot_name: Set(name.into()),
-        status: Set(Stored(if generation > 0 {
-            BotStatus::InCall
-        } else {
-            BotStatus::Queued
-        })),
-        status_reason: Set(None),
+        status: Set(Stored(BotStatus::Ended)),
+        status_reason: Set(Some("LEAVE_REQUESTED".into())),
         join_at: Set(at(0)),
         join_timeout_ms: Set(1),
         lobby_timeout_ms: Set(1),
@@ -58,13 +57,13 @@ fn old_bot(id: &str, tenant_id: &str, url: &str, name: &str, generation: i64) ->
         nobody_joined_ms: Set(1),
         alone_ms: Set(1),
         silence_ms: Set(1),
-        worker_id: Set((generation > 0).then(|| "w1".to_string())),
+        worker_id: Set(None),
         lease_generation: Set(generation),
         last_result_seq: Set(0),
         leave_requested: Set(false),
         created_at: Set(at(generation)),
         updated_at: Set(at(0)),
-        ended_at: Set(None),
+        ended_at: Set(Some(at(10_000))),
         data_key: Set(None),
         transcription: Set(None),
         ..Default::default()
@@ -320,8 +319,8 @@ async fn old_rows_are_sealed_and_read_the_same(database_url: Option<String>) {
         assert_eq!(again, SealReport::default());
     }
 
-    // The bot still in its meeting: Grace leaves, and a chat message the
-    // worker sends again is the same message.
+    // Results of a bot in its meeting across the upgrade: Grace leaves,
+    // and a chat message the worker sends again is the same message.
     let s = Sealer::new(&key, &b);
     let grace = MatchKey {
         hash: s.participant_hash("Grace Hopper"),
@@ -363,6 +362,13 @@ async fn old_rows_are_sealed_and_read_the_same(database_url: Option<String>) {
         "{after:#}"
     );
     assert_eq!(after["b"]["chatMessages"], before["b"]["chatMessages"]);
+
+    // Their rows go with them (the database may be shared).
+    bot::Entity::delete_many()
+        .filter(bot::Column::Id.is_in([a, b]))
+        .exec(db)
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
