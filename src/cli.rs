@@ -566,8 +566,24 @@ impl Cli {
                 Ok(())
             }
             Command::Migrate(d) => {
+                // Sealing needs the deployment's own keys: a master key
+                // file made here (for a data dir of its own) would wrap new
+                // keys the control plane cannot unwrap.
+                let master_key = d
+                    .master_key_file
+                    .clone()
+                    .unwrap_or_else(|| d.data_dir.join("master.key"));
+                let has_key = d.keys.key_provider != KeyProviderArg::Local || master_key.exists();
                 let admin = Admin::open(&d.config()?).await.context("migrating")?;
                 println!("migrations applied");
+                if !has_key {
+                    println!(
+                        "personal fields stored in the clear by older versions not sealed here: \
+                         no master key at {} (--master-key-file); the control plane seals them on start",
+                        master_key.display()
+                    );
+                    return Ok(());
+                }
                 // Rows older versions stored in the clear: the schema
                 // cannot seal them, the control plane's keys can.
                 let r = admin
