@@ -13,29 +13,11 @@ use sea_orm::{ConnectionTrait, Database, DbBackend, Statement, Value as Sql};
 use serde_json::{Value, json};
 use support::*;
 
-/// A database of this test's own on the PostgreSQL server of
-/// `scripts/test`: what is searched is what this meeting left, and the
-/// deployment's keys are this control plane's.
-async fn postgres_url() -> Option<String> {
+fn postgres_url() -> Option<String> {
     match std::env::var("ATTACHE_TEST_POSTGRES_URL") {
-        Ok(u) if !u.is_empty() => {
-            let name = format!(
-                "personal_{}_{}",
-                std::process::id(),
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .unwrap()
-                    .as_millis()
-            );
-            Database::connect(&u)
-                .await
-                .unwrap()
-                .execute_unprepared(&format!("CREATE DATABASE {name}"))
-                .await
-                .unwrap();
-            let (base, _) = u.rsplit_once('/').unwrap();
-            Some(format!("{base}/{name}"))
-        }
+        // What is searched is what this meeting left, under this control
+        // plane's keys.
+        Ok(u) if !u.is_empty() => Some(own_postgres_database(&u, "sealing")),
         _ if std::env::var_os("ATTACHE_REQUIRE_SERVICES").is_some() => {
             panic!("ATTACHE_TEST_POSTGRES_URL is not set; run the suite with scripts/test")
         }
@@ -133,9 +115,7 @@ fn names(v: &Value) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nothing_a_bot_saw_is_stored_in_the_clear() {
-    let Some(url) = postgres_url().await else {
-        return;
-    };
+    let Some(url) = postgres_url() else { return };
     // In every personal value, and nowhere else: never hex, so no hash or
     // id can hold it by chance.
     let tag = format!(
