@@ -14,7 +14,7 @@ use attache_edge_worker::{Config as WorkerConfig, EdgeWorker};
 use attache_tenant_policy::DataClass;
 use clap::{Args, Parser, Subcommand};
 
-use crate::key_args::KeyArgs;
+use crate::key_args::{KeyArgs, KeyProviderArg};
 
 #[derive(Parser)]
 #[command(
@@ -46,7 +46,8 @@ enum Command {
     ControlPlane(Box<ControlPlaneArgs>),
     /// An edge worker.
     EdgeWorker(EdgeWorkerArgs),
-    /// Apply database migrations and exit.
+    /// Apply database migrations, seal personal fields older versions
+    /// stored in the clear, and exit.
     Migrate(DeploymentArgs),
     /// Print the GraphQL schema (SDL): the API's published contract, as
     /// committed in `schema.graphql`.
@@ -568,8 +569,40 @@ impl Cli {
                 Ok(())
             }
             Command::Migrate(d) => {
-                Admin::open(&d.config()?).await.context("migrating")?;
+                // Sealing needs the deployment's own keys: a master key
+                // file made here (for a data dir of its own) would wrap new
+                // keys the control plane cannot unwrap.
+                let master_key = d
+                    .master_key_file
+                    .clone()
+                    .unwrap_or_else(|| d.data_dir.join("master.key"));
+                let has_key = d.keys.key_provider != KeyProviderArg::Local || master_key.exists();
+                let admin = Admin::open(&d.config()?).await.context("migrating")?;
                 println!("migrations applied");
+                if !has_key {
+                    println!(
+                        "personal fields stored in the clear by older versions not sealed here: \
+                         no master key at {} (--master-key-file); the control plane seals them on start",
+                        master_key.display()
+                    );
+                    return Ok(());
+                }
+                // Rows older versions stored in the clear: the schema
+                // cannot seal them, the control plane's keys can.
+                let r = admin
+                    .seal_personal_fields()
+                    .await
+                    .context("sealing personal fields stored in the clear")?;
+                println!(
+                    "personal fields sealed: {} bots, {} participants, {} speaker segments, \
+                     {} transcript segments, {} chat messages ({} rows skipped)",
+                    r.bots,
+                    r.participants,
+                    r.speaker_segments,
+                    r.transcript_segments,
+                    r.chat_messages,
+                    r.skipped
+                );
                 Ok(())
             }
             Command::Admin(AdminCommand::CreateTenant {

@@ -207,6 +207,19 @@ impl Admin {
         }
     }
 
+    /// Seals every personal field an older version stored in the clear
+    /// (what each start of the control plane also does, in the background)
+    /// and says how many rows it sealed. `attache migrate` runs it.
+    pub async fn seal_personal_fields(&self) -> Result<crate::SealReport, AdminError> {
+        let never = tokio_util::sync::CancellationToken::new();
+        crate::sealing::backfill::run(&self.store, &self.keys, &never)
+            .await
+            .map_err(|e| match e {
+                crate::store::StoreError::Db(e) => AdminError::Db(e),
+                e => AdminError::Invalid(e.to_string()),
+            })
+    }
+
     /// Invites `email` into a tenant with `role` (the first owner, say),
     /// valid for a week. Recorded in the tenant's audit trail.
     pub async fn invite(&self, tenant_id: &str, email: &str, role: Role) -> Result<(), AdminError> {

@@ -33,6 +33,7 @@ mod entity;
 mod keys;
 mod objects;
 mod residency;
+mod sealing;
 mod store;
 
 // Start-up, operator commands, telemetry.
@@ -58,6 +59,7 @@ pub use keys::{
 };
 pub use objects::{ObjectError, ObjectStoreConfig, Objects, S3Config};
 pub use retention::{SweepError, SweepReport};
+pub use sealing::backfill::SealReport;
 pub use store::Store;
 pub use transcription::DefaultTranscription;
 
@@ -202,8 +204,9 @@ impl ControlPlane {
     /// 2. the fleet endpoint closes every worker link (workers keep their
     ///    bots and results, and reconnect to another replica);
     /// 3. the background loops (dispatch, the fleet sweep, webhook delivery,
-    ///    unclosed recordings, the retention sweep) end after their current
-    ///    pass (the retention sweep after its current batch);
+    ///    unclosed recordings, the retention sweep, sealing rows older
+    ///    versions stored in the clear) end after their current pass or
+    ///    batch;
     /// 4. every tracked task (links, result streams) is awaited;
     /// 5. the QUIC endpoint goes idle.
     pub async fn run(self, shutdown: CancellationToken) -> std::io::Result<()> {
@@ -214,6 +217,7 @@ impl ControlPlane {
         tasks.spawn(recordings::close_orphans(state.clone(), shutdown.clone()));
         tasks.spawn(webhooks::deliver(state.clone(), shutdown.clone()));
         tasks.spawn(retention::run(state.clone(), shutdown.clone()));
+        tasks.spawn(sealing::backfill::on_start(state.clone(), shutdown.clone()));
         tasks.spawn(fleet::serve(
             state.clone(),
             quic.clone(),

@@ -326,6 +326,8 @@ mod tests {
             object_store: Some(store.into()),
             queued_at: None,
             queue_reason: None,
+            meeting_url_sealed: None,
+            bot_name_sealed: None,
         }
     }
 }

@@ -12,6 +12,7 @@ use attache_protocol::TransitionError;
 use chrono::{DateTime, Utc};
 use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbErr, EntityTrait};
 
+pub(crate) mod backfill;
 mod bots;
 pub(crate) mod fence;
 mod fleet;
@@ -25,7 +26,7 @@ mod webhooks;
 mod window;
 
 pub(crate) use bots::{Applied, NewBot, QueueGroup, Transition};
-pub(crate) use media::{MediaWrite, Written};
+pub(crate) use media::{MatchKey, MediaWrite, Written};
 pub(crate) use people::MemberRow;
 pub(crate) use sweep::Candidate;
 pub(crate) use webhooks::{DueDelivery, EVENT_TYPES, EndpointInput};

@@ -11,6 +11,7 @@ mod m0004_console;
 mod m0005_residency;
 mod m0006_key_providers;
 mod m0007_retention;
+mod m0008_sealed_personal_fields;
 
 pub struct Migrator;
 
@@ -25,6 +26,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0005_residency::Migration),
             Box::new(m0006_key_providers::Migration),
             Box::new(m0007_retention::Migration),
+            Box::new(m0008_sealed_personal_fields::Migration),
         ]
     }
 }

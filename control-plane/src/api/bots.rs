@@ -13,7 +13,7 @@ use attache_tenant_policy::Action;
 use chrono::{DateTime, Utc};
 
 use super::error::ApiError;
-use super::guard::guard;
+use super::guard::{guard, guard_signed_in};
 use super::media::{
     AutoLeave, AutoLeaveInput, BotWarning, ChatMessage, Participant, Recording, SpeakerSegment,
 };
@@ -22,6 +22,7 @@ use super::sealed::bot_key;
 use super::settings::BotTranscriptionInput;
 use super::transcripts::{self, TranscriptSegment};
 use crate::entity::{bot, bot_event};
+use crate::sealing::Sealer;
 use crate::store::{NewBot, now};
 
 const DEFAULT_BOT_NAME: &str = "Attaché Notetaker";
@@ -52,21 +53,40 @@ pub(crate) enum GqlPlatform {
     Sandbox,
 }
 
+/// A bot, as one of the resolvers below read it behind its guard.
 pub(crate) struct Bot(pub(crate) bot::Model);
+
+impl Bot {
+    /// The bot's meeting URL and name, opened with its data key. The row
+    /// was read behind the guard of the resolver that made this `Bot` (to
+    /// create, leave or read bots), so that guard is the one that counts.
+    async fn opened(&self, ctx: &Context<'_>) -> Result<(String, String), ApiError> {
+        let (state, principal) = guard_signed_in(ctx)?;
+        if principal.tenant_id != self.0.tenant_id {
+            return Err(ApiError::NotFound);
+        }
+        let key = state
+            .keys
+            .existing_bot_key(&self.0)
+            .await
+            .map_err(ApiError::internal)?;
+        crate::sealing::open_bot(key.as_ref(), &self.0).map_err(ApiError::internal)
+    }
+}
 
 #[Object]
 impl Bot {
     pub(crate) async fn id(&self) -> ID {
         ID(self.0.id.clone())
     }
-    async fn meeting_url(&self) -> &str {
-        &self.0.meeting_url
+    async fn meeting_url(&self, ctx: &Context<'_>) -> Result<String> {
+        Ok(self.opened(ctx).await?.0)
     }
     async fn platform(&self) -> GqlPlatform {
         GqlPlatform::from(self.0.platform.0)
     }
-    async fn bot_name(&self) -> &str {
-        &self.0.bot_name
+    async fn bot_name(&self, ctx: &Context<'_>) -> Result<String> {
+        Ok(self.opened(ctx).await?.1)
     }
     async fn status(&self) -> GqlStatus {
         self.0.status.0.into()
@@ -107,7 +127,11 @@ impl Bot {
             .participants(&self.0.id)
             .await
             .map_err(ApiError::from)?;
-        Ok(rows.into_iter().map(Participant::from).collect())
+        let key = bot_key(ctx, &self.0).await?;
+        Ok(rows
+            .into_iter()
+            .map(|p| Participant::open(key.as_ref(), p))
+            .collect::<Result<_, _>>()?)
     }
     /// Who spoke when, from the platform's speaking indicators, in order.
     async fn speaker_timeline(&self, ctx: &Context<'_>) -> Result<Vec<SpeakerSegment>> {
@@ -126,10 +150,11 @@ impl Bot {
                 .find(|e| e.status == WireStatus::InCall)
                 .map(|e| e.at),
         };
+        let key = bot_key(ctx, &self.0).await?;
         Ok(rows
             .into_iter()
-            .map(|s| SpeakerSegment::new(s, zero))
-            .collect())
+            .map(|s| SpeakerSegment::open(key.as_ref(), s, zero))
+            .collect::<Result<_, _>>()?)
     }
     /// The meeting's chat as the bot saw it, oldest first.
     async fn chat_messages(&self, ctx: &Context<'_>) -> Result<Vec<ChatMessage>> {
@@ -337,18 +362,29 @@ impl CreateBotMutation {
             None => None,
             Some(t) => Some(t.choice(state, &principal.tenant_id).await?),
         };
+        // The bot's key is made with it, so nothing of it is ever stored
+        // in the clear, starting with where it goes and what it is called.
+        let id = uuid::Uuid::new_v4().to_string();
+        let (key, data_key) = state
+            .keys
+            .new_bot_key(&principal.tenant_id, &id)
+            .await
+            .map_err(ApiError::internal)?;
+        let (meeting_url_sealed, bot_name_sealed) =
+            Sealer::new(&key, &id).bot(url.as_str(), &bot_name);
         let b = state
             .bots
             .create(
                 &scoped,
                 NewBot {
-                    id: uuid::Uuid::new_v4().to_string(),
+                    id,
                     region: tenant.region,
                     pool: tenant.pool,
                     object_store,
-                    meeting_url: url.to_string(),
                     platform,
-                    bot_name,
+                    data_key,
+                    meeting_url_sealed,
+                    bot_name_sealed,
                     join_at,
                     join_timeout_ms: limits.join_timeout_ms as i64,
                     lobby_timeout_ms: limits.lobby_timeout_ms as i64,

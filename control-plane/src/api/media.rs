@@ -3,18 +3,17 @@
 //! caller sets when creating a bot.
 //!
 //! These are shapes built from rows a resolver has already read behind the
-//! guard; nothing here reads the store, so nothing here can reach another
-//! tenant's data.
+//! guard, opened with the key it fetched; nothing here reads the store, so
+//! nothing here can reach another tenant's data.
 
 use async_graphql::{Enum, InputObject, SimpleObject};
 use attache_protocol::{DataKey, SessionLimits};
 use chrono::{DateTime, Utc};
 
 use super::error::ApiError;
-use super::sealed::open_text;
 use crate::AppState;
 use crate::entity::{bot_warning, chat_message, participant, recording, speaker_segment};
-use crate::keys::field_context;
+use crate::sealing::{open_chat, open_participant, open_speaker};
 use crate::store::now;
 
 /// When a bot leaves on its own. Every field is optional; omitted ones take
@@ -111,14 +110,16 @@ pub(crate) struct Participant {
     left_at: Option<DateTime<Utc>>,
 }
 
-impl From<participant::Model> for Participant {
-    fn from(p: participant::Model) -> Self {
-        Participant {
-            participant_id: p.participant_key,
-            name: p.name,
+impl Participant {
+    /// A stored stay, its id and name opened with the bot's key.
+    pub(crate) fn open(key: Option<&DataKey>, p: participant::Model) -> Result<Self, ApiError> {
+        let (participant_id, name) = open_participant(key, &p).map_err(ApiError::internal)?;
+        Ok(Participant {
+            participant_id,
+            name,
             joined_at: p.joined_at,
             left_at: p.left_at,
-        }
+        })
     }
 }
 
@@ -137,16 +138,22 @@ pub(crate) struct SpeakerSegment {
 }
 
 impl SpeakerSegment {
-    pub(crate) fn new(s: speaker_segment::Model, zero: Option<DateTime<Utc>>) -> Self {
+    /// A stored turn, its id and name opened with the bot's key.
+    pub(crate) fn open(
+        key: Option<&DataKey>,
+        s: speaker_segment::Model,
+        zero: Option<DateTime<Utc>>,
+    ) -> Result<Self, ApiError> {
         let offset = |t: DateTime<Utc>| zero.map(|z| (t - z).num_milliseconds());
-        SpeakerSegment {
+        let (participant_id, name) = open_speaker(key, &s).map_err(ApiError::internal)?;
+        Ok(SpeakerSegment {
             start_offset_ms: offset(s.started_at),
             end_offset_ms: s.ended_at.and_then(offset),
-            participant_id: s.participant_key,
-            name: s.name,
+            participant_id,
+            name,
             started_at: s.started_at,
             ended_at: s.ended_at,
-        }
+        })
     }
 }
 
@@ -161,22 +168,7 @@ pub(crate) struct ChatMessage {
 impl ChatMessage {
     /// A stored message, its sender and text opened with the bot's key.
     pub(crate) fn open(key: Option<&DataKey>, m: chat_message::Model) -> Result<Self, ApiError> {
-        let (sender, text) = match (&m.sender_sealed, &m.text_sealed) {
-            (Some(s), Some(t)) => (
-                open_text(
-                    key,
-                    &field_context("chat-sender", &m.bot_id, &m.message_key),
-                    s,
-                )?,
-                open_text(
-                    key,
-                    &field_context("chat-text", &m.bot_id, &m.message_key),
-                    t,
-                )?,
-            ),
-            // Stored before sealing.
-            _ => (m.sender, m.text),
-        };
+        let (sender, text) = open_chat(key, &m).map_err(ApiError::internal)?;
         Ok(ChatMessage {
             sender,
             text,

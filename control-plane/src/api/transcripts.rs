@@ -11,9 +11,9 @@ use attache_protocol::DataKey;
 
 use super::error::ApiError;
 use super::paging::{self, TotalCount, decode_cursor, encode_cursor};
-use super::sealed::{bot_key, open_text};
+use super::sealed::bot_key;
 use crate::entity::{bot, transcript_segment};
-use crate::keys::field_context;
+use crate::sealing::open_transcript;
 use crate::store::Scoped;
 
 /// Segments read from the store at once when a whole transcript is read.
@@ -46,16 +46,13 @@ impl TranscriptSegment {
         key: Option<&DataKey>,
         m: &transcript_segment::Model,
     ) -> Result<Self, ApiError> {
+        let (speaker, text) = open_transcript(key, m).map_err(ApiError::internal)?;
         Ok(TranscriptSegment {
             id: ID(m.segment_key.clone()),
             start_ms: m.start_ms,
             end_ms: m.end_ms,
-            speaker: m.speaker.clone(),
-            text: open_text(
-                key,
-                &field_context("transcript", &m.bot_id, &m.segment_key),
-                &m.text_sealed,
-            )?,
+            speaker,
+            text,
             confidence: m.confidence,
             language: m.language.clone(),
             is_final: m.is_final,
@@ -197,6 +194,7 @@ mod tests {
             language: None,
             is_final: true,
             updated_at: Utc::now(),
+            speaker_sealed: None,
         };
         assert_eq!(
             decode_segment_cursor(&encode_segment_cursor(&m)).unwrap(),

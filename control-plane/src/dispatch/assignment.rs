@@ -1,20 +1,32 @@
 //! The Assign command a worker gets for a leased bot: the lease, the
 //! meeting, the rules it leaves by, its data key and its transcription
 //! settings. Read-only: it never moves a bot.
+//!
+//! The meeting URL and the bot's name are stored sealed; they are opened
+//! here because the worker needs them to join, and travel only inside the
+//! Assign, over the fleet link's mutual TLS.
 
 use attache_protocol::{Assignment, SessionLimits};
 
 use crate::AppState;
 use crate::entity::bot;
 
-/// The Assign command for a leased bot, with its data key (made now if
-/// this is its first lease) and its transcription settings. `None` if the
-/// key or settings cannot be read: the dispatch sweep tries again.
+/// The Assign command for a leased bot, with its data key (made now if an
+/// older version created the bot without one) and its transcription
+/// settings. `None` if the key, the sealed fields or the settings cannot be
+/// read: the dispatch sweep tries again.
 pub(crate) async fn assignment(state: &AppState, b: &bot::Model) -> Option<Assignment> {
     let data_key = match state.keys.bot_key(b).await {
         Ok(k) => k,
         Err(e) => {
             tracing::warn!(bot_id = %b.id, error = %e, "cannot get the bot's data key");
+            return None;
+        }
+    };
+    let (meeting_url, bot_name) = match crate::sealing::open_bot(Some(&data_key), b) {
+        Ok(opened) => opened,
+        Err(e) => {
+            tracing::warn!(bot_id = %b.id, error = %e, "cannot open the bot's meeting URL and name");
             return None;
         }
     };
@@ -31,9 +43,9 @@ pub(crate) async fn assignment(state: &AppState, b: &bot::Model) -> Option<Assig
         bot_id: b.id.parse().ok()?,
         generation: b.lease_generation as u64,
         tenant_id: b.tenant_id.parse().ok()?,
-        meeting_url: b.meeting_url.clone(),
+        meeting_url,
         platform: b.platform.0,
-        bot_name: b.bot_name.clone(),
+        bot_name,
         limits: SessionLimits {
             join_timeout_ms: b.join_timeout_ms as u64,
             lobby_timeout_ms: b.lobby_timeout_ms as u64,

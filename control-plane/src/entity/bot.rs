@@ -10,8 +10,10 @@ pub struct Model {
     pub id: String,
     pub tenant_id: String,
     pub region: String,
+    /// Empty once sealed: the URL is in `meeting_url_sealed`.
     pub meeting_url: String,
     pub platform: Stored<Platform>,
+    /// Empty once sealed: the name is in `bot_name_sealed`.
     pub bot_name: String,
     pub status: Stored<BotStatus>,
     pub status_reason: Option<String>,
@@ -32,7 +34,8 @@ pub struct Model {
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
     pub ended_at: Option<DateTimeUtc>,
-    /// The bot's data key, sealed with its tenant's key; made at dispatch.
+    /// The bot's data key, sealed with its tenant's key; made with the bot
+    /// (bots created before that got theirs at their first dispatch).
     pub data_key: Option<Vec<u8>>,
     /// This bot's transcription override (JSON), if it has one.
     pub transcription: Option<String>,
@@ -48,6 +51,10 @@ pub struct Model {
     pub queued_at: Option<DateTimeUtc>,
     /// Why a due, queued bot is still waiting; `None` otherwise.
     pub queue_reason: Option<Stored<QueueReason>>,
+    /// Sealed with the bot's data key (see `crate::sealing`); `None` only
+    /// for rows stored in the clear by an older version, not sealed yet.
+    pub meeting_url_sealed: Option<Vec<u8>>,
+    pub bot_name_sealed: Option<Vec<u8>>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -7,7 +7,10 @@ pub struct Model {
     pub id: i64,
     pub bot_id: String,
     pub tenant_id: String,
+    /// A keyed hash of the platform's message id once `key_hashed` (the id
+    /// can hold the sender and the text: see `adapter/probe.js`).
     pub message_key: String,
+    /// Empty once sealed.
     pub sender: String,
     pub text: String,
     pub sent_at: DateTimeUtc,
@@ -15,6 +18,9 @@ pub struct Model {
     /// plaintext columns instead).
     pub sender_sealed: Option<Vec<u8>>,
     pub text_sealed: Option<Vec<u8>>,
+    /// `message_key` is a keyed hash, and the sealed columns are bound to
+    /// it; false in rows an older version stored.
+    pub key_hashed: bool,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -13,6 +13,8 @@ pub struct Model {
     /// Milliseconds into the recording.
     pub start_ms: i64,
     pub end_ms: i64,
+    /// Only in rows stored in the clear by an older version, not sealed yet;
+    /// the speaker is in `speaker_sealed`.
     pub speaker: Option<String>,
     /// The text, sealed with the bot's data key.
     pub text_sealed: Vec<u8>,
@@ -20,6 +22,9 @@ pub struct Model {
     pub language: Option<String>,
     pub is_final: bool,
     pub updated_at: DateTimeUtc,
+    /// Who spoke, sealed with the bot's data key; `None` when nobody was
+    /// named.
+    pub speaker_sealed: Option<Vec<u8>>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -5,9 +5,11 @@
 //! recording chunks). Only then is it acknowledged; a frame that cannot be
 //! persisted stops the stream so the worker replays it.
 //!
-//! Personal fields are stored sealed under the bot's key; nothing here
-//! keeps them in the clear beyond the live event a subscriber of the same
-//! tenant receives.
+//! Personal fields (names, platform ids, chat, transcripts, recordings)
+//! are stored sealed under the bot's key, and platform ids the store
+//! matches by as keyed hashes (`crate::sealing`); nothing here keeps them
+//! in the clear beyond the live event a subscriber of the same tenant
+//! receives.
 
 use attache_protocol::{ControlMsg, DataKey, ErrorCode, IoFrameError, ResultFrame, read_frame};
 use chrono::{DateTime, Utc};
@@ -19,9 +21,9 @@ use crate::AppState;
 use crate::entity::bot;
 use crate::entity::names::RecordingStatus;
 use crate::events::TranscriptEvent;
-use crate::keys::field_context;
 use crate::recordings;
-use crate::store::{MediaWrite, StoreError, Transition, Written, fence, now};
+use crate::sealing::Sealer;
+use crate::store::{MatchKey, MediaWrite, StoreError, Transition, Written, fence, now};
 
 /// Reads one bot's result stream: persist, then acknowledge. Its logs
 /// carry the bot's and tenant's ids once the first frame names them.
@@ -164,9 +166,10 @@ async fn persist(state: &AppState, worker_id: &str, frame: ResultFrame) -> Resul
 /// Stores what a bot saw and heard.
 async fn write(state: &AppState, f: &Frame<'_>, checked: Checked) -> Result<(), StoreError> {
     let (tenant_id, bot_id) = (f.bot.tenant_id.as_str(), f.bot.id.as_str());
-    let seal = |field: &str, item: &str, text: &str| {
-        f.key
-            .seal(&field_context(field, bot_id, item), text.as_bytes())
+    let s = Sealer::new(f.key, bot_id);
+    let person = |id: String| MatchKey {
+        hash: s.participant_hash(&id),
+        clear: id,
     };
     let mut closes_recording = false;
     let mut transcript = None;
@@ -182,22 +185,53 @@ async fn write(state: &AppState, f: &Frame<'_>, checked: Checked) -> Result<(), 
             unreachable!("statuses are lifecycle moves")
         }
         Checked::Nothing => MediaWrite::Nothing,
-        Checked::ParticipantJoined { key, name } => MediaWrite::ParticipantJoined { key, name },
-        Checked::ParticipantLeft { key } => MediaWrite::ParticipantLeft { key },
-        Checked::SpeakerStarted { key, name } => MediaWrite::SpeakerStarted { key, name },
-        Checked::SpeakerStopped { key } => MediaWrite::SpeakerStopped { key },
-        Checked::Chat { key, sender, text } => MediaWrite::Chat {
-            sender_sealed: seal("chat-sender", &key, &sender),
-            text_sealed: seal("chat-text", &key, &text),
-            key,
-        },
+        // A stay and a turn begin at the frame's time: what they are
+        // bound to, with the person's hash.
+        Checked::ParticipantJoined { key, name } => {
+            let sealed = s.participant(&key, &name, f.at);
+            MediaWrite::ParticipantJoined {
+                key: MatchKey {
+                    hash: sealed.key_hash,
+                    clear: key,
+                },
+                id_sealed: sealed.id_sealed,
+                name_sealed: sealed.name_sealed,
+            }
+        }
+        Checked::ParticipantLeft { key } => MediaWrite::ParticipantLeft { key: person(key) },
+        Checked::SpeakerStarted { key, name } => {
+            let sealed = s.speaker(&key, &name, f.at);
+            MediaWrite::SpeakerStarted {
+                key: MatchKey {
+                    hash: sealed.key_hash,
+                    clear: key,
+                },
+                id_sealed: sealed.id_sealed,
+                name_sealed: sealed.name_sealed,
+            }
+        }
+        Checked::SpeakerStopped { key } => MediaWrite::SpeakerStopped { key: person(key) },
+        Checked::Chat { key, sender, text } => {
+            let sealed = s.chat(&key, &sender, &text);
+            MediaWrite::Chat {
+                key: MatchKey {
+                    hash: sealed.key_hash,
+                    clear: key,
+                },
+                sender_sealed: sealed.sender_sealed,
+                text_sealed: sealed.text_sealed,
+            }
+        }
         Checked::Transcript { key, segment } => {
             let write = MediaWrite::Transcript {
-                text_sealed: seal("transcript", &key, &segment.text),
+                text_sealed: s.transcript_text(&key, &segment.text),
+                speaker_sealed: segment
+                    .speaker
+                    .as_deref()
+                    .map(|who| s.transcript_speaker(&key, who)),
                 key: key.clone(),
                 start_ms: segment.start_ms as i64,
                 end_ms: segment.end_ms as i64,
-                speaker: segment.speaker.clone(),
                 confidence: segment.confidence as f64,
                 language: segment.language.clone(),
                 is_final: segment.is_final,

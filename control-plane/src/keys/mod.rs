@@ -6,9 +6,9 @@
 //! AWS KMS; `config.rs`) wraps one key per tenant, under the deployment's
 //! provider key or one a dedicated tenant names; each tenant key wraps one
 //! data key per bot. Workers receive a bot's data key with its lease and
-//! seal every result with it; the control plane stores transcripts, chat
-//! and recordings sealed under the same key and opens them only for a
-//! reader allowed to see them. The platform has a key of its own, wrapped
+//! seal every result with it; the control plane stores every personal
+//! field of the bot (see `crate::sealing`) and its recordings sealed under
+//! the same key and opens them only for a reader allowed to see them. The platform has a key of its own, wrapped
 //! the same way, from which download-link signing and the operators'
 //! identity-provider secret are derived.
 //!
@@ -283,7 +283,23 @@ impl Keys {
         Ok(key)
     }
 
-    /// The bot's data key, made on first use (at its first dispatch).
+    /// A data key for a bot being created, and the same key wrapped by its
+    /// tenant's key, to store with the bot in the insert that creates it.
+    pub(crate) async fn new_bot_key(
+        &self,
+        tenant_id: &str,
+        bot_id: &str,
+    ) -> Result<(DataKey, Vec<u8>), StoreError> {
+        let tenant = self.tenant_key(tenant_id).await?;
+        let key = DataKey::generate();
+        let wrapped = tenant.wrap(&bot_context(bot_id), &key);
+        // A fresh id: nothing else can be cached under it.
+        remember(&self.bots, bot_id, &key);
+        Ok((key, wrapped))
+    }
+
+    /// The bot's data key. Bots get theirs when they are created; one
+    /// created by an older version without one gets it here, on first use.
     pub(crate) async fn bot_key(&self, bot: &bot::Model) -> Result<DataKey, StoreError> {
         if let Some(k) = recall(&self.bots, &bot.id) {
             return Ok(k);
@@ -345,7 +361,8 @@ impl Keys {
             .map_err(|_| StoreError::Corrupt("an identity provider's secret is not text".into()))
     }
 
-    /// The bot's data key if it has one; `None` before its first dispatch.
+    /// The bot's data key if it has one; `None` only for a bot an older
+    /// version created and never dispatched (nothing of it is sealed).
     pub(crate) async fn existing_bot_key(
         &self,
         bot: &bot::Model,

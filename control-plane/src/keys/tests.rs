@@ -163,9 +163,10 @@ async fn populate(store: Store) -> Store {
         .insert_bot(NewBot {
             id: "b1".into(),
             region: "local".into(),
-            meeting_url: "https://meet.google.com/abc-defg-hij".into(),
             platform: Platform::GoogleMeet,
-            bot_name: "Bot".into(),
+            data_key: Vec::new(),
+            meeting_url_sealed: Vec::new(),
+            bot_name_sealed: Vec::new(),
             join_at: now(),
             join_timeout_ms: 1,
             lobby_timeout_ms: 1,
@@ -180,6 +181,17 @@ async fn populate(store: Store) -> Store {
         })
         .await
         .unwrap();
+    // A bot as older versions stored it: its key is made when first used.
+    {
+        use sea_orm::sea_query::Expr;
+        use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+        bot::Entity::update_many()
+            .filter(bot::Column::Id.eq("b1"))
+            .col_expr(bot::Column::DataKey, Expr::value(Option::<Vec<u8>>::None))
+            .exec(store.db())
+            .await
+            .unwrap();
+    }
     store
 }
 

@@ -141,9 +141,10 @@ async fn queued_bot(store: &Store, tenant_id: &str, id: &str) {
         .insert_bot(NewBot {
             id: id.into(),
             region: "local".into(),
-            meeting_url: "https://meet.google.com/abc-defg-hij".into(),
             platform: Platform::GoogleMeet,
-            bot_name: "Bot".into(),
+            data_key: vec![1],
+            meeting_url_sealed: vec![2],
+            bot_name_sealed: vec![3],
             join_at: at,
             join_timeout_ms: 1,
             lobby_timeout_ms: 1,

@@ -72,9 +72,13 @@ pub(crate) enum Applied {
 pub(crate) struct NewBot {
     pub id: String,
     pub region: String,
-    pub meeting_url: String,
     pub platform: Platform,
-    pub bot_name: String,
+    /// The bot's data key, wrapped by its tenant's key.
+    pub data_key: Vec<u8>,
+    /// The meeting URL and the bot's name, sealed with its data key
+    /// (`crate::sealing::Sealer::bot`).
+    pub meeting_url_sealed: Vec<u8>,
+    pub bot_name_sealed: Vec<u8>,
     pub join_at: DateTime<Utc>,
     pub join_timeout_ms: i64,
     pub lobby_timeout_ms: i64,
@@ -423,9 +427,9 @@ impl Scoped<'_> {
             id: Set(b.id.clone()),
             tenant_id: Set(self.tenant_id.clone()),
             region: Set(b.region),
-            meeting_url: Set(b.meeting_url),
+            meeting_url: Set(String::new()),
             platform: Set(Stored(b.platform)),
-            bot_name: Set(b.bot_name),
+            bot_name: Set(String::new()),
             status: Set(Stored(BotStatus::Queued)),
             status_reason: Set(None),
             join_at: Set(b.join_at),
@@ -442,12 +446,14 @@ impl Scoped<'_> {
             created_at: Set(b.created_at),
             updated_at: Set(b.created_at),
             ended_at: Set(None),
-            data_key: Set(None),
+            data_key: Set(Some(b.data_key)),
             transcription: Set(b.transcription),
             pool: Set(b.pool),
             object_store: Set(Some(b.object_store)),
             queued_at: Set(Some(b.created_at)),
             queue_reason: Set(None),
+            meeting_url_sealed: Set(Some(b.meeting_url_sealed)),
+            bot_name_sealed: Set(Some(b.bot_name_sealed)),
         }
         .insert(&txn)
         .await?;
@@ -557,9 +563,10 @@ mod tests {
             .insert_bot(NewBot {
                 id: "b1".into(),
                 region: "local".into(),
-                meeting_url: "https://meet.google.com/abc-defg-hij".into(),
                 platform: Platform::GoogleMeet,
-                bot_name: "Bot".into(),
+                data_key: vec![1],
+                meeting_url_sealed: vec![2],
+                bot_name_sealed: vec![3],
                 join_at: now(),
                 join_timeout_ms: 1,
                 lobby_timeout_ms: 1,
@@ -706,9 +713,10 @@ mod tests {
             .insert_bot(NewBot {
                 id: id.into(),
                 region: region.into(),
-                meeting_url: "https://meet.google.com/abc-defg-hij".into(),
                 platform: Platform::GoogleMeet,
-                bot_name: "Bot".into(),
+                data_key: vec![1],
+                meeting_url_sealed: vec![2],
+                bot_name_sealed: vec![3],
                 join_at: at,
                 join_timeout_ms: 1,
                 lobby_timeout_ms: 1,

@@ -91,6 +91,8 @@ mod tests {
             object_store: None,
             queued_at: None,
             queue_reason: None,
+            meeting_url_sealed: None,
+            bot_name_sealed: None,
         }
     }
 

@@ -2,11 +2,14 @@
 //! timeline, chat, recordings and warnings. Each write comes from one result
 //! frame and is applied in the same transaction that records the frame's
 //! sequence number, so a replayed frame is stored once.
+//!
+//! Every personal field arrives here sealed (`crate::sealing`), and platform
+//! ids as keyed hashes; nothing here writes one in the clear.
 
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, DatabaseTransaction, DbErr, EntityTrait, QueryFilter,
+    ActiveModelTrait, ColumnTrait, Condition, DatabaseTransaction, DbErr, EntityTrait, QueryFilter,
     QueryOrder, Set, TransactionTrait,
 };
 
@@ -17,35 +20,53 @@ use crate::entity::{
     bot, bot_warning, chat_message, participant, recording, speaker_segment, transcript_segment,
 };
 
-/// What one result frame stores.
+/// A platform id (a person's, a chat message's) as the store matches it.
+#[derive(Clone)]
+pub(crate) struct MatchKey {
+    /// Its keyed hash: what is stored and matched.
+    pub hash: String,
+    /// The id itself, only to find a row an older version stored in the
+    /// clear and that is not sealed yet; never written.
+    pub clear: String,
+}
+
+impl std::fmt::Debug for MatchKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "MatchKey({})", self.hash)
+    }
+}
+
+/// What one result frame stores. Names, ids, chat and transcript text
+/// come sealed with the bot's data key.
 #[derive(Debug, Clone)]
 pub(crate) enum MediaWrite {
     ParticipantJoined {
-        key: String,
-        name: String,
+        key: MatchKey,
+        id_sealed: Vec<u8>,
+        name_sealed: Vec<u8>,
     },
     ParticipantLeft {
-        key: String,
+        key: MatchKey,
     },
     SpeakerStarted {
-        key: String,
-        name: String,
+        key: MatchKey,
+        id_sealed: Vec<u8>,
+        name_sealed: Vec<u8>,
     },
     SpeakerStopped {
-        key: String,
+        key: MatchKey,
     },
-    /// Sender and text sealed with the bot's data key.
     Chat {
-        key: String,
+        key: MatchKey,
         sender_sealed: Vec<u8>,
         text_sealed: Vec<u8>,
     },
-    /// A transcript segment, its text sealed with the bot's data key.
+    /// A transcript segment.
     Transcript {
         key: String,
         start_ms: i64,
         end_ms: i64,
-        speaker: Option<String>,
+        speaker_sealed: Option<Vec<u8>>,
         text_sealed: Vec<u8>,
         confidence: f64,
         language: Option<String>,
@@ -194,10 +215,14 @@ async fn write_one(
 ) -> Result<Written, DbErr> {
     let (bot_id, tenant_id) = (bot.id.clone(), bot.tenant_id.clone());
     match write {
-        MediaWrite::ParticipantJoined { key, name } => {
+        MediaWrite::ParticipantJoined {
+            key,
+            id_sealed,
+            name_sealed,
+        } => {
             let present = participant::Entity::find()
                 .filter(participant::Column::BotId.eq(bot_id.clone()))
-                .filter(participant::Column::ParticipantKey.eq(key.clone()))
+                .filter(person(&key))
                 .filter(participant::Column::LeftAt.is_null())
                 .one(txn)
                 .await?;
@@ -205,10 +230,12 @@ async fn write_one(
                 participant::ActiveModel {
                     bot_id: Set(bot_id),
                     tenant_id: Set(tenant_id),
-                    participant_key: Set(key),
-                    name: Set(name),
+                    participant_key: Set(key.hash),
+                    name: Set(String::new()),
                     joined_at: Set(at),
                     left_at: Set(None),
+                    participant_id_sealed: Set(Some(id_sealed)),
+                    name_sealed: Set(Some(name_sealed)),
                     ..Default::default()
                 }
                 .insert(txn)
@@ -218,16 +245,20 @@ async fn write_one(
         MediaWrite::ParticipantLeft { key } => {
             participant::Entity::update_many()
                 .filter(participant::Column::BotId.eq(bot_id))
-                .filter(participant::Column::ParticipantKey.eq(key))
+                .filter(person(&key))
                 .filter(participant::Column::LeftAt.is_null())
                 .col_expr(participant::Column::LeftAt, Expr::value(at))
                 .exec(txn)
                 .await?;
         }
-        MediaWrite::SpeakerStarted { key, name } => {
+        MediaWrite::SpeakerStarted {
+            key,
+            id_sealed,
+            name_sealed,
+        } => {
             let open = speaker_segment::Entity::find()
                 .filter(speaker_segment::Column::BotId.eq(bot_id.clone()))
-                .filter(speaker_segment::Column::ParticipantKey.eq(key.clone()))
+                .filter(speaker(&key))
                 .filter(speaker_segment::Column::EndedAt.is_null())
                 .one(txn)
                 .await?;
@@ -235,10 +266,12 @@ async fn write_one(
                 speaker_segment::ActiveModel {
                     bot_id: Set(bot_id),
                     tenant_id: Set(tenant_id),
-                    participant_key: Set(key),
-                    name: Set(name),
+                    participant_key: Set(key.hash),
+                    name: Set(String::new()),
                     started_at: Set(at),
                     ended_at: Set(None),
+                    participant_id_sealed: Set(Some(id_sealed)),
+                    name_sealed: Set(Some(name_sealed)),
                     ..Default::default()
                 }
                 .insert(txn)
@@ -248,7 +281,7 @@ async fn write_one(
         MediaWrite::SpeakerStopped { key } => {
             speaker_segment::Entity::update_many()
                 .filter(speaker_segment::Column::BotId.eq(bot_id))
-                .filter(speaker_segment::Column::ParticipantKey.eq(key))
+                .filter(speaker(&key))
                 .filter(speaker_segment::Column::EndedAt.is_null())
                 .col_expr(speaker_segment::Column::EndedAt, Expr::value(at))
                 .exec(txn)
@@ -263,18 +296,19 @@ async fn write_one(
             // the same message.
             let seen = chat_message::Entity::find()
                 .filter(chat_message::Column::BotId.eq(bot_id.clone()))
-                .filter(chat_message::Column::MessageKey.eq(key.clone()))
+                .filter(message(&key))
                 .one(txn)
                 .await?;
             if seen.is_none() {
                 chat_message::ActiveModel {
                     bot_id: Set(bot_id),
                     tenant_id: Set(tenant_id),
-                    message_key: Set(key),
+                    message_key: Set(key.hash),
                     sender: Set(String::new()),
                     text: Set(String::new()),
                     sender_sealed: Set(Some(sender_sealed)),
                     text_sealed: Set(Some(text_sealed)),
+                    key_hashed: Set(true),
                     sent_at: Set(at),
                     ..Default::default()
                 }
@@ -377,7 +411,7 @@ async fn write_one(
             key,
             start_ms,
             end_ms,
-            speaker,
+            speaker_sealed,
             text_sealed,
             confidence,
             language,
@@ -397,7 +431,8 @@ async fn write_one(
                     let mut row: transcript_segment::ActiveModel = old.into();
                     row.start_ms = Set(start_ms);
                     row.end_ms = Set(end_ms);
-                    row.speaker = Set(speaker);
+                    row.speaker = Set(None);
+                    row.speaker_sealed = Set(speaker_sealed);
                     row.text_sealed = Set(text_sealed);
                     row.confidence = Set(confidence);
                     row.language = Set(language);
@@ -413,7 +448,8 @@ async fn write_one(
                         segment_key: Set(key),
                         start_ms: Set(start_ms),
                         end_ms: Set(end_ms),
-                        speaker: Set(speaker),
+                        speaker: Set(None),
+                        speaker_sealed: Set(speaker_sealed),
                         text_sealed: Set(text_sealed),
                         confidence: Set(confidence),
                         language: Set(language),
@@ -429,6 +465,38 @@ async fn write_one(
         MediaWrite::Nothing => return Ok(Written::Refused("invalid frame")),
     }
     Ok(Written::Applied)
+}
+
+/// A person's rows: by their id's hash, or (rows an older version stored,
+/// not sealed yet) by the id itself.
+fn person(key: &MatchKey) -> Condition {
+    Condition::any()
+        .add(participant::Column::ParticipantKey.eq(key.hash.clone()))
+        .add(
+            Condition::all()
+                .add(participant::Column::ParticipantKey.eq(key.clear.clone()))
+                .add(participant::Column::NameSealed.is_null()),
+        )
+}
+
+fn speaker(key: &MatchKey) -> Condition {
+    Condition::any()
+        .add(speaker_segment::Column::ParticipantKey.eq(key.hash.clone()))
+        .add(
+            Condition::all()
+                .add(speaker_segment::Column::ParticipantKey.eq(key.clear.clone()))
+                .add(speaker_segment::Column::NameSealed.is_null()),
+        )
+}
+
+fn message(key: &MatchKey) -> Condition {
+    Condition::any()
+        .add(chat_message::Column::MessageKey.eq(key.hash.clone()))
+        .add(
+            Condition::all()
+                .add(chat_message::Column::MessageKey.eq(key.clear.clone()))
+                .add(chat_message::Column::KeyHashed.eq(false)),
+        )
 }
 
 impl Scoped<'_> {
@@ -522,7 +590,7 @@ impl Scoped<'_> {
         after: Option<(i64, i64)>,
         limit: u64,
     ) -> Result<Vec<transcript_segment::Model>, DbErr> {
-        use sea_orm::{Condition, QuerySelect};
+        use sea_orm::QuerySelect;
         let mut q = transcript_segment::Entity::find()
             .filter(transcript_segment::Column::TenantId.eq(self.tenant_id.clone()))
             .filter(transcript_segment::Column::BotId.eq(bot_id));
