@@ -397,6 +397,24 @@ enum AdminCommand {
         #[command(flatten)]
         deployment: DeploymentArgs,
     },
+    /// Print the public key erasure certificates are signed with, as a
+    /// JWKS (what `/.well-known/attache-erasure-key` serves).
+    ErasureKey {
+        #[command(flatten)]
+        deployment: DeploymentArgs,
+    },
+    /// Check an erasure certificate (a file, or - for standard input)
+    /// against this deployment's key, or the JWKS in `--key`; print what it
+    /// certifies. Exits non-zero if it does not verify.
+    VerifyErasure {
+        file: PathBuf,
+        /// A JWKS file (from `erasure-key` or the well-known URL): check
+        /// without the deployment's database.
+        #[arg(long)]
+        key: Option<PathBuf>,
+        #[command(flatten)]
+        deployment: DeploymentArgs,
+    },
     /// Run one retention sweep now, as if it were `--as-of` (RFC 3339;
     /// now if omitted), and print what it deleted per class.
     RetentionSweep {
@@ -718,6 +736,43 @@ impl Cli {
                         None => println!("{}: kept (no default)", class.as_str()),
                     }
                 }
+                Ok(())
+            }
+            Command::Admin(AdminCommand::ErasureKey { deployment }) => {
+                let admin = Admin::open(&deployment.config()?).await?;
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&admin.erasure_key().await?)?
+                );
+                Ok(())
+            }
+            Command::Admin(AdminCommand::VerifyErasure {
+                file,
+                key,
+                deployment,
+            }) => {
+                let certificate = if file.as_os_str() == "-" {
+                    std::io::read_to_string(std::io::stdin())?
+                } else {
+                    std::fs::read_to_string(&file)
+                        .with_context(|| format!("reading {}", file.display()))?
+                };
+                let payload = match key {
+                    Some(k) => {
+                        let jwks: serde_json::Value = serde_json::from_str(
+                            &std::fs::read_to_string(&k)
+                                .with_context(|| format!("reading {}", k.display()))?,
+                        )
+                        .with_context(|| format!("{} is not a JWKS", k.display()))?;
+                        attache_control_plane::verify_erasure_certificate(&certificate, &jwks)?
+                    }
+                    None => {
+                        let admin = Admin::open(&deployment.config()?).await?;
+                        admin.verify_erasure(&certificate).await?
+                    }
+                };
+                println!("{}", serde_json::to_string_pretty(&payload)?);
+                eprintln!("the certificate verifies");
                 Ok(())
             }
             Command::Admin(AdminCommand::RetentionSweep {

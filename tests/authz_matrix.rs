@@ -296,10 +296,40 @@ const TABLE: &[Row] = &[
         allowed: ADMINS,
     },
     Row {
+        name: "eraseBot",
+        kind: Kind::Mutation,
+        doc: "mutation($unheldBot: ID!) { eraseBot(id: $unheldBot) { id status subject } }",
+        allowed: ADMINS,
+    },
+    Row {
+        name: "eraseParticipant",
+        kind: Kind::Mutation,
+        doc: "mutation { eraseParticipant(name: \"Matrix Person\") { id status subject } }",
+        allowed: ADMINS,
+    },
+    Row {
+        name: "eraseTenant",
+        kind: Kind::Mutation,
+        doc: "mutation($doomedTenant: ID!) { eraseTenant(id: $doomedTenant) { id status subject } }",
+        allowed: &[Operator],
+    },
+    Row {
         name: "createTenant",
         kind: Kind::Mutation,
         doc: "mutation($tenantName: String!) { createTenant(name: $tenantName, region: \"local\", ownerEmail: \"owner@new.test\") { tenant { id } } }",
         allowed: &[Operator],
+    },
+    Row {
+        name: "erasureJobs",
+        kind: Kind::Query,
+        doc: "{ erasureJobs { id status subject subjectId } }",
+        allowed: &[Owner, Admin, Operator],
+    },
+    Row {
+        name: "erasureJob",
+        kind: Kind::Query,
+        doc: "query($job: ID!) { erasureJob(id: $job) { id status } }",
+        allowed: &[Owner, Admin, Operator],
     },
     // ---- subscriptions
     Row {
@@ -415,8 +445,29 @@ async fn targets(cluster: &Cluster, t: &Tenant, n: usize) -> Value {
         )
         .await["setLegalHold"]["id"]
         .clone();
+    // Erased by whoever may: a bot of its own, and a tenant of its own.
+    let unheld_bot = t
+        .owner
+        .create_bot(&cluster.meeting(&format!("e{n}"), ""), "Matrix Bot")
+        .await;
+    let job = t
+        .owner
+        .gql(
+            "mutation { eraseParticipant(name: \"Nobody Here\") { id } }",
+            json!({}),
+        )
+        .await["eraseParticipant"]["id"]
+        .clone();
+    let doomed = cluster
+        .admin
+        .create_tenant(&format!("doomed-{n}"), "local")
+        .await
+        .unwrap();
     json!({
         "bot": bot,
+        "unheldBot": unheld_bot,
+        "job": job,
+        "doomedTenant": doomed.tenant_id,
         "hold": hold,
         "endpoint": endpoint,
         "invitation": invitation,

@@ -169,6 +169,28 @@ impl Admin {
         .await
     }
 
+    /// The key this deployment signs erasure certificates with, as the
+    /// JWKS `/.well-known/attache-erasure-key` serves.
+    pub async fn erasure_key(&self) -> Result<serde_json::Value, AdminError> {
+        Ok(self.erasure_signer().await?.jwks())
+    }
+
+    /// Checks an erasure certificate against this deployment's key and
+    /// returns what it certifies.
+    pub async fn verify_erasure(&self, certificate: &str) -> Result<serde_json::Value, AdminError> {
+        let jwks = self.erasure_key().await?;
+        crate::erasure::verify(certificate, &jwks).map_err(|e| AdminError::Invalid(e.to_string()))
+    }
+
+    async fn erasure_signer(&self) -> Result<crate::erasure::CertificateSigner, AdminError> {
+        let seed = self
+            .keys
+            .derived(crate::erasure::certificate::PURPOSE)
+            .await
+            .map_err(crate::keys::KeyError::from)?;
+        Ok(crate::erasure::CertificateSigner::from_seed(&seed))
+    }
+
     /// The platform's default per class (every class, `None` where unset).
     pub async fn retention_defaults(&self) -> Result<Vec<(DataClass, Option<u32>)>, AdminError> {
         let d = self

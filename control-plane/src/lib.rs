@@ -26,6 +26,8 @@ mod transcription;
 
 // Governance: what expires, and its deletion.
 mod retention;
+// Erasure of a bot, a participant or a tenant, with signed certificates.
+mod erasure;
 
 // Stored truth, keys and objects.
 mod audit;
@@ -53,6 +55,7 @@ pub use api::sdl;
 pub use audit::{Entry as AuditEntry, Verdict as AuditVerdict};
 pub use config::{Config, ConfigError};
 pub use entity::names::Isolation;
+pub use erasure::{CertificateSigner, VerifyError, verify as verify_erasure_certificate};
 pub use keys::{
     KeyError, KeyProviderConfig, KeyProviderKind, KmsConfig, Rotation, RotationReport, RowChange,
     VaultConfig, VaultToken,
@@ -81,6 +84,8 @@ pub(crate) struct AppState {
     /// The lifecycle service: the only way a bot moves.
     pub bots: bots::Bots,
     pub dispatch_wakeup: Arc<Notify>,
+    /// Rung when an erasure is asked for.
+    pub erasure_wakeup: Arc<Notify>,
     pub ca: Arc<fleet::FleetCa>,
     /// Every object store, and which one holds each bot's recordings.
     pub objects: residency::ObjectStores,
@@ -181,6 +186,7 @@ impl ControlPlane {
             links,
             bots,
             dispatch_wakeup,
+            erasure_wakeup: Arc::new(Notify::new()),
             ca,
         };
         Ok(ControlPlane { state, http, quic })
@@ -204,7 +210,7 @@ impl ControlPlane {
     /// 2. the fleet endpoint closes every worker link (workers keep their
     ///    bots and results, and reconnect to another replica);
     /// 3. the background loops (dispatch, the fleet sweep, webhook delivery,
-    ///    unclosed recordings, the retention sweep, sealing rows older
+    ///    unclosed recordings, the retention sweep, erasure jobs, sealing rows older
     ///    versions stored in the clear) end after their current pass or
     ///    batch;
     /// 4. every tracked task (links, result streams) is awaited;
@@ -217,6 +223,7 @@ impl ControlPlane {
         tasks.spawn(recordings::close_orphans(state.clone(), shutdown.clone()));
         tasks.spawn(webhooks::deliver(state.clone(), shutdown.clone()));
         tasks.spawn(retention::run(state.clone(), shutdown.clone()));
+        tasks.spawn(erasure::run(state.clone(), shutdown.clone()));
         tasks.spawn(sealing::backfill::on_start(state.clone(), shutdown.clone()));
         tasks.spawn(fleet::serve(
             state.clone(),

@@ -30,6 +30,7 @@ pub(crate) struct Metrics {
     pub retention_sweep_seconds: Histogram,
     pub retention_oldest_expired: IntGauge,
     pub retention_sweeps: IntCounterVec,
+    pub erasures: IntCounterVec,
 }
 
 impl Metrics {
@@ -178,6 +179,19 @@ impl Metrics {
             &["outcome"],
         )
         .expect("metric");
+        let erasures = IntCounterVec::new(
+            Opts::new(
+                "attache_control_plane_erasures_total",
+                "Erasure jobs finished, by subject (BOT, PARTICIPANT, TENANT) and status (DONE, FAILED)",
+            ),
+            &["subject", "status"],
+        )
+        .expect("metric");
+        for s in ["BOT", "PARTICIPANT", "TENANT"] {
+            for o in ["DONE", "FAILED"] {
+                erasures.with_label_values(&[s, o]);
+            }
+        }
         for c in attache_tenant_policy::DataClass::ALL {
             retention_deleted.with_label_values(&[c.as_str()]);
         }
@@ -196,6 +210,7 @@ impl Metrics {
             Box::new(retention_sweep_seconds.clone()),
             Box::new(retention_oldest_expired.clone()),
             Box::new(retention_sweeps.clone()),
+            Box::new(erasures.clone()),
             Box::new(webhook_attempts.clone()),
             Box::new(webhook_latency.clone()),
             Box::new(transcript_segments.clone()),
@@ -264,6 +279,7 @@ impl Metrics {
             retention_sweep_seconds,
             retention_oldest_expired,
             retention_sweeps,
+            erasures,
         }
     }
 

@@ -328,6 +328,7 @@ mod tests {
             queue_reason: None,
             meeting_url_sealed: None,
             bot_name_sealed: None,
+            key_generation: None,
         }
     }
 }

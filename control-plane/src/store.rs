@@ -14,8 +14,10 @@ use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbE
 
 pub(crate) mod backfill;
 mod bots;
+pub(crate) mod erasure;
 pub(crate) mod fence;
 mod fleet;
+mod generations;
 mod keys;
 mod media;
 mod people;
@@ -26,6 +28,7 @@ mod webhooks;
 mod window;
 
 pub(crate) use bots::{Applied, NewBot, QueueGroup, Transition};
+pub(crate) use erasure::PeopleIds;
 pub(crate) use media::{MatchKey, MediaWrite, Written};
 pub(crate) use people::MemberRow;
 pub(crate) use sweep::Candidate;

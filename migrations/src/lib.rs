@@ -12,6 +12,7 @@ mod m0005_residency;
 mod m0006_key_providers;
 mod m0007_retention;
 mod m0008_sealed_personal_fields;
+mod m0009_erasure;
 
 pub struct Migrator;
 
@@ -27,6 +28,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0006_key_providers::Migration),
             Box::new(m0007_retention::Migration),
             Box::new(m0008_sealed_personal_fields::Migration),
+            Box::new(m0009_erasure::Migration),
         ]
     }
 }

@@ -15,11 +15,13 @@ pub enum ErrorCode {
     StaleGeneration,
     /// The peer sent bytes that are not a valid frame of this protocol.
     ProtocolViolation,
+    /// A legal hold keeps what was asked to be erased.
+    LegalHold,
     Internal,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 9] = [
+    pub const ALL: [ErrorCode; 10] = [
         ErrorCode::Unauthenticated,
         ErrorCode::Forbidden,
         ErrorCode::NotFound,
@@ -28,6 +30,7 @@ impl ErrorCode {
         ErrorCode::ResourceExhausted,
         ErrorCode::StaleGeneration,
         ErrorCode::ProtocolViolation,
+        ErrorCode::LegalHold,
         ErrorCode::Internal,
     ];
 
@@ -42,6 +45,7 @@ impl ErrorCode {
             ErrorCode::ResourceExhausted => "RESOURCE_EXHAUSTED",
             ErrorCode::StaleGeneration => "STALE_GENERATION",
             ErrorCode::ProtocolViolation => "PROTOCOL_VIOLATION",
+            ErrorCode::LegalHold => "LEGAL_HOLD",
             ErrorCode::Internal => "INTERNAL",
         }
     }
@@ -53,7 +57,7 @@ impl ErrorCode {
             ErrorCode::NotFound => 404,
             ErrorCode::BadUserInput | ErrorCode::ProtocolViolation => 400,
             ErrorCode::RateLimited | ErrorCode::ResourceExhausted => 429,
-            ErrorCode::StaleGeneration => 409,
+            ErrorCode::StaleGeneration | ErrorCode::LegalHold => 409,
             ErrorCode::Internal => 500,
         }
     }
@@ -69,6 +73,7 @@ impl ErrorCode {
             ErrorCode::ResourceExhausted => 0x106,
             ErrorCode::StaleGeneration => 0x107,
             ErrorCode::ProtocolViolation => 0x108,
+            ErrorCode::LegalHold => 0x109,
             ErrorCode::Internal => 0x1ff,
         }
     }

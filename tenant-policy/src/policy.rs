@@ -210,7 +210,7 @@ mod tests {
     use Decision::{Allow as A, Deny as D};
 
     /// Every tenant action, in the order of the table's columns.
-    const TENANT_ACTIONS: [Action; 14] = [
+    const TENANT_ACTIONS: [Action; 15] = [
         ReadTenant,
         ReadBots,
         CreateBot,
@@ -225,6 +225,7 @@ mod tests {
         ReadAudit,
         ManageSso,
         ManagePolicy,
+        EraseData,
     ];
 
     fn run<F: std::future::Future>(f: F) -> F::Output {
@@ -237,11 +238,14 @@ mod tests {
     #[test]
     fn default_decisions_in_a_tenant() {
         let table = [
-            (Role::Owner, [A, A, A, A, A, A, A, A, A, A, A, A, A, A]),
-            (Role::Admin, [A, A, A, A, A, A, A, A, A, A, A, A, A, D]),
-            (Role::Developer, [A, A, A, A, A, A, D, A, D, D, D, D, D, D]),
-            (Role::Viewer, [A, A, D, D, A, D, D, A, D, D, D, D, D, D]),
-            (Role::Auditor, [A, D, D, D, D, D, D, A, D, D, D, A, D, D]),
+            (Role::Owner, [A, A, A, A, A, A, A, A, A, A, A, A, A, A, A]),
+            (Role::Admin, [A, A, A, A, A, A, A, A, A, A, A, A, A, D, A]),
+            (
+                Role::Developer,
+                [A, A, A, A, A, A, D, A, D, D, D, D, D, D, D],
+            ),
+            (Role::Viewer, [A, A, D, D, A, D, D, A, D, D, D, D, D, D, D]),
+            (Role::Auditor, [A, D, D, D, D, D, D, A, D, D, D, A, D, D, D]),
         ];
         // The table covers every tenant action.
         let tenant_actions: Vec<Action> = Action::ALL

@@ -38,6 +38,9 @@ pub enum Action {
     ManageSso,
     /// The tenant's policy overrides.
     ManagePolicy,
+    /// Erase a bot or a participant, and see erasure jobs and their
+    /// certificates.
+    EraseData,
     /// Platform: create tenants, list them.
     ManageTenants,
     /// Platform: regions, workers and their load.
@@ -102,7 +105,7 @@ impl Decision {
 }
 
 impl Action {
-    pub const ALL: [Action; 16] = [
+    pub const ALL: [Action; 17] = [
         Action::ReadTenant,
         Action::ReadBots,
         Action::CreateBot,
@@ -117,6 +120,7 @@ impl Action {
         Action::ReadAudit,
         Action::ManageSso,
         Action::ManagePolicy,
+        Action::EraseData,
         Action::ManageTenants,
         Action::ReadFleet,
     ];
@@ -138,6 +142,7 @@ impl Action {
             Action::ReadAudit => "read_audit",
             Action::ManageSso => "manage_sso",
             Action::ManagePolicy => "manage_policy",
+            Action::EraseData => "erase_data",
             Action::ManageTenants => "manage_tenants",
             Action::ReadFleet => "read_fleet",
         }

@@ -365,13 +365,13 @@ impl CreateBotMutation {
         // The bot's key is made with it, so nothing of it is ever stored
         // in the clear, starting with where it goes and what it is called.
         let id = uuid::Uuid::new_v4().to_string();
-        let (key, data_key) = state
+        let made = state
             .keys
             .new_bot_key(&principal.tenant_id, &id)
             .await
             .map_err(ApiError::internal)?;
         let (meeting_url_sealed, bot_name_sealed) =
-            Sealer::new(&key, &id).bot(url.as_str(), &bot_name);
+            Sealer::new(&made.key, &id).bot(url.as_str(), &bot_name);
         let b = state
             .bots
             .create(
@@ -382,7 +382,8 @@ impl CreateBotMutation {
                     pool: tenant.pool,
                     object_store,
                     platform,
-                    data_key,
+                    data_key: made.wrapped.clone(),
+                    key_generation: Some(made.generation),
                     meeting_url_sealed,
                     bot_name_sealed,
                     join_at,
@@ -398,6 +399,11 @@ impl CreateBotMutation {
             )
             .await
             .map_err(ApiError::from)?;
+        state
+            .keys
+            .settle_new_bot(&principal.tenant_id, &b.id, &made)
+            .await
+            .map_err(ApiError::internal)?;
         crate::audit::note_target(ctx, format!("bot:{}", b.id));
         Ok(Bot(b))
     }

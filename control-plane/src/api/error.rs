@@ -18,6 +18,8 @@ pub(crate) enum ApiError {
     NotFound,
     BadInput(String),
     RateLimited(std::time::Duration),
+    /// A legal hold keeps what was asked to be erased.
+    LegalHold(String),
     Internal,
 }
 
@@ -29,6 +31,7 @@ impl ApiError {
             ApiError::NotFound => "not found",
             ApiError::BadInput(m) => m,
             ApiError::RateLimited(_) => "too many requests for this tenant; retry later",
+            ApiError::LegalHold(m) => m,
             ApiError::Internal => "internal error",
         }
     }
@@ -40,6 +43,7 @@ impl ApiError {
             ApiError::NotFound => ErrorCode::NotFound,
             ApiError::BadInput(_) => ErrorCode::BadUserInput,
             ApiError::RateLimited(_) => ErrorCode::RateLimited,
+            ApiError::LegalHold(_) => ErrorCode::LegalHold,
             ApiError::Internal => ErrorCode::Internal,
         }
     }

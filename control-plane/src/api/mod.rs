@@ -11,6 +11,7 @@ mod api_keys;
 mod audit_log;
 mod bots;
 mod checks;
+mod erasure;
 mod error;
 mod graphiql;
 mod guard;
@@ -76,6 +77,7 @@ pub(crate) fn router(state: AppState, shutdown: CancellationToken) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/downloads/{token}", get(download))
+        .route("/.well-known/attache-erasure-key", get(erasure_key))
         .with_state(api)
         .merge(graphiql::router())
         .merge(console::router(state))
@@ -287,6 +289,22 @@ async fn graphql_ws(
                 _ = shutdown.cancelled() => {}
             }
         })
+}
+
+/// The key erasure certificates are signed with, as a JWKS: anyone holding
+/// a certificate checks it against this.
+async fn erasure_key(State(api): State<Api>) -> Response {
+    match crate::erasure::signer(&api.state).await {
+        Ok(s) => (
+            [(header::CACHE_CONTROL, "public, max-age=300")],
+            axum::Json(s.jwks()),
+        )
+            .into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot derive the erasure signing key");
+            status(ErrorCode::Internal).into_response()
+        }
+    }
 }
 
 async fn readyz(State(api): State<Api>) -> Response {

@@ -31,6 +31,7 @@ pub(crate) enum GqlAction {
     ReadAudit,
     ManageSso,
     ManagePolicy,
+    EraseData,
 }
 
 // Not a `remote` enum: `Action` also holds the operator's platform actions
@@ -53,6 +54,7 @@ impl From<GqlAction> for Action {
             GqlAction::ReadAudit => Action::ReadAudit,
             GqlAction::ManageSso => Action::ManageSso,
             GqlAction::ManagePolicy => Action::ManagePolicy,
+            GqlAction::EraseData => Action::EraseData,
         }
     }
 }
@@ -76,6 +78,7 @@ impl TryFrom<Action> for GqlAction {
             Action::ReadAudit => GqlAction::ReadAudit,
             Action::ManageSso => GqlAction::ManageSso,
             Action::ManagePolicy => GqlAction::ManagePolicy,
+            Action::EraseData => GqlAction::EraseData,
             Action::ManageTenants | Action::ReadFleet => return Err(a),
         })
     }

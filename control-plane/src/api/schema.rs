@@ -10,6 +10,7 @@ use async_graphql::{MergedObject, MergedSubscription, Schema};
 use super::api_keys::{ApiKeysMutation, ApiKeysQuery};
 use super::audit_log::AuditLogQuery;
 use super::bots::{BotQuery, CreateBotMutation, LeaveBotMutation};
+use super::erasure::{ErasureMutation, ErasureQuery};
 use super::limits::RateLimiter;
 use super::members::{MembersMutation, MembersQuery};
 use super::node::NodeQuery;
@@ -42,6 +43,7 @@ pub(crate) struct QueryRoot(
     PolicyQuery,
     RetentionQuery,
     RetentionPolicyQuery,
+    ErasureQuery,
     PlatformQuery,
     NodeQuery,
 );
@@ -58,6 +60,7 @@ pub(crate) struct MutationRoot(
     PolicyMutation,
     RetentionMutation,
     RetentionPolicyMutation,
+    ErasureMutation,
     PlatformMutation,
 );
 

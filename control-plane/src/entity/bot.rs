@@ -34,8 +34,10 @@ pub struct Model {
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
     pub ended_at: Option<DateTimeUtc>,
-    /// The bot's data key, sealed with its tenant's key; made with the bot
-    /// (bots created before that got theirs at their first dispatch).
+    /// The bot's data key, wrapped under its tenant's bot-key generation
+    /// `key_generation` (or, where that is `None`, the tenant key itself);
+    /// made with the bot (bots created before that got theirs at their
+    /// first dispatch).
     pub data_key: Option<Vec<u8>>,
     /// This bot's transcription override (JSON), if it has one.
     pub transcription: Option<String>,
@@ -55,6 +57,9 @@ pub struct Model {
     /// for rows stored in the clear by an older version, not sealed yet.
     pub meeting_url_sealed: Option<Vec<u8>>,
     pub bot_name_sealed: Option<Vec<u8>>,
+    /// The generation of its tenant's bot keys `data_key` is wrapped under
+    /// (`crate::keys::generations`).
+    pub key_generation: Option<i32>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -207,6 +207,72 @@ impl KeyProvider for KmsProvider {
         }
         Ok(meta.arn().unwrap_or(key_id).to_string())
     }
+
+    /// A symmetric KMS key of its own (`kms:CreateKey`, tagged with the
+    /// name), recorded by its ARN.
+    async fn create_erasable(&self, name: &str) -> Result<String, ProviderError> {
+        let tag = aws_sdk_kms::types::Tag::builder()
+            .tag_key("attache:erasable")
+            .tag_value(name)
+            .build()
+            .map_err(|e| ProviderError::refused(KIND, name, e))?;
+        let out = self
+            .client
+            .create_key()
+            .description(format!("Attaché erasable key {name}"))
+            .key_usage(aws_sdk_kms::types::KeyUsageType::EncryptDecrypt)
+            .tags(tag)
+            .send()
+            .await
+            .map_err(|e| classify(name, e))?;
+        let meta = out
+            .key_metadata()
+            .ok_or_else(|| no_answer(name, "key metadata"))?;
+        Ok(meta.arn().unwrap_or(meta.key_id()).to_string())
+    }
+
+    /// Disables the key at once and schedules its deletion after KMS's
+    /// shortest waiting period (7 days): a disabled key decrypts nothing
+    /// from the moment it is disabled.
+    async fn destroy(&self, key_id: &str) -> Result<(), ProviderError> {
+        let gone = |e: &ProviderError| match e {
+            ProviderError::Refused { detail, .. } => {
+                detail.contains("NotFoundException")
+                    || detail.contains("pending deletion")
+                    || detail.contains("PendingDeletion")
+            }
+            _ => false,
+        };
+        // The key's id in the caller's account: KMS takes it or the ARN,
+        // emulators only the id.
+        let id = key_id.split_once(":key/").map_or(key_id, |(_, id)| id);
+        if let Err(e) = self
+            .client
+            .disable_key()
+            .key_id(id)
+            .send()
+            .await
+            .map_err(|e| classify(key_id, e))
+        {
+            if gone(&e) {
+                return Ok(());
+            }
+            return Err(e);
+        }
+        match self
+            .client
+            .schedule_key_deletion()
+            .key_id(id)
+            .pending_window_in_days(7)
+            .send()
+            .await
+            .map_err(|e| classify(key_id, e))
+        {
+            Ok(_) => Ok(()),
+            Err(e) if gone(&e) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -4,8 +4,15 @@
 //! wrapped them; during a rotation the provider holds the old file and the
 //! new one. It never writes a key anywhere but the file it was asked to
 //! create.
+//!
+//! Keys an erasure destroys (one per generation of a tenant's bot keys)
+//! are files of their own in a directory beside the master key file,
+//! `erasable-keys/`, named by the key's id: destroying one overwrites and
+//! removes its file. Back that directory up apart from the database, or
+//! not at all: a copy of it brings erased data back for anyone who also
+//! holds a copy of the database.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use attache_protocol::DataKey;
 
@@ -57,16 +64,76 @@ pub(crate) fn fingerprint(key: &DataKey) -> String {
     hex::encode(&super::derive(key, "attache/key-id")[..8])
 }
 
+/// The prefix of an erasable key's id.
+const ERASABLE: &str = "erasable:";
+
 #[derive(Clone)]
 pub(crate) struct LocalProvider {
     /// (fingerprint, key); the first wraps new keys.
     keys: Vec<(String, DataKey)>,
+    /// Where erasable keys are kept (`None`: this provider makes none).
+    erasable: Option<PathBuf>,
+}
+
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 96
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
 }
 
 impl LocalProvider {
     pub(crate) fn new(primary: DataKey) -> LocalProvider {
         LocalProvider {
             keys: vec![(fingerprint(&primary), primary)],
+            erasable: None,
+        }
+    }
+
+    /// Keeps erasable keys in `dir` (made when the first one is).
+    pub(crate) fn with_erasable_dir(mut self, dir: PathBuf) -> LocalProvider {
+        self.erasable = Some(dir);
+        self
+    }
+
+    fn erasable_path(&self, key_id: &str) -> Result<PathBuf, ProviderError> {
+        let name = key_id.strip_prefix(ERASABLE).unwrap_or(key_id);
+        let dir = self.erasable.as_ref().ok_or_else(|| {
+            ProviderError::NotConfigured(
+                "an erasable key, and this process has no directory for them".into(),
+            )
+        })?;
+        if !valid_name(name) {
+            return Err(ProviderError::refused(
+                KeyProviderKind::Local,
+                key_id,
+                "not an erasable key's name",
+            ));
+        }
+        Ok(dir.join(format!("{name}.key")))
+    }
+
+    /// The key `key_id` names: a held key file, or an erasable key.
+    fn key(&self, key_id: &str) -> Result<DataKey, ProviderError> {
+        if !key_id.starts_with(ERASABLE) {
+            return self.find(key_id).cloned();
+        }
+        let path = self.erasable_path(key_id)?;
+        match std::fs::read(&path) {
+            Ok(bytes) => DataKey::from_bytes(&bytes).ok_or_else(|| {
+                ProviderError::refused(KeyProviderKind::Local, key_id, "not a 32-byte key")
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(ProviderError::refused(
+                KeyProviderKind::Local,
+                key_id,
+                "destroyed (no such erasable key)",
+            )),
+            Err(e) => Err(ProviderError::unavailable(
+                KeyProviderKind::Local,
+                key_id,
+                format!("{}: {e}", path.display()),
+            )),
         }
     }
 
@@ -119,7 +186,7 @@ impl KeyProvider for LocalProvider {
         key: &DataKey,
     ) -> Result<Wrapped, ProviderError> {
         Ok(Wrapped {
-            bytes: self.find(key_id)?.wrap(&subject.aad(), key),
+            bytes: self.key(key_id)?.wrap(&subject.aad(), key),
             key_id: key_id.to_string(),
         })
     }
@@ -131,10 +198,14 @@ impl KeyProvider for LocalProvider {
         wrapped: &[u8],
     ) -> Result<DataKey, ProviderError> {
         let aad = subject.aad();
-        let candidates: Vec<(&str, &DataKey)> = match key_id {
-            Some(id) => vec![(id, self.find(id)?)],
+        let candidates: Vec<(&str, DataKey)> = match key_id {
+            Some(id) => vec![(id, self.key(id)?)],
             // Stored before key ids were: whichever held file opens it.
-            None => self.keys.iter().map(|(id, k)| (id.as_str(), k)).collect(),
+            None => self
+                .keys
+                .iter()
+                .map(|(id, k)| (id.as_str(), k.clone()))
+                .collect(),
         };
         for (_, k) in &candidates {
             if let Ok(key) = k.unwrap_key(&aad, wrapped) {
@@ -149,7 +220,57 @@ impl KeyProvider for LocalProvider {
     }
 
     async fn resolve(&self, key_id: &str) -> Result<String, ProviderError> {
-        self.find(key_id).map(|_| key_id.to_string())
+        self.key(key_id).map(|_| key_id.to_string())
+    }
+
+    async fn create_erasable(&self, name: &str) -> Result<String, ProviderError> {
+        let key_id = format!("{ERASABLE}{name}");
+        let path = self.erasable_path(&key_id)?;
+        let failed = |e: std::io::Error| {
+            ProviderError::unavailable(
+                KeyProviderKind::Local,
+                &key_id,
+                format!("{}: {e}", path.display()),
+            )
+        };
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(failed)?;
+        }
+        use std::io::Write;
+        #[cfg(unix)]
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut opts = std::fs::OpenOptions::new();
+        opts.write(true).create_new(true);
+        #[cfg(unix)]
+        opts.mode(0o600);
+        let mut f = opts.open(&path).map_err(failed)?;
+        f.write_all(DataKey::generate().as_bytes())
+            .and_then(|_| f.sync_all())
+            .map_err(failed)?;
+        Ok(key_id)
+    }
+
+    async fn destroy(&self, key_id: &str) -> Result<(), ProviderError> {
+        let path = self.erasable_path(key_id)?;
+        let failed = |e: std::io::Error| {
+            ProviderError::unavailable(
+                KeyProviderKind::Local,
+                key_id,
+                format!("{}: {e}", path.display()),
+            )
+        };
+        // Overwritten before it is unlinked, so the blocks hold no key.
+        match std::fs::OpenOptions::new().write(true).open(&path) {
+            Ok(mut f) => {
+                use std::io::Write;
+                f.write_all(&[0u8; attache_protocol::KEY_LEN])
+                    .and_then(|_| f.sync_all())
+                    .map_err(failed)?;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(failed(e)),
+        }
+        std::fs::remove_file(&path).map_err(failed)
     }
 }
 

@@ -17,6 +17,9 @@
 //! ones live in memory, bounded. Nothing here ever logs a key.
 
 mod config;
+#[cfg(test)]
+mod generation_tests;
+mod generations;
 mod kms;
 mod local;
 mod provider;
@@ -99,7 +102,13 @@ impl Keyring {
                 .unwrap_or_else(|| config.data_dir.join("master.key"));
             let create = kp.provider == KeyProviderKind::Local
                 && (!config.production || config.allow_dev_fallbacks);
-            let p = Arc::new(LocalProvider::new(load_master_key(&path, create)?));
+            let erasable = path
+                .parent()
+                .unwrap_or(std::path::Path::new("."))
+                .join("erasable-keys");
+            let p = Arc::new(
+                LocalProvider::new(load_master_key(&path, create)?).with_erasable_dir(erasable),
+            );
             providers.push(p.clone());
             local = Some(p);
         }
@@ -171,6 +180,8 @@ pub(crate) struct Keys {
     store: Store,
     tenants: Arc<Mutex<HashMap<String, DataKey>>>,
     bots: Arc<Mutex<HashMap<String, DataKey>>>,
+    /// Keys of bot-key generations, by `<tenant>/<generation>`.
+    generations: Arc<Mutex<HashMap<String, DataKey>>>,
     platform: Arc<tokio::sync::OnceCell<DataKey>>,
 }
 
@@ -207,6 +218,7 @@ impl Keys {
             store,
             tenants: Arc::default(),
             bots: Arc::default(),
+            generations: Arc::default(),
             platform: Arc::default(),
         }
     }
@@ -283,39 +295,23 @@ impl Keys {
         Ok(key)
     }
 
-    /// A data key for a bot being created, and the same key wrapped by its
-    /// tenant's key, to store with the bot in the insert that creates it.
-    pub(crate) async fn new_bot_key(
-        &self,
-        tenant_id: &str,
-        bot_id: &str,
-    ) -> Result<(DataKey, Vec<u8>), StoreError> {
-        let tenant = self.tenant_key(tenant_id).await?;
-        let key = DataKey::generate();
-        let wrapped = tenant.wrap(&bot_context(bot_id), &key);
-        // A fresh id: nothing else can be cached under it.
-        remember(&self.bots, bot_id, &key);
-        Ok((key, wrapped))
-    }
-
     /// The bot's data key. Bots get theirs when they are created; one
     /// created by an older version without one gets it here, on first use.
     pub(crate) async fn bot_key(&self, bot: &bot::Model) -> Result<DataKey, StoreError> {
         if let Some(k) = recall(&self.bots, &bot.id) {
             return Ok(k);
         }
-        let tenant = self.tenant_key(&bot.tenant_id).await?;
-        let ctx = bot_context(&bot.id);
-        let wrapped = match &bot.data_key {
-            Some(w) => w.clone(),
+        let (wrapped, generation) = match &bot.data_key {
+            Some(w) => (w.clone(), bot.key_generation),
             None => {
-                let fresh = tenant.wrap(&ctx, &DataKey::generate());
-                self.store.put_bot_key(&bot.id, fresh).await?
+                let tenant = self.tenant_key(&bot.tenant_id).await?;
+                let fresh = tenant.wrap(&bot_context(&bot.id), &DataKey::generate());
+                (self.store.put_bot_key(&bot.id, fresh).await?, None)
             }
         };
-        let key = tenant
-            .unwrap_key(&ctx, &wrapped)
-            .map_err(|e| unwrap_failed("a bot's data key", e))?;
+        let key = self
+            .open_bot_key(&bot.tenant_id, &bot.id, generation, &wrapped)
+            .await?;
         remember(&self.bots, &bot.id, &key);
         Ok(key)
     }

@@ -176,4 +176,14 @@ pub(crate) trait KeyProvider: Send + Sync {
     fn version_of(&self, _wrapped: &[u8]) -> Option<u32> {
         None
     }
+
+    /// Makes a key of its own that [`KeyProvider::destroy`] can destroy
+    /// (`name`: lowercase letters, digits and dashes), and returns the id
+    /// wraps under it take.
+    async fn create_erasable(&self, name: &str) -> Result<String, ProviderError>;
+
+    /// Destroys a key made by [`KeyProvider::create_erasable`]: nothing it
+    /// wrapped opens again, here or in any copy of the wrapped bytes.
+    /// Destroying a key already gone succeeds.
+    async fn destroy(&self, key_id: &str) -> Result<(), ProviderError>;
 }

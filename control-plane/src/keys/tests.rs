@@ -36,14 +36,14 @@ fn service(vars: &[&str], what: &str) -> Option<Vec<String>> {
 }
 
 /// The OpenBao dev server of `scripts/test`.
-struct Bao {
+pub(super) struct Bao {
     addr: String,
-    token: String,
+    pub(super) token: String,
     /// Its TLS CA (`start_bao` serves https).
     ca: Option<std::path::PathBuf>,
 }
 
-fn bao() -> Option<Bao> {
+pub(super) fn bao() -> Option<Bao> {
     let v = service(
         &["ATTACHE_TEST_BAO_ADDR", "ATTACHE_TEST_BAO_TOKEN"],
         "OpenBao",
@@ -59,11 +59,11 @@ fn bao() -> Option<Bao> {
 }
 
 /// moto's KMS endpoint.
-fn kms_endpoint() -> Option<String> {
+pub(super) fn kms_endpoint() -> Option<String> {
     service(&["ATTACHE_TEST_KMS_ENDPOINT"], "moto's KMS").map(|mut v| v.remove(0))
 }
 
-fn unique(tag: &str) -> String {
+pub(super) fn unique(tag: &str) -> String {
     format!("{tag}-{}", uuid::Uuid::new_v4().simple())
 }
 
@@ -87,14 +87,14 @@ async fn transit_key(b: &Bao, name: &str) {
     assert!(r.status().is_success(), "creating {name}: {}", r.status());
 }
 
-fn vault_config(b: &Bao, token: &str, key: &str) -> VaultConfig {
+pub(super) fn vault_config(b: &Bao, token: &str, key: &str) -> VaultConfig {
     let mut v = VaultConfig::new(&b.addr, VaultToken::value(token), key);
     v.allow_http = b.addr.starts_with("http:");
     v.ca_file = b.ca.clone();
     v
 }
 
-fn kms_config(endpoint: &str, key_id: &str) -> KmsConfig {
+pub(super) fn kms_config(endpoint: &str, key_id: &str) -> KmsConfig {
     KmsConfig {
         key_id: key_id.to_string(),
         region: Some("us-east-1".into()),
@@ -119,7 +119,7 @@ async fn kms_key(endpoint: &str) -> String {
 }
 
 /// A store in `dir` with tenants t1 and t2, and bot b1 of t1.
-async fn store(dir: &Path) -> Store {
+pub(super) async fn store(dir: &Path) -> Store {
     let store = Store::open(&format!("sqlite://{}/k.db?mode=rwc", dir.display()))
         .await
         .unwrap();
@@ -161,6 +161,7 @@ async fn populate(store: Store) -> Store {
     store
         .scoped("t1")
         .insert_bot(NewBot {
+            key_generation: None,
             id: "b1".into(),
             region: "local".into(),
             platform: Platform::GoogleMeet,
@@ -195,11 +196,11 @@ async fn populate(store: Store) -> Store {
     store
 }
 
-async fn keys_for(config: &Config, store: &Store) -> Keys {
+pub(super) async fn keys_for(config: &Config, store: &Store) -> Keys {
     Keys::new(Keyring::open(config).await.unwrap(), store.clone())
 }
 
-async fn bot(store: &Store) -> bot::Model {
+pub(super) async fn bot(store: &Store) -> bot::Model {
     store.scoped("t1").bot("b1").await.unwrap().unwrap()
 }
 

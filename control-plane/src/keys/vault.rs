@@ -323,6 +323,62 @@ impl KeyProvider for VaultProvider {
     fn version_of(&self, wrapped: &[u8]) -> Option<u32> {
         ciphertext_version(wrapped)
     }
+
+    /// A Transit key of its own, deletable (`deletion_allowed`): the token
+    /// needs `create` and `update` on `keys/attache-*` and `keys/*/config`.
+    async fn create_erasable(&self, name: &str) -> Result<String, ProviderError> {
+        let body = json!({ "type": "aes256-gcm96" });
+        self.call(
+            name,
+            reqwest::Method::POST,
+            &format!("keys/{name}"),
+            Some(&body),
+        )
+        .await?;
+        let config = json!({ "deletion_allowed": true });
+        self.call(
+            name,
+            reqwest::Method::POST,
+            &format!("keys/{name}/config"),
+            Some(&config),
+        )
+        .await?;
+        Ok(name.to_string())
+    }
+
+    /// Deletes the Transit key, every version of it: what it wrapped never
+    /// decrypts again (and needs `delete` on `keys/attache-*`).
+    async fn destroy(&self, key_id: &str) -> Result<(), ProviderError> {
+        let config = json!({ "deletion_allowed": true });
+        match self
+            .call(
+                key_id,
+                reqwest::Method::POST,
+                &format!("keys/{key_id}/config"),
+                Some(&config),
+            )
+            .await
+        {
+            Ok(_) => {}
+            // Gone already.
+            Err(ProviderError::Refused { detail, .. })
+                if detail.starts_with("404")
+                    || detail.contains("no such key")
+                    || detail.contains("no existing key") =>
+            {
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        }
+        self.call(
+            key_id,
+            reqwest::Method::DELETE,
+            &format!("keys/{key_id}"),
+            None,
+        )
+        .await?;
+        Ok(())
+    }
 }
 
 #[cfg(test)]

@@ -139,6 +139,7 @@ async fn queued_bot(store: &Store, tenant_id: &str, id: &str) {
     store
         .scoped(tenant_id)
         .insert_bot(NewBot {
+            key_generation: None,
             id: id.into(),
             region: "local".into(),
             platform: Platform::GoogleMeet,

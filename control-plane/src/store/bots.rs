@@ -73,8 +73,10 @@ pub(crate) struct NewBot {
     pub id: String,
     pub region: String,
     pub platform: Platform,
-    /// The bot's data key, wrapped by its tenant's key.
+    /// The bot's data key, wrapped under its tenant's bot-key generation
+    /// `key_generation` (`crate::keys::Keys::new_bot_key`).
     pub data_key: Vec<u8>,
+    pub key_generation: Option<i32>,
     /// The meeting URL and the bot's name, sealed with its data key
     /// (`crate::sealing::Sealer::bot`).
     pub meeting_url_sealed: Vec<u8>,
@@ -454,6 +456,7 @@ impl Scoped<'_> {
             queue_reason: Set(None),
             meeting_url_sealed: Set(Some(b.meeting_url_sealed)),
             bot_name_sealed: Set(Some(b.bot_name_sealed)),
+            key_generation: Set(b.key_generation),
         }
         .insert(&txn)
         .await?;
@@ -561,6 +564,7 @@ mod tests {
         let b = store
             .scoped("t1")
             .insert_bot(NewBot {
+                key_generation: None,
                 id: "b1".into(),
                 region: "local".into(),
                 platform: Platform::GoogleMeet,
@@ -711,6 +715,7 @@ mod tests {
         store
             .scoped("t1")
             .insert_bot(NewBot {
+                key_generation: None,
                 id: id.into(),
                 region: region.into(),
                 platform: Platform::GoogleMeet,

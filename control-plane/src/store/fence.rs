@@ -93,6 +93,7 @@ mod tests {
             queue_reason: None,
             meeting_url_sealed: None,
             bot_name_sealed: None,
+            key_generation: None,
         }
     }
 

@@ -89,6 +89,15 @@ impl Store {
         Ok(r.rows_affected == 1)
     }
 
+    /// Deletes a tenant's wrapped key (its erasure); true if there was one.
+    pub(crate) async fn delete_tenant_key(&self, tenant_id: &str) -> Result<bool, DbErr> {
+        let r = tenant_key::Entity::delete_many()
+            .filter(tenant_key::Column::TenantId.eq(tenant_id))
+            .exec(&self.db)
+            .await?;
+        Ok(r.rows_affected > 0)
+    }
+
     /// Tenant keys in tenant id order, after `after`.
     pub(crate) async fn tenant_keys_after(
         &self,

@@ -40,7 +40,9 @@ async function gql(query, variables = {}) {
   if (body.errors && body.errors.length) {
     const e = body.errors[0];
     const code = e.extensions && e.extensions.code;
-    throw new Error(code ? `${e.message} (${code})` : e.message);
+    const err = new Error(code ? `${e.message} (${code})` : e.message);
+    err.code = code || null;
+    throw err;
   }
   return body.data;
 }
@@ -66,10 +68,12 @@ function subscribe(query, variables, onData, onEnd) {
 
 const ROLES = ["OWNER", "ADMIN", "DEVELOPER", "VIEWER", "AUDITOR"];
 let me = null;
+// What the page shown keeps running (sockets, timers): each has close(),
+// called when the page is left or shown again.
 let live = [];
 
 function closeLive() {
-  live.forEach((ws) => ws.close());
+  live.forEach((x) => x.close());
   live = [];
 }
 
@@ -294,7 +298,185 @@ const pages = {
         el("td", {}, w.capacity), el("td", {}, `${w.rssMib} MiB`), el("td", {}, when(w.lastSeenAt)))), `region-${r.name}`),
     ]) : [el("h2", {}, "Fleet"), el("p", {}, "No workers have enrolled yet.")];
   },
+
+  // #governance, or #governance/released to list released holds too.
+  async governance(arg) {
+    const p = me.permissions;
+    const out = [];
+    if (p.includes("manage_settings")) out.push(...await sectionOrError(() => retentionSections(arg === "released")));
+    if (p.includes("erase_data")) out.push(...await sectionOrError(erasureSection));
+    return out.length ? out : [el("p", {}, "Your role has no governance to change.")];
+  },
 };
+
+// ---- governance ----------------------------------------------------------
+
+const label = (s) => s.toLowerCase().replace(/_/g, " ");
+const days = (d, none) => (d == null ? none : d === 1 ? "1 day" : `${d} days`);
+const SOURCES = {
+  TENANT: "tenant",
+  TENANT_SETTINGS: "tenant (Settings page)",
+  PLATFORM_DEFAULT: "platform default",
+  UNSET: "not set",
+};
+
+// One section failing (an API this deployment lacks, say) leaves the others.
+async function sectionOrError(render) {
+  try {
+    return await render();
+  } catch (e) {
+    if (e instanceof SignedOut) throw e;
+    return [el("p", { class: "error" }, e.message)];
+  }
+}
+
+async function retentionSections(showReleased) {
+  const d = await gql(`query($r: Boolean!) {
+    retentionPolicy { class retentionDays source platformDefaultDays effectiveDays }
+    legalHolds(includeReleased: $r) { id botId reason createdBy createdAt releasedAt releasedBy active } }`, { r: showReleased });
+  const setPolicy = (i, okMessage) =>
+    act(() => gql(`mutation($i: RetentionPolicyInput!) { setRetentionPolicy(input: $i) { class } }`, { i }), okMessage);
+
+  const rules = d.retentionPolicy.map((c) => {
+    const input = el("input", { type: "number", min: 1, max: 3650, step: 1, size: 6, placeholder: "forever",
+      value: c.retentionDays ?? "", "aria-label": `Days to keep ${label(c.class)}`, "data-testid": `retention-days-${c.class}` });
+    const save = () => {
+      if (!input.reportValidity()) return;
+      setPolicy({ class: c.class, retentionDays: input.value ? Number(input.value) : null, useDefault: false },
+        `Retention of ${label(c.class)} saved`);
+    };
+    input.addEventListener("keydown", (e) => { if (e.key === "Enter") save(); });
+    return el("tr", { "data-class": c.class },
+      el("td", {}, label(c.class)),
+      el("td", {}, input, " ", el("button", { onclick: save }, "Save")),
+      el("td", { "data-testid": `retention-source-${c.class}` }, SOURCES[c.source] || c.source),
+      el("td", {}, days(c.platformDefaultDays, "—")),
+      el("td", { "data-testid": `retention-effective-${c.class}` }, days(c.effectiveDays, "kept")),
+      el("td", {}, el("button", { class: "secondary", disabled: c.source !== "TENANT",
+        title: c.source === "TENANT" ? "Drop the tenant's rule for this class" : "The tenant has no rule of its own for this class",
+        onclick: () => setPolicy({ class: c.class, retentionDays: null, useDefault: true }, `${label(c.class)}: default retention applies`) },
+      "Use default")));
+  });
+
+  const canLink = me.permissions.includes("read_bots");
+  const holds = d.legalHolds.map((h) => el("tr", { "data-hold": h.id },
+    el("td", {}, !h.botId ? "whole tenant"
+      : canLink ? el("a", { href: `#bot/${h.botId}` }, el("code", {}, h.botId)) : el("code", {}, h.botId)),
+    el("td", {}, h.reason),
+    el("td", {}, h.createdBy), el("td", {}, when(h.createdAt)),
+    el("td", { "data-testid": `hold-state-${h.id}` }, h.active ? "active"
+      : `released ${when(h.releasedAt)}${h.releasedBy ? ` by ${h.releasedBy}` : ""}`),
+    el("td", {}, h.active ? el("button", { class: "secondary", onclick: () =>
+      act(() => gql(`mutation($id: ID!) { releaseLegalHold(id: $id) { id } }`, { id: h.id }), "Hold released") }, "Release") : "")));
+  const holdForm = el("form", { id: "legal-hold", onsubmit: (e) => {
+    e.preventDefault();
+    const f = e.target;
+    const bot = f.bot.value.trim();
+    act(() => gql(`mutation($i: LegalHoldInput!) { setLegalHold(input: $i) { id } }`, { i: { botId: bot || null, reason: f.reason.value } }),
+      bot ? `Hold set on bot ${bot}` : "Hold set on the whole tenant");
+  } },
+    el("label", {}, "Bot id (empty: the whole tenant)", el("input", { name: "bot", size: 38 })),
+    el("label", {}, "Reason (a matter or ticket)", el("input", { name: "reason", required: true, maxlength: 500, size: 40 })),
+    el("button", {}, "Set hold"));
+  const toggle = el("label", { class: "inline" },
+    el("input", { type: "checkbox", checked: showReleased, "data-testid": "include-released",
+      onchange: (e) => { location.hash = e.target.checked ? "governance/released" : "governance"; } }),
+    "Include released holds");
+
+  return [
+    el("h2", {}, "Retention"),
+    el("p", { class: "muted" }, "Days after a bot ends (webhook deliveries: after they were queued) that each class of its data is deleted. Empty: kept forever, whatever the platform's default."),
+    table(["Class", "Tenant's days", "Source", "Platform default", "Effective", ""], rules, "retention"),
+    el("h2", {}, "Legal holds"),
+    el("p", { class: "muted" }, "What a hold covers is not deleted by retention until the hold is released."),
+    holdForm, toggle,
+    table(["Covers", "Reason", "Set by", "Set at", "State", ""], holds, "legal-holds"),
+  ];
+}
+
+const ERASURE_JOBS = `{ erasureJobs { id subject subjectId status statusReason certificate requestedBy requestedAt completedAt } }`;
+const jobBusy = (j) => j.status === "QUEUED" || j.status === "RUNNING";
+const newestFirst = (jobs) => [...jobs].sort((a, b) => new Date(b.requestedAt) - new Date(a.requestedAt));
+
+// A DONE job's certificate as a download, verbatim. Object URLs are kept by
+// job id so a poll's new rows reuse them (none revoked under a download in
+// progress); all are revoked when the page is left.
+function certificateLink(j, certs) {
+  let c = certs.get(j.id);
+  if (!c || c.text !== j.certificate) {
+    if (c) URL.revokeObjectURL(c.url);
+    c = { text: j.certificate, url: URL.createObjectURL(new Blob([j.certificate], { type: "application/json" })) };
+    certs.set(j.id, c);
+  }
+  return el("a", { href: c.url, download: `erasure-${j.id}.json`, "data-testid": `certificate-${j.id}` }, "Download");
+}
+
+function jobRows(jobs, certs) {
+  return jobs.map((j) => el("tr", { "data-job": j.id },
+    el("td", {}, label(j.subject), j.subjectId ? el("span", { class: "muted" }, ` ${j.subjectId}`) : null),
+    el("td", {}, el("span", { class: `status ${j.status}`, "data-testid": `job-status-${j.id}` }, j.status)),
+    el("td", {}, j.statusReason || ""),
+    el("td", {}, j.requestedBy), el("td", {}, when(j.requestedAt)), el("td", {}, when(j.completedAt)),
+    el("td", {}, j.status === "DONE" && j.certificate ? certificateLink(j, certs) : "")));
+}
+
+async function erasureSection() {
+  let jobs = newestFirst((await gql(ERASURE_JOBS)).erasureJobs);
+  const certs = new Map();
+  const jobsTable = table(["Subject", "Status", "Reason", "Requested by", "Requested", "Completed", "Certificate"], [], "erasure-jobs");
+  const show = () => jobsTable.tBodies[0].replaceChildren(...jobRows(jobs, certs));
+  show();
+
+  // Every 2 s while a job is queued or running; stops when none is, and
+  // when the page is left (closeLive) or replaced.
+  let timer = null;
+  let stopped = false;
+  const schedule = () => { if (!stopped && jobs.some(jobBusy)) timer = setTimeout(poll, 2000); };
+  async function poll() {
+    timer = null;
+    if (stopped || !jobsTable.isConnected) return;
+    try {
+      const next = newestFirst((await gql(ERASURE_JOBS)).erasureJobs);
+      if (stopped) return;
+      jobs = next;
+      show();
+    } catch (e) {
+      if (e instanceof SignedOut) return signIn();
+      flash(e.message);
+    }
+    schedule();
+  }
+  live.push({ close() {
+    stopped = true;
+    clearTimeout(timer);
+    certs.forEach((c) => URL.revokeObjectURL(c.url));
+    certs.clear();
+  } });
+  schedule();
+
+  const eraseBot = el("form", { id: "erase-bot", onsubmit: (e) => {
+    e.preventDefault();
+    const id = e.target.bot.value.trim();
+    if (!id) return flash("Give the bot's id.");
+    if (!confirm(`Erase bot ${id}: its recording, transcript, chat, participants and its data key?\n\nThe erasure cannot be undone.`)) return;
+    act(() => gql(`mutation($id: ID!) { eraseBot(id: $id) { id } }`, { id }), `Erasure of bot ${id} requested`);
+  } },
+    el("label", {}, "Bot id", el("input", { name: "bot", required: true, size: 38 })),
+    el("button", { class: "danger" }, "Erase bot"));
+  const eraseParticipant = el("form", { id: "erase-participant", onsubmit: (e) => {
+    e.preventDefault();
+    const name = e.target.participant.value;
+    if (!name.trim()) return flash("Give the participant's name.");
+    if (!confirm(`Erase participant "${name}" from every meeting of this tenant?\n\nThe erasure cannot be undone.`)) return;
+    act(() => gql(`mutation($n: String!) { eraseParticipant(name: $n) { id } }`, { n: name }), `Erasure of participant "${name}" requested`);
+  } },
+    el("label", {}, "Participant's name", el("input", { name: "participant", required: true, size: 30 })),
+    el("button", { class: "danger" }, "Erase participant"));
+
+  return [el("h2", {}, "Erasure"),
+    el("p", { class: "muted" }, "An erasure deletes the data for good and cannot be undone."),
+    eraseBot, eraseParticipant, jobsTable];
+}
 
 function tabsFor(m) {
   const p = m.permissions;
@@ -305,6 +487,7 @@ function tabsFor(m) {
     p.includes("read_api_keys") && ["keys", "API keys"],
     p.includes("read_webhooks") && ["webhooks", "Webhooks"],
     (p.includes("manage_settings") || p.includes("manage_sso")) && ["settings", "Settings"],
+    (p.includes("manage_settings") || p.includes("erase_data")) && ["governance", "Governance"],
     p.includes("read_audit") && ["audit", "Audit log"],
   ].filter(Boolean);
 }
