@@ -321,7 +321,10 @@ impl Run<'_> {
         self.progress
             .add(Transcripts.as_str(), ids.segments.len() as u64);
         self.progress.add(Chat.as_str(), ids.chat.len() as u64);
-        let deliveries = self.scoped().erase_deliveries(std::slice::from_ref(&b.id)).await?;
+        let deliveries = self
+            .scoped()
+            .erase_deliveries(std::slice::from_ref(&b.id))
+            .await?;
         self.progress.add(WebhookDeliveries.as_str(), deliveries);
         self.keep().await
     }

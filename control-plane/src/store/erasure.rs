@@ -442,3 +442,150 @@ impl PeopleIds {
             && self.chat.is_empty()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sea_orm::Set;
+
+    fn job(id: &str, at: DateTime<Utc>) -> erasure_job::ActiveModel {
+        erasure_job::ActiveModel {
+            id: Set(id.into()),
+            tenant_id: Set("t1".into()),
+            subject: Set("BOT".into()),
+            subject_id: Set(Some("b1".into())),
+            name_sealed: Set(Some(vec![1, 2, 3])),
+            name_salt: Set(None),
+            name_hash: Set(None),
+            status: Set(QUEUED.into()),
+            status_reason: Set(None),
+            progress: Set(None),
+            certificate: Set(None),
+            requested_by: Set("key:k1".into()),
+            requested_at: Set(at),
+            started_at: Set(None),
+            completed_at: Set(None),
+            holder: Set(None),
+            lease_until: Set(None),
+            attempts: Set(0),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_job_whose_runner_died_is_taken_up_once_its_lease_runs_out() {
+        let store = Store::open("sqlite::memory:").await.unwrap();
+        store.migrate().await.unwrap();
+        let t0 = crate::store::now();
+        let s = |n: i64| t0 + chrono::Duration::seconds(n);
+        store.insert_erasure_job(job("j1", t0)).await.unwrap();
+        store.insert_erasure_job(job("j2", s(1))).await.unwrap();
+
+        // The oldest first; each to one runner.
+        let a = store
+            .claim_erasure_job("a", s(2), s(62))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((a.id.as_str(), a.attempts), ("j1", 1));
+        let b = store
+            .claim_erasure_job("b", s(2), s(62))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(b.id, "j2");
+        assert!(
+            store
+                .claim_erasure_job("c", s(3), s(63))
+                .await
+                .unwrap()
+                .is_none()
+        );
+        assert!(
+            store
+                .keep_erasure_job("j1", "a", "{}", s(70))
+                .await
+                .unwrap()
+        );
+        assert!(
+            !store
+                .keep_erasure_job("j1", "b", "{}", s(70))
+                .await
+                .unwrap()
+        );
+        // b is alive and keeps j2.
+        assert!(
+            store
+                .keep_erasure_job("j2", "b", "{}", s(100))
+                .await
+                .unwrap()
+        );
+
+        // Runner a dies (a restart): once its lease has run out, another
+        // replica takes j1 up again, with what a saved.
+        assert!(
+            store
+                .claim_erasure_job("c", s(69), s(129))
+                .await
+                .unwrap()
+                .is_none()
+        );
+        let again = store
+            .claim_erasure_job("c", s(71), s(131))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((again.id.as_str(), again.attempts), ("j1", 2));
+        assert_eq!(again.progress.as_deref(), Some("{}"));
+        assert_eq!(again.started_at, a.started_at, "first started when a began");
+        // a's late step is refused; c finishes, and the sealed name goes.
+        assert!(
+            !store
+                .keep_erasure_job("j1", "a", "{}", s(140))
+                .await
+                .unwrap()
+        );
+        assert!(
+            !store
+                .finish_erasure_job("j1", "a", DONE, None, None, s(72))
+                .await
+                .unwrap()
+        );
+        assert!(
+            store
+                .finish_erasure_job("j1", "c", DONE, None, Some("cert".into()), s(72))
+                .await
+                .unwrap()
+        );
+        let done = store.erasure_job("j1").await.unwrap().unwrap();
+        assert_eq!(done.status, DONE);
+        assert_eq!(done.name_sealed, None);
+        assert_eq!(done.certificate.as_deref(), Some("cert"));
+        assert!(
+            store
+                .open_erasure_job("t1", "BOT", "b1")
+                .await
+                .unwrap()
+                .is_some()
+        );
+
+        // A deferred job waits until its time.
+        store
+            .defer_erasure_job("j2", "b", "WAITING_FOR_BOT_TO_END: x", s(80))
+            .await
+            .unwrap();
+        assert!(
+            store
+                .claim_erasure_job("d", s(79), s(139))
+                .await
+                .unwrap()
+                .is_none()
+        );
+        let waited = store
+            .claim_erasure_job("d", s(80), s(140))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(waited.id, "j2");
+        assert_eq!(waited.status, RUNNING);
+    }
+}
