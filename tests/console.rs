@@ -695,6 +695,65 @@ async fn the_console_in_a_real_browser() {
         assert!(audit_text.contains(action), "{action} in the audit page");
     }
 
+    // Governance: retention per class, and an erasure followed to its
+    // certificate, which downloads.
+    show(&page, "governance").await;
+    wait_for(
+        &page,
+        "!!document.querySelector('[data-testid=retention-days-TRANSCRIPTS]') && !!document.querySelector('#erase-bot')",
+        Duration::from_secs(10),
+    )
+    .await;
+    set_input(&page, "#erase-bot input[name=bot]", &bot).await;
+    page.evaluate("window.confirm = () => true").await.unwrap();
+    click(&page, "#erase-bot button").await;
+    wait_for(
+        &page,
+        "[...document.querySelectorAll('[data-testid^=job-status-]')].some(s => s.textContent === 'DONE') && !!document.querySelector('[data-testid^=certificate-]')",
+        Duration::from_secs(30),
+    )
+    .await;
+    let href = page
+        .evaluate("document.querySelector('[data-testid^=certificate-]').href")
+        .await
+        .unwrap()
+        .into_value::<String>()
+        .unwrap();
+    assert!(href.starts_with("blob:"), "{href}");
+    let download = page
+        .evaluate("document.querySelector('[data-testid^=certificate-]').getAttribute('download')")
+        .await
+        .unwrap()
+        .into_value::<String>()
+        .unwrap();
+    let jobs = owner
+        .gql("{ erasureJobs { id status certificate } }", json!({}))
+        .await;
+    let job = &jobs["erasureJobs"][0];
+    assert_eq!(
+        download,
+        format!("erasure-{}.json", job["id"].as_str().unwrap())
+    );
+    let cert = job["certificate"].as_str().unwrap().to_string();
+    let jwks: Value = reqwest::get(format!("{cp}/.well-known/attache-erasure-key"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let payload = attache_control_plane::verify_erasure_certificate(&cert, &jwks).unwrap();
+    assert_eq!(payload["subject"]["id"], bot.as_str(), "{payload:#}");
+    assert_eq!(
+        owner
+            .error_code(
+                "query($id: ID!) { bot(id: $id) { id } }",
+                json!({ "id": bot })
+            )
+            .await,
+        "NOT_FOUND"
+    );
+    shot(&page, "governance").await;
+
     // The operator's pages, in a browser of their own.
     cluster
         .admin
