@@ -11,7 +11,6 @@ use attache_control_plane::{
     Rotation, S3Config,
 };
 use attache_edge_worker::{Config as WorkerConfig, EdgeWorker};
-use attache_tenant_policy::DataClass;
 use clap::{Args, Parser, Subcommand};
 
 use crate::key_args::{KeyArgs, KeyProviderArg};
@@ -84,7 +83,7 @@ pub(crate) struct DeploymentArgs {
 }
 
 impl DeploymentArgs {
-    fn config(&self) -> anyhow::Result<CpConfig> {
+    pub(crate) fn config(&self) -> anyhow::Result<CpConfig> {
         let mut c = CpConfig::local(&self.data_dir);
         c.database_url = self.database_url.clone();
         c.fleet_ca_dir = self.fleet_ca_dir.clone();
@@ -128,7 +127,7 @@ pub(crate) struct ObjectStoreArgs {
 }
 
 impl ObjectStoreArgs {
-    fn apply(&self, c: &mut CpConfig) {
+    pub(crate) fn apply(&self, c: &mut CpConfig) {
         let s3 = |bucket: String, s3_region: Option<String>| {
             ObjectStoreConfig::S3(S3Config {
                 bucket,
@@ -342,6 +341,8 @@ enum AdminCommand {
         #[command(flatten)]
         deployment: DeploymentArgs,
     },
+    /// Stop an address from signing in to the console as the platform
+    /// operator.
     RemoveOperator {
         email: String,
         #[command(flatten)]
@@ -381,51 +382,8 @@ enum AdminCommand {
         #[command(flatten)]
         deployment: DeploymentArgs,
     },
-    /// Show the platform's default retention per data class, or set one
-    /// (`--class transcripts --days 90`, or `--keep` for no default).
-    /// Stored in the database: every replica follows it.
-    RetentionDefaults {
-        /// recordings, transcripts, chat, participants, bot_metadata or
-        /// webhook_deliveries.
-        #[arg(long, requires = "change", value_parser = parse_class)]
-        class: Option<DataClass>,
-        #[arg(long, group = "change", requires = "class")]
-        days: Option<i64>,
-        /// No default for the class: kept unless a tenant says otherwise.
-        #[arg(long, group = "change", requires = "class")]
-        keep: bool,
-        #[command(flatten)]
-        deployment: DeploymentArgs,
-    },
-    /// Print the public key erasure certificates are signed with, as a
-    /// JWKS (what `/.well-known/attache-erasure-key` serves).
-    ErasureKey {
-        #[command(flatten)]
-        deployment: DeploymentArgs,
-    },
-    /// Check an erasure certificate (a file, or - for standard input)
-    /// against this deployment's key, or the JWKS in `--key`; print what it
-    /// certifies. Exits non-zero if it does not verify.
-    VerifyErasure {
-        file: PathBuf,
-        /// A JWKS file (from `erasure-key` or the well-known URL): check
-        /// without the deployment's database.
-        #[arg(long)]
-        key: Option<PathBuf>,
-        #[command(flatten)]
-        deployment: DeploymentArgs,
-    },
-    /// Run one retention sweep now, as if it were `--as-of` (RFC 3339;
-    /// now if omitted), and print what it deleted per class.
-    RetentionSweep {
-        /// Sweep as if it were this moment (`2030-01-01T00:00:00Z`).
-        #[arg(long, value_parser = parse_time)]
-        as_of: Option<chrono::DateTime<chrono::Utc>>,
-        #[command(flatten)]
-        objects: ObjectStoreArgs,
-        #[command(flatten)]
-        deployment: DeploymentArgs,
-    },
+    #[command(flatten)]
+    Governance(crate::governance_args::GovernanceCommand),
     /// Rewrap every tenant key and the platform key under a new provider
     /// key, without touching any data: a new key file (local), a new
     /// version of the Transit key or another Transit key (vault), another
@@ -477,45 +435,6 @@ enum AdminCommand {
         #[command(flatten)]
         deployment: DeploymentArgs,
     },
-}
-
-fn parse_class(s: &str) -> Result<DataClass, String> {
-    DataClass::parse(s).ok_or_else(|| {
-        let names: Vec<&str> = DataClass::ALL.iter().map(|c| c.as_str()).collect();
-        format!("one of {}", names.join(", "))
-    })
-}
-
-fn parse_time(s: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
-    chrono::DateTime::parse_from_rfc3339(s)
-        .map(|t| t.with_timezone(&chrono::Utc))
-        .map_err(|e| format!("an RFC 3339 time such as 2030-01-01T00:00:00Z: {e}"))
-}
-
-/// What a sweep did, one line per class (`transcripts: 140`).
-fn print_sweep(r: &attache_control_plane::SweepReport) {
-    println!(
-        "retention sweep as of {}: {} tenants",
-        r.as_of.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-        r.tenants
-    );
-    for (class, n) in &r.deleted {
-        if *class == DataClass::Recordings {
-            println!("{}: {n} ({} objects)", class.as_str(), r.objects);
-        } else {
-            println!("{}: {n}", class.as_str());
-        }
-    }
-    match r.oldest_expired {
-        Some(age) => println!(
-            "left for the next sweep: expired items up to {} s past their expiry",
-            age.num_seconds()
-        ),
-        None => println!("nothing expired is left"),
-    }
-    if !r.complete {
-        println!("incomplete: the sweep's budget ran out; run it again");
-    }
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -718,77 +637,7 @@ impl Cli {
                 admin.export_audit(tenant.as_deref(), &mut out).await?;
                 Ok(())
             }
-            Command::Admin(AdminCommand::RetentionDefaults {
-                class,
-                days,
-                keep,
-                deployment,
-            }) => {
-                let admin = Admin::open(&deployment.config()?).await?;
-                if let Some(class) = class {
-                    admin
-                        .set_retention_default(class, if keep { None } else { days })
-                        .await?;
-                }
-                for (class, days) in admin.retention_defaults().await? {
-                    match days {
-                        Some(d) => println!("{}: {d} days", class.as_str()),
-                        None => println!("{}: kept (no default)", class.as_str()),
-                    }
-                }
-                Ok(())
-            }
-            Command::Admin(AdminCommand::ErasureKey { deployment }) => {
-                let admin = Admin::open(&deployment.config()?).await?;
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&admin.erasure_key().await?)?
-                );
-                Ok(())
-            }
-            Command::Admin(AdminCommand::VerifyErasure {
-                file,
-                key,
-                deployment,
-            }) => {
-                let certificate = if file.as_os_str() == "-" {
-                    std::io::read_to_string(std::io::stdin())?
-                } else {
-                    std::fs::read_to_string(&file)
-                        .with_context(|| format!("reading {}", file.display()))?
-                };
-                let payload = match key {
-                    Some(k) => {
-                        let jwks: serde_json::Value = serde_json::from_str(
-                            &std::fs::read_to_string(&k)
-                                .with_context(|| format!("reading {}", k.display()))?,
-                        )
-                        .with_context(|| format!("{} is not a JWKS", k.display()))?;
-                        attache_control_plane::verify_erasure_certificate(&certificate, &jwks)?
-                    }
-                    None => {
-                        let admin = Admin::open(&deployment.config()?).await?;
-                        admin.verify_erasure(&certificate).await?
-                    }
-                };
-                println!("{}", serde_json::to_string_pretty(&payload)?);
-                eprintln!("the certificate verifies");
-                Ok(())
-            }
-            Command::Admin(AdminCommand::RetentionSweep {
-                as_of,
-                objects,
-                deployment,
-            }) => {
-                let mut config = deployment.config()?;
-                objects.apply(&mut config);
-                let admin = Admin::open(&config).await?;
-                let report = admin
-                    .retention_sweep(as_of.unwrap_or_else(chrono::Utc::now))
-                    .await?;
-                print_sweep(&report);
-                Ok(())
-            }
+            Command::Admin(AdminCommand::Governance(g)) => g.run().await,
             Command::Admin(AdminCommand::RotateMasterKey {
                 new_master_key_file,
                 new_vault_transit_key,

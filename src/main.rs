@@ -3,6 +3,7 @@
 
 mod cli;
 mod dev;
+mod governance_args;
 mod key_args;
 
 use clap::Parser;
