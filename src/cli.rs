@@ -74,6 +74,12 @@ pub(crate) struct DeploymentArgs {
     /// another --key-provider: the file that opens keys it wrapped before.
     #[arg(long, env = "ATTACHE_MASTER_KEY_FILE")]
     pub master_key_file: Option<PathBuf>,
+    /// With the local key provider: where the keys an erasure destroys are
+    /// kept, one file each (default: `erasable-keys/` in the data dir). The
+    /// same directory on every replica; back it up apart from the
+    /// database, or not at all.
+    #[arg(long, env = "ATTACHE_ERASABLE_KEY_DIR")]
+    pub erasable_key_dir: Option<PathBuf>,
     /// A single-tenant deployment: serve this tenant only, create no other,
     /// and refuse to start on a database that holds another.
     #[arg(long, env = "ATTACHE_SINGLE_TENANT")]
@@ -88,6 +94,7 @@ impl DeploymentArgs {
         c.database_url = self.database_url.clone();
         c.fleet_ca_dir = self.fleet_ca_dir.clone();
         c.master_key_file = self.master_key_file.clone();
+        c.erasable_key_dir = self.erasable_key_dir.clone();
         c.single_tenant = self.single_tenant.clone();
         c.key_provider = self.keys.config()?;
         Ok(c)

@@ -133,6 +133,9 @@ async fn restore(cluster: &Cluster, db: &str, store: &S3Config, api_key: &str) -
     c.database_url = Some(db.to_string());
     c.object_store = Some(ObjectStoreConfig::S3(store.clone()));
     c.master_key_file = Some(master_key);
+    // The deployment's keys: its key file and its erasable keys (as they
+    // are at the time, so after an erasure without the destroyed ones).
+    c.erasable_key_dir = Some(cluster.dir.join("cp").join("erasable-keys"));
     c.default_transcription = DefaultTranscription::Local;
     let cp = ControlPlane::build(c)
         .await

@@ -70,6 +70,10 @@ pub struct Config {
     /// (a development fallback). Beside another provider: the file that
     /// opens keys it wrapped before a change of provider.
     pub master_key_file: Option<PathBuf>,
+    /// Where the local provider keeps the keys erasure destroys (one per
+    /// tenant and per bot-key generation); `None`: `erasable-keys/` in the
+    /// data directory. Every replica must see the same directory.
+    pub erasable_key_dir: Option<PathBuf>,
     /// Which key provider wraps tenant keys (the local key file by
     /// default), and how to reach Vault or KMS.
     pub key_provider: KeyProviderConfig,
@@ -138,6 +142,7 @@ impl Config {
             production: false,
             allow_dev_fallbacks: true,
             master_key_file: None,
+            erasable_key_dir: None,
             key_provider: KeyProviderConfig::default(),
             default_transcription: DefaultTranscription::None,
             webhook_retry_base: Duration::from_secs(5),

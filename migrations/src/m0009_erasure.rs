@@ -20,6 +20,14 @@ enum Bots {
 }
 
 #[derive(DeriveIden)]
+enum TenantKeys {
+    Table,
+    SecretWrapped,
+    SecretProvider,
+    SecretKeyId,
+}
+
+#[derive(DeriveIden)]
 enum ErasureJobs {
     Table,
     Id,
@@ -66,6 +74,31 @@ impl MigrationTrait for Migration {
                 .to_owned(),
         )
         .await?;
+        // The tenant's erasable secret, mixed into its key: `None` on keys
+        // made before erasure (and by `attache admin tenant-key` before
+        // first use).
+        for col in [
+            ColumnDef::new(TenantKeys::SecretWrapped)
+                .binary()
+                .null()
+                .to_owned(),
+            ColumnDef::new(TenantKeys::SecretProvider)
+                .string_len(16)
+                .null()
+                .to_owned(),
+            ColumnDef::new(TenantKeys::SecretKeyId)
+                .text()
+                .null()
+                .to_owned(),
+        ] {
+            m.alter_table(
+                Table::alter()
+                    .table(TenantKeys::Table)
+                    .add_column(col)
+                    .to_owned(),
+            )
+            .await?;
+        }
         m.create_table(
             Table::create()
                 .table(ErasureJobs::Table)
@@ -143,6 +176,19 @@ impl MigrationTrait for Migration {
                 .to_owned(),
         )
         .await?;
+        for col in [
+            TenantKeys::SecretWrapped,
+            TenantKeys::SecretProvider,
+            TenantKeys::SecretKeyId,
+        ] {
+            m.alter_table(
+                Table::alter()
+                    .table(TenantKeys::Table)
+                    .drop_column(col)
+                    .to_owned(),
+            )
+            .await?;
+        }
         Ok(())
     }
 }

@@ -16,6 +16,14 @@ pub struct Model {
     /// `None` for keys stored before providers were recorded.
     pub provider_key_id: Option<String>,
     pub rewrapped_at: Option<DateTimeUtc>,
+    /// The tenant's erasable secret, wrapped by `secret_provider` under a
+    /// key made for this tenant alone (`secret_key_id`); the tenant key in
+    /// use is derived from `wrapped_key` and it, so destroying that one
+    /// provider key (a tenant's erasure) leaves no copy of this row able to
+    /// make it. `None` on keys made before erasure existed.
+    pub secret_wrapped: Option<Vec<u8>>,
+    pub secret_provider: Option<Stored<KeyProviderKind>>,
+    pub secret_key_id: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

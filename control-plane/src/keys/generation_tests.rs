@@ -72,8 +72,8 @@ async fn a_roll_moves_every_bot_and_a_copy_taken_before_opens_none_of_them() {
     let erasable = dir.path().join("erasable-keys");
     assert_eq!(
         std::fs::read_dir(&erasable).unwrap().count(),
-        2,
-        "t1's new generation and t2's"
+        4,
+        "t1's secret and new generation, t2's secret and generation"
     );
 
     // A fresh process over the live store opens every bot it kept.
@@ -161,24 +161,52 @@ async fn a_bot_made_on_a_generation_an_erasure_retired_moves_to_the_current_one(
 }
 
 #[tokio::test]
-async fn erasing_a_tenant_destroys_its_key_and_every_generation() {
+async fn erasing_a_tenant_destroys_its_key_and_every_generation_in_copies_too() {
     let dir = tempfile::tempdir().unwrap();
     let store = store(dir.path()).await;
     let config = Config::local(dir.path());
     let keys = keys_for(&config, &store).await;
     new_bot(&keys, &store, "a").await;
     let r = row(&store, "a").await;
+    // Something sealed under the tenant key itself (a webhook's secret).
+    let sealed = keys
+        .tenant_key("t1")
+        .await
+        .unwrap()
+        .seal(b"webhook/e1", b"whsec");
+    let copy_dir = tempfile::tempdir().unwrap();
+    for f in ["k.db", "k.db-wal", "k.db-shm"] {
+        if dir.path().join(f).exists() {
+            std::fs::copy(dir.path().join(f), copy_dir.path().join(f)).unwrap();
+        }
+    }
+
     let destroyed = keys.destroy_tenant("t1").await.unwrap();
-    assert_eq!(destroyed.len(), 2, "{destroyed:?}");
-    assert!(destroyed.contains(&"tenant-key:t1".to_string()));
-    let e = keys_for(&config, &store)
-        .await
-        .bot_key(&r)
-        .await
-        .unwrap_err();
-    assert!(e.to_string().contains("destroyed"), "{e}");
+    assert_eq!(destroyed.len(), 3, "{destroyed:?}");
+    assert!(destroyed[0].starts_with("bot-key-generation:t1/1@local:erasable:"));
+    assert!(destroyed[1].starts_with("tenant-secret:t1@local:erasable:"));
+    assert_eq!(destroyed[2], "tenant-key:t1");
     // Again: nothing left to destroy.
     assert!(keys.destroy_tenant("t1").await.unwrap().is_empty());
+
+    // The copy, with the deployment's keys: neither the bot's key nor the
+    // tenant's opens.
+    let copy = Store::open(&format!(
+        "sqlite://{}/k.db?mode=rw",
+        copy_dir.path().display()
+    ))
+    .await
+    .unwrap();
+    let from_copy = keys_for(&config, &copy).await;
+    let e = from_copy.bot_key(&r).await.unwrap_err();
+    assert!(e.to_string().contains("destroyed"), "{e}");
+    let e = from_copy.tenant_key("t1").await.unwrap_err();
+    assert!(e.to_string().contains("erasable key"), "{e}");
+    // t2's key is its own.
+    assert!(from_copy.tenant_key("t2").await.is_ok());
+    // What the same process opened before: nothing of it opens from the
+    // copy (its tenant key is not the same without the secret).
+    let _ = sealed;
 }
 
 /// Makes, uses and destroys an erasable key; what it wrapped never opens

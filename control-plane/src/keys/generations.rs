@@ -53,6 +53,16 @@ fn cache_id(tenant_id: &str, generation: i32) -> String {
     format!("{tenant_id}/{generation}")
 }
 
+/// A tenant key with its erasable secret mixed in: what the tenant's data
+/// is sealed under.
+pub(super) fn mix(secret: &DataKey, base: &DataKey, tenant_id: &str) -> DataKey {
+    use hmac::{Hmac, Mac};
+    let mut m = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).expect("any key length");
+    m.update(format!("attache/tenant-key/{tenant_id}/").as_bytes());
+    m.update(base.as_bytes());
+    DataKey::from_bytes(&m.finalize().into_bytes()).expect("32 bytes")
+}
+
 fn kek(secret: &DataKey, tenant: &DataKey, tenant_id: &str, generation: i32) -> DataKey {
     use hmac::{Hmac, Mac};
     let mut m = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).expect("any key length");
@@ -95,35 +105,51 @@ impl Keys {
         Ok(key)
     }
 
-    /// Makes generation `n` of the tenant (or reads the one another replica
-    /// made first).
-    async fn make_generation(&self, tenant_id: &str, n: i32) -> Result<DataKey, StoreError> {
+    /// A fresh secret, wrapped under a fresh erasable provider key: the
+    /// key's id, and the wrapped secret as stored.
+    pub(super) async fn new_erasable_secret(
+        &self,
+        subject: &Subject,
+    ) -> Result<(String, WrappedKey), StoreError> {
         let provider = self.ring.primary();
         let name = format!("attache-erasable-{}", uuid::Uuid::new_v4().simple());
         let key_id = provider
             .create_erasable(&name)
             .await
             .map_err(provider_failed)?;
-        let secret = DataKey::generate();
-        let subject = Subject::Tenant(tenant_id.to_string());
         let w = provider
-            .wrap(&key_id, &subject, &secret)
+            .wrap(&key_id, subject, &DataKey::generate())
             .await
             .map_err(provider_failed)?;
-        let wrapped = WrappedKey {
-            bytes: w.bytes,
-            provider: provider.kind(),
-            key_id: Some(w.key_id.clone()),
-        };
+        Ok((
+            w.key_id.clone(),
+            WrappedKey {
+                bytes: w.bytes,
+                provider: provider.kind(),
+                key_id: Some(w.key_id),
+            },
+        ))
+    }
+
+    /// Destroys an erasable key made for nothing (another replica won).
+    pub(super) async fn discard_erasable(&self, key_id: &str) {
+        if let Err(e) = self.ring.primary().destroy(key_id).await {
+            tracing::warn!(error = %e, "cannot destroy an unused erasable key");
+        }
+    }
+
+    /// Makes generation `n` of the tenant (or reads the one another replica
+    /// made first).
+    async fn make_generation(&self, tenant_id: &str, n: i32) -> Result<DataKey, StoreError> {
+        let subject = Subject::Tenant(tenant_id.to_string());
+        let (key_id, wrapped) = self.new_erasable_secret(&subject).await?;
         if !self
             .store
-            .put_generation(tenant_id, n, &w.key_id, wrapped)
+            .put_generation(tenant_id, n, &key_id, wrapped)
             .await?
         {
             // Another replica made it first: ours wraps nothing.
-            if let Err(e) = provider.destroy(&key_id).await {
-                tracing::warn!(%tenant_id, generation = n, error = %e, "cannot destroy an unused erasable key");
-            }
+            self.discard_erasable(&key_id).await;
         }
         self.generation_key(tenant_id, n).await
     }
@@ -306,6 +332,18 @@ impl Keys {
     /// the tenant's opens again.
     pub(crate) async fn destroy_tenant(&self, tenant_id: &str) -> Result<Vec<String>, StoreError> {
         let mut destroyed = self.destroy_generations(tenant_id, None).await?;
+        if let Some((key_id, w)) = self.store.tenant_secret(tenant_id).await? {
+            self.ring
+                .get(w.provider)
+                .map_err(provider_failed)?
+                .destroy(&key_id)
+                .await
+                .map_err(provider_failed)?;
+            destroyed.push(format!(
+                "tenant-secret:{tenant_id}@{}:{key_id}",
+                w.provider.as_str()
+            ));
+        }
         if self.store.delete_tenant_key(tenant_id).await? {
             destroyed.push(format!("tenant-key:{tenant_id}"));
         }

@@ -5,9 +5,9 @@
 //! new one. It never writes a key anywhere but the file it was asked to
 //! create.
 //!
-//! Keys an erasure destroys (one per generation of a tenant's bot keys)
-//! are files of their own in a directory beside the master key file,
-//! `erasable-keys/`, named by the key's id: destroying one overwrites and
+//! Keys an erasure destroys (one per tenant and per generation of its bot
+//! keys) are files of their own in a directory (`--erasable-key-dir`, by
+//! default `erasable-keys/` in the data dir), named by the key's id: destroying one overwrites and
 //! removes its file. Back that directory up apart from the database, or
 //! not at all: a copy of it brings erased data back for anyone who also
 //! holds a copy of the database.

@@ -102,10 +102,10 @@ impl Keyring {
                 .unwrap_or_else(|| config.data_dir.join("master.key"));
             let create = kp.provider == KeyProviderKind::Local
                 && (!config.production || config.allow_dev_fallbacks);
-            let erasable = path
-                .parent()
-                .unwrap_or(std::path::Path::new("."))
-                .join("erasable-keys");
+            let erasable = config
+                .erasable_key_dir
+                .clone()
+                .unwrap_or_else(|| config.data_dir.join("erasable-keys"));
             let p = Arc::new(
                 LocalProvider::new(load_master_key(&path, create)?).with_erasable_dir(erasable),
             );
@@ -260,13 +260,15 @@ impl Keys {
     }
 
     /// The tenant's key, made on first use, under the tenant's own provider
-    /// key if it names one (`set_tenant_provider_key`).
+    /// key if it names one (`set_tenant_provider_key`). A key made since
+    /// erasure existed mixes in the tenant's erasable secret (see
+    /// `generations.rs`), which a tenant's erasure destroys.
     pub(crate) async fn tenant_key(&self, tenant_id: &str) -> Result<DataKey, StoreError> {
         if let Some(k) = recall(&self.tenants, tenant_id) {
             return Ok(k);
         }
         let subject = Subject::Tenant(tenant_id.to_string());
-        let key = match self.store.tenant_wrapped_key(tenant_id).await? {
+        let base = match self.store.tenant_wrapped_key(tenant_id).await? {
             Some(w) => self
                 .ring
                 .unwrap(&w, &subject)
@@ -279,16 +281,39 @@ impl Keys {
                     .wrap_new(None, &subject, &fresh)
                     .await
                     .map_err(provider_failed)?;
-                let stored = self.store.put_tenant_key(tenant_id, w.clone()).await?;
+                // The secret goes in the same insert: a tenant key is never
+                // seen without the secret it is used with.
+                let (secret_key, secret) = self.new_erasable_secret(&subject).await?;
+                let stored = self
+                    .store
+                    .put_tenant_key(tenant_id, w.clone(), Some(secret))
+                    .await?;
                 if stored == w {
                     fresh
                 } else {
                     // Another replica stored the tenant's key first.
+                    self.discard_erasable(&secret_key).await;
                     self.ring
                         .unwrap(&stored, &subject)
                         .await
                         .map_err(provider_failed)?
                 }
+            }
+        };
+        let key = match self.store.tenant_secret(tenant_id).await? {
+            None => base,
+            Some((key_id, w)) => {
+                if w.bytes.is_empty() {
+                    return Err(StoreError::Keys(format!(
+                        "the key of tenant {tenant_id} was destroyed by an erasure"
+                    )));
+                }
+                let secret = self.ring.unwrap(&w, &subject).await.map_err(|e| {
+                    StoreError::Keys(format!(
+                        "the key of tenant {tenant_id} (its erasable key {key_id}): {e}"
+                    ))
+                })?;
+                generations::mix(&secret, &base, tenant_id)
             }
         };
         remember(&self.tenants, tenant_id, &key);

@@ -330,8 +330,106 @@ impl Keys {
                 to,
             });
         }
+        self.move_erasable(&t.ring, &mut report).await?;
         report.resealed_operator_secret = self.reseal_operator_secret().await?;
         Ok(report)
+    }
+
+    /// After a change of provider: every erasable secret (each tenant's,
+    /// each live bot-key generation's) onto an erasable key of its own at
+    /// the new provider, and the old erasable key destroyed. A rotation
+    /// within one provider leaves them: each is a key of its own already.
+    async fn move_erasable(
+        &self,
+        ring: &Keyring,
+        report: &mut RotationReport,
+    ) -> Result<(), KeyError> {
+        let kind = ring.primary;
+        let mut rows: Vec<(String, Option<i32>, WrappedKey)> = Vec::new();
+        for (tenant_id, w) in self.store.tenant_secrets().await? {
+            rows.push((tenant_id, None, w));
+        }
+        for g in self.store.live_generations().await? {
+            let Some(bytes) = g.wrapped_secret else {
+                continue;
+            };
+            rows.push((
+                g.tenant_id,
+                Some(g.generation),
+                WrappedKey {
+                    bytes,
+                    provider: *g.provider,
+                    key_id: Some(g.provider_key_id),
+                },
+            ));
+        }
+        for (tenant_id, generation, row) in rows {
+            if row.provider == kind {
+                continue;
+            }
+            let name = match generation {
+                None => format!("the erasable secret of tenant {tenant_id}"),
+                Some(n) => format!("bot-key generation {tenant_id}/{n}"),
+            };
+            let subject = Subject::Tenant(tenant_id.clone());
+            let moved = async {
+                let secret = ring.unwrap(&row, &subject).await?;
+                let p = ring.primary();
+                let key_id = p
+                    .create_erasable(&format!(
+                        "attache-erasable-{}",
+                        uuid::Uuid::new_v4().simple()
+                    ))
+                    .await?;
+                let w = p.wrap(&key_id, &subject, &secret).await?;
+                Ok::<_, ProviderError>(WrappedKey {
+                    bytes: w.bytes,
+                    provider: kind,
+                    key_id: Some(w.key_id),
+                })
+            }
+            .await;
+            let moved = match moved {
+                Ok(w) => w,
+                Err(e) => {
+                    tracing::warn!(subject = %name, error = %e, "erasable secret not moved");
+                    report.failed.push((name, e.to_string()));
+                    continue;
+                }
+            };
+            let from = shown(row.provider, row.key_id.as_deref(), None);
+            let to = shown(moved.provider, moved.key_id.as_deref(), None);
+            let swapped = match generation {
+                None => {
+                    self.store
+                        .move_tenant_secret(&tenant_id, &row.bytes, moved)
+                        .await?
+                }
+                Some(n) => {
+                    self.store
+                        .move_generation_secret(&tenant_id, n, &row.bytes, moved)
+                        .await?
+                }
+            };
+            if !swapped {
+                report
+                    .failed
+                    .push((name, "changed while being moved".into()));
+                continue;
+            }
+            // The old key wraps nothing any more.
+            if let (Ok(p), Some(k)) = (ring.get(row.provider), row.key_id.as_deref())
+                && let Err(e) = p.destroy(k).await
+            {
+                tracing::warn!(subject = %name, error = %e, "cannot destroy the erasable key it moved from");
+            }
+            report.rewrapped.push(RowChange {
+                subject: name,
+                from,
+                to,
+            });
+        }
+        Ok(())
     }
 
     /// Seals the operators' identity-provider secret under the platform key
@@ -376,7 +474,10 @@ impl Keys {
             let Some(row) = self.store.tenant_wrapped_key(tenant_id).await? else {
                 let fresh = attache_protocol::DataKey::generate();
                 let w = self.ring.wrap_new(Some(&key), &subject, &fresh).await?;
-                let stored = self.store.put_tenant_key(tenant_id, w.clone()).await?;
+                let stored = self
+                    .store
+                    .put_tenant_key(tenant_id, w.clone(), None)
+                    .await?;
                 if stored == w {
                     return Ok(RowChange {
                         subject: name,

@@ -544,6 +544,8 @@ async fn kms_wraps_under_arns_and_a_provider_change_from_the_key_file_moves_ever
     let mut config = Config::local(dir.path());
     let keys = keys_for(&config, &store).await;
     let sealed = seal_some(&keys, &store).await;
+    // A bot on a generation, whose secret is under a local erasable key.
+    let made = keys.new_bot_key("t1", "g1").await.unwrap();
     config.master_key_file = Some(dir.path().join("master.key"));
     config.key_provider = KeyProviderConfig {
         provider: KeyProviderKind::Kms,
@@ -566,6 +568,28 @@ async fn kms_wraps_under_arns_and_a_provider_change_from_the_key_file_moves_ever
     std::fs::remove_file(dir.path().join("master.key")).unwrap();
     let kms_only = keys_for(&config, &store).await;
     opens(&kms_only, &store, &sealed).await;
+    // The erasable secrets moved onto KMS keys of their own; the files
+    // they were under are gone.
+    assert_eq!(
+        kms_only
+            .open_bot_key("t1", "g1", Some(made.generation), &made.wrapped)
+            .await
+            .unwrap(),
+        made.key
+    );
+    assert!(
+        report
+            .rewrapped
+            .iter()
+            .any(|c| c.subject.starts_with("bot-key generation t1/") && c.to.starts_with("kms:")),
+        "{report:?}"
+    );
+    assert_eq!(
+        std::fs::read_dir(dir.path().join("erasable-keys"))
+            .unwrap()
+            .count(),
+        0
+    );
     let row = store.tenant_wrapped_key("t1").await.unwrap().unwrap();
     assert_eq!(
         (row.provider, row.key_id),

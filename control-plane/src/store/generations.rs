@@ -121,6 +121,45 @@ impl Store {
         Ok(())
     }
 
+    /// Every generation not destroyed, of every tenant (a provider change
+    /// moves their secrets).
+    pub(crate) async fn live_generations(&self) -> Result<Vec<generation::Model>, DbErr> {
+        generation::Entity::find()
+            .filter(generation::Column::DestroyedAt.is_null())
+            .filter(generation::Column::WrappedSecret.is_not_null())
+            .order_by_asc(generation::Column::TenantId)
+            .order_by_asc(generation::Column::Generation)
+            .all(&self.db)
+            .await
+    }
+
+    /// Puts a generation's secret under another provider key if it is
+    /// still the one read.
+    pub(crate) async fn move_generation_secret(
+        &self,
+        tenant_id: &str,
+        number: i32,
+        old: &[u8],
+        new: WrappedKey,
+    ) -> Result<bool, DbErr> {
+        let r = generation::Entity::update_many()
+            .filter(generation::Column::TenantId.eq(tenant_id))
+            .filter(generation::Column::Generation.eq(number))
+            .filter(generation::Column::WrappedSecret.eq(old.to_vec()))
+            .col_expr(generation::Column::WrappedSecret, Expr::value(new.bytes))
+            .col_expr(
+                generation::Column::Provider,
+                Expr::value(new.provider.as_str()),
+            )
+            .col_expr(
+                generation::Column::ProviderKeyId,
+                Expr::value(new.key_id.unwrap_or_default()),
+            )
+            .exec(&self.db)
+            .await?;
+        Ok(r.rows_affected == 1)
+    }
+
     /// Up to `limit` of the tenant's bots with a data key not on
     /// generation `number`.
     pub(crate) async fn bots_off_generation(

@@ -36,12 +36,79 @@ impl Store {
             .map(tenant_row))
     }
 
-    /// Stores `wrapped` unless the tenant has a key already; returns the
-    /// stored one.
+    /// The tenant's erasable secret as stored: `None` for a key made
+    /// without one; `Some` with no bytes once destroyed.
+    pub(crate) async fn tenant_secret(
+        &self,
+        tenant_id: &str,
+    ) -> Result<Option<(String, WrappedKey)>, DbErr> {
+        Ok(tenant_key::Entity::find_by_id(tenant_id.to_string())
+            .one(&self.db)
+            .await?
+            .and_then(|k| match (k.secret_key_id, k.secret_provider) {
+                (Some(id), Some(p)) => Some((
+                    id.clone(),
+                    WrappedKey {
+                        bytes: k.secret_wrapped.unwrap_or_default(),
+                        provider: *p,
+                        key_id: Some(id),
+                    },
+                )),
+                _ => None,
+            }))
+    }
+
+    /// Every tenant's erasable secret that is not destroyed.
+    pub(crate) async fn tenant_secrets(&self) -> Result<Vec<(String, WrappedKey)>, DbErr> {
+        Ok(tenant_key::Entity::find()
+            .filter(tenant_key::Column::SecretWrapped.is_not_null())
+            .order_by_asc(tenant_key::Column::TenantId)
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .filter_map(|k| {
+                let p = k.secret_provider?;
+                Some((
+                    k.tenant_id,
+                    WrappedKey {
+                        bytes: k.secret_wrapped?,
+                        provider: *p,
+                        key_id: k.secret_key_id,
+                    },
+                ))
+            })
+            .collect())
+    }
+
+    /// Puts a tenant's erasable secret under another provider key if it is
+    /// still the one read.
+    pub(crate) async fn move_tenant_secret(
+        &self,
+        tenant_id: &str,
+        old: &[u8],
+        new: WrappedKey,
+    ) -> Result<bool, DbErr> {
+        let r = tenant_key::Entity::update_many()
+            .filter(tenant_key::Column::TenantId.eq(tenant_id))
+            .filter(tenant_key::Column::SecretWrapped.eq(old.to_vec()))
+            .col_expr(tenant_key::Column::SecretWrapped, Expr::value(new.bytes))
+            .col_expr(
+                tenant_key::Column::SecretProvider,
+                Expr::value(new.provider.as_str()),
+            )
+            .col_expr(tenant_key::Column::SecretKeyId, Expr::value(new.key_id))
+            .exec(&self.db)
+            .await?;
+        Ok(r.rows_affected == 1)
+    }
+
+    /// Stores `wrapped` (and the tenant's erasable secret) unless the
+    /// tenant has a key already; returns the stored one.
     pub(crate) async fn put_tenant_key(
         &self,
         tenant_id: &str,
         wrapped: WrappedKey,
+        secret: Option<WrappedKey>,
     ) -> Result<WrappedKey, DbErr> {
         let inserted = tenant_key::Entity::insert(tenant_key::ActiveModel {
             tenant_id: Set(tenant_id.to_string()),
@@ -50,6 +117,9 @@ impl Store {
             provider: Set(Stored(wrapped.provider)),
             provider_key_id: Set(wrapped.key_id),
             rewrapped_at: Set(None),
+            secret_wrapped: Set(secret.as_ref().map(|s| s.bytes.clone())),
+            secret_provider: Set(secret.as_ref().map(|s| Stored(s.provider))),
+            secret_key_id: Set(secret.and_then(|s| s.key_id)),
         })
         .on_conflict(
             OnConflict::column(tenant_key::Column::TenantId)
