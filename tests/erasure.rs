@@ -1260,6 +1260,40 @@ async fn what_is_erased_is_gone_everywhere_and_no_earlier_backup_opens_it() {
     );
     let rows = rows_of_bot(&db, &gone).await;
     assert!(rows.is_empty(), "rows of the erased tenant's bot: {rows:?}");
+    // Its keys: the tenant key, its erasable secret and every generation,
+    // destroyed at the provider (their files) and gone from the database.
+    let destroyed: Vec<&str> = cert["keys_destroyed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k.as_str().unwrap())
+        .collect();
+    assert!(
+        destroyed.contains(&format!("tenant-key:{globex_id}").as_str()),
+        "{destroyed:?}"
+    );
+    for prefix in ["tenant-secret:", "bot-key-generation:"] {
+        let entry = destroyed
+            .iter()
+            .find(|k| k.starts_with(prefix))
+            .unwrap_or_else(|| panic!("{prefix} in {destroyed:?}"));
+        let (_, name) = entry.split_once("@local:erasable:").unwrap();
+        let file = cluster
+            .dir
+            .join("cp")
+            .join("erasable-keys")
+            .join(format!("{name}.key"));
+        assert!(!file.exists(), "{} is still there", file.display());
+    }
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) AS n FROM tenant_keys WHERE tenant_id = $1",
+            &globex_id
+        )
+        .await,
+        0
+    );
     assert!(live.list(&prefix3).await.unwrap().is_empty());
     let mut clear: Vec<String> = find_in_database(&db, &tag3)
         .await

@@ -6,7 +6,10 @@
 //! jitter for `webhook_retry_for` (26 hours by default). Per endpoint and
 //! bot, only the oldest pending event is sent, so a bot's events arrive in
 //! order. An endpoint that fails for `webhook_disable_after` is disabled and
-//! its tenant told.
+//! its tenant told. With several replicas, each attempt is claimed first
+//! (a compare-and-swap on the delivery's `claimed_until`), so one replica
+//! sends it; when an endpoint answers again after failing, every delivery
+//! waiting out its backoff for it is due at once.
 
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
@@ -26,6 +29,9 @@ use crate::store::{DueDelivery, StoreError};
 const SECRET_PREFIX: &str = "whsec_";
 const CONCURRENT_DELIVERIES: usize = 16;
 const POLL: Duration = Duration::from_millis(250);
+/// How long past the request timeout a claimed attempt holds its delivery:
+/// a replica that died mid-attempt leaves it due again after this.
+const CLAIM_MARGIN: Duration = Duration::from_secs(30);
 
 /// A new signing secret, in the form tenants paste into their verifier.
 pub(crate) fn new_secret() -> String {
@@ -170,16 +176,29 @@ pub(crate) async fn deliver(state: AppState, shutdown: CancellationToken) {
                 continue;
             }
         };
+        // Each attempt is claimed first: with several replicas, one sends.
+        let claim_for = state.config.webhook_timeout + CLAIM_MARGIN;
         futures::stream::iter(due)
             .for_each_concurrent(CONCURRENT_DELIVERIES, |d| {
                 let (state, client) = (&state, &client);
+                let until =
+                    crate::store::now() + chrono::Duration::from_std(claim_for).unwrap_or_default();
                 let span = tracing::info_span!(
                     "webhook",
                     tenant_id = %d.endpoint.tenant_id,
                     endpoint_id = %d.endpoint.id,
                     delivery_id = %d.delivery.id,
                 );
-                async move { attempt(state, client, d).await }.instrument(span)
+                async move {
+                    match state.store.claim_delivery(&d.delivery, until).await {
+                        Ok(true) => attempt(state, client, d).await,
+                        Ok(false) => {}
+                        Err(e) => {
+                            tracing::warn!(error = %e, "cannot claim a webhook delivery");
+                        }
+                    }
+                }
+                .instrument(span)
             })
             .await;
     }

@@ -13,6 +13,7 @@ mod m0006_key_providers;
 mod m0007_retention;
 mod m0008_sealed_personal_fields;
 mod m0009_erasure;
+mod m0010_webhook_claims;
 
 pub struct Migrator;
 
@@ -29,6 +30,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0007_retention::Migration),
             Box::new(m0008_sealed_personal_fields::Migration),
             Box::new(m0009_erasure::Migration),
+            Box::new(m0010_webhook_claims::Migration),
         ]
     }
 }

@@ -367,13 +367,16 @@ impl Run<'_> {
                     self.delete_bot(&b).await?;
                 }
             }
-            let rows = self.scoped().delete_tenant_rows().await?;
-            self.progress.add("tenant_settings", rows);
             self.progress.data_gone = true;
             self.keep().await?;
         }
+        // The keys before the tenant row: deleting it deletes its key row
+        // (a foreign key), and with it the record of the secret to destroy.
         let destroyed = self.state.keys.destroy_tenant(&tenant_id).await?;
         self.progress.keys_destroyed.extend(destroyed);
+        self.keep().await?;
+        let rows = self.scoped().delete_tenant_rows().await?;
+        self.progress.add("tenant_settings", rows);
         self.keep().await
     }
 

@@ -7,7 +7,7 @@
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, PaginatorTrait,
+    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DbErr, EntityTrait, PaginatorTrait,
     QueryFilter, QueryOrder, QuerySelect, Set, TransactionTrait,
 };
 use serde_json::json;
@@ -206,7 +206,11 @@ impl Store {
                 d.endpoint_id.clone(),
                 d.bot_id.clone().unwrap_or_else(|| d.webhook_id.clone()),
             );
-            if !seen.insert(queue) || d.next_attempt_at > at {
+            // The head of its queue, due, and not being sent elsewhere.
+            if !seen.insert(queue)
+                || d.next_attempt_at > at
+                || d.claimed_until.is_some_and(|c| c > at)
+            {
                 continue;
             }
             if !endpoints.contains_key(&d.endpoint_id) {
@@ -231,6 +235,33 @@ impl Store {
     }
 
     /// Records a successful attempt.
+    /// Claims a due delivery for one attempt by this replica, until
+    /// `until`: true if it is this replica's to send. Another replica that
+    /// read it too finds it changed (its next attempt moved) and leaves
+    /// it (its claim is taken); a replica that dies mid-attempt leaves it
+    /// due again at `until`.
+    pub(crate) async fn claim_delivery(
+        &self,
+        d: &webhook_delivery::Model,
+        until: DateTime<Utc>,
+    ) -> Result<bool, DbErr> {
+        let at = now();
+        let r = webhook_delivery::Entity::update_many()
+            .filter(webhook_delivery::Column::Id.eq(d.id))
+            .filter(webhook_delivery::Column::Status.eq("PENDING"))
+            .filter(webhook_delivery::Column::Attempts.eq(d.attempts))
+            .filter(webhook_delivery::Column::NextAttemptAt.lte(at))
+            .filter(
+                Condition::any()
+                    .add(webhook_delivery::Column::ClaimedUntil.is_null())
+                    .add(webhook_delivery::Column::ClaimedUntil.lte(at)),
+            )
+            .col_expr(webhook_delivery::Column::ClaimedUntil, Expr::value(until))
+            .exec(&self.db)
+            .await?;
+        Ok(r.rows_affected == 1)
+    }
+
     pub(crate) async fn delivered(
         &self,
         d: &webhook_delivery::Model,
@@ -239,6 +270,23 @@ impl Store {
     ) -> Result<(), DbErr> {
         let at = now();
         let txn = self.db.begin().await?;
+        // An endpoint answering again after failing: what waits out its
+        // backoff goes now, in order, not each at its own retry time.
+        let was_failing = webhook_endpoint::Entity::find_by_id(d.endpoint_id.clone())
+            .one(&txn)
+            .await?
+            .is_some_and(|e| e.failing_since.is_some());
+        if was_failing {
+            webhook_delivery::Entity::update_many()
+                .filter(webhook_delivery::Column::EndpointId.eq(d.endpoint_id.clone()))
+                .filter(webhook_delivery::Column::Status.eq("PENDING"))
+                .filter(webhook_delivery::Column::Id.ne(d.id))
+                .filter(webhook_delivery::Column::NextAttemptAt.gt(at))
+                .filter(webhook_delivery::Column::Attempts.gt(0))
+                .col_expr(webhook_delivery::Column::NextAttemptAt, Expr::value(at))
+                .exec(&txn)
+                .await?;
+        }
         attempt(&txn, d, at, Some(status_code), None, duration_ms).await?;
         webhook_delivery::Entity::update_many()
             .filter(webhook_delivery::Column::Id.eq(d.id))
@@ -248,6 +296,10 @@ impl Store {
                 Expr::value(d.attempts + 1),
             )
             .col_expr(webhook_delivery::Column::DeliveredAt, Expr::value(at))
+            .col_expr(
+                webhook_delivery::Column::ClaimedUntil,
+                Expr::value(Option::<DateTime<Utc>>::None),
+            )
             .exec(&txn)
             .await?;
         webhook_endpoint::Entity::update_many()
@@ -283,7 +335,11 @@ impl Store {
                 webhook_delivery::Column::Attempts,
                 Expr::value(d.attempts + 1),
             )
-            .col_expr(webhook_delivery::Column::LastError, Expr::value(error));
+            .col_expr(webhook_delivery::Column::LastError, Expr::value(error))
+            .col_expr(
+                webhook_delivery::Column::ClaimedUntil,
+                Expr::value(Option::<DateTime<Utc>>::None),
+            );
         q = match retry_at {
             Some(t) => q.col_expr(webhook_delivery::Column::NextAttemptAt, Expr::value(t)),
             None => q.col_expr(webhook_delivery::Column::Status, Expr::value("FAILED")),
@@ -507,5 +563,118 @@ impl Scoped<'_> {
             .limit(100)
             .all(self.db)
             .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::entity::names::{Isolation, Stored};
+    use crate::entity::tenant;
+
+    async fn fixture() -> (Store, webhook_endpoint::Model) {
+        let store = Store::open("sqlite::memory:").await.unwrap();
+        store.migrate().await.unwrap();
+        store
+            .insert_tenant(tenant::Model {
+                id: "t1".into(),
+                name: "acme".into(),
+                region: "local".into(),
+                created_at: now(),
+                retention_days: None,
+                isolation: Stored(Isolation::Shared),
+                pool: None,
+            })
+            .await
+            .unwrap();
+        let e = webhook_endpoint::ActiveModel {
+            id: Set("e1".into()),
+            tenant_id: Set("t1".into()),
+            url: Set("https://hooks.example/h".into()),
+            event_types: Set(EVENT_TYPES.join(",")),
+            secret_sealed: Set(vec![1]),
+            enabled: Set(true),
+            disabled_reason: Set(None),
+            failing_since: Set(Some(now())),
+            created_at: Set(now()),
+        }
+        .insert(store.db())
+        .await
+        .unwrap();
+        (store, e)
+    }
+
+    async fn delivery(
+        store: &Store,
+        bot: &str,
+        next: DateTime<Utc>,
+        attempts: i32,
+    ) -> webhook_delivery::Model {
+        webhook_delivery::ActiveModel {
+            webhook_id: Set(format!("msg_{}", uuid::Uuid::new_v4().simple())),
+            tenant_id: Set("t1".into()),
+            endpoint_id: Set("e1".into()),
+            bot_id: Set(Some(bot.into())),
+            event_type: Set(STATUS_CHANGED.into()),
+            payload: Set("{}".into()),
+            status: Set("PENDING".into()),
+            attempts: Set(attempts),
+            next_attempt_at: Set(next),
+            last_error: Set(None),
+            created_at: Set(now()),
+            delivered_at: Set(None),
+            claimed_until: Set(None),
+            ..Default::default()
+        }
+        .insert(store.db())
+        .await
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn one_replica_claims_each_attempt_and_a_recovered_endpoint_gets_its_backlog_at_once() {
+        let (store, _) = fixture().await;
+        let later = now() + chrono::Duration::minutes(10);
+        let a = delivery(&store, "b1", now() - chrono::Duration::seconds(1), 3).await;
+        let b = delivery(&store, "b2", later, 4).await;
+        let due = store.due_deliveries(now(), 10).await.unwrap();
+        assert_eq!(due.len(), 1, "b2 waits out its backoff");
+
+        // Two replicas read the same head; one claims it.
+        let until = now() + chrono::Duration::seconds(60);
+        assert!(store.claim_delivery(&a, until).await.unwrap());
+        assert!(!store.claim_delivery(&a, until).await.unwrap());
+        assert!(
+            store.due_deliveries(now(), 10).await.unwrap().is_empty(),
+            "a claimed delivery is nobody else's to send"
+        );
+
+        // The endpoint answers again: b2's retry is due now, not in ten
+        // minutes; a's claim is cleared by its outcome.
+        store.delivered(&a, 200, 5).await.unwrap();
+        let due = store.due_deliveries(now(), 10).await.unwrap();
+        assert_eq!(due.len(), 1);
+        assert_eq!(due[0].delivery.id, b.id);
+        assert!(due[0].delivery.next_attempt_at <= now());
+        let a = webhook_delivery::Entity::find_by_id(a.id)
+            .one(store.db())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((a.status.as_str(), a.claimed_until), ("DELIVERED", None));
+        // A claim that ran out (its replica died) is taken again.
+        let b = due[0].delivery.clone();
+        assert!(
+            store
+                .claim_delivery(&b, now() - chrono::Duration::seconds(1))
+                .await
+                .unwrap()
+        );
+        let b = webhook_delivery::Entity::find_by_id(b.id)
+            .one(store.db())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(store.claim_delivery(&b, until).await.unwrap());
     }
 }
