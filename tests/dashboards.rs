@@ -49,6 +49,32 @@ async fn every_metric_a_dashboard_or_alert_uses_is_exported() {
         exported.contains("attache_control_plane_bots"),
         "{exported:?}"
     );
+    // The autoscaling signals of the worker's region: one worker, room for
+    // its one bot, nothing queued.
+    for (series, want) in [
+        (
+            "attache_control_plane_region_workers{region=\"local\"}",
+            "1",
+        ),
+        (
+            "attache_control_plane_region_capacity{region=\"local\"}",
+            "1",
+        ),
+        (
+            "attache_control_plane_region_free_capacity{region=\"local\"}",
+            "1",
+        ),
+        (
+            "attache_control_plane_region_queued_bots{region=\"local\"}",
+            "0",
+        ),
+    ] {
+        let value = text
+            .lines()
+            .find_map(|l| l.strip_prefix(series))
+            .map(str::trim);
+        assert_eq!(value, Some(want), "{series} in {text}");
+    }
 
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("dashboards");
     let mut checked = 0;

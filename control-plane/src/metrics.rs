@@ -31,6 +31,12 @@ pub(crate) struct Metrics {
     pub retention_oldest_expired: IntGauge,
     pub retention_sweeps: IntCounterVec,
     pub erasures: IntCounterVec,
+    pub region_queued_bots: IntGaugeVec,
+    pub region_workers: IntGaugeVec,
+    pub region_capacity: IntGaugeVec,
+    pub region_active_bots: IntGaugeVec,
+    pub region_free_capacity: IntGaugeVec,
+    pub region_bots_per_worker: prometheus::GaugeVec,
 }
 
 impl Metrics {
@@ -187,6 +193,39 @@ impl Metrics {
             &["subject", "status"],
         )
         .expect("metric");
+        // Autoscaling signals per region (KEDA's prometheus scaler or an
+        // HPA on external metrics): what waits, and the room to take it.
+        let region_gauge = |name: &str, help: &str| {
+            IntGaugeVec::new(Opts::new(name, help), &["region"]).expect("metric")
+        };
+        let region_queued_bots = region_gauge(
+            "attache_control_plane_region_queued_bots",
+            "Bots due to join and still queued, per region (their workers' region)",
+        );
+        let region_workers = region_gauge(
+            "attache_control_plane_region_workers",
+            "Workers connected to this replica, per region",
+        );
+        let region_capacity = region_gauge(
+            "attache_control_plane_region_capacity",
+            "Bots the connected workers of a region can hold",
+        );
+        let region_active_bots = region_gauge(
+            "attache_control_plane_region_active_bots",
+            "Bots the connected workers of a region are running",
+        );
+        let region_free_capacity = region_gauge(
+            "attache_control_plane_region_free_capacity",
+            "Room for new bots on a region's connected workers that are not draining",
+        );
+        let region_bots_per_worker = prometheus::GaugeVec::new(
+            Opts::new(
+                "attache_control_plane_region_bots_per_worker",
+                "Running bots per connected worker, per region",
+            ),
+            &["region"],
+        )
+        .expect("metric");
         for s in ["BOT", "PARTICIPANT", "TENANT"] {
             for o in ["DONE", "FAILED"] {
                 erasures.with_label_values(&[s, o]);
@@ -211,6 +250,12 @@ impl Metrics {
             Box::new(retention_oldest_expired.clone()),
             Box::new(retention_sweeps.clone()),
             Box::new(erasures.clone()),
+            Box::new(region_queued_bots.clone()),
+            Box::new(region_workers.clone()),
+            Box::new(region_capacity.clone()),
+            Box::new(region_active_bots.clone()),
+            Box::new(region_free_capacity.clone()),
+            Box::new(region_bots_per_worker.clone()),
             Box::new(webhook_attempts.clone()),
             Box::new(webhook_latency.clone()),
             Box::new(transcript_segments.clone()),
@@ -280,6 +325,12 @@ impl Metrics {
             retention_oldest_expired,
             retention_sweeps,
             erasures,
+            region_queued_bots,
+            region_workers,
+            region_capacity,
+            region_active_bots,
+            region_free_capacity,
+            region_bots_per_worker,
         }
     }
 

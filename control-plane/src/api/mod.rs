@@ -317,6 +317,52 @@ async fn readyz(State(api): State<Api>) -> Response {
     }
 }
 
+/// The autoscaling gauges, per region: set afresh on every scrape, so a
+/// region that went away leaves no stale series.
+async fn region_gauges(state: &AppState) {
+    let m = &state.metrics;
+    let (Ok(workers), Ok(queued)) = (
+        state.store.workers().await,
+        state.store.queue_groups(crate::store::now()).await,
+    ) else {
+        return;
+    };
+    let loads = crate::links::region_loads(&workers, &state.links.views());
+    for g in [
+        &m.region_queued_bots,
+        &m.region_workers,
+        &m.region_capacity,
+        &m.region_active_bots,
+        &m.region_free_capacity,
+    ] {
+        g.reset();
+    }
+    m.region_bots_per_worker.reset();
+    for (region, l) in &loads {
+        let r = [region.as_str()];
+        m.region_workers.with_label_values(&r).set(l.workers);
+        m.region_capacity.with_label_values(&r).set(l.capacity);
+        m.region_active_bots
+            .with_label_values(&r)
+            .set(l.active_bots);
+        m.region_free_capacity.with_label_values(&r).set(l.free);
+        m.region_bots_per_worker
+            .with_label_values(&r)
+            .set(if l.workers > 0 {
+                l.active_bots as f64 / l.workers as f64
+            } else {
+                0.0
+            });
+        m.region_queued_bots.with_label_values(&r).set(0);
+    }
+    for g in queued {
+        let r = [g.region.as_str()];
+        m.region_queued_bots.with_label_values(&r).add(g.due as i64);
+        // A region with bots waiting and no worker at all still shows.
+        m.region_free_capacity.with_label_values(&r).add(0);
+    }
+}
+
 async fn metrics(State(api): State<Api>) -> Response {
     let m = &api.state.metrics;
     if let Ok(counts) = api.state.store.count_by_status().await {
@@ -330,6 +376,7 @@ async fn metrics(State(api): State<Api>) -> Response {
         }
     }
     m.workers_connected.set(api.state.links.connected() as i64);
+    region_gauges(&api.state).await;
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         m.render(),

@@ -10,6 +10,9 @@ use attache_protocol::{BotReport, ControlMsg, Load};
 use tokio::sync::mpsc;
 
 mod liveness;
+mod regions;
+
+pub(crate) use regions::region_loads;
 
 use liveness::{Action, Event, Liveness};
 

@@ -1,0 +1,102 @@
+//! What each region's workers hold, as the autoscaling gauges show it: the
+//! workers connected, their capacity, the bots they run and the room left
+//! for new ones (a draining worker takes none).
+
+use std::collections::{BTreeMap, HashMap};
+
+use super::WorkerView;
+use crate::entity::worker;
+
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub(crate) struct RegionLoad {
+    pub workers: i64,
+    pub capacity: i64,
+    pub active_bots: i64,
+    pub free: i64,
+}
+
+/// Every region with an enrolled worker, from the stored workers and what
+/// this replica's links report.
+pub(crate) fn region_loads(
+    workers: &[worker::Model],
+    views: &HashMap<String, WorkerView>,
+) -> BTreeMap<String, RegionLoad> {
+    let mut out: BTreeMap<String, RegionLoad> = BTreeMap::new();
+    for w in workers.iter().filter(|w| w.revoked_at.is_none()) {
+        let r = out.entry(w.region.clone()).or_default();
+        let Some(v) = views.get(&w.id).filter(|v| v.connected) else {
+            continue;
+        };
+        r.workers += 1;
+        r.capacity += i64::from(v.load.capacity);
+        r.active_bots += i64::from(v.load.active_bots);
+        if !v.draining && !v.load.draining {
+            r.free += i64::from(v.load.capacity.saturating_sub(v.load.active_bots));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use attache_protocol::Load;
+
+    fn worker(id: &str, region: &str, revoked: bool) -> worker::Model {
+        worker::Model {
+            id: id.into(),
+            region: region.into(),
+            hostname: id.into(),
+            cert_fingerprint: String::new(),
+            capacity: 4,
+            state: crate::entity::names::Stored(crate::entity::names::WorkerState::Connected),
+            enrolled_at: crate::store::now(),
+            last_seen_at: None,
+            revoked_at: revoked.then(crate::store::now),
+            pool: None,
+        }
+    }
+
+    fn view(connected: bool, draining: bool, capacity: u32, active: u32) -> WorkerView {
+        WorkerView {
+            connected,
+            draining,
+            load: Load {
+                active_bots: active,
+                capacity,
+                rss_mib: 0,
+                draining: false,
+            },
+            software_version: String::new(),
+        }
+    }
+
+    #[test]
+    fn free_room_counts_connected_workers_that_take_bots() {
+        let workers = [
+            worker("a", "eu", false),
+            worker("b", "eu", false),
+            worker("c", "eu", false),
+            worker("d", "us", false),
+            worker("e", "us", true),
+        ];
+        let views = HashMap::from([
+            ("a".to_string(), view(true, false, 4, 1)),
+            ("b".to_string(), view(true, true, 4, 2)),
+            ("c".to_string(), view(false, false, 4, 0)),
+            ("e".to_string(), view(true, false, 4, 0)),
+        ]);
+        let loads = region_loads(&workers, &views);
+        assert_eq!(
+            loads["eu"],
+            RegionLoad {
+                workers: 2,
+                capacity: 8,
+                active_bots: 3,
+                free: 3,
+            },
+            "a's room only: b drains, c is away"
+        );
+        assert_eq!(loads["us"], RegionLoad::default(), "d away, e revoked");
+    }
+}
