@@ -32,7 +32,7 @@ use uuid::Uuid;
 
 /// Most unacknowledged frames kept in memory per lease: a link down this
 /// long has lost the lease anyway, so the oldest go first (and are counted).
-const MAX_UNACKED: usize = 8192;
+pub(super) const MAX_UNACKED: usize = 8192;
 
 #[derive(Serialize, Deserialize)]
 struct Header {

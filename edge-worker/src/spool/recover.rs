@@ -118,10 +118,14 @@ impl Spool {
                     (at - s).max(0) as f64 / 1000.0
                 )
             });
+            // The two results pushed below go in after what was spooled; what
+            // no longer fits the spool's room is dropped, oldest first.
+            let lost = (n + 2).saturating_sub(super::MAX_UNACKED);
             let detail = format!(
-                "the worker process restarted{gap}; {next_seq} results were spooled and are delivered, \
-                 0 emitted results were lost; audio not yet encoded into the recording (at most its \
-                 last 2 s) and events not yet observed were not captured"
+                "the worker process restarted{gap}; {} results were spooled and are delivered, \
+                 {lost} emitted results were lost; audio not yet encoded into the recording (at most its \
+                 last 2 s) and events not yet observed were not captured",
+                next_seq.saturating_sub(lost as u64)
             );
             self.push(
                 k.0,
