@@ -298,6 +298,31 @@ pub(crate) struct EdgeWorkerArgs {
     /// Python with faster-whisper, for the local speech-to-text engine.
     #[arg(long, env = "ATTACHE_STT_PYTHON")]
     pub stt_python: Option<PathBuf>,
+    /// On SIGTERM (or the operator's drainWorker) the worker takes no new
+    /// bots and hands back those not yet in a call; bots in calls go on
+    /// until they end or this passes (`90s`, `30m`, `1h`; seconds if no
+    /// unit), then leave with WORKER_SHUTDOWN. Then the worker exits 0.
+    #[arg(long, env = "ATTACHE_DRAIN_TIMEOUT", default_value = "1h", value_parser = parse_duration)]
+    pub drain_timeout: Duration,
+}
+
+/// `90`, `90s`, `30m`, `1h`.
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (n, unit) = match s.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => s.split_at(i),
+        None => (s, "s"),
+    };
+    let n: u64 = n
+        .parse()
+        .map_err(|_| format!("{s:?}: a number of seconds, or with s, m or h"))?;
+    let secs = match unit {
+        "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        _ => return Err(format!("{s:?}: the unit is s, m or h")),
+    };
+    Ok(Duration::from_secs(secs))
 }
 
 impl EdgeWorkerArgs {
@@ -309,6 +334,7 @@ impl EdgeWorkerArgs {
         c.chromium = self.chromium.clone();
         c.metrics_addr = self.metrics_addr;
         c.stt_python = self.stt_python.clone();
+        c.drain_timeout = self.drain_timeout;
         c
     }
 }
@@ -732,6 +758,17 @@ impl Cli {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn drain_timeouts_read_with_or_without_a_unit() {
+        assert_eq!(parse_duration("90"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("30m"), Ok(Duration::from_secs(1800)));
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert!(parse_duration("1d").is_err());
+        assert!(parse_duration("h").is_err());
+        assert!(parse_duration("").is_err());
+    }
 
     #[test]
     fn buckets_per_region() {

@@ -50,8 +50,8 @@ async fn every_metric_a_dashboard_or_alert_uses_is_exported() {
         "{exported:?}"
     );
     // The autoscaling signals of the worker's region: one worker, room for
-    // its one bot, nothing queued.
-    for (series, want) in [
+    // its one bot, nothing queued (once its first heartbeat is in).
+    let want = [
         (
             "attache_control_plane_region_workers{region=\"local\"}",
             "1",
@@ -68,12 +68,26 @@ async fn every_metric_a_dashboard_or_alert_uses_is_exported() {
             "attache_control_plane_region_queued_bots{region=\"local\"}",
             "0",
         ),
-    ] {
-        let value = text
-            .lines()
-            .find_map(|l| l.strip_prefix(series))
-            .map(str::trim);
-        assert_eq!(value, Some(want), "{series} in {text}");
+    ];
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let text = cluster.metrics().await;
+        let got: Vec<Option<&str>> = want
+            .iter()
+            .map(|(series, _)| {
+                text.lines()
+                    .find_map(|l| l.strip_prefix(series))
+                    .map(str::trim)
+            })
+            .collect();
+        if want.iter().zip(&got).all(|((_, w), g)| Some(*w) == *g) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{want:?}: {got:?} in {text}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
 
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("dashboards");

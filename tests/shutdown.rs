@@ -1,8 +1,8 @@
 //! A worker told to stop (SIGTERM, or its shutdown token in process) while
-//! its bots sit in meetings that never end: it finishes within its drain
-//! budget, every bot leaves with WORKER_SHUTDOWN, and every recording is
-//! closed by the worker itself (READY, not left for the control plane to
-//! salvage as PARTIAL).
+//! its bots sit in meetings that never end: its bots go on until its drain
+//! timeout (2 s here), then every bot leaves with WORKER_SHUTDOWN, every
+//! recording is closed by the worker itself (READY, not left for the
+//! control plane to salvage as PARTIAL), and the worker exits 0.
 
 mod support;
 
@@ -16,8 +16,8 @@ const BOTS: usize = 2;
 /// One test at a time: both run several Chromium bots on a small machine,
 /// and a starved page is another test's subject.
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-/// The worker's drain timeout (10 s) and its wait for tasks (5 s), with
-/// room for a loaded machine. A worker that hangs never gets here.
+/// The worker's drain timeout (2 s), its wait for the bots to leave (10 s)
+/// and for tasks (5 s), with room for a loaded machine. A worker that hangs never gets here.
 const SHUTDOWN_BUDGET: Duration = Duration::from_secs(40);
 
 async fn bots_in_endless_meetings(cluster: &Cluster, api: &Api, tag: &str) -> Vec<String> {

@@ -27,6 +27,10 @@ pub struct Config {
     /// Python with faster-whisper for the local speech-to-text engine;
     /// `None`: `$ATTACHE_STT_PYTHON`, else `~/.cache/attache/stt-venv`.
     pub stt_python: Option<PathBuf>,
+    /// How long a draining worker (SIGTERM, or the operator's
+    /// `drainWorker`) lets bots in calls go on before they leave with
+    /// WORKER_SHUTDOWN.
+    pub drain_timeout: Duration,
 }
 
 impl Config {
@@ -43,6 +47,7 @@ impl Config {
             chromium_args: Vec::new(),
             metrics_addr: None,
             stt_python: None,
+            drain_timeout: Duration::from_secs(3600),
         }
     }
 

@@ -4,10 +4,12 @@
 //! jittered exponential backoff until shutdown; bots keep running and their
 //! results wait in the outbox.
 //!
-//! On shutdown the link takes no more work, sends every bot out of its
-//! meeting, and keeps delivering until every session has spooled its final
-//! status and the control plane has acknowledged everything, or
-//! [`DRAIN_TIMEOUT`] has passed. Its logs carry the worker's id.
+//! On shutdown (SIGTERM) or the control plane's `Drain` the worker drains:
+//! it takes no more bots and says so in its heartbeats, hands back the bots
+//! not yet in a call (refused, so the control plane dispatches them
+//! elsewhere), lets the bots in calls go on until they end or the drain
+//! timeout passes (then they leave with WORKER_SHUTDOWN), delivers every
+//! last result, and stops. Its logs carry the worker's id.
 
 use std::time::Duration;
 
@@ -25,8 +27,8 @@ use crate::outbox::Outbox;
 use crate::session::{BotDeps, Sessions, StartOutcome};
 use crate::spool::Spool;
 
-/// How long a stopping worker waits for its bots to leave and their last
-/// results to be delivered.
+/// How long a stopping worker waits, once its bots were told to leave, for
+/// them to be gone and their last results delivered.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Why a connection to the control plane ended.
@@ -56,6 +58,15 @@ struct Worker {
     sessions: Sessions,
     outbox: Outbox,
     draining: bool,
+    /// When the drain began, and when the bots still in calls were told
+    /// to leave.
+    drain: Option<Drain>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Drain {
+    since: tokio::time::Instant,
+    leaving_since: Option<tokio::time::Instant>,
 }
 
 /// Doubles up to `max`, with full jitter over the upper half so a fleet
@@ -80,6 +91,7 @@ async fn serve(identity: Identity, deps: BotDeps, shutdown: CancellationToken) {
         deps,
         sessions: Sessions::default(),
         draining: false,
+        drain: None,
     };
     let metrics = w.deps.metrics.clone();
     let mut attempt = 0u32;
@@ -162,14 +174,33 @@ impl Worker {
         );
         self.outbox.flush_all(&conn).await?;
         let mut tick = tokio::time::interval(heartbeat);
+        let mut active = self.sessions.watch();
+        if self.drain.is_some() {
+            // Drained before this link: say so at once.
+            write_frame(&mut send, &self.heartbeat()).await?;
+        }
         let result = loop {
+            if self.drain.is_some() && self.drained() {
+                tracing::info!("drained: every bot ended and every result was delivered");
+                conn.close(0u32.into(), b"worker drained");
+                // The operator's drain ends the worker as SIGTERM does.
+                shutdown.cancel();
+                break Ok(());
+            }
             tokio::select! {
-                _ = shutdown.cancelled() => {
-                    self.drain(&conn, &mut cmd_rx).await;
-                    conn.close(0u32.into(), b"worker shutting down");
-                    break Ok(());
+                _ = shutdown.cancelled(), if self.drain.is_none() => {
+                    for reply in self.begin_drain().await {
+                        write_frame(&mut send, &reply).await?;
+                    }
                 }
+                _ = active.changed() => {}
                 cmd = cmd_rx.recv() => match cmd {
+                    Some(ControlMsg::Drain) if self.drain.is_none() => {
+                        tracing::info!("the control plane asked this worker to drain");
+                        for reply in self.begin_drain().await {
+                            write_frame(&mut send, &reply).await?;
+                        }
+                    }
                     Some(cmd) => {
                         if let Some(reply) = self.command(cmd).await {
                             write_frame(&mut send, &reply).await?;
@@ -309,25 +340,63 @@ impl Worker {
         }
     }
 
-    /// On shutdown: bots leave their meetings and their last results are
-    /// delivered, for a bounded time.
-    async fn drain(&mut self, conn: &quinn::Connection, cmd_rx: &mut mpsc::Receiver<ControlMsg>) {
-        self.sessions.cancel_all();
-        let deadline = tokio::time::Instant::now() + DRAIN_TIMEOUT;
-        let mut active = self.sessions.watch();
-        while self.sessions.active() > 0 || self.outbox.pending() > 0 {
-            tokio::select! {
-                _ = tokio::time::sleep_until(deadline) => break,
-                _ = active.changed() => {}
-                _ = self.deps.spool.wake.notified() => {
-                    if self.outbox.flush_dirty(conn).await.is_err() { break; }
-                }
-                Some(cmd) = cmd_rx.recv() => {
-                    if let ControlMsg::Ack { bot_id, generation, seq } = cmd {
-                        self.outbox.ack(bot_id, generation, seq).await;
-                    }
-                }
+    /// Starts draining: no more bots, a heartbeat that says so, and every
+    /// bot not yet in a call handed back. Returns what to send.
+    async fn begin_drain(&mut self) -> Vec<WorkerMsg> {
+        self.draining = true;
+        self.drain = Some(Drain {
+            since: tokio::time::Instant::now(),
+            leaving_since: None,
+        });
+        let mut out = vec![self.heartbeat()];
+        for r in self.sessions.reports() {
+            if r.status.is_in_meeting() || r.status.is_final() {
+                continue;
             }
+            // Refused first, so the control plane requeues it; its lease's
+            // results go nowhere after that.
+            tracing::info!(bot_id = %r.bot_id, generation = r.generation, status = ?r.status, "draining: handing the bot back");
+            out.push(WorkerMsg::Refused {
+                bot_id: r.bot_id,
+                generation: r.generation,
+                code: ErrorCode::ResourceExhausted,
+                message: "worker is draining: handed back before its call".into(),
+            });
+            self.outbox.forget(r.bot_id, r.generation).await;
+            self.sessions.stop(r.bot_id, r.generation);
+        }
+        let in_calls = self.sessions.active();
+        tracing::info!(
+            in_calls,
+            timeout_s = self.deps.config.drain_timeout.as_secs(),
+            "draining: no new bots; bots in calls go on until they end or the drain timeout"
+        );
+        out
+    }
+
+    /// Whether the drain is over: every bot gone and every result
+    /// delivered, or the bots told to leave at the drain timeout and given
+    /// [`DRAIN_TIMEOUT`] to do it. Tells them to leave when that is due.
+    fn drained(&mut self) -> bool {
+        let Some(d) = self.drain.as_mut() else {
+            return false;
+        };
+        if self.sessions.active() == 0 && self.outbox.pending() == 0 {
+            return true;
+        }
+        let now = tokio::time::Instant::now();
+        match d.leaving_since {
+            None if now >= d.since + self.deps.config.drain_timeout => {
+                tracing::warn!(
+                    bots = self.sessions.active(),
+                    "drain timeout: the bots still in calls leave"
+                );
+                self.sessions.cancel_all();
+                d.leaving_since = Some(now);
+                false
+            }
+            Some(t) => now >= t + DRAIN_TIMEOUT,
+            None => false,
         }
     }
 }

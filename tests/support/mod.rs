@@ -21,6 +21,8 @@ pub const HEARTBEAT: Duration = Duration::from_millis(200);
 pub const GRACE: Duration = Duration::from_secs(3);
 pub const LOBBY_TIMEOUT: Duration = Duration::from_secs(4);
 pub const NO_AUDIO_WARNING: Duration = Duration::from_secs(3);
+/// How long a stopped test worker lets bots in calls go on.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
 
 pub fn chromium() -> PathBuf {
     std::env::var_os("ATTACHE_CHROMIUM")
@@ -213,6 +215,8 @@ impl Cluster {
         wc.reconnect_min = Duration::from_millis(50);
         wc.reconnect_max = Duration::from_millis(500);
         wc.metrics_addr = Some("127.0.0.1:0".parse().unwrap());
+        // Tests that stop a worker mid-meeting want its bots out soon.
+        wc.drain_timeout = DRAIN_TIMEOUT;
         wc
     }
 
@@ -229,9 +233,21 @@ impl Cluster {
         region: &str,
         pool: Option<&str>,
     ) -> String {
+        self.add_worker_with(capacity, region, pool, |_| {}).await
+    }
+
+    /// An edge worker in this process with its config changed by `tweak`.
+    pub async fn add_worker_with(
+        &mut self,
+        capacity: u32,
+        region: &str,
+        pool: Option<&str>,
+        tweak: fn(&mut WorkerConfig),
+    ) -> String {
         let dir = temp_dir("worker");
         self.worker_dirs.push(dir.clone());
         let mut wc = self.worker_config(dir);
+        tweak(&mut wc);
         wc.join_token = Some(
             self.admin
                 .worker_token_in(region, pool, Duration::from_secs(600))
@@ -287,6 +303,8 @@ impl Cluster {
             .arg(capacity.to_string())
             .arg("--chromium")
             .arg(chromium())
+            .arg("--drain-timeout")
+            .arg(DRAIN_TIMEOUT.as_secs().to_string())
             .env("ATTACHE_JOIN_TOKEN", self.token().await)
             .env("RUST_LOG", "info,chromiumoxide=off,quinn=warn")
             .stdout(std::process::Stdio::null())

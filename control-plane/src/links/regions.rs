@@ -27,11 +27,16 @@ pub(crate) fn region_loads(
         let Some(v) = views.get(&w.id).filter(|v| v.connected) else {
             continue;
         };
+        // Before its first heartbeat, the capacity it enrolled with.
+        let capacity = match v.load.capacity {
+            0 => w.capacity.max(0) as u32,
+            c => c,
+        };
         r.workers += 1;
-        r.capacity += i64::from(v.load.capacity);
+        r.capacity += i64::from(capacity);
         r.active_bots += i64::from(v.load.active_bots);
         if !v.draining && !v.load.draining {
-            r.free += i64::from(v.load.capacity.saturating_sub(v.load.active_bots));
+            r.free += i64::from(capacity.saturating_sub(v.load.active_bots));
         }
     }
     out
@@ -77,6 +82,7 @@ mod tests {
             worker("a", "eu", false),
             worker("b", "eu", false),
             worker("c", "eu", false),
+            worker("f", "eu", false),
             worker("d", "us", false),
             worker("e", "us", true),
         ];
@@ -84,18 +90,20 @@ mod tests {
             ("a".to_string(), view(true, false, 4, 1)),
             ("b".to_string(), view(true, true, 4, 2)),
             ("c".to_string(), view(false, false, 4, 0)),
+            // Connected, no heartbeat yet: its enrolled capacity (4).
+            ("f".to_string(), view(true, false, 0, 0)),
             ("e".to_string(), view(true, false, 4, 0)),
         ]);
         let loads = region_loads(&workers, &views);
         assert_eq!(
             loads["eu"],
             RegionLoad {
-                workers: 2,
-                capacity: 8,
+                workers: 3,
+                capacity: 12,
                 active_bots: 3,
-                free: 3,
+                free: 7,
             },
-            "a's room only: b drains, c is away"
+            "a's and f's room: b drains, c is away"
         );
         assert_eq!(loads["us"], RegionLoad::default(), "d away, e revoked");
     }
