@@ -314,6 +314,12 @@ const TABLE: &[Row] = &[
         allowed: &[Operator],
     },
     Row {
+        name: "drainWorker",
+        kind: Kind::Mutation,
+        doc: "mutation($worker: ID!) { drainWorker(id: $worker) { id draining } }",
+        allowed: &[Operator],
+    },
+    Row {
         name: "createTenant",
         kind: Kind::Mutation,
         doc: "mutation($tenantName: String!) { createTenant(name: $tenantName, region: \"local\", ownerEmail: \"owner@new.test\") { tenant { id } } }",
@@ -673,6 +679,23 @@ async fn every_operation_as_every_role_in_its_own_tenant_and_against_another() {
         .unwrap();
     let a = tenant(&cluster, "tenant-a", &operator).await;
     let b = tenant(&cluster, "tenant-b", &operator).await;
+    // A worker enrolled (and never run), for the operator to drain.
+    let worker = {
+        let mut wc = cluster.worker_config(temp_dir("matrix-worker"));
+        wc.join_token = Some(
+            cluster
+                .admin
+                .worker_token_in("local", None, Duration::from_secs(600))
+                .await
+                .unwrap()
+                .token,
+        );
+        attache_edge_worker::EdgeWorker::build(wc)
+            .await
+            .expect("worker enrolls")
+            .worker_id()
+            .to_string()
+    };
 
     let mut n = 0;
     let mut failures = Vec::new();
@@ -680,7 +703,8 @@ async fn every_operation_as_every_role_in_its_own_tenant_and_against_another() {
     for row in TABLE {
         for (i, caller) in a.callers.iter().enumerate() {
             n += 1;
-            let vars = targets(&cluster, &a, n).await;
+            let mut vars = targets(&cluster, &a, n).await;
+            vars["worker"] = worker.clone().into();
             // First the same role of tenant B, against A's objects: never
             // allowed to reach them. (The operator belongs to no tenant: its
             // one run below is against A's objects.)

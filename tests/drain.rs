@@ -3,6 +3,7 @@
 //! worker takes it from the start), lets the bot in a call go on until its
 //! meeting ends (MEETING_ENDED, not WORKER_SHUTDOWN), and then stops by
 //! itself. Its free capacity leaves the region's autoscaling gauge at once.
+//! The operator's `drainWorker` does the same to a worker from afar.
 
 mod support;
 
@@ -111,4 +112,51 @@ async fn a_draining_worker_hands_back_its_lobby_bot_and_finishes_its_call() {
             "IN_CALL", // the other one
         ]
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operator_drains_a_worker_and_it_stops() {
+    let mut cluster = Cluster::start().await;
+    let id = cluster.add_worker(1).await;
+    cluster
+        .admin
+        .add_operator("ops@platform.test")
+        .await
+        .unwrap();
+    let cookie = cluster
+        .admin
+        .operator_session("ops@platform.test", Duration::from_secs(600))
+        .await
+        .unwrap();
+    let drained = operator_gql(
+        &cluster.http,
+        &cookie,
+        "mutation($id: ID!) { drainWorker(id: $id) { id draining } }",
+        serde_json::json!({ "id": id }),
+    )
+    .await;
+    assert_eq!(drained["drainWorker"]["draining"], true, "{drained}");
+    // With no bot to wait for, it stops at once.
+    assert!(
+        cluster.worker_finished(0, Duration::from_secs(20)).await,
+        "the drained worker did not stop"
+    );
+    // Carried out: the request is cleared, and the worker is no longer
+    // connected.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let regions = operator_gql(
+            &cluster.http,
+            &cookie,
+            "{ regions { workers { id state draining } } }",
+            serde_json::json!({}),
+        )
+        .await;
+        let w = &regions["regions"][0]["workers"][0];
+        if w["state"] != "connected" && w["draining"] == false {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{regions}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }

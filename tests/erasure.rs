@@ -161,27 +161,11 @@ impl Restored {
 struct Operator {
     http: String,
     cookie: String,
-    client: reqwest::Client,
 }
 
 impl Operator {
     async fn gql(&self, query: &str, variables: Value) -> Value {
-        let r = self
-            .client
-            .post(format!("{}/graphql", self.http))
-            .header("cookie", format!("attache_session={}", self.cookie))
-            .header("x-attache-console", "1")
-            .json(&json!({ "query": query, "variables": variables }))
-            .send()
-            .await
-            .unwrap();
-        let status = r.status().as_u16();
-        let body: Value = r.json().await.unwrap_or(Value::Null);
-        assert!(
-            status == 200 && body.get("errors").is_none(),
-            "operator GraphQL ({status}): {body}"
-        );
-        body["data"].clone()
+        operator_gql(&self.http, &self.cookie, query, variables).await
     }
 }
 
@@ -754,7 +738,6 @@ async fn what_is_erased_is_gone_everywhere_and_no_earlier_backup_opens_it() {
             .operator_session("ops@platform.test", Duration::from_secs(3600))
             .await
             .unwrap(),
-        client: reqwest::Client::new(),
     };
     let jwks = erasure_key(&cluster.http).await;
 

@@ -182,7 +182,9 @@ impl Worker {
         let result = loop {
             if self.drain.is_some() && self.drained() {
                 tracing::info!("drained: every bot ended and every result was delivered");
-                conn.close(0u32.into(), b"worker drained");
+                conn.close(0u32.into(), attache_protocol::DRAINED);
+                // Let the close reach the control plane before the endpoint goes.
+                let _ = tokio::time::timeout(Duration::from_secs(1), ep.wait_idle()).await;
                 // The operator's drain ends the worker as SIGTERM does.
                 shutdown.cancel();
                 break Ok(());

@@ -44,6 +44,11 @@ pub const PROTOCOL_VERSION: u32 = 4;
 /// ALPN for an enrolled worker's fleet connection (mutual TLS).
 pub const ALPN_FLEET: &[u8] = b"attache-fleet/4";
 
+/// The reason a worker closes its fleet link with (code 0) once it has
+/// drained: every bot ended and every result delivered. The control plane
+/// takes it as the operator's drain carried out.
+pub const DRAINED: &[u8] = b"worker drained";
+
 /// ALPN for the one-time enrollment exchange (server-authenticated only: the
 /// worker has no certificate yet and proves itself with its join token).
 /// Version 2 tells the worker its pool.

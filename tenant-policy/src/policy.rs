@@ -263,7 +263,7 @@ mod tests {
                     "{role:?} {action:?}"
                 );
             }
-            for action in [ManageTenants, ReadFleet] {
+            for action in [ManageTenants, ReadFleet, ManageFleet] {
                 assert_eq!(policy.decide(Subject::Member(role), action), D);
             }
         }
@@ -277,7 +277,7 @@ mod tests {
     fn the_platform_is_the_operators_alone() {
         let policy = run(Policy::for_platform()).unwrap();
         for action in Action::ALL {
-            let want = if matches!(action, ManageTenants | ReadFleet | ReadAudit) {
+            let want = if matches!(action, ManageTenants | ReadFleet | ManageFleet | ReadAudit) {
                 A
             } else {
                 D

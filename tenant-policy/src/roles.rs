@@ -45,6 +45,8 @@ pub enum Action {
     ManageTenants,
     /// Platform: regions, workers and their load.
     ReadFleet,
+    /// Platform: drain a worker.
+    ManageFleet,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -105,7 +107,7 @@ impl Decision {
 }
 
 impl Action {
-    pub const ALL: [Action; 17] = [
+    pub const ALL: [Action; 18] = [
         Action::ReadTenant,
         Action::ReadBots,
         Action::CreateBot,
@@ -123,6 +125,7 @@ impl Action {
         Action::EraseData,
         Action::ManageTenants,
         Action::ReadFleet,
+        Action::ManageFleet,
     ];
 
     /// The name the policy data uses.
@@ -145,6 +148,7 @@ impl Action {
             Action::EraseData => "erase_data",
             Action::ManageTenants => "manage_tenants",
             Action::ReadFleet => "read_fleet",
+            Action::ManageFleet => "manage_fleet",
         }
     }
 
@@ -154,7 +158,10 @@ impl Action {
 
     /// Taken in the platform domain, by the operator, never in a tenant.
     pub fn is_platform(self) -> bool {
-        matches!(self, Action::ManageTenants | Action::ReadFleet)
+        matches!(
+            self,
+            Action::ManageTenants | Action::ReadFleet | Action::ManageFleet
+        )
     }
 }
 

@@ -776,3 +776,23 @@ pub async fn wait_for(page: &chromiumoxide::Page, js: &str, within: Duration) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// A GraphQL call with the platform operator's console session; panics on
+/// any error.
+pub async fn operator_gql(http: &str, cookie: &str, query: &str, variables: Value) -> Value {
+    let r = reqwest::Client::new()
+        .post(format!("{http}/graphql"))
+        .header("cookie", format!("attache_session={cookie}"))
+        .header("x-attache-console", "1")
+        .json(&json!({ "query": query, "variables": variables }))
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    let body: Value = r.json().await.unwrap_or(Value::Null);
+    assert!(
+        status == 200 && body.get("errors").is_none(),
+        "operator GraphQL ({status}): {body}"
+    );
+    body["data"].clone()
+}

@@ -2,7 +2,7 @@
 //! and creating a tenant with its first owner's invitation.
 //!
 //! Every field asks the guard for a platform action (`ManageTenants`,
-//! `ReadFleet`), which only the operator holds; a tenant's caller gets
+//! `ReadFleet`, `ManageFleet`), which only the operator holds; a tenant's caller gets
 //! FORBIDDEN here, never another tenant's data.
 
 use async_graphql::{Context, ID, Object, Result, SimpleObject};
@@ -88,34 +88,7 @@ impl PlatformQuery {
         let live = state.links.views();
         let mut regions: Vec<Region> = Vec::new();
         for w in workers {
-            let view = live.get(&w.id);
-            let connected = view.is_some_and(|v| v.connected);
-            let draining = view.is_some_and(|v| v.draining);
-            let load = view.map(|v| v.load);
-            let state_name = if w.revoked_at.is_some() {
-                "revoked".to_string()
-            } else if connected {
-                "connected".to_string()
-            } else {
-                w.state.as_str().to_string()
-            };
-            let worker = FleetWorker {
-                id: ID(w.id.clone()),
-                hostname: w.hostname.clone(),
-                pool: w.pool.clone(),
-                state: state_name,
-                draining,
-                capacity: load
-                    .as_ref()
-                    .map(|l| l.capacity as i32)
-                    .unwrap_or(w.capacity),
-                active_bots: load.as_ref().map(|l| l.active_bots as i32).unwrap_or(0),
-                rss_mib: load.as_ref().map(|l| l.rss_mib as i32).unwrap_or(0),
-                software_version: view
-                    .filter(|v| v.connected)
-                    .map(|v| v.software_version.clone()),
-                last_seen_at: w.last_seen_at,
-            };
+            let worker = fleet_worker(&w, live.get(&w.id));
             match regions.iter_mut().find(|r| r.name == w.region) {
                 Some(r) => r.workers.push(worker),
                 None => regions.push(Region {
@@ -139,6 +112,42 @@ impl PlatformQuery {
     }
 }
 
+/// A worker as the operator sees it: its stored row and what its link (if
+/// it has one to this replica) reports.
+fn fleet_worker(
+    w: &crate::entity::worker::Model,
+    view: Option<&crate::links::WorkerView>,
+) -> FleetWorker {
+    let connected = view.is_some_and(|v| v.connected);
+    // Draining now (as its link says), or asked to and not yet done.
+    let draining = view.is_some_and(|v| v.connected && v.draining);
+    let load = view.map(|v| v.load);
+    let state_name = if w.revoked_at.is_some() {
+        "revoked".to_string()
+    } else if connected {
+        "connected".to_string()
+    } else {
+        w.state.as_str().to_string()
+    };
+    FleetWorker {
+        id: ID(w.id.clone()),
+        hostname: w.hostname.clone(),
+        pool: w.pool.clone(),
+        state: state_name,
+        draining: draining || w.drain_requested_at.is_some(),
+        capacity: load
+            .as_ref()
+            .map(|l| l.capacity as i32)
+            .unwrap_or(w.capacity),
+        active_bots: load.as_ref().map(|l| l.active_bots as i32).unwrap_or(0),
+        rss_mib: load.as_ref().map(|l| l.rss_mib as i32).unwrap_or(0),
+        software_version: view
+            .filter(|v| v.connected)
+            .map(|v| v.software_version.clone()),
+        last_seen_at: w.last_seen_at,
+    }
+}
+
 async fn summary(state: &AppState, t: tenant::Model) -> Result<TenantSummary, ApiError> {
     let members = state.store.scoped(&t.id).members().await?.len() as u64;
     Ok(TenantSummary {
@@ -157,6 +166,39 @@ pub(crate) struct PlatformMutation;
 
 #[Object]
 impl PlatformMutation {
+    /// Drains a worker (operator only): it takes no new bots, hands back
+    /// those not yet in a call, lets the bots in calls go on until they
+    /// end or its drain timeout, then stops. Carried out by the replica the
+    /// worker is linked to (within a quarter of the grace period), or when
+    /// it next connects.
+    async fn drain_worker(&self, ctx: &Context<'_>, id: ID) -> Result<FleetWorker> {
+        let (state, _, _) = guard(ctx, Action::ManageFleet)?;
+        note_target(ctx, format!("worker:{}", id.0));
+        let w = state
+            .store
+            .worker(&id)
+            .await
+            .map_err(ApiError::from)?
+            .ok_or(ApiError::NotFound)?;
+        if w.revoked_at.is_some() {
+            return Err(ApiError::BadInput(format!("worker {} is revoked", w.id)).into());
+        }
+        state
+            .store
+            .request_drain(&w.id)
+            .await
+            .map_err(ApiError::from)?;
+        let here = state.links.drain(&w.id);
+        tracing::info!(worker_id = %w.id, linked_here = here, "worker drain requested");
+        let w = state
+            .store
+            .worker(&id)
+            .await
+            .map_err(ApiError::from)?
+            .ok_or(ApiError::NotFound)?;
+        Ok(fleet_worker(&w, state.links.views().get(&w.id)))
+    }
+
     /// Creates a tenant and invites its first owner (operator only).
     async fn create_tenant(
         &self,

@@ -79,7 +79,7 @@ impl TryFrom<Action> for GqlAction {
             Action::ManageSso => GqlAction::ManageSso,
             Action::ManagePolicy => GqlAction::ManagePolicy,
             Action::EraseData => GqlAction::EraseData,
-            Action::ManageTenants | Action::ReadFleet => return Err(a),
+            Action::ManageTenants | Action::ReadFleet | Action::ManageFleet => return Err(a),
         })
     }
 }

@@ -19,6 +19,9 @@ pub struct Model {
     /// The dedicated pool it was enrolled into (named in its certificate);
     /// `None`: a shared worker of its region.
     pub pool: Option<String>,
+    /// The operator asked it to drain (`drainWorker`); cleared once it has
+    /// drained and gone.
+    pub drain_requested_at: Option<DateTimeUtc>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

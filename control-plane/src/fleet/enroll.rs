@@ -127,6 +127,7 @@ async fn enroll(
                 last_seen_at: None,
                 revoked_at: None,
                 pool: token.pool.clone(),
+                drain_requested_at: None,
             },
         )
         .await

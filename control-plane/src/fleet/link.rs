@@ -119,6 +119,13 @@ async fn handshake(
     })
 }
 
+fn drained_and_gone(conn: &quinn::Connection) -> bool {
+    matches!(
+        conn.close_reason(),
+        Some(quinn::ConnectionError::ApplicationClosed(c)) if c.reason.as_ref() == attache_protocol::DRAINED
+    )
+}
+
 async fn run(
     state: &AppState,
     conn: &quinn::Connection,
@@ -173,6 +180,16 @@ async fn run(
         .workers_connected
         .set(state.links.connected() as i64);
 
+    // The operator asked it to drain (maybe through another replica, or
+    // while it was away).
+    let mut drain_asked = state
+        .store
+        .drain_requested(&worker.id)
+        .await
+        .unwrap_or(false);
+    if drain_asked {
+        state.links.drain(&worker.id);
+    }
     let outcome = async {
         repair::on_hello(state, &worker.id, &reported).await;
         state.bots.wake_dispatch();
@@ -192,6 +209,11 @@ async fn run(
                             last_touch = Instant::now();
                             if let Err(e) = state.store.touch_worker(&worker.id).await {
                                 tracing::warn!(error = %e, "cannot record a heartbeat");
+                            }
+                            if !drain_asked && state.store.drain_requested(&worker.id).await.unwrap_or(false) {
+                                drain_asked = true;
+                                tracing::info!("the operator asked this worker to drain");
+                                state.links.drain(&worker.id);
                             }
                         }
                     }
@@ -217,6 +239,10 @@ async fn run(
         }
     }
     .await;
+    if drained_and_gone(conn) {
+        // It drained and went: the operator's request is carried out.
+        let _ = state.store.clear_drain(&worker.id).await;
+    }
     state.links.disconnect(&worker.id, conn_id);
     let _ = state
         .store

@@ -136,8 +136,9 @@ impl Registry {
         if let Some(e) = self.lock().get_mut(id) {
             e.last_heartbeat = Instant::now();
             e.load = load;
-            // A draining worker is no candidate for new bots.
-            e.draining = load.draining;
+            // A draining worker is no candidate for new bots; within one
+            // link it never takes them again.
+            e.draining |= load.draining;
             e.observed = Some(bots);
         }
     }
@@ -199,6 +200,16 @@ impl Registry {
             Some(tx) => tx.try_send(msg).is_ok(),
             None => false,
         }
+    }
+
+    /// Tells a worker linked here to drain, and stops offering it bots at
+    /// once. False if it has no link to this replica.
+    pub(crate) fn drain(&self, id: &str) -> bool {
+        let sent = self.send(id, ControlMsg::Drain);
+        if sent && let Some(e) = self.lock().get_mut(id) {
+            e.draining = true;
+        }
+        sent
     }
 
     pub(crate) fn candidates(&self) -> Vec<Candidate> {

@@ -59,6 +59,7 @@ mod tests {
             last_seen_at: None,
             revoked_at: revoked.then(crate::store::now),
             pool: None,
+            drain_requested_at: None,
         }
     }
 

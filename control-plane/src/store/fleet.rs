@@ -64,6 +64,7 @@ impl Store {
             last_seen_at: Set(None),
             revoked_at: Set(None),
             pool: Set(w.pool),
+            drain_requested_at: Set(None),
         }
         .insert(&txn)
         .await?;
@@ -126,6 +127,38 @@ impl Store {
 
     /// Records a heartbeat (and repairs a `reconnecting` left behind by the
     /// replica the worker moved away from).
+    /// Records the operator's request that a worker drain; false if it is
+    /// unknown or revoked.
+    pub(crate) async fn request_drain(&self, id: &str) -> Result<bool, DbErr> {
+        let r = worker::Entity::update_many()
+            .col_expr(worker::Column::DrainRequestedAt, Expr::value(now()))
+            .filter(worker::Column::Id.eq(id))
+            .filter(worker::Column::RevokedAt.is_null())
+            .exec(&self.db)
+            .await?;
+        Ok(r.rows_affected == 1)
+    }
+
+    /// The worker drained and went: a later start of it serves again.
+    pub(crate) async fn clear_drain(&self, id: &str) -> Result<(), DbErr> {
+        worker::Entity::update_many()
+            .col_expr(
+                worker::Column::DrainRequestedAt,
+                Expr::value(Option::<chrono::DateTime<chrono::Utc>>::None),
+            )
+            .filter(worker::Column::Id.eq(id))
+            .exec(&self.db)
+            .await
+            .map(|_| ())
+    }
+
+    pub(crate) async fn drain_requested(&self, id: &str) -> Result<bool, DbErr> {
+        Ok(self
+            .worker(id)
+            .await?
+            .is_some_and(|w| w.drain_requested_at.is_some()))
+    }
+
     pub(crate) async fn touch_worker(&self, id: &str) -> Result<(), DbErr> {
         worker::Entity::update_many()
             .col_expr(worker::Column::LastSeenAt, Expr::value(now()))
