@@ -36,7 +36,17 @@ async function gql(query, variables = {}) {
     body: JSON.stringify({ query, variables }),
   });
   if (resp.status === 401) throw new SignedOut();
-  const body = await resp.json();
+  // A refusal before GraphQL (a proxy, an oversized body) may not be JSON:
+  // say what came back rather than that it did not parse.
+  const text = await resp.text();
+  let body;
+  try {
+    body = JSON.parse(text);
+  } catch {
+    const err = new Error(`HTTP ${resp.status}: ${text.slice(0, 200) || resp.statusText}`);
+    err.code = null;
+    throw err;
+  }
   if (body.errors && body.errors.length) {
     const e = body.errors[0];
     const code = e.extensions && e.extensions.code;
@@ -495,6 +505,10 @@ function tabsFor(m) {
 async function route() {
   closeLive();
   const tabs = tabsFor(me);
+  if (!tabs.length) {
+    $("#nav").replaceChildren();
+    return $("#app").replaceChildren(el("p", {}, "Your role has no page in this console."));
+  }
   const [page, arg] = (location.hash.slice(1) || tabs[0][0]).split("/");
   $("#nav").replaceChildren(...tabs.map(([id, label]) =>
     el("a", { href: `#${id}`, class: id === page ? "active" : "" }, label)));
