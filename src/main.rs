@@ -5,6 +5,7 @@ mod cli;
 mod dev;
 mod governance_args;
 mod key_args;
+mod worker_args;
 
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
