@@ -18,6 +18,7 @@ install_deps() {
   local want=()
   command -v chromium >/dev/null 2>&1 || want+=(chromium)
   ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || want+=(postgresql)
+  command -v redis-server >/dev/null 2>&1 || want+=(redis-server)
   command -v runuser >/dev/null 2>&1 || want+=(util-linux)
   command -v python3 >/dev/null 2>&1 || want+=(python3)
   command -v cc >/dev/null 2>&1 || want+=(build-essential)

@@ -29,6 +29,38 @@ stop_postgres() {
   fi
 }
 
+# Starts a Redis server with a password of its own on a port of its own
+# (nothing saved to disk) and exports ATTACHE_TEST_REDIS_URL.
+start_redis() {
+  REDIS_DIR=$(mktemp -d /tmp/attache-redis.XXXXXX)
+  local port password
+  port=$(free_port)
+  password=$(od -An -tx1 -N16 /dev/urandom | tr -d ' \n')
+  redis-server --bind 127.0.0.1 --port "$port" --requirepass "$password" \
+    --save '' --appendonly no --dir "$REDIS_DIR" \
+    --daemonize yes --pidfile "$REDIS_DIR/redis.pid" --logfile "$REDIS_DIR/redis.log"
+  local i
+  for i in $(seq 1 100); do
+    if REDISCLI_AUTH="$password" redis-cli -h 127.0.0.1 -p "$port" ping 2>/dev/null | grep -q PONG; then
+      export ATTACHE_TEST_REDIS_URL="redis://:$password@127.0.0.1:$port/0"
+      return 0
+    fi
+    sleep 0.1
+  done
+  echo "redis-server did not start; its log:" >&2
+  cat "$REDIS_DIR/redis.log" >&2
+  return 1
+}
+
+stop_redis() {
+  if [ -n "${REDIS_DIR:-}" ]; then
+    if [ -f "$REDIS_DIR/redis.pid" ]; then
+      kill -9 "$(cat "$REDIS_DIR/redis.pid")" 2>/dev/null || true
+    fi
+    rm -rf "$REDIS_DIR"
+  fi
+}
+
 # Prints the 10 ports of start_s3: 8 free ones, then a free P and P+10000,
 # free too. One python3 holds them all until the last is found, so none
 # repeats (python3 starts slowly under pyenv: one call, not ten).

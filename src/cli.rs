@@ -1,18 +1,17 @@
 //! Command-line surface: flags with environment fallbacks, mapped onto the
 //! services' typed configs.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
 use attache_control_plane::{
-    Admin, Config as CpConfig, ControlPlane, DefaultTranscription, Isolation, ObjectStoreConfig,
-    Rotation, S3Config,
+    Admin, Config as CpConfig, ControlPlane, Isolation, ObjectStoreConfig, Rotation, S3Config,
 };
 use attache_edge_worker::EdgeWorker;
 use clap::{Args, Parser, Subcommand};
 
+use crate::control_plane_args::ControlPlaneArgs;
 use crate::key_args::{KeyArgs, KeyProviderArg};
 use crate::worker_args::EdgeWorkerArgs;
 
@@ -195,84 +194,6 @@ fn bucket_for(s: &str) -> Result<BucketFor, String> {
     })
 }
 
-#[derive(Args)]
-struct ControlPlaneArgs {
-    #[command(flatten)]
-    deployment: DeploymentArgs,
-    #[arg(long, env = "ATTACHE_HTTP_ADDR", default_value = "127.0.0.1:8080")]
-    http_addr: SocketAddr,
-    #[arg(long, env = "ATTACHE_QUIC_ADDR", default_value = "127.0.0.1:8443")]
-    quic_addr: SocketAddr,
-    /// Names workers dial (DNS names or IPs), comma-separated.
-    #[arg(
-        long,
-        env = "ATTACHE_FLEET_NAMES",
-        value_delimiter = ',',
-        default_value = "localhost,127.0.0.1"
-    )]
-    fleet_names: Vec<String>,
-    /// Sandbox meeting origins to accept bots for, comma-separated.
-    #[arg(long, env = "ATTACHE_SANDBOX_ORIGINS", value_delimiter = ',')]
-    sandbox_origins: Vec<String>,
-    #[arg(long, env = "ATTACHE_HEARTBEAT_MS", default_value_t = 2000)]
-    heartbeat_ms: u64,
-    #[arg(long, env = "ATTACHE_WORKER_GRACE_MS", default_value_t = 15000)]
-    worker_grace_ms: u64,
-    #[arg(long, env = "ATTACHE_DISPATCH_INTERVAL_MS", default_value_t = 1000)]
-    dispatch_interval_ms: u64,
-    #[arg(long, env = "ATTACHE_LOBBY_TIMEOUT_MS")]
-    lobby_timeout_ms: Option<u64>,
-    /// Refuse development fallbacks (SQLite, CA in the data dir).
-    #[arg(long, env = "ATTACHE_PRODUCTION")]
-    production: bool,
-    #[arg(long, env = "ATTACHE_ALLOW_DEV_FALLBACKS")]
-    allow_dev_fallbacks: bool,
-    #[command(flatten)]
-    objects: ObjectStoreArgs,
-    /// How long a bot whose join time has come waits for a worker of its
-    /// region (or pool) before it fails with NO_CAPACITY.
-    #[arg(long, env = "ATTACHE_QUEUE_TIMEOUT_SECONDS", default_value_t = 600)]
-    queue_timeout_seconds: u64,
-    /// The URL clients reach this control plane at, for download links.
-    #[arg(long, env = "ATTACHE_PUBLIC_URL")]
-    public_url: Option<String>,
-    /// How long a recording's download URL stays valid.
-    #[arg(long, env = "ATTACHE_DOWNLOAD_TTL_SECONDS", default_value_t = 900)]
-    download_ttl_seconds: u64,
-    /// Speech-to-text for tenants with no settings of their own: `none`, or
-    /// `local` (the engine on each worker).
-    #[arg(long, env = "ATTACHE_DEFAULT_TRANSCRIPTION", default_value = "none", value_parser = ["none", "local"])]
-    default_transcription: String,
-    /// Allow webhooks to plain http and private addresses (development).
-    #[arg(long, env = "ATTACHE_WEBHOOK_ALLOW_PRIVATE")]
-    webhook_allow_private: bool,
-    /// Allow identity providers on plain http and private addresses
-    /// (development).
-    #[arg(long, env = "ATTACHE_SSO_ALLOW_PRIVATE")]
-    sso_allow_private: bool,
-    /// Answer GraphQL introspection; by default on, and off with
-    /// --production.
-    #[arg(long, env = "ATTACHE_INTROSPECTION")]
-    introspection: Option<bool>,
-    /// How long a console sign-in lasts.
-    #[arg(long, env = "ATTACHE_SESSION_TTL_MINUTES", default_value_t = 720)]
-    session_ttl_minutes: u64,
-    /// GraphQL requests per minute per tenant.
-    #[arg(long, env = "ATTACHE_API_PER_MINUTE", default_value_t = 1200)]
-    api_per_minute: u32,
-    /// How often each replica tries the retention sweep (one replica runs
-    /// it at a time).
-    #[arg(
-        long,
-        env = "ATTACHE_RETENTION_INTERVAL_SECONDS",
-        default_value_t = 600
-    )]
-    retention_interval_seconds: u64,
-    /// Most rows one statement of the retention sweep deletes.
-    #[arg(long, env = "ATTACHE_RETENTION_BATCH", default_value_t = 1000)]
-    retention_batch: u64,
-}
-
 #[derive(Subcommand)]
 enum AdminCommand {
     /// Create a tenant and print its first API key (shown once).
@@ -424,35 +345,7 @@ impl Cli {
         match self.command {
             Command::Dev(args) => crate::dev::run(args).await,
             Command::ControlPlane(a) => {
-                let mut c = a.deployment.config()?;
-                a.objects.apply(&mut c);
-                c.queue_timeout = Duration::from_secs(a.queue_timeout_seconds);
-                c.http_addr = a.http_addr;
-                c.quic_addr = a.quic_addr;
-                c.fleet_names = a.fleet_names;
-                c.sandbox_origins = a.sandbox_origins;
-                c.heartbeat_interval = Duration::from_millis(a.heartbeat_ms);
-                c.worker_grace = Duration::from_millis(a.worker_grace_ms);
-                c.dispatch_interval = Duration::from_millis(a.dispatch_interval_ms);
-                if let Some(l) = a.lobby_timeout_ms {
-                    c.default_limits.lobby_timeout_ms = l;
-                }
-                c.production = a.production;
-                c.allow_dev_fallbacks = a.allow_dev_fallbacks || !a.production;
-                c.public_url = a.public_url;
-                c.download_ttl = Duration::from_secs(a.download_ttl_seconds);
-                c.sso_allow_private = a.sso_allow_private;
-                c.introspection = a.introspection.unwrap_or(!a.production);
-                c.session_ttl = Duration::from_secs(a.session_ttl_minutes * 60);
-                c.api_per_minute = a.api_per_minute;
-                c.retention_interval = Duration::from_secs(a.retention_interval_seconds);
-                c.retention_batch = a.retention_batch;
-                c.default_transcription = if a.default_transcription == "local" {
-                    DefaultTranscription::Local
-                } else {
-                    DefaultTranscription::None
-                };
-                c.webhook_allow_private = a.webhook_allow_private;
+                let c = a.config()?;
                 let cp = ControlPlane::build(c)
                     .await
                     .context("starting the control plane")?;
@@ -715,14 +608,12 @@ mod tests {
         }
     }
 
-    fn control_plane(flags: &[&str]) -> (Box<ControlPlaneArgs>, CpConfig) {
+    fn control_plane(flags: &[&str]) -> CpConfig {
         let cli = Cli::try_parse_from(["attache", "control-plane"].iter().chain(flags)).unwrap();
         let Command::ControlPlane(a) = cli.command else {
             panic!("not the control plane");
         };
-        let mut c = a.deployment.config().unwrap();
-        a.objects.apply(&mut c);
-        (a, c)
+        a.config().unwrap()
     }
 
     fn bucket(s: &ObjectStoreConfig) -> (&str, &str) {
@@ -734,7 +625,7 @@ mod tests {
 
     #[test]
     fn flags_fill_the_residency_config() {
-        let (a, c) = control_plane(&[
+        let c = control_plane(&[
             "--s3-bucket-for",
             "eu=rec-eu",
             "--s3-bucket-for",
@@ -746,7 +637,7 @@ mod tests {
             "--s3-region",
             "eu-west-1",
         ]);
-        assert_eq!(a.queue_timeout_seconds, 30);
+        assert_eq!(c.queue_timeout, Duration::from_secs(30));
         assert_eq!(
             bucket(&c.region_object_stores["eu"]),
             ("rec-eu", "eu-west-1")
@@ -762,10 +653,10 @@ mod tests {
         assert!(c.object_store.is_none(), "only the named regions keep data");
 
         // --s3-bucket still serves every region not named.
-        let (_, c) = control_plane(&["--s3-bucket", "rec", "--s3-bucket-for", "eu=rec-eu"]);
+        let c = control_plane(&["--s3-bucket", "rec", "--s3-bucket-for", "eu=rec-eu"]);
         assert_eq!(bucket(c.object_store.as_ref().unwrap()).0, "rec");
         // No bucket at all: the local directory, as before.
-        let (_, c) = control_plane(&[]);
+        let c = control_plane(&[]);
         assert_eq!(bucket(c.object_store.as_ref().unwrap()).0, "local");
         assert_eq!(c.queue_timeout, Duration::from_secs(600));
     }

@@ -2,6 +2,7 @@
 //! signal and drains; the services themselves live in their crates.
 
 mod cli;
+mod control_plane_args;
 mod dev;
 mod governance_args;
 mod key_args;

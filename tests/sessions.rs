@@ -19,12 +19,10 @@ use attache_edge_worker::EdgeWorker;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use chrono::{DateTime, Utc};
-use futures::StreamExt;
 use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
 use support::*;
 use tokio::net::UdpSocket;
-use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 
 /// What the script's people say (`scripts/make-speech.sh`).
@@ -252,36 +250,6 @@ fn config(dir: &std::path::Path, sandbox: &str, quic: SocketAddr) -> Config {
     c.webhook_retry_max = Duration::from_secs(1);
     c.webhook_disable_after = Duration::from_secs(8);
     c
-}
-
-/// Live transcript segments from `Subscription.transcript`, each with
-/// when it arrived.
-async fn subscribe_transcript(
-    api: &Api,
-    bot_id: &str,
-) -> tokio::task::JoinHandle<Vec<(DateTime<Utc>, Value)>> {
-    let mut ws = subscription(
-        api,
-        "subscription($id: ID!) { transcript(botId: $id) { id startMs endMs speaker text isFinal confidence language } }",
-        json!({ "id": bot_id }),
-    )
-    .await;
-    tokio::spawn(async move {
-        let mut seen = Vec::new();
-        while let Some(Ok(msg)) = ws.next().await {
-            let Message::Text(t) = msg else { continue };
-            let v: Value = serde_json::from_str(&t).unwrap();
-            match v["type"].as_str() {
-                Some("next") => {
-                    assert!(v["payload"].get("errors").is_none(), "{v}");
-                    seen.push((Utc::now(), v["payload"]["data"]["transcript"].clone()));
-                }
-                Some("complete") | Some("error") => break,
-                _ => {}
-            }
-        }
-        seen
-    })
 }
 
 fn median_p95(mut v: Vec<f64>) -> (f64, f64) {

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use attache_protocol::{BotStatus, ControlMsg, StatusReason};
 use tokio::sync::Notify;
 
+use crate::bus::{Command, Notice};
 use crate::entity::{bot, bot_event};
 use crate::events::EventHub;
 use crate::links::Registry;
@@ -89,13 +90,16 @@ impl Bots {
         self.store.mark_leave_requested(&b.id).await?;
         let b = self.store.bot(&b.id).await?.ok_or(StoreError::NotFound)?;
         if let (Some(w), Ok(bot_id)) = (&b.worker_id, b.id.parse()) {
-            self.links.send(
-                w,
-                ControlMsg::Cancel {
-                    bot_id,
-                    generation: b.lease_generation as u64,
-                },
-            );
+            let generation = b.lease_generation as u64;
+            // The worker's link may be held by another replica.
+            if !self
+                .links
+                .send(w, ControlMsg::Cancel { bot_id, generation })
+            {
+                self.events
+                    .bus()
+                    .command(w, Command::Cancel { bot_id, generation });
+            }
         }
         Ok(b)
     }
@@ -111,8 +115,12 @@ impl Bots {
             .transitions
             .with_label_values(&[to.as_str()])
             .inc();
-        self.events.publish(event.clone());
-        // A queued bot waits for dispatch; an ended one frees room.
+        self.events.publish(event);
+        // A queued bot waits for dispatch (on whichever replica holds a
+        // worker of its region); an ended one frees room here.
+        if to == BotStatus::Queued {
+            self.events.bus().publish(Notice::Dispatch);
+        }
         if to == BotStatus::Queued || to.is_final() {
             self.wake_dispatch();
         }

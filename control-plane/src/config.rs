@@ -109,6 +109,9 @@ pub struct Config {
     pub retention_interval: Duration,
     pub retention_batch: u64,
     pub retention_budget: u64,
+    /// Redis shared by every replica (fan-out of live events and commands,
+    /// dispatch wake-ups, shared rate limits); `None`: in-process only.
+    pub redis_url: Option<String>,
 }
 
 impl Config {
@@ -160,6 +163,7 @@ impl Config {
             retention_interval: Duration::from_secs(600),
             retention_batch: 1000,
             retention_budget: 200_000,
+            redis_url: None,
         }
     }
 

@@ -1,41 +1,73 @@
-//! Live bot events inside one control plane process: every stored
-//! transition is published here, and subscriptions filter what they may see.
-//! The database stays the truth; a subscriber that falls behind is told to
-//! re-read rather than holding unbounded memory.
+//! Live bot events: every stored transition and transcript segment is
+//! published here, to this process's subscribers and, through the bus, to
+//! every other replica's. A live event is a prompt, not the record: the
+//! database stays the truth, subscribers read stored events from it in
+//! order, and one that falls behind re-reads rather than holding unbounded
+//! memory.
 
 use tokio::sync::broadcast;
 
-use attache_protocol::TranscriptSegment;
+use attache_protocol::{BotStatus, TranscriptSegment};
 
+use crate::bus::{Bus, Notice};
 use crate::entity::bot_event;
 
 const CAPACITY: usize = 4096;
 
-/// A transcript segment just stored (partial or final), in the clear: it
-/// never leaves this process except to a subscriber of its own tenant.
+/// A bot moved: its stored event's id and new status.
+#[derive(Debug, Clone)]
+pub(crate) struct BotMoved {
+    pub tenant_id: String,
+    pub bot_id: String,
+    pub event_id: i64,
+    pub status: BotStatus,
+}
+
+/// A transcript segment just stored (partial or final). Stored here, it
+/// comes with its words in the clear, which never leave this process
+/// except to a subscriber of its own tenant; from another replica, with
+/// its key only (`segment: None`), to be read sealed from the database.
 #[derive(Debug, Clone)]
 pub(crate) struct TranscriptEvent {
     pub tenant_id: String,
     pub bot_id: String,
     pub segment_key: String,
-    pub segment: TranscriptSegment,
+    pub segment: Option<TranscriptSegment>,
 }
 
 #[derive(Clone)]
 pub(crate) struct EventHub {
-    tx: broadcast::Sender<bot_event::Model>,
+    tx: broadcast::Sender<BotMoved>,
     transcripts: broadcast::Sender<TranscriptEvent>,
+    bus: Bus,
 }
 
 impl EventHub {
-    pub(crate) fn new() -> Self {
+    pub(crate) fn new(bus: Bus) -> Self {
         EventHub {
             tx: broadcast::channel(CAPACITY).0,
             transcripts: broadcast::channel(CAPACITY).0,
+            bus,
         }
     }
 
+    /// The bus live feeds ride on: subscribers ask it whether to re-read.
+    pub(crate) fn bus(&self) -> &Bus {
+        &self.bus
+    }
+
+    /// A segment was stored here.
     pub(crate) fn publish_transcript(&self, event: TranscriptEvent) {
+        self.bus.publish(Notice::Segment {
+            tenant_id: event.tenant_id.clone(),
+            bot_id: event.bot_id.clone(),
+            segment_key: event.segment_key.clone(),
+        });
+        self.deliver_transcript(event);
+    }
+
+    /// To this process's subscribers only.
+    pub(crate) fn deliver_transcript(&self, event: TranscriptEvent) {
         let _ = self.transcripts.send(event);
     }
 
@@ -43,12 +75,30 @@ impl EventHub {
         self.transcripts.subscribe()
     }
 
-    pub(crate) fn publish(&self, event: bot_event::Model) {
-        // No receivers is fine: nobody is watching.
-        let _ = self.tx.send(event);
+    /// A transition was stored here.
+    pub(crate) fn publish(&self, event: &bot_event::Model) {
+        let moved = BotMoved {
+            tenant_id: event.tenant_id.clone(),
+            bot_id: event.bot_id.clone(),
+            event_id: event.id,
+            status: event.status.0,
+        };
+        self.bus.publish(Notice::Moved {
+            tenant_id: moved.tenant_id.clone(),
+            bot_id: moved.bot_id.clone(),
+            event_id: moved.event_id,
+            status: moved.status,
+        });
+        self.deliver(moved);
     }
 
-    pub(crate) fn subscribe(&self) -> broadcast::Receiver<bot_event::Model> {
+    /// To this process's subscribers only. No receivers is fine: nobody is
+    /// watching.
+    pub(crate) fn deliver(&self, moved: BotMoved) {
+        let _ = self.tx.send(moved);
+    }
+
+    pub(crate) fn subscribe(&self) -> broadcast::Receiver<BotMoved> {
         self.tx.subscribe()
     }
 }

@@ -14,6 +14,7 @@ mod console;
 
 // The lifecycle service, the only code that moves a bot, and what it tells.
 mod bots;
+mod bus;
 mod events;
 mod webhooks;
 
@@ -78,6 +79,8 @@ pub(crate) struct AppState {
     pub config: Arc<Config>,
     pub store: Store,
     pub events: events::EventHub,
+    /// What crosses replicas (Redis), or this process alone.
+    pub bus: bus::Bus,
     pub metrics: metrics::Metrics,
     /// Who is connected to this process, and how to send them commands.
     pub links: links::Registry,
@@ -126,6 +129,7 @@ pub struct ControlPlane {
     state: AppState,
     http: tokio::net::TcpListener,
     quic: quinn::Endpoint,
+    bus_driver: Option<bus::Driver>,
 }
 
 impl ControlPlane {
@@ -161,8 +165,23 @@ impl ControlPlane {
             .public_url
             .clone()
             .unwrap_or_else(|| format!("http://{}", http.local_addr().expect("bound listener")));
-        let events = events::EventHub::new();
         let metrics = metrics::Metrics::new();
+        let (bus, bus_driver) = match &config.redis_url {
+            Some(url) => {
+                // Replicas of one deployment share its fleet CA.
+                let deployment: String = ca
+                    .fingerprint()
+                    .chars()
+                    .filter(char::is_ascii_alphanumeric)
+                    .take(16)
+                    .collect();
+                let (bus, driver) = bus::Bus::redis(url, &deployment, metrics.clone())
+                    .map_err(|e| BuildError::Config(ConfigError::Invalid(e)))?;
+                (bus, Some(driver))
+            }
+            None => (bus::Bus::local(metrics.clone()), None),
+        };
+        let events = events::EventHub::new(bus.clone());
         let links = links::Registry::default();
         let dispatch_wakeup = Arc::new(Notify::new());
         let bots = bots::Bots::new(
@@ -182,6 +201,7 @@ impl ControlPlane {
             config: Arc::new(config),
             store,
             events,
+            bus,
             metrics,
             links,
             bots,
@@ -189,7 +209,12 @@ impl ControlPlane {
             erasure_wakeup: Arc::new(Notify::new()),
             ca,
         };
-        Ok(ControlPlane { state, http, quic })
+        Ok(ControlPlane {
+            state,
+            http,
+            quic,
+            bus_driver,
+        })
     }
 
     pub fn http_addr(&self) -> SocketAddr {
@@ -217,7 +242,15 @@ impl ControlPlane {
     /// 5. the QUIC endpoint goes idle.
     pub async fn run(self, shutdown: CancellationToken) -> std::io::Result<()> {
         let tasks = TaskTracker::new();
-        let ControlPlane { state, http, quic } = self;
+        let ControlPlane {
+            state,
+            http,
+            quic,
+            bus_driver,
+        } = self;
+        if let Some(d) = bus_driver {
+            tasks.spawn(d.run(state.clone(), shutdown.clone()));
+        }
         tasks.spawn(dispatch::run(state.clone(), shutdown.clone()));
         tasks.spawn(fleet::sweep(state.clone(), shutdown.clone()));
         tasks.spawn(recordings::close_orphans(state.clone(), shutdown.clone()));

@@ -37,6 +37,9 @@ pub(crate) struct Metrics {
     pub region_active_bots: IntGaugeVec,
     pub region_free_capacity: IntGaugeVec,
     pub region_bots_per_worker: prometheus::GaugeVec,
+    pub redis_degraded: IntGauge,
+    pub redis_fallbacks: IntCounterVec,
+    pub bus_notices: IntCounterVec,
 }
 
 impl Metrics {
@@ -63,6 +66,30 @@ impl Metrics {
             .buckets(vec![
                 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
             ]),
+        )
+        .expect("metric");
+        let redis_degraded = IntGauge::new(
+            "attache_control_plane_redis_degraded",
+            "1 while the configured Redis cannot be reached: this replica serves from \
+             PostgreSQL alone (dispatch by polling, subscriptions re-read stored history, \
+             rate limits per replica); 0 otherwise, and always 0 without Redis",
+        )
+        .expect("metric");
+        let redis_fallbacks = IntCounterVec::new(
+            Opts::new(
+                "attache_control_plane_redis_fallbacks_total",
+                "Operations done without Redis because it could not be reached, by operation",
+            ),
+            &["operation"],
+        )
+        .expect("metric");
+        let bus_notices = IntCounterVec::new(
+            Opts::new(
+                "attache_control_plane_bus_notices_total",
+                "Notices between replicas (events, commands, dispatch wake-ups): sent, \
+                 received from other replicas, or dropped while Redis was unreachable",
+            ),
+            &["outcome"],
         )
         .expect("metric");
         let workers_connected = IntGauge::new(
@@ -256,6 +283,9 @@ impl Metrics {
             Box::new(region_active_bots.clone()),
             Box::new(region_free_capacity.clone()),
             Box::new(region_bots_per_worker.clone()),
+            Box::new(redis_degraded.clone()),
+            Box::new(redis_fallbacks.clone()),
+            Box::new(bus_notices.clone()),
             Box::new(webhook_attempts.clone()),
             Box::new(webhook_latency.clone()),
             Box::new(transcript_segments.clone()),
@@ -303,6 +333,12 @@ impl Metrics {
         for o in ["requeued", "failed"] {
             leases_expired.with_label_values(&[o]);
         }
+        for o in ["publish", "rate_limit"] {
+            redis_fallbacks.with_label_values(&[o]);
+        }
+        for o in ["sent", "received", "dropped"] {
+            bus_notices.with_label_values(&[o]);
+        }
         Metrics {
             registry,
             bots,
@@ -331,6 +367,9 @@ impl Metrics {
             region_active_bots,
             region_free_capacity,
             region_bots_per_worker,
+            redis_degraded,
+            redis_fallbacks,
+            bus_notices,
         }
     }
 

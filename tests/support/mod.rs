@@ -11,11 +11,15 @@ use std::time::{Duration, Instant};
 use attache_control_plane::{Admin, Config as CpConfig, ControlPlane};
 use attache_edge_worker::{Config as WorkerConfig, EdgeWorker};
 use attache_sandbox::Sandbox;
-use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
-use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_util::sync::CancellationToken;
+
+mod feeds;
+mod redis_server;
+#[allow(unused_imports)]
+pub use feeds::*;
+#[allow(unused_imports)]
+pub use redis_server::*;
 
 pub const HEARTBEAT: Duration = Duration::from_millis(200);
 pub const GRACE: Duration = Duration::from_secs(3);
@@ -104,6 +108,8 @@ pub struct Options {
     pub api_limit: Option<(u32, u32)>,
     /// Changes to the control plane's config beyond these.
     pub tweak: Option<fn(&mut CpConfig)>,
+    /// Redis shared with the replicas the test adds.
+    pub redis_url: Option<String>,
 }
 
 /// The S3-compatible server `scripts/test` starts, with a bucket of this
@@ -179,6 +185,7 @@ impl Cluster {
             c.api_per_minute = per_minute;
             c.api_burst = burst;
         }
+        c.redis_url = opts.redis_url;
         if let Some(tweak) = opts.tweak {
             tweak(&mut c);
         }
@@ -632,72 +639,6 @@ pub fn statuses(bot: &Value) -> Vec<String> {
         .iter()
         .map(|e| e["status"].as_str().unwrap().to_string())
         .collect()
-}
-
-pub type GraphqlWs =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-/// Opens a graphql-transport-ws connection as `api`'s key and starts one
-/// subscription (id "1") on it.
-pub async fn subscription(api: &Api, query: &str, variables: Value) -> GraphqlWs {
-    let url = api.http.replace("http://", "ws://") + "/graphql/ws";
-    let mut req = url.into_client_request().unwrap();
-    req.headers_mut().insert(
-        "Sec-WebSocket-Protocol",
-        "graphql-transport-ws".parse().unwrap(),
-    );
-    let (mut ws, _) = tokio_tungstenite::connect_async(req)
-        .await
-        .expect("websocket");
-    let init = json!({ "type": "connection_init", "payload": { "Authorization": format!("Bearer {}", api.key) } });
-    ws.send(Message::text(init.to_string())).await.unwrap();
-    let ack: Value = match ws.next().await.unwrap().unwrap() {
-        Message::Text(t) => serde_json::from_str(&t).unwrap(),
-        other => panic!("unexpected {other:?}"),
-    };
-    assert_eq!(ack["type"], "connection_ack", "{ack}");
-    let sub = json!({
-        "id": "1", "type": "subscribe",
-        "payload": { "query": query, "variables": variables }
-    });
-    ws.send(Message::text(sub.to_string())).await.unwrap();
-    ws
-}
-
-/// Subscribes to a bot's events over graphql-transport-ws and collects the
-/// statuses until the server completes the stream.
-pub async fn subscribe(
-    api: &Api,
-    bot_id: &str,
-) -> tokio::task::JoinHandle<Result<Vec<String>, Value>> {
-    let mut ws = subscription(
-        api,
-        "subscription($id: ID!) { botEvents(botId: $id) { status reason } }",
-        json!({ "id": bot_id }),
-    )
-    .await;
-    tokio::spawn(async move {
-        let mut seen = Vec::new();
-        while let Some(Ok(msg)) = ws.next().await {
-            let Message::Text(t) = msg else { continue };
-            let v: Value = serde_json::from_str(&t).unwrap();
-            match v["type"].as_str() {
-                Some("next") if v["payload"].get("errors").is_some() => {
-                    return Err(v["payload"]["errors"].clone());
-                }
-                Some("next") => seen.push(
-                    v["payload"]["data"]["botEvents"]["status"]
-                        .as_str()
-                        .unwrap()
-                        .to_string(),
-                ),
-                Some("complete") => break,
-                Some("error") => return Err(v["payload"].clone()),
-                _ => {}
-            }
-        }
-        Ok(seen)
-    })
 }
 
 /// The OpenID Connect provider of the sign-in tests: npm's `oidc-provider`

@@ -330,7 +330,8 @@ impl CreateBotMutation {
         let (state, principal, scoped) = guard(ctx, Action::CreateBot)?;
         crate::audit::note_target(ctx, "bot");
         ctx.data_unchecked::<super::limits::RateLimiter>()
-            .take(&principal.tenant_id, std::time::Instant::now())
+            .take_shared(&principal.tenant_id)
+            .await
             .map_err(ApiError::RateLimited)?;
         let (platform, url) = parse_meeting_url(&input.meeting_url, &state.config.sandbox_origins)
             .map_err(|e| ApiError::BadInput(format!("meetingUrl: {e}")))?;

@@ -1,10 +1,14 @@
-//! Per-tenant rate limits, as token buckets. Each control-plane replica
-//! keeps its own buckets for now, so the effective limit scales with the
-//! number of replicas; a shared limit needs the shared store (Redis).
+//! Per-tenant rate limits. With Redis they are shared by every replica
+//! (one GCRA script, [`crate::bus::shared_limits`]); without it, or while
+//! Redis cannot answer, each replica keeps token buckets of its own, so
+//! the effective limit is then per replica.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+use crate::bus::{Bus, RedisLink, shared_limits};
+use crate::metrics::Metrics;
 
 /// Most tenants tracked at once; idle, full buckets are dropped first.
 const MAX_TENANTS: usize = 100_000;
@@ -13,6 +17,15 @@ pub(crate) struct RateLimiter {
     capacity: f64,
     per_second: f64,
     buckets: Mutex<HashMap<String, Bucket>>,
+    shared: Option<Shared>,
+}
+
+/// The limit's twin in Redis.
+struct Shared {
+    link: RedisLink,
+    /// Names the limit in Redis's keys.
+    name: &'static str,
+    metrics: Metrics,
 }
 
 struct Bucket {
@@ -27,7 +40,40 @@ impl RateLimiter {
             capacity: burst.max(1) as f64,
             per_second: per_minute as f64 / 60.0,
             buckets: Mutex::new(HashMap::new()),
+            shared: None,
         }
+    }
+
+    /// The same limit, shared through the bus's Redis when it has one.
+    pub(crate) fn shared(mut self, name: &'static str, bus: &Bus, metrics: &Metrics) -> Self {
+        if let Some(link) = bus.link()
+            && self.per_second > 0.0
+        {
+            self.shared = Some(Shared {
+                link: link.clone(),
+                name,
+                metrics: metrics.clone(),
+            });
+        }
+        self
+    }
+
+    /// Takes one request for `key` from the shared limit, or from this
+    /// replica's own bucket while Redis cannot answer.
+    pub(crate) async fn take_shared(&self, key: &str) -> Result<(), Duration> {
+        if let Some(s) = &self.shared {
+            match shared_limits::take(&s.link, s.name, key, self.per_second, self.capacity as u32)
+                .await
+            {
+                Ok(answer) => return answer,
+                Err(()) => s
+                    .metrics
+                    .redis_fallbacks
+                    .with_label_values(&["rate_limit"])
+                    .inc(),
+            }
+        }
+        self.take(key, Instant::now())
     }
 
     /// Takes one token for `key`, or says how long until one is free.

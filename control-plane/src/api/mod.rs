@@ -61,15 +61,16 @@ struct Api {
 
 pub(crate) fn router(state: AppState, shutdown: CancellationToken) -> Router {
     let limit = state.config.max_body_bytes;
-    let api = Api {
-        schema: build_schema(state.clone()),
-        limiter: std::sync::Arc::new(limits::RateLimiter::new(
-            state.config.api_per_minute,
-            state.config.api_burst,
-        )),
-        state: state.clone(),
-        shutdown,
-    };
+    let api =
+        Api {
+            schema: build_schema(state.clone()),
+            limiter: std::sync::Arc::new(
+                limits::RateLimiter::new(state.config.api_per_minute, state.config.api_burst)
+                    .shared("api", &state.bus, &state.metrics),
+            ),
+            state: state.clone(),
+            shutdown,
+        };
     Router::new()
         .route("/graphql", get(graphiql::page).post(graphql))
         .route("/graphql/ws", get(graphql_ws))
@@ -175,10 +176,7 @@ async fn graphql(State(api): State<Api>, headers: HeaderMap, req: GraphQLRequest
         Ok(p) => p,
         Err(e) => return auth_failure(&api, e),
     };
-    if let Err(wait) = api
-        .limiter
-        .take(&principal.tenant_id, std::time::Instant::now())
-    {
+    if let Err(wait) = api.limiter.take_shared(&principal.tenant_id).await {
         let (status, mut body) = refuse(
             &api,
             ErrorCode::RateLimited,
@@ -307,8 +305,15 @@ async fn erasure_key(State(api): State<Api>) -> Response {
     }
 }
 
+/// Ready while the database answers. Redis being down does not take a
+/// replica out of service (it serves from PostgreSQL alone), but it says so.
 async fn readyz(State(api): State<Api>) -> Response {
     match api.state.store.ping().await {
+        Ok(()) if api.state.bus.health().degraded() => (
+            StatusCode::OK,
+            "ready, degraded: Redis unreachable, serving from PostgreSQL alone",
+        )
+            .into_response(),
         Ok(()) => (StatusCode::OK, "ready").into_response(),
         Err(e) => {
             tracing::warn!(error = %e, "not ready: database unreachable");

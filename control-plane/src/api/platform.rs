@@ -169,8 +169,8 @@ impl PlatformMutation {
     /// Drains a worker (operator only): it takes no new bots, hands back
     /// those not yet in a call, lets the bots in calls go on until they
     /// end or its drain timeout, then stops. Carried out by the replica the
-    /// worker is linked to (within a quarter of the grace period), or when
-    /// it next connects.
+    /// worker is linked to (at once through Redis; else within a quarter of
+    /// the grace period), or when it next connects.
     async fn drain_worker(&self, ctx: &Context<'_>, id: ID) -> Result<FleetWorker> {
         let (state, _, _) = guard(ctx, Action::ManageFleet)?;
         note_target(ctx, format!("worker:{}", id.0));
@@ -189,6 +189,9 @@ impl PlatformMutation {
             .await
             .map_err(ApiError::from)?;
         let here = state.links.drain(&w.id);
+        if !here {
+            state.bus.command(&w.id, crate::bus::Command::Drain);
+        }
         tracing::info!(worker_id = %w.id, linked_here = here, "worker drain requested");
         let w = state
             .store

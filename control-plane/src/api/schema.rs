@@ -71,7 +71,8 @@ pub(crate) fn build_schema(state: AppState) -> AppSchema {
     let limiter = RateLimiter::new(
         state.config.create_bot_per_minute,
         state.config.create_bot_burst,
-    );
+    )
+    .shared("create_bot", &state.bus, &state.metrics);
     let introspection = state.config.introspection;
     let mut builder = Schema::build(
         QueryRoot::default(),

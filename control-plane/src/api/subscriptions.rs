@@ -1,19 +1,33 @@
 //! Live feeds: a bot's status changes (`botEvents`) and its transcript as
-//! it is spoken (`transcript`).
+//! it is spoken (`transcript`), on whichever replica the subscriber is.
 //!
 //! Each stream asks the guard before it starts and then only ever yields
-//! what belongs to the bot it was opened for, in the caller's tenant: live
-//! events are filtered by bot (and tenant) before they are sent, never
-//! passed through.
+//! what belongs to the bot it was opened for, in the caller's tenant. A
+//! live event (from this process, or from another replica through the bus)
+//! is a prompt to read the stored record, which the database orders; while
+//! the bus is degraded (Redis down), or after it may have missed notices,
+//! the streams re-read stored history every second instead, so nothing
+//! stored is missed.
+
+use std::collections::HashMap;
+use std::time::Duration;
 
 use async_graphql::{Context, ID, Result, Subscription};
+use attache_protocol::DataKey;
 use attache_tenant_policy::Action;
 use futures::Stream;
+use tokio::sync::broadcast::error::RecvError;
 
 use super::bots::BotEvent;
 use super::error::ApiError;
 use super::guard::guard;
 use super::transcripts::{self, TranscriptSegment};
+use crate::AppState;
+use crate::bus::Seen;
+use crate::entity::bot;
+
+/// How often a stream checks whether it must re-read stored history.
+const REREAD_CHECK: Duration = Duration::from_secs(1);
 
 #[derive(Default)]
 pub(crate) struct BotSubscription;
@@ -29,6 +43,7 @@ impl BotSubscription {
         bot_id: ID,
     ) -> Result<impl Stream<Item = TranscriptSegment>> {
         let (state, _, scoped) = guard(ctx, Action::ReadBots)?;
+        let state = state.clone();
         // Subscribe before reading what is stored so nothing falls between.
         let mut live = state.events.subscribe_transcripts();
         let mut statuses = state.events.subscribe();
@@ -39,33 +54,69 @@ impl BotSubscription {
             .ok_or(ApiError::NotFound)?;
         let stored = transcripts::stored(ctx, &scoped, &bot).await?;
         let ended = bot.status.is_final();
-        let (bot_id, tenant_id) = (bot.id, bot.tenant_id);
         Ok(async_stream::stream! {
-            for s in stored { yield s; }
+            let mut feed = TranscriptFeed::new(state, bot);
+            for s in feed.fresh(stored) { yield s; }
             if ended { return; }
+            let mut seen = Seen::default();
+            feed.state.bus.must_reread(&mut seen);
+            let mut tick = tokio::time::interval(REREAD_CHECK);
             loop {
+                let mut reread = false;
                 tokio::select! {
                     ev = live.recv() => match ev {
-                        Ok(e) if e.bot_id == bot_id && e.tenant_id == tenant_id => {
-                            yield TranscriptSegment::live(&e);
+                        Ok(e) if e.bot_id == feed.bot.id && e.tenant_id == feed.bot.tenant_id => {
+                            match e.segment {
+                                Some(s) => {
+                                    let s = TranscriptSegment::live(&e.segment_key, &s);
+                                    for s in feed.fresh(vec![s]) { yield s; }
+                                }
+                                // From another replica: read it, sealed.
+                                None => match feed.one(&e.segment_key).await {
+                                    Ok(s) => for s in feed.fresh(s) { yield s; },
+                                    Err(e) => {
+                                        tracing::warn!(error = ?e, "transcript subscription cannot read a segment; ending it");
+                                        return;
+                                    }
+                                },
+                            }
                         }
-                        Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
-                        Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                        Ok(_) => {}
+                        Err(RecvError::Lagged(_)) => reread = true,
+                        Err(RecvError::Closed) => return,
                     },
                     st = statuses.recv() => match st {
-                        Ok(ev) if ev.bot_id == bot_id && ev.status.is_final() => {
-                            // Segments are stored (and published) before the
-                            // final status: take what is still queued, then end.
-                            while let Ok(e) = live.try_recv() {
-                                if e.bot_id == bot_id && e.tenant_id == tenant_id {
-                                    yield TranscriptSegment::live(&e);
-                                }
+                        Ok(m) if m.bot_id == feed.bot.id && m.status.is_final() => {
+                            // Segments are stored before the final status:
+                            // what is stored now is the whole transcript.
+                            if let Ok(rest) = feed.all().await {
+                                for s in feed.fresh(rest) { yield s; }
                             }
                             return;
                         }
-                        Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
-                        Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                        Ok(_) => {}
+                        Err(RecvError::Lagged(_)) => reread = true,
+                        Err(RecvError::Closed) => return,
                     },
+                    _ = tick.tick() => reread = feed.state.bus.must_reread(&mut seen),
+                }
+                if reread {
+                    match feed.all().await {
+                        Ok(rest) => for s in feed.fresh(rest) { yield s; },
+                        Err(e) => {
+                            tracing::warn!(error = ?e, "transcript subscription cannot catch up; ending it");
+                            return;
+                        }
+                    }
+                    match feed.state.store.bot(&feed.bot.id).await {
+                        Ok(Some(b)) if b.status.is_final() => return,
+                        Ok(Some(_)) => {}
+                        Ok(None) => return,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "transcript subscription cannot read its bot; ending it");
+                            return;
+                        }
+                    }
                 }
             }
         })
@@ -79,7 +130,7 @@ impl BotSubscription {
         bot_id: ID,
     ) -> Result<impl Stream<Item = BotEvent>> {
         let (state, principal, scoped) = guard(ctx, Action::ReadBots)?;
-        let store = state.store.clone();
+        let state = state.clone();
         let tenant_id = principal.tenant_id.clone();
         // Subscribe before reading history so nothing falls in between.
         let mut live = state.events.subscribe();
@@ -93,6 +144,9 @@ impl BotSubscription {
         Ok(async_stream::stream! {
             let mut last_id = 0;
             let mut pending = history;
+            let mut seen = Seen::default();
+            state.bus.must_reread(&mut seen);
+            let mut tick = tokio::time::interval(REREAD_CHECK);
             loop {
                 for ev in pending.drain(..) {
                     if ev.bot_id != bot_id || ev.id <= last_id {
@@ -103,22 +157,102 @@ impl BotSubscription {
                     yield BotEvent::from(ev);
                     if done { return; }
                 }
-                match live.recv().await {
-                    Ok(ev) => pending.push(ev),
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
-                        // Fell behind the live feed: the stored history is
-                        // the truth, so catch up from it.
-                        match store.scoped(&tenant_id).events(&bot_id).await {
-                            Ok(evs) => pending = evs,
-                            Err(e) => {
-                                tracing::warn!(%bot_id, error = %e, "subscription cannot catch up; ending it");
-                                return;
-                            }
+                // The stored history is the truth, in order: a live event
+                // says there is more of it.
+                let reread = tokio::select! {
+                    m = live.recv() => match m {
+                        Ok(m) => m.bot_id == bot_id && m.tenant_id == tenant_id && m.event_id > last_id,
+                        Err(RecvError::Lagged(_)) => true,
+                        Err(RecvError::Closed) => return,
+                    },
+                    _ = tick.tick() => state.bus.must_reread(&mut seen),
+                };
+                if reread {
+                    match state.store.scoped(&tenant_id).events(&bot_id).await {
+                        Ok(evs) => pending = evs,
+                        Err(e) => {
+                            tracing::warn!(%bot_id, error = %e, "subscription cannot catch up; ending it");
+                            return;
                         }
                     }
-                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
                 }
             }
         })
+    }
+}
+
+/// What one transcript subscription has sent, so that re-reads send only
+/// what is new: an unseen segment, or the final words of one seen partial.
+struct TranscriptFeed {
+    state: AppState,
+    bot: bot::Model,
+    key: Option<DataKey>,
+    /// Segment id → whether its final words were sent.
+    sent: HashMap<String, bool>,
+}
+
+impl TranscriptFeed {
+    fn new(state: AppState, bot: bot::Model) -> Self {
+        TranscriptFeed {
+            state,
+            bot,
+            key: None,
+            sent: HashMap::new(),
+        }
+    }
+
+    /// Of `segments`, those the subscriber has not had yet.
+    fn fresh(&mut self, segments: Vec<TranscriptSegment>) -> Vec<TranscriptSegment> {
+        segments
+            .into_iter()
+            .filter(|s| {
+                let id = s.id.to_string();
+                match self.sent.get(&id) {
+                    Some(true) => false,
+                    Some(false) if !s.is_final => false,
+                    _ => {
+                        self.sent.insert(id, s.is_final);
+                        true
+                    }
+                }
+            })
+            .collect()
+    }
+
+    async fn key(&mut self) -> Result<Option<&DataKey>, ApiError> {
+        if self.key.is_none() {
+            self.key = self
+                .state
+                .keys
+                .existing_bot_key(&self.bot)
+                .await
+                .map_err(ApiError::internal)?;
+        }
+        Ok(self.key.as_ref())
+    }
+
+    /// One stored segment, opened.
+    async fn one(&mut self, segment_key: &str) -> Result<Vec<TranscriptSegment>, ApiError> {
+        let row = self
+            .state
+            .store
+            .scoped(&self.bot.tenant_id)
+            .transcript_segment(&self.bot.id, segment_key)
+            .await?;
+        let Some(row) = row else {
+            return Ok(Vec::new());
+        };
+        let key = self.key().await?.cloned();
+        Ok(vec![TranscriptSegment::open(key.as_ref(), &row)?])
+    }
+
+    /// Every stored segment, opened.
+    async fn all(&mut self) -> Result<Vec<TranscriptSegment>, ApiError> {
+        let store = self.state.store.clone();
+        let rows = transcripts::rows(&store.scoped(&self.bot.tenant_id), &self.bot.id).await?;
+        let key = self.key().await?.cloned();
+        rows.iter()
+            .map(|r| TranscriptSegment::open(key.as_ref(), r))
+            .collect()
     }
 }

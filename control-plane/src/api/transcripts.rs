@@ -26,7 +26,7 @@ const DEFAULT_PAGE: i32 = 100;
 #[derive(SimpleObject, Clone, Debug)]
 pub(crate) struct TranscriptSegment {
     /// Stable across the partial versions and the final one.
-    id: ID,
+    pub(super) id: ID,
     /// Milliseconds into the recording.
     start_ms: i64,
     end_ms: i64,
@@ -38,7 +38,7 @@ pub(crate) struct TranscriptSegment {
     confidence: f64,
     language: Option<String>,
     /// False while the words may still change.
-    is_final: bool,
+    pub(super) is_final: bool,
 }
 
 impl TranscriptSegment {
@@ -59,16 +59,17 @@ impl TranscriptSegment {
         })
     }
 
-    pub(crate) fn live(e: &crate::events::TranscriptEvent) -> Self {
+    /// A segment just stored by this process, still in the clear.
+    pub(crate) fn live(segment_key: &str, s: &attache_protocol::TranscriptSegment) -> Self {
         TranscriptSegment {
-            id: ID(e.segment_key.clone()),
-            start_ms: e.segment.start_ms as i64,
-            end_ms: e.segment.end_ms as i64,
-            speaker: e.segment.speaker.clone(),
-            text: e.segment.text.clone(),
-            confidence: e.segment.confidence as f64,
-            language: e.segment.language.clone(),
-            is_final: e.segment.is_final,
+            id: ID(segment_key.to_string()),
+            start_ms: s.start_ms as i64,
+            end_ms: s.end_ms as i64,
+            speaker: s.speaker.clone(),
+            text: s.text.clone(),
+            confidence: s.confidence as f64,
+            language: s.language.clone(),
+            is_final: s.is_final,
         }
     }
 
@@ -108,7 +109,7 @@ pub(crate) async fn stored(
 }
 
 /// Every row of a bot's transcript, in time order, still sealed.
-async fn rows(
+pub(super) async fn rows(
     scoped: &Scoped<'_>,
     bot_id: &str,
 ) -> Result<Vec<transcript_segment::Model>, ApiError> {

@@ -240,7 +240,7 @@ async fn write(state: &AppState, f: &Frame<'_>, checked: Checked) -> Result<(), 
                 tenant_id: tenant_id.to_string(),
                 bot_id: bot_id.to_string(),
                 segment_key: key,
-                segment,
+                segment: Some(segment),
             });
             write
         }
@@ -319,7 +319,7 @@ async fn write(state: &AppState, f: &Frame<'_>, checked: Checked) -> Result<(), 
                 recordings::drop_chunks(objects, tenant_id, bot_id, f.generation).await;
             }
             if let Some(t) = transcript {
-                let kind = if t.segment.is_final {
+                let kind = if t.segment.as_ref().is_some_and(|s| s.is_final) {
                     "final"
                 } else {
                     "partial"

@@ -584,6 +584,20 @@ impl Scoped<'_> {
         Ok(window.slice(rows))
     }
 
+    /// One stored segment of a bot's transcript, by its key.
+    pub(crate) async fn transcript_segment(
+        &self,
+        bot_id: &str,
+        segment_key: &str,
+    ) -> Result<Option<transcript_segment::Model>, DbErr> {
+        transcript_segment::Entity::find()
+            .filter(transcript_segment::Column::TenantId.eq(self.tenant_id.clone()))
+            .filter(transcript_segment::Column::BotId.eq(bot_id))
+            .filter(transcript_segment::Column::SegmentKey.eq(segment_key))
+            .one(self.db)
+            .await
+    }
+
     pub(crate) async fn transcript(
         &self,
         bot_id: &str,
