@@ -5,13 +5,19 @@
 //!
 //!     cargo bench --bench results_throughput
 //!
-//! Each simulated worker enrolls like a real one, takes the bots the
-//! control plane dispatches to it, and streams FRAMES transcript segments
-//! per bot as fast as flow control allows. Printed: frames persisted per
-//! second and the acknowledgement latency (p50/p99), first for one bot
-//! alone (the baseline), then for BOTS bots at once, and the ratio.
+//! Each of WORKERS (50) simulated workers enrolls like a real one, takes
+//! the bots the control plane dispatches to it, and streams FRAMES (100)
+//! transcript segments per bot at RATE (20) frames per second each (0: as
+//! fast as flow control allows). Printed: frames persisted per second and
+//! the acknowledgement latency (p50/p99), first for one bot alone (the
+//! baseline), then for BOTS (1000) bots at once, and the ratio; the last
+//! line is
+//!
+//!     results_throughput: F frames/s, ack p50 A ms, ack p99 B ms, bots 1000, workers 50, database postgres
+//!
 //! SQLite by default; with ATTACHE_TEST_POSTGRES_URL set, PostgreSQL.
 
+mod sim;
 #[path = "../tests/support/mod.rs"]
 mod support;
 
@@ -19,13 +25,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use attache_edge_worker::EdgeWorker;
 use attache_protocol::{
-    ALPN_FLEET, Assignment, BotStatus, ControlMsg, Load, PROTOCOL_VERSION, ResultBody, ResultFrame,
-    TranscriptSegment, WorkerMsg, encode_frame, read_frame, write_frame,
+    Assignment, BotStatus, ControlMsg, Load, ResultBody, ResultFrame, TranscriptSegment, WorkerMsg,
+    encode_frame, read_frame, write_frame,
 };
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use support::*;
 use tokio::sync::{Notify, mpsc};
 
@@ -36,57 +39,25 @@ fn env(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
+/// Every acknowledgement, per bot, with when it came.
+type Acks = Arc<Mutex<HashMap<uuid::Uuid, Vec<(u64, Instant)>>>>;
+
 /// A worker spoken by hand: its connection, the bots assigned to it and
 /// the acknowledgements it got.
 struct SimWorker {
     conn: quinn::Connection,
     assigned: mpsc::Receiver<Assignment>,
-    acked: Arc<Mutex<HashMap<uuid::Uuid, (u64, Instant)>>>,
+    /// Every acknowledgement, per bot, with when it came.
+    acked: Acks,
     progress: Arc<Notify>,
 }
 
 async fn sim_worker(cluster: &Cluster, capacity: u32) -> SimWorker {
     let dir = temp_dir("sim-worker");
-    let mut wc = cluster.worker_config(dir.clone());
-    wc.join_token = Some(cluster.token().await);
-    EdgeWorker::build(wc).await.expect("enrolls");
-    let ca = CertificateDer::from_pem_file(dir.join("fleet-ca.pem")).unwrap();
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(ca).unwrap();
-    let mut tls = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_protocol_versions(&[&rustls::version::TLS13])
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_client_auth_cert(
-        vec![CertificateDer::from_pem_file(dir.join("worker.pem")).unwrap()],
-        PrivateKeyDer::from_pem_file(dir.join("worker.key")).unwrap(),
-    )
-    .unwrap();
-    tls.alpn_protocols = vec![ALPN_FLEET.to_vec()];
-    let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls).unwrap();
-    let mut ep = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
-    ep.set_default_client_config(quinn::ClientConfig::new(Arc::new(crypto)));
-    let conn = ep
-        .connect(cluster.quic, "localhost")
-        .unwrap()
-        .await
-        .unwrap();
-    let (mut send, mut recv) = conn.open_bi().await.unwrap();
-    write_frame(
-        &mut send,
-        &WorkerMsg::Hello {
-            protocol_version: PROTOCOL_VERSION,
-            software_version: "sim".into(),
-            capacity,
-            bots: vec![],
-        },
-    )
-    .await
-    .unwrap();
+    sim::enroll(cluster.quic, Some(cluster.token().await), &dir).await;
+    let (conn, mut send, mut recv) = sim::connect(cluster.quic, &dir, capacity, vec![]).await;
     let (tx, assigned) = mpsc::channel(1024);
-    let acked: Arc<Mutex<HashMap<uuid::Uuid, (u64, Instant)>>> = Arc::default();
+    let acked: Acks = Arc::default();
     let progress = Arc::new(Notify::new());
     let (a, p) = (acked.clone(), progress.clone());
     tokio::spawn(async move {
@@ -96,7 +67,11 @@ async fn sim_worker(cluster: &Cluster, capacity: u32) -> SimWorker {
                     let _ = tx.send(*x).await;
                 }
                 ControlMsg::Ack { bot_id, seq, .. } => {
-                    a.lock().unwrap().insert(bot_id, (seq, Instant::now()));
+                    a.lock()
+                        .unwrap()
+                        .entry(bot_id)
+                        .or_default()
+                        .push((seq, Instant::now()));
                     p.notify_waiters();
                 }
                 _ => {}
@@ -141,12 +116,13 @@ fn segment(n: u64) -> ResultBody {
     })
 }
 
-/// Streams `frames` segments for one bot; returns each frame's ack latency.
+/// Streams `frames` segments for one bot, `rate` a second (0: at once);
+/// returns each frame's ack latency.
 async fn stream_bot(
     conn: quinn::Connection,
     a: Assignment,
-    frames: u64,
-    acked: Arc<Mutex<HashMap<uuid::Uuid, (u64, Instant)>>>,
+    (frames, rate): (u64, u64),
+    acked: Acks,
     progress: Arc<Notify>,
 ) -> Vec<f64> {
     let mut out = conn.open_uni().await.unwrap();
@@ -166,47 +142,71 @@ async fn stream_bot(
     ]
     .into_iter()
     .chain((1..=frames).map(segment));
+    let start = tokio::time::Instant::now();
     for (i, body) in bodies.enumerate() {
+        if rate > 0 {
+            tokio::time::sleep_until(start + Duration::from_secs_f64(i as f64 / rate as f64)).await;
+        }
         let seq = i as u64 + 1;
         let f = ResultFrame::seal(&a.data_key, a.bot_id, a.generation, seq, now_ms, &body);
         out.write_all(&encode_frame(&f).unwrap()).await.unwrap();
         sent_at.push(Instant::now());
     }
     let last = frames + 2;
-    let mut latencies = Vec::new();
-    let mut seen = 0u64;
     loop {
         let notified = progress.notified();
-        let (seq, at) = acked
+        let done = acked
             .lock()
             .unwrap()
             .get(&a.bot_id)
-            .copied()
-            .unwrap_or((0, Instant::now()));
-        // Acks are cumulative: every frame up to `seq` was persisted by `at`.
-        for s in seen..seq {
-            latencies.push(at.duration_since(sent_at[s as usize]).as_secs_f64() * 1000.0);
+            .and_then(|acks| acks.last())
+            .is_some_and(|(seq, _)| *seq >= last);
+        if done {
+            break;
         }
-        seen = seen.max(seq);
-        if seq >= last {
-            return latencies;
-        }
-        let _ = tokio::time::timeout(Duration::from_secs(5), notified).await;
+        let _ = tokio::time::timeout(Duration::from_millis(50), notified).await;
     }
+    // Acks are cumulative: a frame was persisted by the first ack at or
+    // past its sequence number.
+    let acks = acked.lock().unwrap().remove(&a.bot_id).unwrap_or_default();
+    let mut latencies = Vec::with_capacity(sent_at.len());
+    let mut next = acks.iter().peekable();
+    for (i, sent) in sent_at.iter().enumerate() {
+        let seq = i as u64 + 1;
+        while next.peek().is_some_and(|(s, _)| *s < seq) {
+            next.next();
+        }
+        if let Some((_, at)) = next.peek() {
+            latencies.push(at.duration_since(*sent).as_secs_f64() * 1000.0);
+        }
+    }
+    latencies
 }
 
-async fn round(cluster: &Cluster, api: &Api, workers: &mut [SimWorker], bots: usize, frames: u64) {
+/// One round: `bots` bots at once. Returns (frames/s, ack p50, ack p99).
+async fn round(
+    cluster: &Cluster,
+    api: &Api,
+    workers: &mut [SimWorker],
+    bots: usize,
+    frames: (u64, u64),
+) -> (f64, f64, f64) {
     for i in 0..bots {
         api.create_bot(&cluster.meeting(&format!("load-{bots}-{i}"), ""), "Load")
             .await;
     }
     let mut tasks = Vec::new();
     let started = Instant::now();
-    let mut got = 0;
-    while got < bots {
+    // An Assign may come again (the sweep repeats one not yet taken up,
+    // as this worker's heartbeats list no bots): one stream per lease, as
+    // a real worker keeps.
+    let mut leases = std::collections::HashSet::new();
+    while leases.len() < bots {
         for w in workers.iter_mut() {
             while let Ok(a) = w.assigned.try_recv() {
-                got += 1;
+                if !leases.insert((a.bot_id, a.generation)) {
+                    continue;
+                }
                 tasks.push(tokio::spawn(stream_bot(
                     w.conn.clone(),
                     a,
@@ -225,18 +225,61 @@ async fn round(cluster: &Cluster, api: &Api, workers: &mut [SimWorker], bots: us
     let secs = started.elapsed().as_secs_f64();
     lat.sort_by(|a, b| a.partial_cmp(b).unwrap());
     let q = |p: f64| lat[((lat.len() - 1) as f64 * p) as usize];
-    let total = bots as f64 * (frames + 2) as f64;
+    let total = bots as f64 * (frames.0 + 2) as f64;
     println!(
-        "{bots:>3} bot(s) × {} frames: {:>7.0} frames/s persisted, ack latency p50 {:.1} ms, p99 {:.1} ms",
-        frames + 2,
+        "{bots:>4} bot(s) × {} frames: {:>7.0} frames/s persisted, ack latency p50 {:.1} ms, p99 {:.1} ms",
+        frames.0 + 2,
         total / secs,
         q(0.5),
         q(0.99)
     );
-    RATES.lock().unwrap().push(total / secs);
+    (total / secs, q(0.5), q(0.99))
 }
 
-static RATES: Mutex<Vec<f64>> = Mutex::new(Vec::new());
+/// A control plane of its own (on a database of its own), its simulated
+/// workers, one bot alone and then `bots` at once; returns the latter.
+async fn run(
+    database_url: Option<&str>,
+    one_per_transaction: bool,
+    bots: usize,
+    n_workers: usize,
+    frames: (u64, u64),
+) -> (f64, f64, f64) {
+    let tag = if one_per_transaction {
+        "unbatched"
+    } else {
+        "batched"
+    };
+    println!(
+        "{}:",
+        if one_per_transaction {
+            "one frame per transaction"
+        } else {
+            "batched by the ingest writer"
+        }
+    );
+    let cluster = Cluster::start_with(Options {
+        database_url: database_url.map(|u| own_postgres_database(u, tag)),
+        create_bot_limit: Some((100_000, 100_000)),
+        api_limit: Some((100_000, 100_000)),
+        tweak: one_per_transaction
+            .then_some(|c: &mut attache_control_plane::Config| c.ingest_batch = 1),
+        ..Default::default()
+    })
+    .await;
+    let api = cluster.tenant("load").await;
+    let mut workers = Vec::new();
+    for _ in 0..n_workers {
+        workers.push(sim_worker(&cluster, (bots / n_workers + 1) as u32).await);
+    }
+    let one = round(&cluster, &api, &mut workers, 1, frames).await;
+    let all = round(&cluster, &api, &mut workers, bots, frames).await;
+    println!(
+        "  {bots} bots at once persist {:.1}× the frames per second of one bot alone",
+        all.0 / one.0
+    );
+    all
+}
 
 fn main() {
     if !std::env::args().any(|a| a == "--bench") {
@@ -245,40 +288,33 @@ fn main() {
         );
         return;
     }
-    let bots = env("BOTS", 32);
-    let frames = env("FRAMES", 500) as u64;
-    let n_workers = env("WORKERS", 4);
+    let bots = env("BOTS", 1000);
+    let frames = (env("FRAMES", 100) as u64, env("RATE", 20) as u64);
+    let n_workers = env("WORKERS", 50);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .unwrap();
     rt.block_on(async {
         let database_url = std::env::var("ATTACHE_TEST_POSTGRES_URL").ok();
+        let database = if database_url.is_some() {
+            "postgres"
+        } else {
+            "sqlite"
+        };
+        // The baseline first: the same control plane, one frame per
+        // transaction (as before the ingest writer batched them).
+        let before = run(database_url.as_deref(), true, bots, n_workers, frames).await;
+        let after = run(database_url.as_deref(), false, bots, n_workers, frames).await;
         println!(
-            "database: {}",
-            if database_url.is_some() {
-                "PostgreSQL"
-            } else {
-                "SQLite"
-            }
+            "batched: {:.1}× the frames per second of one frame per transaction, ack p99 {:.0} ms against {:.0} ms",
+            after.0 / before.0,
+            after.2,
+            before.2
         );
-        let cluster = Cluster::start_with(Options {
-            database_url,
-            create_bot_limit: Some((100_000, 100_000)),
-            ..Default::default()
-        })
-        .await;
-        let api = cluster.tenant("load").await;
-        let mut workers = Vec::new();
-        for _ in 0..n_workers {
-            workers.push(sim_worker(&cluster, (bots / n_workers + 1) as u32).await);
-        }
-        round(&cluster, &api, &mut workers, 1, frames).await;
-        round(&cluster, &api, &mut workers, bots, frames).await;
-        let r = RATES.lock().unwrap().clone();
         println!(
-            "{bots} bots at once persist {:.2}× the frames per second of one bot alone",
-            r[1] / r[0]
+            "results_throughput: {:.0} frames/s, ack p50 {:.0} ms, ack p99 {:.0} ms, bots {bots}, workers {n_workers}, database {database}",
+            after.0, after.1, after.2
         );
     });
 }

@@ -112,6 +112,9 @@ pub struct Config {
     /// Redis shared by every replica (fan-out of live events and commands,
     /// dispatch wake-ups, shared rate limits); `None`: in-process only.
     pub redis_url: Option<String>,
+    /// Most result frames the ingest writer persists in one transaction
+    /// (1: each frame in its own, as before batching).
+    pub ingest_batch: usize,
 }
 
 impl Config {
@@ -164,6 +167,7 @@ impl Config {
             retention_batch: 1000,
             retention_budget: 200_000,
             redis_url: None,
+            ingest_batch: 512,
         }
     }
 

@@ -86,6 +86,8 @@ pub(crate) struct AppState {
     pub links: links::Registry,
     /// The lifecycle service: the only way a bot moves.
     pub bots: bots::Bots,
+    /// Where result frames are persisted, in batches.
+    pub results: fleet::ResultWriter,
     pub dispatch_wakeup: Arc<Notify>,
     /// Rung when an erasure is asked for.
     pub erasure_wakeup: Arc<Notify>,
@@ -191,7 +193,12 @@ impl ControlPlane {
             links.clone(),
             dispatch_wakeup.clone(),
         );
+        // PostgreSQL takes several writing transactions at once; SQLite one.
+        let lanes = if store.is_postgres() { 4 } else { 1 };
+        let results =
+            fleet::ResultWriter::start(store.clone(), lanes, config.ingest_batch, metrics.clone());
         let state = AppState {
+            results,
             policies: access::Policies::new(store.clone()).await?,
             audit: audit::AuditLog::new(store.clone()),
             oidc_http: console::oidc::http_client(),

@@ -40,6 +40,7 @@ pub(crate) struct Metrics {
     pub redis_degraded: IntGauge,
     pub redis_fallbacks: IntCounterVec,
     pub bus_notices: IntCounterVec,
+    pub ingest_batch_frames: Histogram,
 }
 
 impl Metrics {
@@ -90,6 +91,16 @@ impl Metrics {
                  received from other replicas, or dropped while Redis was unreachable",
             ),
             &["outcome"],
+        )
+        .expect("metric");
+        let ingest_batch_frames = Histogram::with_opts(
+            HistogramOpts::new(
+                "attache_control_plane_ingest_batch_frames",
+                "Result frames persisted per transaction by the ingest writer",
+            )
+            .buckets(vec![
+                1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0,
+            ]),
         )
         .expect("metric");
         let workers_connected = IntGauge::new(
@@ -286,6 +297,7 @@ impl Metrics {
             Box::new(redis_degraded.clone()),
             Box::new(redis_fallbacks.clone()),
             Box::new(bus_notices.clone()),
+            Box::new(ingest_batch_frames.clone()),
             Box::new(webhook_attempts.clone()),
             Box::new(webhook_latency.clone()),
             Box::new(transcript_segments.clone()),
@@ -370,6 +382,7 @@ impl Metrics {
             redis_degraded,
             redis_fallbacks,
             bus_notices,
+            ingest_batch_frames,
         }
     }
 

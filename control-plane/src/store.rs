@@ -16,11 +16,14 @@ pub(crate) mod backfill;
 mod bots;
 pub(crate) mod erasure;
 pub(crate) mod fence;
+#[cfg(test)]
+mod fixtures;
 mod fleet;
 mod generations;
 mod keys;
 mod media;
 mod people;
+mod results;
 mod retention;
 mod sweep;
 mod tenants;
@@ -31,6 +34,7 @@ pub(crate) use bots::{Applied, NewBot, QueueGroup, Transition};
 pub(crate) use erasure::PeopleIds;
 pub(crate) use media::{MatchKey, MediaWrite, Written};
 pub(crate) use people::MemberRow;
+pub(crate) use results::ResultWrite;
 pub(crate) use sweep::Candidate;
 pub(crate) use webhooks::{DueDelivery, EVENT_TYPES, EndpointInput};
 pub(crate) use window::{Slice, Window};
@@ -62,6 +66,12 @@ pub enum StoreError {
 #[derive(Clone)]
 pub struct Store {
     db: DatabaseConnection,
+}
+
+impl Store {
+    pub(crate) fn is_postgres(&self) -> bool {
+        self.db.get_database_backend() == sea_orm::DatabaseBackend::Postgres
+    }
 }
 
 pub(crate) fn now() -> DateTime<Utc> {

@@ -285,6 +285,13 @@ pub enum ResultBody {
         code: WarningCode,
         detail: String,
     },
+    /// Results from this frame's `seq` through `through` were dropped by
+    /// the worker before they were acknowledged (its spool ran out of
+    /// room): the control plane records the loss and goes on after
+    /// `through` rather than waiting for frames that will never come.
+    Skipped {
+        through: u64,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -519,6 +526,7 @@ pub(crate) mod tests {
 
     fn arb_body() -> impl Strategy<Value = ResultBody> {
         prop_oneof![
+            any::<u64>().prop_map(|through| ResultBody::Skipped { through }),
             (arb_status(), arb_reason(), proptest::option::of(".{0,40}")).prop_map(
                 |(status, reason, detail)| ResultBody::Status {
                     status,

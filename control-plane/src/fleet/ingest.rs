@@ -2,8 +2,9 @@
 //! passes the lease fence, is opened with the bot's data key, checked by
 //! [`super::validate`], then written: a status through the lifecycle
 //! service, everything else through the store (and the object store for
-//! recording chunks). Only then is it acknowledged; a frame that cannot be
-//! persisted stops the stream so the worker replays it.
+//! recording chunks) in the batches of the ingest writer ([`super::writer`]).
+//! Only then is it acknowledged; a frame that cannot be persisted stops the
+//! stream so the worker replays it.
 //!
 //! Personal fields (names, platform ids, chat, transcripts, recordings)
 //! are stored sealed under the bot's key, and platform ids the store
@@ -11,7 +12,9 @@
 //! in the clear beyond the live event a subscriber of the same tenant
 //! receives.
 
-use attache_protocol::{ControlMsg, DataKey, ErrorCode, IoFrameError, ResultFrame, read_frame};
+use attache_protocol::{
+    ControlMsg, DataKey, ErrorCode, IoFrameError, ResultFrame, WarningCode, read_frame,
+};
 use chrono::{DateTime, Utc};
 use tokio::sync::mpsc;
 use tracing::Instrument;
@@ -23,7 +26,9 @@ use crate::entity::names::RecordingStatus;
 use crate::events::TranscriptEvent;
 use crate::recordings;
 use crate::sealing::Sealer;
-use crate::store::{MatchKey, MediaWrite, StoreError, Transition, Written, fence, now};
+use crate::store::{
+    MatchKey, MediaWrite, ResultWrite, StoreError, Transition, Written, fence, now,
+};
 
 /// Reads one bot's result stream: persist, then acknowledge. Its logs
 /// carry the bot's and tenant's ids once the first frame names them.
@@ -51,6 +56,10 @@ async fn read(
     span: tracing::Span,
 ) {
     let mut named = false;
+    // The bot as last read (kept only after a frame went through): its
+    // tenant and store never change, and its lease is checked against the
+    // row again by the writer's fence.
+    let mut bot = None;
     let rejected = |reason: &str| {
         state
             .metrics
@@ -79,13 +88,13 @@ async fn read(
             span.record("bot_id", tracing::field::display(bot_id));
             named = true;
         }
-        match persist(&state, &worker_id, frame).await {
-            Ok(()) => {
+        match persist(&state, &worker_id, frame, &mut bot).await {
+            Ok(through) => {
                 let _ = tx
                     .send(ControlMsg::Ack {
                         bot_id,
                         generation,
-                        seq,
+                        seq: through.max(seq),
                     })
                     .await;
             }
@@ -105,6 +114,7 @@ async fn read(
 
 /// One frame, as the lease holder sent it.
 struct Frame<'a> {
+    worker_id: &'a str,
     bot: &'a bot::Model,
     key: &'a DataKey,
     generation: i64,
@@ -112,11 +122,22 @@ struct Frame<'a> {
     at: DateTime<Utc>,
 }
 
-async fn persist(state: &AppState, worker_id: &str, frame: ResultFrame) -> Result<(), StoreError> {
+async fn persist(
+    state: &AppState,
+    worker_id: &str,
+    frame: ResultFrame,
+    cached: &mut Option<bot::Model>,
+) -> Result<u64, StoreError> {
     let id = frame.bot_id.to_string();
-    let bot = state.store.bot(&id).await?.ok_or(StoreError::NotFound)?;
-    tracing::Span::current().record("tenant_id", bot.tenant_id.as_str());
     let generation = frame.generation as i64;
+    let bot = match cached.take() {
+        Some(b) if b.id == id && b.lease_generation == generation => b,
+        _ => {
+            let b = state.store.bot(&id).await?.ok_or(StoreError::NotFound)?;
+            tracing::Span::current().record("tenant_id", b.tenant_id.as_str());
+            b
+        }
+    };
     fence::holder(&bot, worker_id, generation)?;
     // A worker's clock is trusted to within a day; past that, ours is.
     let at = DateTime::from_timestamp_millis(frame.at_ms)
@@ -136,6 +157,7 @@ async fn persist(state: &AppState, worker_id: &str, frame: ResultFrame) -> Resul
         }
     };
     let f = Frame {
+        worker_id,
         bot: &bot,
         key: &key,
         generation,
@@ -157,9 +179,23 @@ async fn persist(state: &AppState, worker_id: &str, frame: ResultFrame) -> Resul
             t.result_seq = Some(f.seq);
             t.detail = detail;
             t.at = at;
-            state.bots.apply(t).await.map(|_| ())
+            // The row moved: read it again for the next frame.
+            state.bots.apply(t).await.map(|_| frame.seq)
         }
-        checked => write(state, &f, checked).await,
+        // Persisted (or persisted before) as one place: acknowledged
+        // through the last frame it stands for.
+        Checked::Skipped { through } if through >= frame.seq => {
+            let lost = through - frame.seq + 1;
+            tracing::warn!(bot_id = %id, from = frame.seq, through, "the worker dropped {lost} results before they were acknowledged");
+            let written = write(state, &f, Checked::Skipped { through }).await;
+            *cached = Some(bot.clone());
+            written.map(|()| through)
+        }
+        checked => {
+            let written = write(state, &f, checked).await;
+            *cached = Some(bot.clone());
+            written.map(|()| frame.seq)
+        }
     }
 }
 
@@ -185,6 +221,24 @@ async fn write(state: &AppState, f: &Frame<'_>, checked: Checked) -> Result<(), 
             unreachable!("statuses are lifecycle moves")
         }
         Checked::Nothing => MediaWrite::Nothing,
+        Checked::Skipped { through } if through as i64 >= f.seq => {
+            state
+                .metrics
+                .bot_warnings
+                .with_label_values(&[WarningCode::ResultsLost.as_str()])
+                .inc();
+            MediaWrite::Skipped {
+                through: through as i64,
+                detail: format!(
+                    "the worker dropped {} results (sequence {} through {through}) before they \
+                     were acknowledged: its spool had no room left for them",
+                    through as i64 - f.seq + 1,
+                    f.seq
+                ),
+            }
+        }
+        // Names no frame after itself: keeps its place only.
+        Checked::Skipped { .. } => MediaWrite::Nothing,
         // A stay and a turn begin at the frame's time: what they are
         // bound to, with the person's hash.
         Checked::ParticipantJoined { key, name } => {
@@ -309,11 +363,15 @@ async fn write(state: &AppState, f: &Frame<'_>, checked: Checked) -> Result<(), 
             }
         }
     };
-    match state
-        .store
-        .apply_result(bot_id, f.generation, f.seq, f.at, write)
-        .await?
-    {
+    let write = ResultWrite {
+        bot_id: bot_id.to_string(),
+        worker_id: f.worker_id.to_string(),
+        generation: f.generation,
+        seq: f.seq,
+        at: f.at,
+        write,
+    };
+    match state.results.write(write).await? {
         Written::Applied => {
             if closes_recording && let Ok(objects) = objects() {
                 recordings::drop_chunks(objects, tenant_id, bot_id, f.generation).await;

@@ -17,6 +17,7 @@ mod link;
 mod reconcile;
 mod repair;
 mod validate;
+mod writer;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,6 +29,7 @@ use tokio_util::task::TaskTracker;
 pub use ca::CaError;
 pub(crate) use ca::FleetCa;
 pub(crate) use repair::sweep;
+pub(crate) use writer::ResultWriter;
 
 use crate::{AppState, BuildError, Config};
 

@@ -65,6 +65,11 @@ pub(super) enum Checked {
         code: WarningCode,
         detail: String,
     },
+    /// The worker dropped results from this frame's sequence number through
+    /// `through` (checked against the frame's place when it is written).
+    Skipped {
+        through: u64,
+    },
     /// Refused (or unreadable): keeps its place in the sequence only.
     Nothing,
 }
@@ -161,6 +166,10 @@ pub(super) fn check(generation: i64, body: ResultBody) -> Checked {
             code,
             detail: detail(d),
         },
+        ResultBody::Skipped { through } if through <= i64::MAX as u64 => {
+            Checked::Skipped { through }
+        }
+        ResultBody::Skipped { .. } => Checked::Nothing,
     }
 }
 

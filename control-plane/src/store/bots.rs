@@ -16,8 +16,6 @@ use sea_orm::{
 use super::fence::{self, Place};
 use super::{Scoped, Slice, Store, StoreError, Window, now, webhooks};
 use crate::entity::names::{QueueReason, Stored};
-#[cfg(test)]
-use crate::entity::tenant;
 use crate::entity::{bot, bot_event, lease};
 
 /// One move of a bot's lifecycle, applied atomically or not at all.
@@ -547,54 +545,16 @@ mod tests {
     use super::*;
 
     async fn store_with_bot() -> (Store, String) {
-        let store = Store::open("sqlite::memory:").await.unwrap();
-        store.migrate().await.unwrap();
-        store
-            .insert_tenant(tenant::Model {
-                id: "t1".into(),
-                name: "acme".into(),
-                region: "local".into(),
-                created_at: now(),
-                retention_days: None,
-                isolation: Stored(crate::entity::names::Isolation::Shared),
-                pool: None,
-            })
-            .await
-            .unwrap();
+        let store = fixtures::store_with_tenant().await;
         let b = store
             .scoped("t1")
-            .insert_bot(NewBot {
-                key_generation: None,
-                id: "b1".into(),
-                region: "local".into(),
-                platform: Platform::GoogleMeet,
-                data_key: vec![1],
-                meeting_url_sealed: vec![2],
-                bot_name_sealed: vec![3],
-                join_at: now(),
-                join_timeout_ms: 1,
-                lobby_timeout_ms: 1,
-                max_duration_ms: 1,
-                nobody_joined_ms: 1,
-                alone_ms: 1,
-                silence_ms: 1,
-                created_at: now(),
-                transcription: None,
-                pool: None,
-                object_store: "default".into(),
-            })
+            .insert_bot(fixtures::new_bot("b1"))
             .await
             .unwrap();
         (store, b.0.id)
     }
 
-    fn lease(bot: &str, worker: &str, generation: i64) -> Transition {
-        let mut t = Transition::new(bot, BotStatus::Dispatched, None);
-        t.expect_status = Some(BotStatus::Queued);
-        t.expect_generation = Some(generation);
-        t.lease_to = Some(worker.into());
-        t
-    }
+    use super::super::fixtures::{self, lease};
 
     fn report(
         bot: &str,

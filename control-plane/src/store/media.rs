@@ -92,9 +92,26 @@ pub(crate) enum MediaWrite {
         code: String,
         detail: String,
     },
+    /// The worker dropped the results from this frame through `through`:
+    /// stored as a warning, and the sequence goes on after `through`.
+    Skipped {
+        through: i64,
+        detail: String,
+    },
     /// Nothing to store (the frame was refused); it keeps its place in the
     /// sequence so the stream goes on.
     Nothing,
+}
+
+impl MediaWrite {
+    /// The bot's last result sequence number once this write, at `seq`,
+    /// is applied.
+    pub(crate) fn last_seq(&self, seq: i64) -> i64 {
+        match self {
+            MediaWrite::Skipped { through, .. } => seq.max(*through),
+            _ => seq,
+        }
+    }
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -124,12 +141,13 @@ impl Store {
         if fence::sequence(&bot, seq)? == Place::Duplicate {
             return Ok(Written::Duplicate);
         }
+        let last = write.last_seq(seq);
         let outcome = write_one(&txn, &bot, generation, at, write).await?;
         let moved = bot::Entity::update_many()
             .filter(bot::Column::Id.eq(bot.id.clone()))
             .filter(bot::Column::LeaseGeneration.eq(generation))
             .filter(bot::Column::LastResultSeq.eq(bot.last_result_seq))
-            .col_expr(bot::Column::LastResultSeq, Expr::value(seq))
+            .col_expr(bot::Column::LastResultSeq, Expr::value(last))
             .exec(&txn)
             .await?;
         if moved.rows_affected != 1 {
@@ -206,7 +224,7 @@ impl Store {
     }
 }
 
-async fn write_one(
+pub(super) async fn write_one(
     txn: &DatabaseTransaction,
     bot: &bot::Model,
     generation: i64,
@@ -393,6 +411,20 @@ async fn write_one(
                 Some(duration_ms),
                 at,
             )
+            .await?;
+        }
+        MediaWrite::Skipped { detail, .. } => {
+            bot_warning::ActiveModel {
+                bot_id: Set(bot_id),
+                tenant_id: Set(tenant_id),
+                code: Set(attache_protocol::WarningCode::ResultsLost
+                    .as_str()
+                    .to_string()),
+                detail: Set(detail),
+                at: Set(at),
+                ..Default::default()
+            }
+            .insert(txn)
             .await?;
         }
         MediaWrite::Warning { code, detail } => {

@@ -47,11 +47,24 @@ struct Lease {
     next_seq: u64,
     acked: u64,
     unacked: VecDeque<ResultFrame>,
+    /// Unacknowledged frames dropped for want of room: the first and last
+    /// sequence numbers. The control plane is told with one `Skipped`
+    /// frame in their place, so the stream goes on after them.
+    skipped: Option<(u64, u64)>,
     /// Statuses of the unacknowledged frames, for hellos.
     last_status: Option<BotStatus>,
     finished: bool,
     file: Option<std::fs::File>,
     path: PathBuf,
+}
+
+impl Lease {
+    /// Where the `Skipped` frame goes, if frames were dropped: the first
+    /// dropped one not acknowledged.
+    fn skipped_seq(&self) -> Option<u64> {
+        let (from, through) = self.skipped?;
+        (through > self.acked).then(|| from.max(self.acked + 1))
+    }
 }
 
 /// What a restarted worker found in its spool.
@@ -150,6 +163,7 @@ impl Spool {
                 next_seq: 0,
                 acked: 0,
                 unacked: VecDeque::new(),
+                skipped: None,
                 last_status: None,
                 finished: false,
                 file: Some(file),
@@ -192,8 +206,11 @@ impl Spool {
             }
         }
         lease.unacked.push_back(frame);
-        if lease.unacked.len() > MAX_UNACKED {
-            lease.unacked.pop_front();
+        if lease.unacked.len() > MAX_UNACKED
+            && let Some(oldest) = lease.unacked.pop_front()
+        {
+            let from = lease.skipped.map_or(oldest.seq, |(from, _)| from);
+            lease.skipped = Some((from, oldest.seq));
             *dropped += 1;
         }
         if last {
@@ -220,6 +237,9 @@ impl Spool {
         while lease.unacked.front().is_some_and(|f| f.seq <= seq) {
             lease.unacked.pop_front();
         }
+        if lease.skipped.is_some_and(|(_, through)| through <= seq) {
+            lease.skipped = None;
+        }
         if lease.finished && lease.unacked.is_empty() && lease.acked >= lease.next_seq {
             let lease = inner.leases.remove(&key).expect("present");
             inner.dirty.remove(&key);
@@ -245,20 +265,26 @@ impl Spool {
         }
     }
 
-    /// Unacknowledged frames after `written`, for the link to send.
+    /// Unacknowledged frames after `written`, for the link to send; frames
+    /// dropped for want of room are one `Skipped` frame in their place.
     pub(crate) fn after(&self, bot_id: Uuid, generation: u64, written: u64) -> Vec<ResultFrame> {
         let inner = self.lock();
-        inner
-            .leases
-            .get(&(bot_id, generation))
-            .map(|l| {
-                l.unacked
-                    .iter()
-                    .filter(|f| f.seq > written)
-                    .cloned()
-                    .collect()
-            })
-            .unwrap_or_default()
+        let Some(l) = inner.leases.get(&(bot_id, generation)) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        if let Some(seq) = l.skipped_seq()
+            && seq > written
+        {
+            let (_, through) = l.skipped.expect("a skipped range");
+            let body = ResultBody::Skipped { through };
+            let at_ms = crate::clock::now_ms();
+            out.push(ResultFrame::seal(
+                &l.key, bot_id, generation, seq, at_ms, &body,
+            ));
+        }
+        out.extend(l.unacked.iter().filter(|f| f.seq > written).cloned());
+        out
     }
 
     /// The lowest unacknowledged sequence number of a lease, if any.
@@ -267,7 +293,7 @@ impl Spool {
         inner
             .leases
             .get(&(bot_id, generation))
-            .and_then(|l| l.unacked.front().map(|f| f.seq))
+            .and_then(|l| l.skipped_seq().or(l.unacked.front().map(|f| f.seq)))
     }
 
     /// Leases with new frames since the last call.
@@ -375,6 +401,38 @@ mod tests {
         assert_eq!(s.reports()[0].status, BotStatus::InCall);
         assert_eq!(s.take_dirty(), vec![(bot, 1)]);
         assert!(s.take_dirty().is_empty());
+    }
+
+    #[test]
+    fn frames_dropped_for_want_of_room_are_one_skipped_frame_in_their_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Spool::open(dir.path()).unwrap();
+        let (bot, key) = (Uuid::from_u128(1), DataKey::generate());
+        s.begin(bot, 1, key.clone()).unwrap();
+        s.push(bot, 1, 0, status(BotStatus::Joining), false);
+        s.ack(bot, 1, 1);
+        // Five more than the spool keeps: seq 2..=6 are dropped.
+        for i in 0..MAX_UNACKED + 5 {
+            s.push(bot, 1, i as i64, status(BotStatus::InCall), false);
+        }
+        assert_eq!(s.dropped(), 5);
+        let frames = s.after(bot, 1, 0);
+        assert_eq!(frames.len(), MAX_UNACKED + 1);
+        assert_eq!(frames[0].seq, 2);
+        assert_eq!(
+            frames[0].open(&key).unwrap(),
+            ResultBody::Skipped { through: 6 }
+        );
+        assert_eq!(frames[1].seq, 7, "the stream goes on after the gap");
+        assert_eq!(s.first_unacked(bot, 1), Some(2));
+        // Written once on this stream: not again.
+        assert_eq!(s.after(bot, 1, 2)[0].seq, 7);
+        // The control plane acknowledges through the gap.
+        s.ack(bot, 1, 6);
+        let frames = s.after(bot, 1, 0);
+        assert_eq!(frames[0].seq, 7);
+        assert_eq!(frames.len(), MAX_UNACKED);
+        assert_eq!(s.first_unacked(bot, 1), Some(7));
     }
 
     #[test]

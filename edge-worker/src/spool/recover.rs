@@ -79,7 +79,17 @@ impl Spool {
                 break;
             }
         }
-        let unacked: VecDeque<ResultFrame> = frames.into_iter().filter(|f| f.seq > acked).collect();
+        let mut unacked: VecDeque<ResultFrame> =
+            frames.into_iter().filter(|f| f.seq > acked).collect();
+        // More than the spool keeps in memory: the oldest are dropped, and
+        // the control plane told so in their place.
+        let mut skipped = None;
+        let mut overflow = 0;
+        while unacked.len() > super::MAX_UNACKED {
+            let oldest = unacked.pop_front().expect("not empty");
+            skipped = Some((skipped.map_or(oldest.seq, |(from, _)| from), oldest.seq));
+            overflow += 1;
+        }
         if finished && unacked.is_empty() {
             let _ = std::fs::remove_file(path);
             let _ = std::fs::remove_file(path.with_extension("acked"));
@@ -97,6 +107,7 @@ impl Spool {
                     next_seq,
                     acked,
                     unacked,
+                    skipped,
                     last_status,
                     finished,
                     file: Some(file),
@@ -104,6 +115,7 @@ impl Spool {
                 },
             );
             inner.dirty.insert(k);
+            inner.dropped += overflow;
         }
         if !finished {
             let at = now_ms();

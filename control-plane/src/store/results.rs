@@ -1,0 +1,260 @@
+//! Result frames of many bots in one transaction: the ingest writer's
+//! batches. Each frame passes the same fence as alone (the worker holds the
+//! lease, the sequence number is the next one), is written in order, and
+//! each bot's last sequence number moves once, by compare-and-swap, at the
+//! end. If the transaction fails as a whole (a conflict, or one frame the
+//! database refuses), every frame is applied again on its own, so one bad
+//! frame costs only itself.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use sea_orm::sea_query::Expr;
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, TransactionTrait};
+
+use super::fence::{self, Place};
+use super::media::write_one;
+use super::{MediaWrite, Store, StoreError, Written};
+use crate::entity::bot;
+
+/// One frame's write, as its stream prepared it.
+#[derive(Debug, Clone)]
+pub(crate) struct ResultWrite {
+    pub bot_id: String,
+    /// The worker that sent it: only the lease holder may write.
+    pub worker_id: String,
+    pub generation: i64,
+    pub seq: i64,
+    pub at: DateTime<Utc>,
+    pub write: MediaWrite,
+}
+
+impl Store {
+    /// Applies `batch` (frames of many bots, each bot's in sequence order)
+    /// and says what became of each, in the same order.
+    pub(crate) async fn apply_results(
+        &self,
+        batch: Vec<ResultWrite>,
+    ) -> Vec<Result<Written, StoreError>> {
+        if batch.len() > 1 {
+            match self.apply_together(batch.clone()).await {
+                Ok(outcomes) => return outcomes,
+                Err(e) => {
+                    tracing::debug!(error = %e, frames = batch.len(), "result batch not applied together; one by one");
+                }
+            }
+        }
+        let mut outcomes = Vec::with_capacity(batch.len());
+        for r in batch {
+            let bot = match self.bot(&r.bot_id).await {
+                Ok(Some(b)) => b,
+                Ok(None) => {
+                    outcomes.push(Err(StoreError::NotFound));
+                    continue;
+                }
+                Err(e) => {
+                    outcomes.push(Err(e.into()));
+                    continue;
+                }
+            };
+            if let Err(e) = fence::holder(&bot, &r.worker_id, r.generation) {
+                outcomes.push(Err(e));
+                continue;
+            }
+            outcomes.push(
+                self.apply_result(&r.bot_id, r.generation, r.seq, r.at, r.write)
+                    .await,
+            );
+        }
+        outcomes
+    }
+
+    /// The whole batch in one transaction, or an error and nothing written.
+    async fn apply_together(
+        &self,
+        batch: Vec<ResultWrite>,
+    ) -> Result<Vec<Result<Written, StoreError>>, StoreError> {
+        let txn = self.db.begin().await?;
+        let ids: Vec<String> = {
+            let mut ids: Vec<String> = batch.iter().map(|r| r.bot_id.clone()).collect();
+            ids.sort();
+            ids.dedup();
+            ids
+        };
+        let mut bots: HashMap<String, (bot::Model, i64)> = bot::Entity::find()
+            .filter(bot::Column::Id.is_in(ids))
+            .all(&txn)
+            .await?
+            .into_iter()
+            .map(|b| {
+                let first = b.last_result_seq;
+                (b.id.clone(), (b, first))
+            })
+            .collect();
+        let mut outcomes = Vec::with_capacity(batch.len());
+        for r in batch {
+            let Some((bot, _)) = bots.get_mut(&r.bot_id) else {
+                outcomes.push(Err(StoreError::NotFound));
+                continue;
+            };
+            if let Err(e) = fence::holder(bot, &r.worker_id, r.generation) {
+                outcomes.push(Err(e));
+                continue;
+            }
+            match fence::sequence(bot, r.seq) {
+                Ok(Place::Duplicate) => outcomes.push(Ok(Written::Duplicate)),
+                Ok(Place::Next) => {
+                    let last = r.write.last_seq(r.seq);
+                    outcomes.push(Ok(write_one(&txn, bot, r.generation, r.at, r.write).await?));
+                    bot.last_result_seq = last;
+                }
+                Err(e) => outcomes.push(Err(e)),
+            }
+        }
+        for (bot, first) in bots.values() {
+            if bot.last_result_seq == *first {
+                continue;
+            }
+            let moved = bot::Entity::update_many()
+                .filter(bot::Column::Id.eq(bot.id.clone()))
+                .filter(bot::Column::LeaseGeneration.eq(bot.lease_generation))
+                .filter(bot::Column::LastResultSeq.eq(*first))
+                .col_expr(bot::Column::LastResultSeq, Expr::value(bot.last_result_seq))
+                .exec(&txn)
+                .await?;
+            if moved.rows_affected != 1 {
+                return Err(StoreError::Conflict);
+            }
+        }
+        txn.commit().await?;
+        Ok(outcomes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::fixtures::{lease, new_bot, store_with_tenant};
+    use super::*;
+
+    fn frame(bot: &str, worker: &str, generation: i64, seq: i64) -> ResultWrite {
+        ResultWrite {
+            bot_id: bot.into(),
+            worker_id: worker.into(),
+            generation,
+            seq,
+            at: crate::store::now(),
+            write: MediaWrite::Warning {
+                code: "NO_AUDIO".into(),
+                detail: "silent".into(),
+            },
+        }
+    }
+
+    #[tokio::test]
+    async fn one_transaction_applies_each_frame_by_its_own_fence() {
+        let store = store_with_tenant().await;
+        for id in ["a", "b"] {
+            store.scoped("t1").insert_bot(new_bot(id)).await.unwrap();
+            store.transition(lease(id, "w1", 0)).await.unwrap();
+        }
+        let g = store.bot("a").await.unwrap().unwrap().lease_generation;
+        let outcomes = store
+            .apply_results(vec![
+                frame("a", "w1", g, 1),
+                frame("b", "w1", g, 1),
+                frame("a", "w1", g, 2),
+                frame("a", "w1", g, 2),     // a replay: acknowledged again
+                frame("b", "w1", g, 3),     // a gap: refused, b stays at 1
+                frame("b", "w2", g, 2),     // not the holder
+                frame("b", "w1", g + 1, 2), // not the lease
+                frame("nobody", "w1", g, 1),
+            ])
+            .await;
+        let kinds: Vec<String> = outcomes
+            .iter()
+            .map(|o| match o {
+                Ok(w) => format!("{w:?}"),
+                Err(StoreError::Gap { .. }) => "Gap".into(),
+                Err(StoreError::Stale { .. }) => "Stale".into(),
+                Err(StoreError::NotFound) => "NotFound".into(),
+                Err(e) => panic!("{e}"),
+            })
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                "Applied",
+                "Applied",
+                "Applied",
+                "Duplicate",
+                "Gap",
+                "Stale",
+                "Stale",
+                "NotFound"
+            ]
+        );
+        let seq = |id: &'static str| {
+            let store = store.clone();
+            async move { store.bot(id).await.unwrap().unwrap().last_result_seq }
+        };
+        assert_eq!((seq("a").await, seq("b").await), (2, 1));
+
+        // The next batch goes on from there.
+        let outcomes = store
+            .apply_results(vec![frame("b", "w1", g, 2), frame("a", "w1", g, 3)])
+            .await;
+        assert!(outcomes.iter().all(|o| matches!(o, Ok(Written::Applied))));
+        assert_eq!((seq("a").await, seq("b").await), (3, 2));
+    }
+
+    #[tokio::test]
+    async fn a_skipped_range_is_one_warning_and_the_sequence_goes_on_after_it() {
+        let store = store_with_tenant().await;
+        store.scoped("t1").insert_bot(new_bot("a")).await.unwrap();
+        store.transition(lease("a", "w1", 0)).await.unwrap();
+        let g = store.bot("a").await.unwrap().unwrap().lease_generation;
+        let skipped = ResultWrite {
+            write: MediaWrite::Skipped {
+                through: 9,
+                detail: "8 results lost".into(),
+            },
+            ..frame("a", "w1", g, 2)
+        };
+        let outcomes = store
+            .apply_results(vec![
+                frame("a", "w1", g, 1),
+                skipped,
+                frame("a", "w1", g, 10),
+            ])
+            .await;
+        assert!(
+            outcomes.iter().all(|o| matches!(o, Ok(Written::Applied))),
+            "{outcomes:?}"
+        );
+        assert_eq!(store.bot("a").await.unwrap().unwrap().last_result_seq, 10);
+        // Alone too (a batch of one takes the single-frame path).
+        let skipped = ResultWrite {
+            write: MediaWrite::Skipped {
+                through: 20,
+                detail: "10 results lost".into(),
+            },
+            ..frame("a", "w1", g, 11)
+        };
+        assert!(matches!(
+            store.apply_results(vec![skipped]).await[0],
+            Ok(Written::Applied)
+        ));
+        assert_eq!(store.bot("a").await.unwrap().unwrap().last_result_seq, 20);
+        let warnings: Vec<String> = crate::entity::bot_warning::Entity::find()
+            .all(store.db())
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|w| w.code)
+            .collect();
+        assert_eq!(
+            warnings,
+            ["NO_AUDIO", "RESULTS_LOST", "NO_AUDIO", "RESULTS_LOST"]
+        );
+    }
+}
