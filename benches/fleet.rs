@@ -423,6 +423,63 @@ async fn worker(
     });
 }
 
+/// A bot's result stream as a worker keeps it: every frame until it is
+/// acknowledged, written again on a fresh stream when the control plane
+/// stopped the stream (it could not persist a frame) or stays silent.
+struct Replaying {
+    conn: quinn::Connection,
+    stream: Option<quinn::SendStream>,
+    unacked: Vec<(u64, Vec<u8>)>,
+    acked: tokio::sync::watch::Receiver<u64>,
+}
+
+impl Replaying {
+    async fn write(&mut self, seq: u64, bytes: Vec<u8>) {
+        let acked = *self.acked.borrow();
+        self.unacked.retain(|(s, _)| *s > acked);
+        self.unacked.push((seq, bytes));
+        if self.stream.is_none() {
+            return self.replay().await;
+        }
+        let last = &self.unacked.last().expect("just pushed").1;
+        if self
+            .stream
+            .as_mut()
+            .expect("open")
+            .write_all(last)
+            .await
+            .is_err()
+        {
+            self.replay().await;
+        }
+    }
+
+    /// Everything not acknowledged, on a fresh stream.
+    async fn replay(&mut self) {
+        for attempt in 0..50u32 {
+            if attempt > 0 {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            let Ok(mut stream) = self.conn.open_uni().await else {
+                continue;
+            };
+            let acked = *self.acked.borrow();
+            let mut ok = true;
+            for (_, bytes) in self.unacked.iter().filter(|(s, _)| *s > acked) {
+                if stream.write_all(bytes).await.is_err() {
+                    ok = false;
+                    break;
+                }
+            }
+            if ok {
+                self.stream = Some(stream);
+                return;
+            }
+        }
+        self.stream = None;
+    }
+}
+
 /// One bot's life, as a worker would report it.
 async fn bot(
     conn: quinn::Connection,
@@ -433,11 +490,16 @@ async fn bot(
     assigned: u64,
     done: Done,
 ) {
-    let mut out = conn.open_uni().await.unwrap();
+    let mut out = Replaying {
+        conn,
+        stream: None,
+        unacked: Vec::new(),
+        acked: acked.clone(),
+    };
     let mut seq = 0u64;
     let mut segments = Vec::new();
     let first_sent = unix_ms();
-    let mut send = async |body: ResultBody, out: &mut quinn::SendStream| {
+    let mut send = async |body: ResultBody, out: &mut Replaying| {
         seq += 1;
         let f = ResultFrame::seal(
             &a.data_key,
@@ -447,7 +509,7 @@ async fn bot(
             unix_ms() as i64,
             &body,
         );
-        out.write_all(&encode_frame(&f).unwrap()).await.unwrap();
+        out.write(seq, encode_frame(&f).unwrap()).await;
         seq
     };
     let status = |s: BotStatus, reason: Option<StatusReason>| ResultBody::Status {
@@ -528,10 +590,16 @@ async fn bot(
     running.lock().unwrap().remove(&(a.bot_id, a.generation));
     // Done once everything is acknowledged (or the control plane never
     // will: counted as not acknowledged).
-    let _ = tokio::time::timeout(Duration::from_secs(120), async {
-        let _ = acked.wait_for(|s| *s >= last).await;
-    })
-    .await;
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while *acked.borrow() < last && Instant::now() < deadline {
+        let waited = tokio::time::timeout(Duration::from_secs(10), async {
+            let _ = acked.wait_for(|s| *s >= last).await;
+        })
+        .await;
+        if waited.is_err() {
+            out.replay().await;
+        }
+    }
     let through = *acked.borrow();
     let segments_acked = segments.iter().filter(|s| **s <= through).count() as u64;
     let _ = done.send((

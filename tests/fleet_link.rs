@@ -248,3 +248,108 @@ async fn garbage_from_a_worker_is_refused_and_the_service_keeps_serving() {
 fn uuid_v4() -> uuid::Uuid {
     uuid::Uuid::new_v4()
 }
+
+/// Reads the control stream until `want` says yes (heartbeat-driven
+/// commands come among others, such as a repeated Assign).
+async fn until(
+    recv: &mut quinn::RecvStream,
+    within: Duration,
+    want: impl Fn(&ControlMsg) -> bool,
+) -> ControlMsg {
+    tokio::time::timeout(within, async {
+        loop {
+            match read_frame::<ControlMsg, _>(recv).await.unwrap() {
+                Some(m) if want(&m) => return m,
+                Some(_) => {}
+                None => panic!("control stream closed"),
+            }
+        }
+    })
+    .await
+    .expect("the control plane said it in time")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heartbeats_are_reconciled_with_the_leases() {
+    let cluster = Cluster::start().await;
+    let api = cluster.tenant("acme").await;
+    let dir = enrolled(&cluster).await;
+    let conn = dial(&cluster, Some(&dir), &dir).await;
+    let (mut send, mut recv) = hello(&conn).await;
+    let id = api
+        .create_bot(&cluster.meeting("beats", ""), "Beat Bot")
+        .await;
+    let ControlMsg::Assign(a) = until(&mut recv, Duration::from_secs(10), |m| {
+        matches!(m, ControlMsg::Assign(_))
+    })
+    .await
+    else {
+        unreachable!()
+    };
+    let mut results = conn.open_uni().await.unwrap();
+    for (seq, status) in [(1, BotStatus::Joining), (2, BotStatus::InCall)] {
+        let body = ResultBody::Status {
+            status,
+            reason: None,
+            detail: None,
+        };
+        let f = ResultFrame::seal(&a.data_key, a.bot_id, a.generation, seq, 0, &body);
+        write_frame(&mut results, &f).await.unwrap();
+    }
+    api.wait_status(&id, "IN_CALL", Duration::from_secs(10))
+        .await;
+
+    // A heartbeat lists a bot the worker holds no lease for: revoked at
+    // once, not at the next hello.
+    let stranger = uuid_v4();
+    let beat = |bots: Vec<attache_protocol::BotReport>| WorkerMsg::Heartbeat {
+        load: Default::default(),
+        bots,
+    };
+    let ours = attache_protocol::BotReport {
+        bot_id: a.bot_id,
+        generation: a.generation,
+        status: BotStatus::InCall,
+    };
+    let theirs = attache_protocol::BotReport {
+        bot_id: stranger,
+        generation: 1,
+        status: BotStatus::InCall,
+    };
+    write_frame(&mut send, &beat(vec![ours, theirs]))
+        .await
+        .unwrap();
+    let revoked = until(&mut recv, Duration::from_secs(5), |m| {
+        matches!(m, ControlMsg::Revoke { .. })
+    })
+    .await;
+    assert_eq!(
+        revoked,
+        ControlMsg::Revoke {
+            bot_id: stranger,
+            generation: 1
+        }
+    );
+
+    // Then the worker stops listing its bot, with no final status: the bot
+    // is not lost at once (a final status may still be on its way), but
+    // once it has been missing for the grace period.
+    let stop = tokio_util::sync::CancellationToken::new();
+    let beating = tokio::spawn({
+        let stop = stop.clone();
+        async move {
+            while !stop.is_cancelled() {
+                write_frame(&mut send, &beat(vec![])).await.unwrap();
+                tokio::time::sleep(HEARTBEAT).await;
+            }
+            send
+        }
+    });
+    tokio::time::sleep(GRACE / 2).await;
+    assert_eq!(api.bot(&id).await["status"], "IN_CALL");
+    let b = api.wait_status(&id, "FAILED", GRACE * 4).await;
+    assert_eq!(b["statusReason"], "WORKER_LOST", "{b:#}");
+    stop.cancel();
+    let _ = beating.await;
+    assert!(conn.close_reason().is_none(), "the link stays up");
+}

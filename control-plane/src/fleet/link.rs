@@ -197,13 +197,16 @@ async fn run(
         // replicas to know the worker is alive, well inside the grace period.
         let touch_every = state.config.worker_grace / 4;
         let mut last_touch = Instant::now();
+        let mut beats = repair::Beats::default();
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => return Ok(()),
                 frame = read_frame::<WorkerMsg, _>(&mut recv) => match frame {
                     Ok(Some(WorkerMsg::Heartbeat { load, bots })) => {
                         state.metrics.frames_received.with_label_values(&["control"]).inc();
-                        // Observed state: what the sweep compares with the leases.
+                        // Observed state: what the sweep compares with the
+                        // leases, and what this link reconciles them with.
+                        repair::on_heartbeat(state, &worker.id, &bots, &mut beats).await;
                         state.links.heartbeat(&worker.id, load, bots);
                         if last_touch.elapsed() >= touch_every {
                             last_touch = Instant::now();

@@ -1,13 +1,15 @@
 //! Repair: what the control plane does so stored leases and what workers
-//! run agree again. On a worker's hello it compares the two (the pure
-//! [`reconcile`]); a periodic sweep drives every worker's liveness clock,
+//! run agree again. On a worker's hello, and on its heartbeats when they
+//! change, it compares the two (the pure [`reconcile`]); a periodic sweep drives every worker's liveness clock,
 //! takes back the leases of lost workers and resends commands the event
 //! path may have missed. Every move goes through the lifecycle service.
 
+use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
 use attache_protocol::{BotReport, BotStatus, ControlMsg, ErrorCode, StatusReason};
 use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
 
 use super::reconcile::{HeldLease, Repair, reconcile};
 use crate::AppState;
@@ -17,22 +19,8 @@ use crate::store::{Applied, StoreError, Transition};
 
 /// Compares the worker's hello with the stored leases and repairs the gap.
 pub(super) async fn on_hello(state: &AppState, worker_id: &str, reported: &[BotReport]) {
-    let held: Vec<HeldLease> = match state.store.leased_bots(Some(worker_id)).await {
-        Ok(bots) => bots
-            .iter()
-            .filter_map(|b| {
-                Some(HeldLease {
-                    bot_id: b.id.parse().ok()?,
-                    generation: b.lease_generation as u64,
-                    status: b.status.0,
-                    leave_requested: b.leave_requested,
-                })
-            })
-            .collect(),
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot read leases to reconcile; the sweep will retry");
-            return;
-        }
+    let Some(held) = held_leases(state, worker_id).await else {
+        return;
     };
     for r in reconcile(&held, reported) {
         match r {
@@ -61,6 +49,108 @@ pub(super) async fn on_hello(state: &AppState, worker_id: &str, reported: &[BotR
                     tracing::warn!(error = %e, "cannot expire a lease; the sweep will retry");
                 }
             }
+        }
+    }
+}
+
+/// What a link remembers between heartbeats to reconcile them.
+#[derive(Default)]
+pub(super) struct Beats {
+    /// The leases the last heartbeat listed.
+    last: BTreeSet<(Uuid, u64)>,
+    /// Started leases the worker stopped listing, and since when.
+    missing: HashMap<(Uuid, u64), Instant>,
+    /// Heartbeats since the last full look.
+    since_full: u32,
+}
+
+/// A full look at the leases at least this often (in heartbeats), even
+/// when nothing seems to change.
+const FULL_EVERY: u32 = 10;
+
+/// Reconciles one heartbeat with the stored leases, as `on_hello` does a
+/// hello, but only when the worker's list changed, while a started lease
+/// is missing from it, or every [`FULL_EVERY`] heartbeats, so a steady
+/// fleet costs the database nothing. A bot the worker runs without a lease
+/// is revoked and a leave request repeated at once; a started lease it no
+/// longer lists (with no final status) is taken back only once it has
+/// been missing for the grace period, so a final status still on its way
+/// wins. Leases not yet taken up are the sweep's to send again.
+pub(super) async fn on_heartbeat(
+    state: &AppState,
+    worker_id: &str,
+    reported: &[BotReport],
+    beats: &mut Beats,
+) {
+    let listed: BTreeSet<(Uuid, u64)> = reported.iter().map(|r| (r.bot_id, r.generation)).collect();
+    beats.since_full += 1;
+    let look = listed != beats.last || !beats.missing.is_empty() || beats.since_full >= FULL_EVERY;
+    beats.last = listed;
+    if !look {
+        return;
+    }
+    beats.since_full = 0;
+    let Some(held) = held_leases(state, worker_id).await else {
+        return;
+    };
+    let now = Instant::now();
+    let still: BTreeSet<(Uuid, u64)> = held.iter().map(|h| (h.bot_id, h.generation)).collect();
+    beats.missing.retain(|k, _| still.contains(k));
+    for r in reconcile(&held, reported) {
+        match r {
+            Repair::Revoke { bot_id, generation } => {
+                tracing::info!(%bot_id, generation, "the worker runs a bot it holds no lease for; revoked");
+                state
+                    .links
+                    .send(worker_id, ControlMsg::Revoke { bot_id, generation });
+            }
+            Repair::Cancel { bot_id, generation } => {
+                state
+                    .links
+                    .send(worker_id, ControlMsg::Cancel { bot_id, generation });
+            }
+            Repair::Reassign { .. } => {}
+            Repair::Expire { bot_id, generation } => {
+                let since = *beats.missing.entry((bot_id, generation)).or_insert(now);
+                if now.duration_since(since) < state.config.worker_grace {
+                    continue;
+                }
+                beats.missing.remove(&(bot_id, generation));
+                tracing::warn!(%bot_id, generation, "the worker stopped running a bot without a final status");
+                let id = bot_id.to_string();
+                if let Err(e) =
+                    expire_leases(state, worker_id, Some((&id, generation as i64))).await
+                {
+                    tracing::warn!(error = %e, "cannot expire a lease; the next heartbeat retries");
+                }
+            }
+        }
+    }
+    // Listed again: no longer missing.
+    for r in reported {
+        beats.missing.remove(&(r.bot_id, r.generation));
+    }
+}
+
+/// The leases the database says `worker_id` holds; `None` (logged) if it
+/// cannot say now.
+async fn held_leases(state: &AppState, worker_id: &str) -> Option<Vec<HeldLease>> {
+    match state.store.leased_bots(Some(worker_id)).await {
+        Ok(bots) => Some(
+            bots.iter()
+                .filter_map(|b| {
+                    Some(HeldLease {
+                        bot_id: b.id.parse().ok()?,
+                        generation: b.lease_generation as u64,
+                        status: b.status.0,
+                        leave_requested: b.leave_requested,
+                    })
+                })
+                .collect(),
+        ),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read leases to reconcile; the sweep will retry");
+            None
         }
     }
 }
