@@ -238,9 +238,12 @@ impl Worker {
         metrics.bots_active.set(self.sessions.active() as i64);
         metrics.outbox_pending.set(self.outbox.pending() as i64);
         metrics.spool_dropped.set(self.deps.spool.dropped() as i64);
+        // Finished bots whose last results are not acknowledged yet are
+        // listed too: the control plane does not take back a lease whose
+        // final status is still on its way.
         WorkerMsg::Heartbeat {
             load,
-            bots: self.sessions.reports(),
+            bots: self.running_and_unreported(),
         }
     }
 
