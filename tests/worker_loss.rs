@@ -32,6 +32,10 @@ async fn worker_killed_mid_meeting_fails_its_bot_with_worker_lost() {
         .wait_status(&id, "FAILED", GRACE + Duration::from_secs(10))
         .await;
     let took = killed.elapsed();
+    eprintln!(
+        "worker loss: the in-call bot FAILED WORKER_LOST {took:.2?} after SIGKILL \
+         (grace {GRACE:?}, heartbeat {HEARTBEAT:?})"
+    );
     assert_eq!(b["statusReason"], "WORKER_LOST");
     assert!(
         took >= GRACE,
@@ -84,12 +88,18 @@ async fn worker_killed_before_admission_hands_the_bot_to_another_worker() {
 
     // A second worker comes up; then the first dies while its bot waits.
     cluster.add_worker(2).await;
+    let killed = Instant::now();
     first.kill();
 
     let deadline = Instant::now() + GRACE + JOIN;
     loop {
         let b = api.bot(&id).await;
         if statuses(&b).iter().filter(|s| *s == "WAITING_ROOM").count() == 2 {
+            eprintln!(
+                "worker loss: the lobby bot waited in a lobby again, on the other worker, \
+                 {:.2?} after SIGKILL (grace {GRACE:?}, heartbeat {HEARTBEAT:?})",
+                killed.elapsed()
+            );
             break;
         }
         assert!(Instant::now() < deadline, "bot was not handed over: {b:#}");
