@@ -17,7 +17,7 @@ mod bots;
 pub(crate) mod erasure;
 pub(crate) mod fence;
 #[cfg(test)]
-mod fixtures;
+pub(crate) mod fixtures;
 mod fleet;
 mod generations;
 mod keys;

@@ -24,16 +24,7 @@ pub(super) async fn on_hello(state: &AppState, worker_id: &str, reported: &[BotR
     };
     for r in reconcile(&held, reported) {
         match r {
-            Repair::Revoke { bot_id, generation } => {
-                state
-                    .links
-                    .send(worker_id, ControlMsg::Revoke { bot_id, generation });
-            }
-            Repair::Cancel { bot_id, generation } => {
-                state
-                    .links
-                    .send(worker_id, ControlMsg::Cancel { bot_id, generation });
-            }
+            Repair::Revoke { .. } | Repair::Cancel { .. } => tell(state, worker_id, r),
             Repair::Reassign { bot_id } => {
                 if let Ok(Some(b)) = state.store.bot(&bot_id.to_string()).await
                     && let Some(a) = assignment(state, &b).await
@@ -100,15 +91,9 @@ pub(super) async fn on_heartbeat(
         match r {
             Repair::Revoke { bot_id, generation } => {
                 tracing::info!(%bot_id, generation, "the worker runs a bot it holds no lease for; revoked");
-                state
-                    .links
-                    .send(worker_id, ControlMsg::Revoke { bot_id, generation });
+                tell(state, worker_id, r);
             }
-            Repair::Cancel { bot_id, generation } => {
-                state
-                    .links
-                    .send(worker_id, ControlMsg::Cancel { bot_id, generation });
-            }
+            Repair::Cancel { .. } => tell(state, worker_id, r),
             Repair::Reassign { .. } => {}
             Repair::Expire { bot_id, generation } => {
                 let since = *beats.missing.entry((bot_id, generation)).or_insert(now);
@@ -130,6 +115,16 @@ pub(super) async fn on_heartbeat(
     for r in reported {
         beats.missing.remove(&(r.bot_id, r.generation));
     }
+}
+
+/// Sends the command a Revoke or Cancel repair stands for.
+fn tell(state: &AppState, worker_id: &str, r: Repair) {
+    let msg = match r {
+        Repair::Revoke { bot_id, generation } => ControlMsg::Revoke { bot_id, generation },
+        Repair::Cancel { bot_id, generation } => ControlMsg::Cancel { bot_id, generation },
+        Repair::Reassign { .. } | Repair::Expire { .. } => return,
+    };
+    state.links.send(worker_id, msg);
 }
 
 /// The leases the database says `worker_id` holds; `None` (logged) if it

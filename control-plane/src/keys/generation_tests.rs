@@ -4,36 +4,21 @@
 //! store opens every bot it kept; and each provider's erasable keys really
 //! stop decrypting once destroyed (real OpenBao, moto's KMS).
 
-use attache_protocol::{DataKey, Platform};
+use attache_protocol::DataKey;
 
 use super::provider::{KeyProvider, ProviderError, Subject};
 use super::tests::{bao, keys_for, kms_config, kms_endpoint, store, unique, vault_config};
 use super::*;
-use crate::store::{NewBot, now};
+use crate::store::{NewBot, fixtures};
 
 async fn new_bot(keys: &Keys, store: &Store, id: &str) -> DataKey {
     let made = keys.new_bot_key("t1", id).await.unwrap();
     store
         .scoped("t1")
         .insert_bot(NewBot {
-            id: id.into(),
-            region: "local".into(),
-            platform: Platform::GoogleMeet,
             data_key: made.wrapped.clone(),
             key_generation: Some(made.generation),
-            meeting_url_sealed: Vec::new(),
-            bot_name_sealed: Vec::new(),
-            join_at: now(),
-            join_timeout_ms: 1,
-            lobby_timeout_ms: 1,
-            max_duration_ms: 1,
-            nobody_joined_ms: 1,
-            alone_ms: 1,
-            silence_ms: 1,
-            created_at: now(),
-            transcription: None,
-            pool: None,
-            object_store: "default".into(),
+            ..fixtures::new_bot(id)
         })
         .await
         .unwrap();
@@ -130,24 +115,9 @@ async fn a_bot_made_on_a_generation_an_erasure_retired_moves_to_the_current_one(
     store
         .scoped("t1")
         .insert_bot(NewBot {
-            id: "late".into(),
-            region: "local".into(),
-            platform: Platform::GoogleMeet,
             data_key: made.wrapped.clone(),
             key_generation: Some(made.generation),
-            meeting_url_sealed: Vec::new(),
-            bot_name_sealed: Vec::new(),
-            join_at: now(),
-            join_timeout_ms: 1,
-            lobby_timeout_ms: 1,
-            max_duration_ms: 1,
-            nobody_joined_ms: 1,
-            alone_ms: 1,
-            silence_ms: 1,
-            created_at: now(),
-            transcription: None,
-            pool: None,
-            object_store: "default".into(),
+            ..fixtures::new_bot("late")
         })
         .await
         .unwrap();

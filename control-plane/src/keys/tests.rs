@@ -7,7 +7,7 @@
 
 use std::path::Path;
 
-use attache_protocol::{DataKey, Platform};
+use attache_protocol::DataKey;
 use serde_json::json;
 
 use super::*;
@@ -161,24 +161,8 @@ async fn populate(store: Store) -> Store {
     store
         .scoped("t1")
         .insert_bot(NewBot {
-            key_generation: None,
-            id: "b1".into(),
-            region: "local".into(),
-            platform: Platform::GoogleMeet,
             data_key: Vec::new(),
-            meeting_url_sealed: Vec::new(),
-            bot_name_sealed: Vec::new(),
-            join_at: now(),
-            join_timeout_ms: 1,
-            lobby_timeout_ms: 1,
-            max_duration_ms: 1,
-            nobody_joined_ms: 1,
-            alone_ms: 1,
-            silence_ms: 1,
-            created_at: now(),
-            transcription: None,
-            pool: None,
-            object_store: "default".into(),
+            ..crate::store::fixtures::new_bot("b1")
         })
         .await
         .unwrap();

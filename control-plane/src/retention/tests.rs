@@ -3,7 +3,7 @@
 //! `scripts/test` started them (`ATTACHE_TEST_POSTGRES_URL`,
 //! `ATTACHE_TEST_S3_*`), each test on a database and bucket of its own.
 
-use attache_protocol::{BotStatus, Platform, StatusReason};
+use attache_protocol::{BotStatus, StatusReason};
 use attache_tenant_policy::DataClass;
 use chrono::{DateTime, Duration, Utc};
 use sea_orm::{
@@ -139,24 +139,10 @@ async fn queued_bot(store: &Store, tenant_id: &str, id: &str) {
     store
         .scoped(tenant_id)
         .insert_bot(NewBot {
-            key_generation: None,
-            id: id.into(),
-            region: "local".into(),
-            platform: Platform::GoogleMeet,
-            data_key: vec![1],
-            meeting_url_sealed: vec![2],
-            bot_name_sealed: vec![3],
             join_at: at,
-            join_timeout_ms: 1,
-            lobby_timeout_ms: 1,
-            max_duration_ms: 1,
-            nobody_joined_ms: 1,
-            alone_ms: 1,
-            silence_ms: 1,
             created_at: at,
-            transcription: None,
-            pool: None,
             object_store: crate::residency::DEFAULT_STORE.to_string(),
+            ..crate::store::fixtures::new_bot(id)
         })
         .await
         .unwrap();

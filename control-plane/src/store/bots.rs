@@ -675,24 +675,11 @@ mod tests {
         store
             .scoped("t1")
             .insert_bot(NewBot {
-                key_generation: None,
-                id: id.into(),
                 region: region.into(),
-                platform: Platform::GoogleMeet,
-                data_key: vec![1],
-                meeting_url_sealed: vec![2],
-                bot_name_sealed: vec![3],
                 join_at: at,
-                join_timeout_ms: 1,
-                lobby_timeout_ms: 1,
-                max_duration_ms: 1,
-                nobody_joined_ms: 1,
-                alone_ms: 1,
-                silence_ms: 1,
                 created_at: at,
-                transcription: None,
                 pool: pool.map(str::to_string),
-                object_store: "default".into(),
+                ..fixtures::new_bot(id)
             })
             .await
             .unwrap();

@@ -26,7 +26,8 @@ pub(crate) async fn store_with_tenant() -> Store {
     store
 }
 
-/// A bot due now, with placeholder sealed fields.
+/// A bot due now. Its sealed fields are arbitrary bytes: the store keeps
+/// them and never opens them.
 pub(crate) fn new_bot(id: &str) -> NewBot {
     NewBot {
         key_generation: None,

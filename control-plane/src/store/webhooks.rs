@@ -569,24 +569,9 @@ impl Scoped<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::entity::names::{Isolation, Stored};
-    use crate::entity::tenant;
 
     async fn fixture() -> (Store, webhook_endpoint::Model) {
-        let store = Store::open("sqlite::memory:").await.unwrap();
-        store.migrate().await.unwrap();
-        store
-            .insert_tenant(tenant::Model {
-                id: "t1".into(),
-                name: "acme".into(),
-                region: "local".into(),
-                created_at: now(),
-                retention_days: None,
-                isolation: Stored(Isolation::Shared),
-                pool: None,
-            })
-            .await
-            .unwrap();
+        let store = super::super::fixtures::store_with_tenant().await;
         let e = webhook_endpoint::ActiveModel {
             id: Set("e1".into()),
             tenant_id: Set("t1".into()),
