@@ -1,6 +1,8 @@
 //! A worker process killed with SIGKILL (and its Chromium with it): the
 //! control plane notices, waits out the grace period, then fails bots that
 //! were in a meeting with WORKER_LOST and hands the others to another worker.
+//! A worker restarted on the same data directory delivers its spool and
+//! says what happened.
 
 mod support;
 
@@ -197,4 +199,87 @@ async fn a_crashed_renderer_fails_its_bot_alone() {
         .wait_status(&survivor, "ENDED", Duration::from_secs(20))
         .await;
     assert_eq!(b["statusReason"], "LEAVE_REQUESTED");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_restarted_mid_meeting_delivers_its_spool_and_says_so() {
+    let cluster = Cluster::start().await;
+    let api = cluster.tenant("acme").await;
+    let dir = temp_dir("restarting-worker");
+    let mut first = cluster.spawn_worker_process_in(dir.clone(), 2).await;
+    let id = api
+        .create_bot(
+            &cluster.meeting("restarts", "admission=open&script=demo-loop"),
+            "Steady",
+        )
+        .await;
+    api.wait_status(&id, "IN_CALL", Duration::from_secs(40))
+        .await;
+    let in_call = Instant::now();
+    // Killed once two recording chunks (2 s of audio each) are stored, so
+    // the test does not depend on how soon audio flows on a loaded machine.
+    let deadline = in_call + Duration::from_secs(30);
+    let stored_before = loop {
+        let size = api.media(&id).await["recording"]["sizeBytes"]
+            .as_i64()
+            .unwrap_or(0);
+        if size > 0 && Instant::now() >= in_call + Duration::from_secs(5) {
+            break size;
+        }
+        assert!(Instant::now() < deadline, "no recording chunk was stored");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    first.kill();
+    let stay = in_call.elapsed();
+    // Back at once, on the same data directory: well inside the grace.
+    let _second = cluster.spawn_worker_process_in(dir.clone(), 2).await;
+    let b = api
+        .wait_status(&id, "FAILED", Duration::from_secs(30))
+        .await;
+    assert_eq!(b["statusReason"], "WORKER_RESTARTED", "{b:#}");
+    let m = api.media(&id).await;
+    let warnings = m["warnings"].as_array().unwrap();
+    let lost = warnings
+        .iter()
+        .find(|w| w["code"] == "RESULTS_LOST")
+        .unwrap_or_else(|| panic!("{m:#}"));
+    let detail = lost["message"].as_str().unwrap();
+    assert!(detail.contains("0 emitted results were lost"), "{detail}");
+    // What the bot saw before the kill was delivered from the spool.
+    let names: Vec<&str> = m["participants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert!(names.contains(&"Alice") && names.contains(&"Bob"), "{m:#}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let rec = loop {
+        let rec = api.media(&id).await["recording"].clone();
+        if rec["status"] != "RECORDING" || Instant::now() > deadline {
+            break rec;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    assert_eq!(rec["status"], "PARTIAL", "{rec:#}");
+    // Nothing acknowledged before the kill is missing, and the recording
+    // holds at least the first chunk and no more than the stay.
+    assert!(
+        rec["sizeBytes"].as_i64().unwrap() >= stored_before,
+        "{rec:#} after {stored_before} bytes were stored"
+    );
+    let ms = rec["durationMs"].as_i64().unwrap();
+    let stay_ms = stay.as_millis() as i64;
+    assert!(
+        (2_000..=stay_ms + 1_000).contains(&ms),
+        "{ms} ms of a {stay_ms} ms stay"
+    );
+    // Nothing stays in the spool once delivered.
+    let spool: Vec<_> = std::fs::read_dir(dir.join("spool"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().extension().is_some_and(|x| x == "spool"))
+        .collect();
+    assert!(spool.is_empty(), "{spool:?}");
+    println!("restart detail: {detail}");
 }
