@@ -309,7 +309,7 @@ enum AdminCommand {
         #[command(flatten)]
         deployment: DeploymentArgs,
     },
-    /// Issue a one-time join token for a worker in a region.
+    /// Issue a join token for a worker in a region (one-time unless --uses).
     WorkerToken {
         #[arg(long)]
         region: String,
@@ -320,6 +320,10 @@ enum AdminCommand {
         /// Minutes until the token expires.
         #[arg(long, default_value_t = 60)]
         ttl_minutes: u64,
+        /// How many workers may enroll with it (an autoscaled group sharing
+        /// one secret); each keeps its identity in its data directory.
+        #[arg(long, default_value_t = 1)]
+        uses: u32,
         #[command(flatten)]
         deployment: DeploymentArgs,
     },
@@ -559,21 +563,24 @@ impl Cli {
                 region,
                 pool,
                 ttl_minutes,
+                uses,
                 deployment,
             }) => {
                 let admin = Admin::open(&deployment.config()?).await?;
                 let t = admin
-                    .worker_token_in(
+                    .shared_worker_token(
                         &region,
                         pool.as_deref(),
                         Duration::from_secs(ttl_minutes * 60),
+                        uses,
                     )
                     .await?;
                 println!("join token: {}", t.token);
                 println!(
-                    "region: {}  pool: {}  expires: {}",
+                    "region: {}  pool: {}  uses: {}  expires: {}",
                     t.region,
                     t.pool.as_deref().unwrap_or("shared"),
+                    t.uses,
                     t.expires_at
                 );
                 Ok(())

@@ -2,7 +2,8 @@
 //! takes no new bots, hands back the bot still in a waiting room (another
 //! worker takes it from the start), lets the bot in a call go on until its
 //! meeting ends (MEETING_ENDED, not WORKER_SHUTDOWN), and then stops by
-//! itself. Its free capacity leaves the region's autoscaling gauge at once.
+//! itself. Its free capacity leaves the region's autoscaling gauge at once,
+//! and its `/healthz` says `draining` (still 200) until it stops.
 //! The operator's `drainWorker` does the same to a worker from afar.
 
 mod support;
@@ -43,6 +44,10 @@ async fn a_draining_worker_hands_back_its_lobby_bot_and_finishes_its_call() {
     api.wait_status(&in_call, "IN_CALL", JOIN).await;
     api.wait_status(&waiting, "WAITING_ROOM", JOIN).await;
 
+    let health = format!("http://{}/healthz", cluster.worker_metrics[0]);
+    let said = |url: String| async move { reqwest::get(url).await.unwrap().text().await.unwrap() };
+    assert_eq!(said(health.clone()).await, "ok");
+
     // Another worker comes up; the first drains.
     cluster.add_worker(2).await;
     cluster.stop_worker(0);
@@ -57,9 +62,11 @@ async fn a_draining_worker_hands_back_its_lobby_bot_and_finishes_its_call() {
         assert!(Instant::now() < deadline, "not handed back: {b:#}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    // The call goes on, on the draining worker, which takes nothing new.
+    // The call goes on, on the draining worker, which takes nothing new
+    // and still answers its liveness probe.
     let b = api.bot(&in_call).await;
     assert_eq!(b["status"], "IN_CALL", "{b:#}");
+    assert_eq!(said(health.clone()).await, "draining");
     // Its room leaves the region's gauge: only the other worker's is left,
     // less the bot it took (as soon as its heartbeat says so).
     let deadline = Instant::now() + Duration::from_secs(10);

@@ -88,6 +88,40 @@ async fn hello(conn: &quinn::Connection) -> (quinn::SendStream, quinn::RecvStrea
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shared_join_token_enrolls_as_many_workers_as_it_allows() {
+    let cluster = Cluster::start().await;
+    let shared = cluster
+        .admin
+        .shared_worker_token("local", None, Duration::from_secs(600), 2)
+        .await
+        .unwrap();
+    assert_eq!(shared.uses, 2);
+    let mut ids = Vec::new();
+    for n in 0..2 {
+        let mut wc = cluster.worker_config(temp_dir(&format!("shared-{n}")));
+        wc.join_token = Some(shared.token.clone());
+        let w = EdgeWorker::build(wc).await.expect("a use is left");
+        ids.push(w.worker_id().to_string());
+    }
+    assert_ne!(ids[0], ids[1], "each worker gets an identity of its own");
+    let mut third = cluster.worker_config(temp_dir("shared-2"));
+    third.join_token = Some(shared.token.clone());
+    let err = EdgeWorker::build(third)
+        .await
+        .err()
+        .expect("every use is spent");
+    assert!(err.to_string().contains("UNAUTHENTICATED"), "{err}");
+    // Out of range: refused before anything is stored.
+    for uses in [0, attache_control_plane::MAX_TOKEN_USES + 1] {
+        let refused = cluster
+            .admin
+            .shared_worker_token("local", None, Duration::from_secs(600), uses)
+            .await;
+        assert!(refused.is_err(), "{uses} uses");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn join_tokens_enroll_once_and_pin_the_control_plane() {
     let cluster = Cluster::start().await;
     let token = cluster.token().await;

@@ -21,6 +21,9 @@ use crate::retention::{SweepError, SweepReport, Sweeper};
 use crate::store::{Store, now};
 use crate::{AppState, BuildError};
 
+/// The most workers one join token may enroll.
+pub const MAX_TOKEN_USES: u32 = 10_000;
+
 #[derive(Debug, thiserror::Error)]
 pub enum AdminError {
     #[error("{0}")]
@@ -82,8 +85,10 @@ pub struct LeaseRecord {
 
 #[derive(Debug, Clone)]
 pub struct WorkerToken {
-    /// `ajt_<id>_<secret>_<fleet CA fingerprint>`; spendable once.
+    /// `ajt_<id>_<secret>_<fleet CA fingerprint>`; enrolls `uses`
+    /// workers at most.
     pub token: String,
+    pub uses: u32,
     pub region: String,
     /// The dedicated pool the worker joins; `None`: shared.
     pub pool: Option<String>,
@@ -612,6 +617,25 @@ impl Admin {
         pool: Option<&str>,
         ttl: Duration,
     ) -> Result<WorkerToken, AdminError> {
+        self.shared_worker_token(region, pool, ttl, 1).await
+    }
+
+    /// A join token that `uses` workers may enroll with until it expires:
+    /// one secret for an autoscaled group of workers. Each worker keeps the
+    /// identity it enrolled with in its data directory and needs no token
+    /// again; a worker that lost its data directory spends another use.
+    pub async fn shared_worker_token(
+        &self,
+        region: &str,
+        pool: Option<&str>,
+        ttl: Duration,
+        uses: u32,
+    ) -> Result<WorkerToken, AdminError> {
+        if !(1..=MAX_TOKEN_USES).contains(&uses) {
+            return Err(AdminError::Invalid(format!(
+                "a join token enrolls 1 to {MAX_TOKEN_USES} workers, not {uses}"
+            )));
+        }
         validate_region(region).map_err(|e| AdminError::Invalid(e.to_string()))?;
         if let Some(p) = pool {
             validate_pool(p).map_err(|e| AdminError::Invalid(e.to_string()))?;
@@ -630,10 +654,13 @@ impl Admin {
                 used_at: None,
                 used_by_worker: None,
                 pool: pool.map(str::to_string),
+                max_uses: uses as i32,
+                uses: 0,
             })
             .await?;
         Ok(WorkerToken {
             token: format!("ajt_{id}_{secret}_{}", self.ca.fingerprint()),
+            uses,
             region: region.to_string(),
             pool: pool.map(str::to_string),
             expires_at,

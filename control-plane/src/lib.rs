@@ -51,7 +51,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-pub use admin::{Admin, AdminError, CreatedTenant, LeaseRecord, WorkerToken};
+pub use admin::{Admin, AdminError, CreatedTenant, LeaseRecord, MAX_TOKEN_USES, WorkerToken};
 pub use api::sdl;
 pub use audit::{Entry as AuditEntry, Verdict as AuditVerdict};
 pub use config::{Config, ConfigError};

@@ -21,7 +21,9 @@
 //! 5. browser closed;
 //! 6. tasks waited: every task the worker started (metrics server, bot
 //!    sessions, capture listeners, encoder threads, speech-to-text engines,
-//!    browser handler, command reader), for a bounded time.
+//!    browser handler, command reader), for a bounded time. `/metrics` and
+//!    `/healthz` answer until this step (`/healthz` says `draining` from
+//!    step 1), so probes do not kill a draining worker.
 
 /// Platform adapters: the join flow as data and a pure decision, and the page loop.
 mod adapter;
@@ -97,7 +99,7 @@ impl EdgeWorker {
         &self.identity.worker_id
     }
 
-    /// Where `/metrics` is served, if it is.
+    /// Where `/metrics` and `/healthz` are served, if they are.
     pub fn metrics_addr(&self) -> Option<std::net::SocketAddr> {
         self.metrics_listener
             .as_ref()
@@ -109,8 +111,18 @@ impl EdgeWorker {
     /// Then shuts down in the order the crate's documentation gives.
     pub async fn run(self, shutdown: CancellationToken) {
         let tasks = TaskTracker::new();
+        // `/metrics` and `/healthz` answer through the drain (a probe that
+        // failed then would kill the bots still in calls), until the end.
+        let served = CancellationToken::new();
+        let serving = served.clone().drop_guard();
         if let Some(listener) = self.metrics_listener {
-            metrics::serve(self.metrics.clone(), listener, shutdown.clone(), &tasks);
+            metrics::serve(
+                self.metrics.clone(),
+                listener,
+                shutdown.clone(),
+                served,
+                &tasks,
+            );
         }
         let Some(spool) = open_spool(&self.config, &self.metrics, &tasks).await else {
             return;
@@ -119,6 +131,7 @@ impl EdgeWorker {
         let browser = deps.browser.clone();
         link::run(self.identity, deps, shutdown).await;
         browser.shutdown().await;
+        drop(serving);
         tasks.close();
         if tokio::time::timeout(TASKS_TIMEOUT, tasks.wait())
             .await

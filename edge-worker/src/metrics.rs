@@ -140,23 +140,34 @@ impl Metrics {
     }
 }
 
-/// Serves `/metrics` on `listener` as a tracked task, until `shutdown`.
+/// Serves `/metrics` and `/healthz` on `listener` as a tracked task, until
+/// `served` is cancelled. `/healthz` answers 200 `ok`, or `draining` once
+/// `shutdown` is: a liveness probe, not a readiness one.
 pub(crate) fn serve(
     metrics: Arc<Metrics>,
     listener: tokio::net::TcpListener,
     shutdown: CancellationToken,
+    served: CancellationToken,
     tasks: &TaskTracker,
 ) {
-    let app = axum::Router::new().route(
-        "/metrics",
-        axum::routing::get(move || {
-            let m = metrics.clone();
-            async move { m.render() }
-        }),
-    );
+    let app = axum::Router::new()
+        .route(
+            "/metrics",
+            axum::routing::get(move || {
+                let m = metrics.clone();
+                async move { m.render() }
+            }),
+        )
+        .route(
+            "/healthz",
+            axum::routing::get(move || {
+                let draining = shutdown.is_cancelled();
+                async move { if draining { "draining" } else { "ok" } }
+            }),
+        );
     tasks.spawn(async move {
         let _ = axum::serve(listener, app)
-            .with_graceful_shutdown(async move { shutdown.cancelled().await })
+            .with_graceful_shutdown(async move { served.cancelled().await })
             .await;
     });
 }

@@ -14,6 +14,7 @@ mod m0007_retention;
 mod m0008_sealed_personal_fields;
 mod m0009_erasure;
 mod m0010_webhook_claims;
+mod m0011_join_token_uses;
 
 pub struct Migrator;
 
@@ -31,6 +32,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0008_sealed_personal_fields::Migration),
             Box::new(m0009_erasure::Migration),
             Box::new(m0010_webhook_claims::Migration),
+            Box::new(m0011_join_token_uses::Migration),
         ]
     }
 }

@@ -9,10 +9,15 @@ pub struct Model {
     pub region: String,
     pub created_at: DateTimeUtc,
     pub expires_at: DateTimeUtc,
+    /// The latest enrollment, and the worker it enrolled.
     pub used_at: Option<DateTimeUtc>,
     pub used_by_worker: Option<String>,
     /// The dedicated pool the worker it enrolls joins; `None`: shared.
     pub pool: Option<String>,
+    /// How many workers may enroll with it.
+    pub max_uses: i32,
+    /// How many have.
+    pub uses: i32,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -88,7 +88,7 @@ async fn enroll(
         .unwrap_or_default();
     let matches: bool = presented.as_bytes().ct_eq(stored.as_bytes()).into();
     let token = match token {
-        Some(t) if matches && t.used_at.is_none() && t.expires_at > now() => t,
+        Some(t) if matches && t.uses < t.max_uses && t.expires_at > now() => t,
         _ => return Err(INVALID),
     };
     let hostname: String = req

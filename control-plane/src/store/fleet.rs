@@ -1,6 +1,7 @@
 //! Workers and join tokens: enrollment, and each worker's state as any
 //! replica last saw it.
 
+use sea_orm::ExprTrait;
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, DbErr, EntityTrait, PaginatorTrait, QueryFilter, Set,
@@ -22,6 +23,8 @@ impl Store {
             used_at: Set(None),
             used_by_worker: Set(None),
             pool: Set(t.pool),
+            max_uses: Set(t.max_uses),
+            uses: Set(0),
         }
         .insert(&self.db)
         .await
@@ -34,8 +37,8 @@ impl Store {
             .await
     }
 
-    /// Spends a join token and records the worker it enrolled, atomically:
-    /// a token can enroll one worker, ever.
+    /// Spends one use of a join token and records the worker it enrolled,
+    /// atomically: a token enrolls at most `max_uses` workers, ever.
     pub(crate) async fn enroll_worker(
         &self,
         token_id: &str,
@@ -45,8 +48,12 @@ impl Store {
         let spent = join_token::Entity::update_many()
             .col_expr(join_token::Column::UsedAt, Expr::value(w.enrolled_at))
             .col_expr(join_token::Column::UsedByWorker, Expr::value(w.id.clone()))
+            .col_expr(
+                join_token::Column::Uses,
+                Expr::col(join_token::Column::Uses).add(1),
+            )
             .filter(join_token::Column::Id.eq(token_id))
-            .filter(join_token::Column::UsedAt.is_null())
+            .filter(Expr::col(join_token::Column::Uses).lt(Expr::col(join_token::Column::MaxUses)))
             .exec(&txn)
             .await?;
         if spent.rows_affected != 1 {
