@@ -54,7 +54,7 @@ impl Bots {
     ) -> Result<bot::Model, StoreError> {
         let (bot, event) = scoped.insert_bot(new).await?;
         tracing::info!(bot_id = %bot.id, tenant_id = %bot.tenant_id, platform = %bot.platform, "bot created");
-        self.moved(&event);
+        self.moved(&bot, &event);
         Ok(bot)
     }
 
@@ -62,8 +62,8 @@ impl Bots {
     /// everyone who must know.
     pub(crate) async fn apply(&self, t: Transition) -> Result<Applied, StoreError> {
         let applied = self.store.transition(t).await?;
-        if let Applied::Moved(_, event) = &applied {
-            self.moved(event);
+        if let Applied::Moved(bot, event) = &applied {
+            self.moved(bot, event);
         }
         Ok(applied)
     }
@@ -109,7 +109,7 @@ impl Bots {
         self.dispatch_wakeup.notify_one();
     }
 
-    fn moved(&self, event: &bot_event::Model) {
+    fn moved(&self, bot: &bot::Model, event: &bot_event::Model) {
         let to = event.status.0;
         self.metrics
             .transitions
@@ -117,9 +117,17 @@ impl Bots {
             .inc();
         self.events.publish(event);
         // A queued bot waits for dispatch (on whichever replica holds a
-        // worker of its region); an ended one frees room here.
+        // worker of its region): due now, it goes into its group's stream;
+        // later, the dispatcher finds it missing once it is due. An ended
+        // bot frees room here.
         if to == BotStatus::Queued {
-            self.events.bus().publish(Notice::Dispatch);
+            if bot.join_at <= event.at {
+                self.events
+                    .bus()
+                    .queued(&bot.region, bot.pool.as_deref(), &bot.id);
+            } else {
+                self.events.bus().publish(Notice::Dispatch);
+            }
         }
         if to == BotStatus::Queued || to.is_final() {
             self.wake_dispatch();

@@ -34,6 +34,10 @@ pub struct Config {
     /// How long a worker may be unreachable before its leases are taken back.
     pub worker_grace: Duration,
     pub dispatch_interval: Duration,
+    /// With Redis: how long a dispatch entry a replica read may stay
+    /// unacknowledged before another replica claims it (the first one
+    /// died, or could not place the bot).
+    pub dispatch_claim_idle: Duration,
     pub max_body_bytes: usize,
     pub default_limits: SessionLimits,
     /// Per tenant: bots created per minute (sustained) and in one burst.
@@ -141,6 +145,7 @@ impl Config {
             heartbeat_interval: Duration::from_secs(2),
             worker_grace: Duration::from_secs(15),
             dispatch_interval: Duration::from_secs(1),
+            dispatch_claim_idle: Duration::from_secs(30),
             max_body_bytes: 256 * 1024,
             default_limits: SessionLimits::default(),
             create_bot_per_minute: 120,

@@ -177,8 +177,13 @@ impl ControlPlane {
                     .filter(char::is_ascii_alphanumeric)
                     .take(16)
                     .collect();
-                let (bus, driver) = bus::Bus::redis(url, &deployment, metrics.clone())
-                    .map_err(|e| BuildError::Config(ConfigError::Invalid(e)))?;
+                let (bus, driver) = bus::Bus::redis(
+                    url,
+                    &deployment,
+                    config.dispatch_claim_idle,
+                    metrics.clone(),
+                )
+                .map_err(|e| BuildError::Config(ConfigError::Invalid(e)))?;
                 (bus, Some(driver))
             }
             None => (bus::Bus::local(metrics.clone()), None),

@@ -40,6 +40,7 @@ pub(crate) struct Metrics {
     pub redis_degraded: IntGauge,
     pub redis_fallbacks: IntCounterVec,
     pub bus_notices: IntCounterVec,
+    pub dispatch_entries: IntCounterVec,
     pub ingest_batch_frames: Histogram,
 }
 
@@ -82,6 +83,16 @@ impl Metrics {
                 "Operations done without Redis because it could not be reached, by operation",
             ),
             &["operation"],
+        )
+        .expect("metric");
+        let dispatch_entries = IntCounterVec::new(
+            Opts::new(
+                "attache_control_plane_dispatch_entries_total",
+                "Entries of the Redis dispatch streams this replica handled: read new, \
+                 claimed from a replica that left them unacknowledged, settled (leased or \
+                 no longer queued), put back (no room here), readded (found missing)",
+            ),
+            &["outcome"],
         )
         .expect("metric");
         let bus_notices = IntCounterVec::new(
@@ -297,6 +308,7 @@ impl Metrics {
             Box::new(redis_degraded.clone()),
             Box::new(redis_fallbacks.clone()),
             Box::new(bus_notices.clone()),
+            Box::new(dispatch_entries.clone()),
             Box::new(ingest_batch_frames.clone()),
             Box::new(webhook_attempts.clone()),
             Box::new(webhook_latency.clone()),
@@ -345,7 +357,10 @@ impl Metrics {
         for o in ["requeued", "failed"] {
             leases_expired.with_label_values(&[o]);
         }
-        for o in ["publish", "rate_limit"] {
+        for o in ["read", "claimed", "settled", "put_back", "readded"] {
+            dispatch_entries.with_label_values(&[o]);
+        }
+        for o in ["publish", "rate_limit", "dispatch"] {
             redis_fallbacks.with_label_values(&[o]);
         }
         for o in ["sent", "received", "dropped"] {
@@ -382,6 +397,7 @@ impl Metrics {
             redis_degraded,
             redis_fallbacks,
             bus_notices,
+            dispatch_entries,
             ingest_batch_frames,
         }
     }

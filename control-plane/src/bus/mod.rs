@@ -7,7 +7,8 @@
 //! - a transcript segment was stored (its key only: subscribers read it,
 //!   sealed, from the database, so no words pass through Redis);
 //! - a command for whichever replica holds a worker's link (leave, drain);
-//! - a bot was queued: every replica's dispatcher looks at once.
+//! - a bot was queued: it goes into its group's dispatch stream
+//!   ([`dispatch_queue`]), and every replica's dispatcher looks at once.
 //!
 //! Without Redis the bus is this process alone (one box). With Redis down,
 //! notices are dropped and counted, the bus says it is degraded (`/readyz`,
@@ -17,6 +18,7 @@
 //! every replica re-reads once (a reconnection, or a `Resync` from a
 //! replica that dropped notices), so nothing stored meanwhile is missed.
 
+pub(crate) mod dispatch_queue;
 mod redis_link;
 pub(crate) mod shared_limits;
 
@@ -31,6 +33,7 @@ use crate::AppState;
 use crate::events::{BotMoved, TranscriptEvent};
 use crate::metrics::Metrics;
 
+pub(crate) use dispatch_queue::DispatchQueue;
 pub(crate) use redis_link::RedisLink;
 
 /// Notices waiting to be published; past this, new ones are dropped (and
@@ -58,6 +61,13 @@ pub(crate) enum Notice {
     },
     /// A bot was queued: dispatchers look now, not at their next poll.
     Dispatch,
+    /// A due bot was queued in its group: it goes into the group's dispatch
+    /// stream, and a `Dispatch` notice out. Never on the wire itself.
+    Queued {
+        region: String,
+        pool: Option<String>,
+        bot_id: String,
+    },
     /// Notices from the sender were lost: re-read stored history once.
     Resync,
 }
@@ -115,6 +125,7 @@ pub(crate) struct Bus {
     out: Option<mpsc::Sender<Notice>>,
     health: watch::Receiver<Health>,
     link: Option<RedisLink>,
+    queue: Option<DispatchQueue>,
     metrics: Metrics,
 }
 
@@ -134,19 +145,25 @@ impl Bus {
             out: None,
             health: watch::channel(Health::UP).1,
             link: None,
+            queue: None,
             metrics,
         }
     }
 
     /// Shared through the Redis at `url` (checked here; reached later, so
     /// a replica starts while Redis is down and catches up) by the
-    /// replicas of one deployment, named by `deployment`.
+    /// replicas of one deployment, named by `deployment`. Dispatch entries
+    /// a replica read and left unacknowledged for `claim_idle` go to
+    /// another.
     pub(crate) fn redis(
         url: &str,
         deployment: &str,
+        claim_idle: std::time::Duration,
         metrics: Metrics,
     ) -> Result<(Bus, Driver), String> {
         let link = RedisLink::new(url, deployment)?;
+        let replica: Arc<str> = uuid::Uuid::new_v4().to_string().into();
+        let queue = DispatchQueue::new(link.clone(), &replica, claim_idle);
         let (out, outbox) = mpsc::channel(OUTBOX);
         // Degraded until the first subscription is confirmed.
         let (health, rx) = watch::channel(Health {
@@ -155,10 +172,11 @@ impl Bus {
         });
         metrics.redis_degraded.set(1);
         let bus = Bus {
-            replica: uuid::Uuid::new_v4().to_string().into(),
+            replica,
             out: Some(out),
             health: rx,
             link: Some(link.clone()),
+            queue: Some(queue),
             metrics,
         };
         Ok((
@@ -174,6 +192,23 @@ impl Bus {
     /// The Redis connection, when one is configured and up.
     pub(crate) fn link(&self) -> Option<&RedisLink> {
         self.link.as_ref()
+    }
+
+    /// The dispatch streams, when Redis is configured and reachable both
+    /// ways; `None`: dispatch polls the database.
+    pub(crate) fn dispatch_queue(&self) -> Option<&DispatchQueue> {
+        self.queue.as_ref().filter(|_| !self.health().degraded())
+    }
+
+    /// Puts a due bot, just queued, in its group's dispatch stream (and
+    /// wakes every dispatcher). What does not get there is found missing
+    /// by the dispatcher and re-added.
+    pub(crate) fn queued(&self, region: &str, pool: Option<&str>, bot_id: &str) {
+        self.publish(Notice::Queued {
+            region: region.to_string(),
+            pool: pool.map(str::to_string),
+            bot_id: bot_id.to_string(),
+        });
     }
 
     pub(crate) fn health(&self) -> Health {
@@ -229,10 +264,13 @@ impl Driver {
             health,
         } = self;
         let replica = state.bus.replica.to_string();
+        let queue = state.bus.queue.clone().expect("a Redis bus has a queue");
         let health = Arc::new(health);
         let (incoming_tx, mut incoming) = mpsc::channel::<Notice>(OUTBOX);
         let publisher = redis_link::publish_loop(
             link.clone(),
+            queue,
+            state.dispatch_wakeup.clone(),
             replica.clone(),
             outbox,
             health.clone(),
@@ -294,7 +332,7 @@ fn route(state: &AppState, notice: Notice) {
                 tracing::debug!(worker_id, ?command, "command from another replica sent");
             }
         }
-        Notice::Dispatch => state.dispatch_wakeup.notify_one(),
+        Notice::Dispatch | Notice::Queued { .. } => state.dispatch_wakeup.notify_one(),
         Notice::Resync => {}
     }
 }

@@ -11,7 +11,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
-use super::{Envelope, Health, Notice};
+use super::{DispatchQueue, Envelope, Health, Notice};
 use crate::metrics::Metrics;
 
 /// Most notices published in one round trip.
@@ -102,6 +102,8 @@ fn set_health(health: &watch::Sender<Health>, metrics: &Metrics, change: impl Fn
 /// that goes through again starts with one.
 pub(super) async fn publish_loop(
     link: RedisLink,
+    queue: DispatchQueue,
+    dispatch_wakeup: Arc<tokio::sync::Notify>,
     replica: String,
     mut outbox: mpsc::Receiver<Notice>,
     health: Arc<watch::Sender<Health>>,
@@ -122,6 +124,12 @@ pub(super) async fn publish_loop(
         // One wake-up per batch wakes every dispatcher just as well.
         let mut woke = false;
         batch.retain(|n| *n != Notice::Dispatch || !std::mem::replace(&mut woke, true));
+        // Bots queued go into their streams, and one wake-up goes out (and
+        // to this replica's dispatcher, once they are in).
+        let queued = batch.iter().any(|n| matches!(n, Notice::Queued { .. }));
+        if queued && !woke {
+            batch.push(Notice::Dispatch);
+        }
         if owe_resync {
             batch.insert(0, Notice::Resync);
         }
@@ -137,6 +145,15 @@ pub(super) async fn publish_loop(
             Some(mut conn) => {
                 let mut pipe = redis::pipe();
                 for n in &batch {
+                    if let Notice::Queued {
+                        region,
+                        pool,
+                        bot_id,
+                    } = n
+                    {
+                        queue.push(&mut pipe, region, pool.as_deref(), bot_id);
+                        continue;
+                    }
                     let wire = serde_json::to_string(&Envelope {
                         from: replica.clone(),
                         notice: n.clone(),
@@ -151,6 +168,9 @@ pub(super) async fn publish_loop(
             }
             None => false,
         };
+        if sent && queued {
+            dispatch_wakeup.notify_one();
+        }
         let outcome = if sent { "sent" } else { "dropped" };
         metrics
             .bus_notices

@@ -1,10 +1,12 @@
 //! Dispatch: queued bots whose time has come go to a connected worker of
 //! their region (or their tenant's dedicated pool) with room for them.
 //! The queue is read per region and pool ([`plan`]), so one group's
-//! backlog never holds up another's bots. Taking the lease is a
-//! compare-and-swap in the database (through the lifecycle service), so
-//! two replicas never lease one bot; [`assignment`] builds what the worker
-//! is sent.
+//! backlog never holds up another's bots. With Redis, the bots come from
+//! the group's dispatch stream (each offered to one replica; see
+//! [`crate::bus::dispatch_queue`]); without it, or with Redis unreachable,
+//! from the database. Either way, taking the lease is a compare-and-swap
+//! in the database (through the lifecycle service), so two replicas never
+//! lease one bot; [`assignment`] builds what the worker is sent.
 //!
 //! A due bot that finds no room says why it waits (`queue_reason`, which
 //! the API shows as its `statusReason`) and fails with `NO_CAPACITY` once
@@ -22,6 +24,8 @@ use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 
 use crate::AppState;
+use crate::bus::DispatchQueue;
+use crate::entity::bot;
 use crate::entity::names::QueueReason;
 use crate::links::Candidate;
 use crate::store::{Applied, StoreError, Transition, now};
@@ -30,12 +34,19 @@ use plan::{Group, choose_worker};
 
 /// Bots leased per group and pass; the rest wait for the next pass.
 const BATCH: u64 = 64;
+/// How long a bot may be due without an entry in its dispatch stream
+/// before it counts as missing from it rather than on its way.
+const IN_FLIGHT: Duration = Duration::from_secs(2);
+/// How soon a dispatcher looks again at a stream whose due bots it has
+/// room for but cannot read yet.
+const SOON: Duration = Duration::from_millis(500);
 
 pub(crate) async fn run(state: AppState, shutdown: CancellationToken) {
     let started = Instant::now();
     loop {
         let wait = match dispatch_once(&state, started).await {
-            Ok(()) => next_wait(&state).await,
+            Ok(false) => next_wait(&state).await,
+            Ok(true) => next_wait(&state).await.min(SOON),
             Err(e) => {
                 tracing::warn!(error = %e, "dispatch pass failed; retrying");
                 state.config.dispatch_interval
@@ -64,11 +75,12 @@ async fn next_wait(state: &AppState) -> Duration {
     }
 }
 
-async fn dispatch_once(state: &AppState, started: Instant) -> Result<(), StoreError> {
+/// One pass; true if it should be repeated soon (see [`FromStream::Soon`]).
+async fn dispatch_once(state: &AppState, started: Instant) -> Result<bool, StoreError> {
     let at = now();
     let queue = state.store.queue_groups(at).await?;
     if queue.is_empty() {
-        return Ok(());
+        return Ok(false);
     }
     let candidates = state.links.candidates();
     let mut active: HashMap<String, u32> = HashMap::new();
@@ -86,18 +98,39 @@ async fn dispatch_once(state: &AppState, started: Instant) -> Result<(), StoreEr
         .into_iter()
         .map(|(region, pool)| Group { region, pool })
         .collect();
+    let stream = state.bus.dispatch_queue();
+    let mut soon = false;
     for step in plan::plan(&queue, &candidates, &active, &live, BATCH) {
         if step.take > 0 {
-            lease(state, &step.group, step.take, at, &candidates, &mut active).await?;
+            let from_stream = match stream {
+                Some(q) => {
+                    lease_from_stream(
+                        state,
+                        q,
+                        &step.group,
+                        step.take,
+                        at,
+                        &candidates,
+                        &mut active,
+                    )
+                    .await?
+                }
+                None => FromStream::Unreachable,
+            };
+            soon |= from_stream == FromStream::Soon;
+            if from_stream == FromStream::Unreachable {
+                lease(state, &step.group, step.take, at, &candidates, &mut active).await?;
+            }
         }
         if let Some(reason) = step.waiting {
             wait(state, &step.group, reason, at, started).await?;
         }
     }
-    Ok(())
+    Ok(soon)
 }
 
-/// Leases up to `take` of a group's oldest due bots to its workers.
+/// Leases up to `take` of a group's oldest due bots to its workers, read
+/// from the database (no Redis, or Redis unreachable).
 async fn lease(
     state: &AppState,
     group: &Group,
@@ -111,51 +144,186 @@ async fn lease(
         .due_bots(&group.region, group.pool.as_deref(), at, take)
         .await?;
     for bot in due {
-        if bot.leave_requested {
-            // Asked to leave while it was being taken back from a worker.
-            let mut t = Transition::new(
-                &bot.id,
-                BotStatus::Ended,
-                Some(StatusReason::LeaveRequested),
-            );
-            t.expect_status = Some(BotStatus::Queued);
-            t.expect_generation = Some(bot.lease_generation);
-            if let Err(e) = state.bots.apply(t).await {
-                tracing::debug!(bot_id = %bot.id, error = %e, "leave of a requeued bot not applied; next pass");
-            }
-            continue;
-        }
-        let Some(worker) = choose_worker(candidates, active, group) else {
+        if place(state, bot, group, candidates, active).await? == Placed::NoRoom {
             break;
-        };
-        let mut t = Transition::new(&bot.id, BotStatus::Dispatched, None);
-        t.expect_status = Some(BotStatus::Queued);
-        t.expect_generation = Some(bot.lease_generation);
-        t.lease_to = Some(worker.id.clone());
-        match state.bots.apply(t).await {
-            Ok(Applied::Moved(leased, ev)) => {
-                let due_since = leased
-                    .join_at
-                    .max(leased.queued_at.unwrap_or(leased.created_at));
-                let waited = (ev.at - due_since).num_milliseconds().max(0) as f64 / 1000.0;
-                state.metrics.dispatch_latency.observe(waited);
-                *active.entry(worker.id.clone()).or_default() += 1;
-                tracing::info!(bot_id = %leased.id, tenant_id = %leased.tenant_id, worker_id = %worker.id,
-                    region = %group.region, pool = group.pool.as_deref().unwrap_or("shared"),
-                    generation = leased.lease_generation, "bot dispatched");
-                if let Some(a) = assignment(state, &leased).await {
-                    // If the link dropped meanwhile, the worker's next hello
-                    // (or the grace period) settles this lease.
-                    state
-                        .links
-                        .send(&worker.id, ControlMsg::Assign(Box::new(a)));
-                }
-            }
-            Ok(_) | Err(StoreError::Conflict) | Err(StoreError::Stale { .. }) => {}
-            Err(e) => return Err(e),
         }
     }
     Ok(())
+}
+
+/// What a pass over a group's dispatch stream came to.
+#[derive(Debug, PartialEq, Eq)]
+enum FromStream {
+    /// Redis could not be used: read the database instead.
+    Unreachable,
+    Done,
+    /// Due bots and room here, but their entries are on their way or held
+    /// by another replica until they can be claimed: look again soon.
+    Soon,
+}
+
+/// Leases up to `take` bots of a group from its dispatch stream.
+async fn lease_from_stream(
+    state: &AppState,
+    queue: &DispatchQueue,
+    group: &Group,
+    take: u64,
+    at: DateTime<Utc>,
+    candidates: &[Candidate],
+    active: &mut HashMap<String, u32>,
+) -> Result<FromStream, StoreError> {
+    let (region, pool) = (group.region.as_str(), group.pool.as_deref());
+    let count = |outcome: &str, n: usize| {
+        state
+            .metrics
+            .dispatch_entries
+            .with_label_values(&[outcome])
+            .inc_by(n as u64)
+    };
+    let taken = match queue.take(region, pool, take as usize).await {
+        Ok(t) => t,
+        Err(e) => return Ok(redis_failed(state, e)),
+    };
+    if taken.entries.is_empty() {
+        // Due bots, room for them here, and nothing in the stream: their
+        // entries were lost (Redis restarted, a publish was dropped) or
+        // are still on their way (queued just now: the bus wakes this
+        // dispatcher again once they are in). The lost ones are added again.
+        let settled = at - chrono::Duration::from_std(IN_FLIGHT).unwrap_or_default();
+        let due = state.store.due_bots(region, pool, at, take).await?;
+        if due.is_empty() {
+            return Ok(FromStream::Done);
+        }
+        let ids: Vec<String> = due
+            .into_iter()
+            .filter(|b| b.join_at.max(b.queued_at.unwrap_or(b.created_at)) <= settled)
+            .map(|b| b.id)
+            .collect();
+        let missing = match queue.missing(&ids).await {
+            Ok(m) => m,
+            Err(e) => return Ok(redis_failed(state, e)),
+        };
+        if !missing.is_empty() {
+            if let Err(e) = queue.add(region, pool, &missing).await {
+                return Ok(redis_failed(state, e));
+            }
+            count("readded", missing.len());
+            tracing::info!(
+                region,
+                pool = pool.unwrap_or("shared"),
+                bots = missing.len(),
+                "due bots missing from the dispatch stream added again"
+            );
+            state.dispatch_wakeup.notify_one();
+            return Ok(FromStream::Done);
+        }
+        return Ok(FromStream::Soon);
+    }
+    count("claimed", taken.claimed);
+    count("read", taken.entries.len() - taken.claimed);
+    let (mut settled, mut back) = (Vec::new(), Vec::new());
+    for e in taken.entries {
+        let bot = state.store.bot(&e.bot_id).await?.filter(|b| {
+            b.status == BotStatus::Queued
+                && b.join_at <= at
+                && b.region == region
+                && b.pool.as_deref() == pool
+        });
+        match bot {
+            // Leased elsewhere, ended, or not ours: nothing to do.
+            None => settled.push(e),
+            Some(bot) => match place(state, bot, group, candidates, active).await? {
+                Placed::Settled => settled.push(e),
+                Placed::NoRoom => back.push(e),
+            },
+        }
+    }
+    count("settled", settled.len());
+    count("put_back", back.len());
+    if back.is_empty() {
+        // Stale entries took the places of due bots: look again at once.
+        state.dispatch_wakeup.notify_one();
+    }
+    // Unacknowledged entries are claimed again after the claim idle time.
+    let acked = queue.done(region, pool, &settled).await;
+    let returned = queue.put_back(region, pool, &back).await;
+    if let Err(e) = acked.and(returned) {
+        tracing::debug!(error = %e, "dispatch entries not settled; claimed again later");
+    }
+    Ok(FromStream::Done)
+}
+
+fn redis_failed(state: &AppState, e: redis::RedisError) -> FromStream {
+    tracing::debug!(error = %e, "dispatch stream unreachable; reading the database");
+    state
+        .metrics
+        .redis_fallbacks
+        .with_label_values(&["dispatch"])
+        .inc();
+    FromStream::Unreachable
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Placed {
+    /// Leased, ended by a leave request, or taken by someone else.
+    Settled,
+    /// No worker of the group here has room.
+    NoRoom,
+}
+
+/// Leases one queued bot to the group's worker with the most room, by
+/// compare-and-swap, and sends the worker its assignment.
+async fn place(
+    state: &AppState,
+    bot: bot::Model,
+    group: &Group,
+    candidates: &[Candidate],
+    active: &mut HashMap<String, u32>,
+) -> Result<Placed, StoreError> {
+    if bot.leave_requested {
+        // Asked to leave while it was being taken back from a worker.
+        let mut t = Transition::new(
+            &bot.id,
+            BotStatus::Ended,
+            Some(StatusReason::LeaveRequested),
+        );
+        t.expect_status = Some(BotStatus::Queued);
+        t.expect_generation = Some(bot.lease_generation);
+        if let Err(e) = state.bots.apply(t).await {
+            tracing::debug!(bot_id = %bot.id, error = %e, "leave of a requeued bot not applied; next pass");
+        }
+        return Ok(Placed::Settled);
+    }
+    let Some(worker) = choose_worker(candidates, active, group) else {
+        return Ok(Placed::NoRoom);
+    };
+    let mut t = Transition::new(&bot.id, BotStatus::Dispatched, None);
+    t.expect_status = Some(BotStatus::Queued);
+    t.expect_generation = Some(bot.lease_generation);
+    t.lease_to = Some(worker.id.clone());
+    match state.bots.apply(t).await {
+        Ok(Applied::Moved(leased, ev)) => {
+            let due_since = leased
+                .join_at
+                .max(leased.queued_at.unwrap_or(leased.created_at));
+            let waited = (ev.at - due_since).num_milliseconds().max(0) as f64 / 1000.0;
+            state.metrics.dispatch_latency.observe(waited);
+            *active.entry(worker.id.clone()).or_default() += 1;
+            tracing::info!(bot_id = %leased.id, tenant_id = %leased.tenant_id, worker_id = %worker.id,
+                region = %group.region, pool = group.pool.as_deref().unwrap_or("shared"),
+                generation = leased.lease_generation, "bot dispatched");
+            if let Some(a) = assignment(state, &leased).await {
+                // If the link dropped meanwhile, the worker's next hello
+                // (or the grace period) settles this lease.
+                state
+                    .links
+                    .send(&worker.id, ControlMsg::Assign(Box::new(a)));
+            }
+            Ok(Placed::Settled)
+        }
+        Ok(_) | Err(StoreError::Conflict) | Err(StoreError::Stale { .. }) => Ok(Placed::Settled),
+        Err(e) => Err(e),
+    }
 }
 
 /// The group's due bots that found no room say why, and those that waited
