@@ -348,7 +348,8 @@ impl Spool {
     /// Runs `op` on a blocking thread and waits for it: how async code
     /// appends, acknowledges and syncs without stalling its thread. The
     /// caller waits, so the operation never outlives it; a panic in `op`
-    /// is the caller's.
+    /// is the caller's. During the runtime's shutdown, `op` may not run at
+    /// all, and the caller waits until it is dropped.
     pub(crate) async fn off_thread<T, F>(&self, op: F) -> T
     where
         F: FnOnce(&Spool) -> T + Send + 'static,
@@ -357,7 +358,10 @@ impl Spool {
         let spool = self.clone();
         match tokio::task::spawn_blocking(move || op(&spool)).await {
             Ok(v) => v,
-            Err(e) => std::panic::resume_unwind(e.into_panic()),
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            // The runtime is shutting down and never ran `op`: so is the
+            // caller, which is dropped at its next await.
+            Err(_) => std::future::pending().await,
         }
     }
 
