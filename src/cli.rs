@@ -64,6 +64,10 @@ pub(crate) struct DeploymentArgs {
     /// PostgreSQL URL (`postgres://user:pass@host/db`); SQLite in the data dir if unset.
     #[arg(long, env = "ATTACHE_DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
+    /// A file holding the PostgreSQL URL (a mounted secret), instead of
+    /// --database-url.
+    #[arg(long, env = "ATTACHE_DATABASE_URL_FILE")]
+    pub database_url_file: Option<PathBuf>,
     /// Directory with the fleet CA shared by all replicas; a CA is created in
     /// the data dir if unset.
     #[arg(long, env = "ATTACHE_FLEET_CA_DIR")]
@@ -91,7 +95,12 @@ pub(crate) struct DeploymentArgs {
 impl DeploymentArgs {
     pub(crate) fn config(&self) -> anyhow::Result<CpConfig> {
         let mut c = CpConfig::local(&self.data_dir);
-        c.database_url = self.database_url.clone();
+        c.database_url = crate::secret_args::secret(
+            self.database_url.as_deref(),
+            self.database_url_file.as_deref(),
+            "database-url",
+            false,
+        )?;
         c.fleet_ca_dir = self.fleet_ca_dir.clone();
         c.master_key_file = self.master_key_file.clone();
         c.erasable_key_dir = self.erasable_key_dir.clone();
@@ -358,7 +367,7 @@ impl Cli {
                 Ok(())
             }
             Command::EdgeWorker(a) => {
-                let worker = EdgeWorker::build(a.config())
+                let worker = EdgeWorker::build(a.config()?)
                     .await
                     .context("starting the edge worker")?;
                 tracing::info!(worker_id = worker.worker_id(), "edge worker running");

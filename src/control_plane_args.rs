@@ -92,6 +92,10 @@ pub(crate) struct ControlPlaneArgs {
     /// PostgreSQL stays the truth; with Redis down, replicas serve from it.
     #[arg(long, env = "ATTACHE_REDIS_URL", hide_env_values = true)]
     redis_url: Option<String>,
+    /// A file holding the Redis URL (a mounted secret), instead of
+    /// --redis-url.
+    #[arg(long, env = "ATTACHE_REDIS_URL_FILE")]
+    redis_url_file: Option<std::path::PathBuf>,
 }
 
 impl ControlPlaneArgs {
@@ -125,7 +129,12 @@ impl ControlPlaneArgs {
             DefaultTranscription::None
         };
         c.webhook_allow_private = self.webhook_allow_private;
-        c.redis_url = self.redis_url;
+        c.redis_url = crate::secret_args::secret(
+            self.redis_url.as_deref(),
+            self.redis_url_file.as_deref(),
+            "redis-url",
+            false,
+        )?;
         Ok(c)
     }
 }

@@ -6,6 +6,7 @@ mod control_plane_args;
 mod dev;
 mod governance_args;
 mod key_args;
+mod secret_args;
 mod worker_args;
 
 use clap::Parser;

@@ -20,9 +20,14 @@ pub(crate) struct EdgeWorkerArgs {
         default_value = "./attache-worker"
     )]
     pub data_dir: PathBuf,
-    /// One-time join token, needed until the worker has enrolled.
+    /// Join token, needed until the worker has enrolled.
     #[arg(long, env = "ATTACHE_JOIN_TOKEN", hide_env_values = true)]
     pub join_token: Option<String>,
+    /// A file holding the join token (a mounted secret), instead of
+    /// --join-token; a missing file is no token (an enrolled worker needs
+    /// none).
+    #[arg(long, env = "ATTACHE_JOIN_TOKEN_FILE")]
+    pub join_token_file: Option<PathBuf>,
     #[arg(long, env = "ATTACHE_CAPACITY", default_value_t = 4)]
     pub capacity: u32,
     #[arg(long, env = "ATTACHE_CHROMIUM", default_value = "/usr/bin/chromium")]
@@ -61,16 +66,21 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 }
 
 impl EdgeWorkerArgs {
-    pub(crate) fn config(&self) -> WorkerConfig {
+    pub(crate) fn config(&self) -> anyhow::Result<WorkerConfig> {
         let mut c = WorkerConfig::new(&self.control_plane, &self.data_dir);
         c.server_name = self.server_name.clone();
-        c.join_token = self.join_token.clone();
+        c.join_token = crate::secret_args::secret(
+            self.join_token.as_deref(),
+            self.join_token_file.as_deref(),
+            "join-token",
+            true,
+        )?;
         c.capacity = self.capacity;
         c.chromium = self.chromium.clone();
         c.metrics_addr = self.metrics_addr;
         c.stt_python = self.stt_python.clone();
         c.drain_timeout = self.drain_timeout;
-        c
+        Ok(c)
     }
 }
 
