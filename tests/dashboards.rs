@@ -53,19 +53,19 @@ async fn every_metric_a_dashboard_or_alert_uses_is_exported() {
     // its one bot, nothing queued (once its first heartbeat is in).
     let want = [
         (
-            "attache_control_plane_region_workers{region=\"local\"}",
+            "attache_control_plane_region_workers{pool=\"shared\",region=\"local\"}",
             "1",
         ),
         (
-            "attache_control_plane_region_capacity{region=\"local\"}",
+            "attache_control_plane_region_capacity{pool=\"shared\",region=\"local\"}",
             "1",
         ),
         (
-            "attache_control_plane_region_free_capacity{region=\"local\"}",
+            "attache_control_plane_region_free_capacity{pool=\"shared\",region=\"local\"}",
             "1",
         ),
         (
-            "attache_control_plane_region_queued_bots{region=\"local\"}",
+            "attache_control_plane_region_queued_bots{pool=\"shared\",region=\"local\"}",
             "0",
         ),
     ];

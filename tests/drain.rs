@@ -74,11 +74,11 @@ async fn a_draining_worker_hands_back_its_lobby_bot_and_finishes_its_call() {
         let metrics = cluster.metrics().await;
         let workers = series(
             &metrics,
-            "attache_control_plane_region_workers{region=\"local\"}",
+            "attache_control_plane_region_workers{pool=\"shared\",region=\"local\"}",
         );
         let free = series(
             &metrics,
-            "attache_control_plane_region_free_capacity{region=\"local\"}",
+            "attache_control_plane_region_free_capacity{pool=\"shared\",region=\"local\"}",
         );
         if workers.as_deref() == Some("2") && free.as_deref() == Some("1") {
             break;

@@ -242,18 +242,20 @@ impl Metrics {
             &["subject", "status"],
         )
         .expect("metric");
-        // Autoscaling signals per region (KEDA's prometheus scaler or an
-        // HPA on external metrics): what waits, and the room to take it.
+        // Autoscaling signals per region and pool (`shared`, or a dedicated
+        // tenant's), for KEDA's prometheus scaler or an HPA on external
+        // metrics: what waits, and the room to take it.
         let region_gauge = |name: &str, help: &str| {
-            IntGaugeVec::new(Opts::new(name, help), &["region"]).expect("metric")
+            IntGaugeVec::new(Opts::new(name, help), &["region", "pool"]).expect("metric")
         };
         let region_queued_bots = region_gauge(
             "attache_control_plane_region_queued_bots",
-            "Bots due to join and still queued, per region (their workers' region)",
+            "Bots due to join and still queued, per region and pool (read from the database: \
+             every replica reports the same number; take the max, not the sum)",
         );
         let region_workers = region_gauge(
             "attache_control_plane_region_workers",
-            "Workers connected to this replica, per region",
+            "Workers connected to this replica, per region and pool (sum over replicas)",
         );
         let region_capacity = region_gauge(
             "attache_control_plane_region_capacity",
@@ -270,9 +272,9 @@ impl Metrics {
         let region_bots_per_worker = prometheus::GaugeVec::new(
             Opts::new(
                 "attache_control_plane_region_bots_per_worker",
-                "Running bots per connected worker, per region",
+                "Running bots per connected worker, per region and pool",
             ),
-            &["region"],
+            &["region", "pool"],
         )
         .expect("metric");
         for s in ["BOT", "PARTICIPANT", "TENANT"] {

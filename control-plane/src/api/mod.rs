@@ -322,7 +322,7 @@ async fn readyz(State(api): State<Api>) -> Response {
     }
 }
 
-/// The autoscaling gauges, per region: set afresh on every scrape, so a
+/// The autoscaling gauges, per region and pool: set afresh on every scrape, so a
 /// region that went away leaves no stale series.
 async fn region_gauges(state: &AppState) {
     let m = &state.metrics;
@@ -343,8 +343,8 @@ async fn region_gauges(state: &AppState) {
         g.reset();
     }
     m.region_bots_per_worker.reset();
-    for (region, l) in &loads {
-        let r = [region.as_str()];
+    for ((region, pool), l) in &loads {
+        let r = [region.as_str(), pool.as_str()];
         m.region_workers.with_label_values(&r).set(l.workers);
         m.region_capacity.with_label_values(&r).set(l.capacity);
         m.region_active_bots
@@ -361,7 +361,10 @@ async fn region_gauges(state: &AppState) {
         m.region_queued_bots.with_label_values(&r).set(0);
     }
     for g in queued {
-        let r = [g.region.as_str()];
+        let r = [
+            g.region.as_str(),
+            crate::links::pool_label(g.pool.as_deref()),
+        ];
         m.region_queued_bots.with_label_values(&r).add(g.due as i64);
         // A region with bots waiting and no worker at all still shows.
         m.region_free_capacity.with_label_values(&r).add(0);

@@ -12,7 +12,7 @@ use tokio::sync::mpsc;
 mod liveness;
 mod regions;
 
-pub(crate) use regions::region_loads;
+pub(crate) use regions::{pool_label, region_loads};
 
 use liveness::{Action, Event, Liveness};
 

@@ -1,6 +1,7 @@
-//! What each region's workers hold, as the autoscaling gauges show it: the
-//! workers connected, their capacity, the bots they run and the room left
-//! for new ones (a draining worker takes none).
+//! What each region's workers hold, per pool (`shared`, or a dedicated
+//! tenant's), as the autoscaling gauges show it: the workers connected,
+//! their capacity, the bots they run and the room left for new ones (a
+//! draining worker takes none).
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -15,15 +16,21 @@ pub(crate) struct RegionLoad {
     pub free: i64,
 }
 
-/// Every region with an enrolled worker, from the stored workers and what
-/// this replica's links report.
+/// The pool label of the gauges: a dedicated pool's name, or `shared`.
+pub(crate) fn pool_label(pool: Option<&str>) -> &str {
+    pool.unwrap_or("shared")
+}
+
+/// Every region and pool with an enrolled worker, from the stored workers
+/// and what this replica's links report; keyed by (region, pool label).
 pub(crate) fn region_loads(
     workers: &[worker::Model],
     views: &HashMap<String, WorkerView>,
-) -> BTreeMap<String, RegionLoad> {
-    let mut out: BTreeMap<String, RegionLoad> = BTreeMap::new();
+) -> BTreeMap<(String, String), RegionLoad> {
+    let mut out: BTreeMap<(String, String), RegionLoad> = BTreeMap::new();
     for w in workers.iter().filter(|w| w.revoked_at.is_none()) {
-        let r = out.entry(w.region.clone()).or_default();
+        let key = (w.region.clone(), pool_label(w.pool.as_deref()).to_string());
+        let r = out.entry(key).or_default();
         let Some(v) = views.get(&w.id).filter(|v| v.connected) else {
             continue;
         };
@@ -48,6 +55,10 @@ mod tests {
     use attache_protocol::Load;
 
     fn worker(id: &str, region: &str, revoked: bool) -> worker::Model {
+        in_pool(id, region, None, revoked)
+    }
+
+    fn in_pool(id: &str, region: &str, pool: Option<&str>, revoked: bool) -> worker::Model {
         worker::Model {
             id: id.into(),
             region: region.into(),
@@ -58,7 +69,7 @@ mod tests {
             enrolled_at: crate::store::now(),
             last_seen_at: None,
             revoked_at: revoked.then(crate::store::now),
-            pool: None,
+            pool: pool.map(str::to_string),
             drain_requested_at: None,
         }
     }
@@ -86,6 +97,7 @@ mod tests {
             worker("f", "eu", false),
             worker("d", "us", false),
             worker("e", "us", true),
+            in_pool("p", "eu", Some("acme"), false),
         ];
         let views = HashMap::from([
             ("a".to_string(), view(true, false, 4, 1)),
@@ -94,10 +106,12 @@ mod tests {
             // Connected, no heartbeat yet: its enrolled capacity (4).
             ("f".to_string(), view(true, false, 0, 0)),
             ("e".to_string(), view(true, false, 4, 0)),
+            ("p".to_string(), view(true, false, 2, 1)),
         ]);
         let loads = region_loads(&workers, &views);
+        let key = |r: &str, p: &str| (r.to_string(), p.to_string());
         assert_eq!(
-            loads["eu"],
+            loads[&key("eu", "shared")],
             RegionLoad {
                 workers: 3,
                 capacity: 12,
@@ -106,6 +120,20 @@ mod tests {
             },
             "a's and f's room: b drains, c is away"
         );
-        assert_eq!(loads["us"], RegionLoad::default(), "d away, e revoked");
+        assert_eq!(
+            loads[&key("eu", "acme")],
+            RegionLoad {
+                workers: 1,
+                capacity: 2,
+                active_bots: 1,
+                free: 1,
+            },
+            "the pool apart from the region's shared workers"
+        );
+        assert_eq!(
+            loads[&key("us", "shared")],
+            RegionLoad::default(),
+            "d away, e revoked"
+        );
     }
 }
