@@ -269,8 +269,10 @@ impl Driver {
         let (incoming_tx, mut incoming) = mpsc::channel::<Notice>(OUTBOX);
         let publisher = redis_link::publish_loop(
             link.clone(),
-            queue,
-            state.dispatch_wakeup.clone(),
+            redis_link::Queued {
+                queue,
+                wakeup: state.dispatch_wakeup.clone(),
+            },
             replica.clone(),
             outbox,
             health.clone(),

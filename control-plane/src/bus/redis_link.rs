@@ -97,13 +97,19 @@ fn set_health(health: &watch::Sender<Health>, metrics: &Metrics, change: impl Fn
     }
 }
 
+/// Where bots queued here go: their group's dispatch stream, and then a
+/// wake-up for this replica's dispatcher, once they are in.
+pub(super) struct Queued {
+    pub queue: DispatchQueue,
+    pub wakeup: Arc<tokio::sync::Notify>,
+}
+
 /// Publishes this replica's notices in batches, in order. What cannot be
 /// published is dropped and counted, and a resync is owed: the first batch
 /// that goes through again starts with one.
 pub(super) async fn publish_loop(
     link: RedisLink,
-    queue: DispatchQueue,
-    dispatch_wakeup: Arc<tokio::sync::Notify>,
+    queued_to: Queued,
     replica: String,
     mut outbox: mpsc::Receiver<Notice>,
     health: Arc<watch::Sender<Health>>,
@@ -151,7 +157,9 @@ pub(super) async fn publish_loop(
                         bot_id,
                     } = n
                     {
-                        queue.push(&mut pipe, region, pool.as_deref(), bot_id);
+                        queued_to
+                            .queue
+                            .push(&mut pipe, region, pool.as_deref(), bot_id);
                         continue;
                     }
                     let wire = serde_json::to_string(&Envelope {
@@ -169,7 +177,7 @@ pub(super) async fn publish_loop(
             None => false,
         };
         if sent && queued {
-            dispatch_wakeup.notify_one();
+            queued_to.wakeup.notify_one();
         }
         let outcome = if sent { "sent" } else { "dropped" };
         metrics
