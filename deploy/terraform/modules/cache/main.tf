@@ -37,9 +37,11 @@ resource "aws_kms_alias" "this" {
 
 # ElastiCache AUTH tokens: 16-128 printable characters, without @, " or /.
 resource "random_password" "auth" {
-  length           = 64
-  special          = true
-  override_special = "!&#$^<>-"
+  length  = 64
+  special = true
+  # Letters, digits and '-' only: the token goes into ATTACHE_REDIS_URL
+  # (rediss://:TOKEN@HOST:6379/0) as it is, with nothing to percent-encode.
+  override_special = "-"
 }
 
 resource "aws_secretsmanager_secret" "auth" {

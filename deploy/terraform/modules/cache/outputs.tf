@@ -19,6 +19,6 @@ output "kms_key_arn" {
 }
 
 output "url_template" {
-  description = "ATTACHE_REDIS_URL with the token left out: put the secret's value in place of TOKEN."
+  description = "ATTACHE_REDIS_URL with the token left out: put the secret's value in place of TOKEN. The token is letters, digits and '-' only (URL-safe), so it goes in as it is, with no percent-encoding."
   value       = "rediss://:TOKEN@${aws_elasticache_replication_group.this.primary_endpoint_address}:${aws_elasticache_replication_group.this.port}/0"
 }

@@ -55,6 +55,16 @@ variable "capacity" {
   type        = number
 }
 
+variable "token_ttl_minutes" {
+  description = "Minutes a pool's join token stays valid (worker-token --ttl-minutes): the window in which new pods of the autoscaled set may enroll. Enrolled workers need no token; once it expires, issue a new one before the set grows past the pods already enrolled. 43200 is 30 days."
+  type        = number
+  default     = 43200
+  validation {
+    condition     = var.token_ttl_minutes >= 60 && var.token_ttl_minutes == floor(var.token_ttl_minutes)
+    error_message = "token_ttl_minutes must be a whole number of minutes, at least 60."
+  }
+}
+
 variable "fleet_endpoint" {
   description = "DNS name workers dial (the control plane's fleet port is 8443, QUIC over UDP)."
   type        = string

@@ -83,9 +83,9 @@ variable "domain" {
 }
 
 variable "bots_per_worker" {
-  description = "Bots one edge worker runs at once (its --capacity). One worker runs per node."
+  description = "Bots one edge worker runs at once (its --capacity). One worker runs per node. 4, as the manifests' ATTACHE_CAPACITY and ScaledObject threshold: they move together."
   type        = number
-  default     = 8
+  default     = 4
   validation {
     condition     = var.bots_per_worker >= 1 && var.bots_per_worker == floor(var.bots_per_worker)
     error_message = "bots_per_worker must be a whole number >= 1."

@@ -22,7 +22,8 @@ module "retention" {
 }
 
 locals {
-  plan = module.topology.regions[var.region]
+  plan      = module.topology.regions[var.region]
+  namespace = var.namespace != "" ? var.namespace : "attache-${var.tenant}"
 }
 
 module "network" {
@@ -79,6 +80,7 @@ module "cluster" {
   system_nodes         = var.control_plane_nodes
   control_plane = {
     security_group_id = module.network.control_plane_security_group_id
+    namespace         = local.namespace
     bucket_arns       = module.storage.bucket_arns
     bucket_key_arns   = module.storage.bucket_key_arns
     wrapping_key_arns = values(module.storage.wrapping_key_arns)
@@ -98,6 +100,7 @@ module "edge_fleet" {
   pools              = local.plan.pools
   capacity           = module.topology.worker_capacity
   fleet_endpoint     = module.topology.fleet_endpoints[var.region]
+  token_ttl_minutes  = var.worker_token_ttl_minutes
   instance_types     = var.worker_instance_types
 }
 

@@ -1,5 +1,5 @@
 output "control_plane" {
-  description = "What the control plane's Deployment needs: its environment (single tenant, the tenant's bucket, its KMS key), the secrets ATTACHE_DATABASE_URL and ATTACHE_REDIS_URL are built from, the service account its workload identity is bound to, and the node ports its Services use."
+  description = "What the control plane's Deployment needs: its environment (single tenant, the tenant's bucket, its KMS key), the secrets the database and Redis URLs are built from (the attache-database and attache-redis Secrets, read as files: ATTACHE_DATABASE_URL_FILE, ATTACHE_REDIS_URL_FILE), the service account its workload identity is bound to, and the node ports its Services use."
   value = {
     env = {
       ATTACHE_PRODUCTION           = "true"

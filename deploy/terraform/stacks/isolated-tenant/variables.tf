@@ -14,6 +14,12 @@ variable "pool" {
   default     = ""
 }
 
+variable "namespace" {
+  description = "Kubernetes namespace of the control plane, whose service account attache-control-plane gets the workload identity (EKS Pod Identity); empty: attache-TENANT, the namespace of deploy/kubernetes/overlays/isolated-tenant (attache-acme)."
+  type        = string
+  default     = ""
+}
+
 variable "region" {
   description = "AWS region of everything (and the tenant's home region)."
   type        = string
@@ -41,9 +47,15 @@ variable "peak_bots" {
 }
 
 variable "bots_per_worker" {
-  description = "Bots one edge worker (one node) runs at once."
+  description = "Bots one edge worker (one node) runs at once: its ATTACHE_CAPACITY. It moves together with the manifests' ATTACHE_CAPACITY (deploy/kubernetes/base/edge-worker/kustomization.yaml) and the ScaledObject's threshold, both 4, which the worker pod's resource requests are sized for."
   type        = number
-  default     = 8
+  default     = 4
+}
+
+variable "worker_token_ttl_minutes" {
+  description = "Minutes the join token of token_command stays valid: the window in which new worker pods may enroll (enrolled ones need no token). 43200 is 30 days."
+  type        = number
+  default     = 43200
 }
 
 variable "headroom" {

@@ -87,6 +87,7 @@ module "cluster" {
   # The one control plane serves every region's buckets.
   control_plane = each.key == local.home ? {
     security_group_id = module.network[each.key].control_plane_security_group_id
+    namespace         = var.namespace
     bucket_arns       = flatten([for r in keys(var.regions) : module.storage[r].bucket_arns])
     bucket_key_arns   = flatten([for r in keys(var.regions) : module.storage[r].bucket_key_arns])
     wrapping_key_arns = values(module.storage[local.home].wrapping_key_arns)
@@ -107,6 +108,7 @@ module "edge_fleet" {
   pools              = module.topology.regions[each.key].pools
   capacity           = module.topology.worker_capacity
   fleet_endpoint     = module.topology.fleet_endpoints[each.key]
+  token_ttl_minutes  = var.worker_token_ttl_minutes
   instance_types     = each.value.worker_instance_types
 }
 

@@ -37,10 +37,22 @@ variable "zone_id" {
   type        = string
 }
 
+variable "namespace" {
+  description = "Kubernetes namespace of the control plane in the home region's cluster, whose service account attache-control-plane gets the workload identity (EKS Pod Identity): the namespace of deploy/kubernetes/overlays/shared-region."
+  type        = string
+  default     = "attache"
+}
+
 variable "bots_per_worker" {
-  description = "Bots one edge worker (one node) runs at once."
+  description = "Bots one edge worker (one node) runs at once: its ATTACHE_CAPACITY. It moves together with the manifests' ATTACHE_CAPACITY (deploy/kubernetes/base/edge-worker/kustomization.yaml) and the ScaledObject's threshold, both 4, which the worker pod's resource requests are sized for."
   type        = number
-  default     = 8
+  default     = 4
+}
+
+variable "worker_token_ttl_minutes" {
+  description = "Minutes the join token of token_command stays valid: the window in which new worker pods may enroll (enrolled ones need no token). 43200 is 30 days."
+  type        = number
+  default     = 43200
 }
 
 variable "headroom" {

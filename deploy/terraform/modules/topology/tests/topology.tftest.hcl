@@ -9,15 +9,15 @@ variables {
 run "saas_sizes_each_region_with_headroom_and_a_floor" {
   command = plan
   assert {
-    condition     = output.edge_workers["eu-west-1"] == 16 # ceil(100 * 1.25 / 8)
-    error_message = "eu-west-1 should get 16 workers"
+    condition     = output.edge_workers["eu-west-1"] == 32 # ceil(100 * 1.25 / 4), bots_per_worker 4 by default
+    error_message = "eu-west-1 should get 32 workers"
   }
   assert {
     condition     = output.edge_workers["us-east-1"] == 2
     error_message = "an idle region keeps the minimum"
   }
   assert {
-    condition     = output.regions["eu-west-1"].pools["shared"].max == 32
+    condition     = output.regions["eu-west-1"].pools["shared"].max == 64
     error_message = "a pool may scale out to twice its planned size"
   }
   assert {
@@ -61,15 +61,15 @@ run "dedicated_tenants_get_a_pool_a_bucket_and_a_key" {
     }
   }
   assert {
-    condition     = output.regions["eu-west-1"].pools["acme"].desired == 5 # ceil(30 * 1.25 / 8)
+    condition     = output.regions["eu-west-1"].pools["acme"].desired == 10 # ceil(30 * 1.25 / 4)
     error_message = "the pool is sized from its own peak"
   }
   assert {
-    condition     = output.regions["eu-west-1"].pools["shared"].desired == 7 # ceil(40 * 1.25 / 8)
+    condition     = output.regions["eu-west-1"].pools["shared"].desired == 13 # ceil(40 * 1.25 / 4)
     error_message = "the shared pool is sized from the region's peak"
   }
   assert {
-    condition     = output.edge_workers["eu-west-1"] == 12
+    condition     = output.edge_workers["eu-west-1"] == 23
     error_message = "a region's workers are its pools' together"
   }
   assert {
@@ -116,7 +116,7 @@ run "isolated_stack_carries_the_tenant_in_its_names" {
     error_message = "isolated fleet endpoint"
   }
   assert {
-    condition     = keys(output.regions["eu-west-1"].pools) == ["acme"] && output.regions["eu-west-1"].pools["acme"].desired == 4
+    condition     = keys(output.regions["eu-west-1"].pools) == ["acme"] && output.regions["eu-west-1"].pools["acme"].desired == 7 # ceil(20 * 1.25 / 4)
     error_message = "an isolated stack has its tenant's pool only, sized from the region's peak"
   }
   assert {
@@ -156,6 +156,17 @@ run "bad_names_are_refused" {
     deployment = "Attache!"
   }
   expect_failures = [var.deployment]
+}
+
+run "bots_per_worker_sizes_the_pools" {
+  command = plan
+  variables {
+    bots_per_worker = 8
+  }
+  assert {
+    condition     = output.edge_workers["eu-west-1"] == 16 && output.worker_capacity == 8 # ceil(100 * 1.25 / 8)
+    error_message = "eight bots per worker halve the workers"
+  }
 }
 
 run "zero_capacity_is_refused" {
