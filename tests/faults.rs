@@ -10,7 +10,8 @@
 //! - no bot was held by two workers at once (its leases never overlap);
 //! - every bot ended with a reason one of the faults explains (a bot no
 //!   fault touched ends at its maximum duration);
-//! - what was stored was stored once (no event twice, no participant twice);
+//! - what was stored was stored once (no event twice, no participant's
+//!   stay twice);
 //! - every event's webhook was delivered, and no webhook-id was answered
 //!   with success twice.
 //!
@@ -372,17 +373,21 @@ async fn one_seed(seed: u64) -> Vec<String> {
             }
         }
         let m = api_a.media(id).await;
-        let people: Vec<&str> = m["participants"]
+        // One row per stay: someone who left and came back has two, with
+        // different join times; the same stay twice is a frame applied twice.
+        let stays: Vec<(String, String)> = m["participants"]
             .as_array()
             .map(|a| {
                 a.iter()
-                    .filter_map(|p| p["participantId"].as_str())
+                    .map(|p| (p["participantId"].to_string(), p["joinedAt"].to_string()))
                     .collect()
             })
             .unwrap_or_default();
-        let unique: BTreeSet<&&str> = people.iter().collect();
-        if unique.len() != people.len() {
-            violations.push(format!("{id}: a participant stored twice: {people:?}"));
+        let unique: BTreeSet<&(String, String)> = stays.iter().collect();
+        if unique.len() != stays.len() {
+            violations.push(format!(
+                "{id}: a participant's stay stored twice: {stays:?}"
+            ));
         }
         let events: Vec<(String, String)> = bot["events"]
             .as_array()

@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Liveness {
     Connected,
-    /// Gone since `since`; its bots are still its own until the grace ends.
+    /// Last heard from at `since` (its last heartbeat, not when the link
+    /// was found dropped); its bots are still its own until the grace ends.
     Reconnecting {
         since: Instant,
     },
@@ -39,7 +40,15 @@ impl Liveness {
         use Liveness::*;
         match (self, event) {
             (_, Event::Connected) => (Connected, None),
-            (Connected, Event::Disconnected) => (Reconnecting { since: now }, None),
+            // A link found dropped late (a QUIC idle timeout after a
+            // SIGKILL) does not lengthen the grace: it runs from the last
+            // heartbeat.
+            (Connected, Event::Disconnected) => (
+                Reconnecting {
+                    since: last_heartbeat.min(now),
+                },
+                None,
+            ),
             (Connected, Event::Tick) if now.saturating_duration_since(last_heartbeat) > grace => {
                 (Lost, Some(Action::CloseLinkAndExpire))
             }
@@ -101,6 +110,16 @@ mod tests {
             GRACE,
         );
         assert_eq!((s, a), (Liveness::Lost, Some(Action::CloseLinkAndExpire)));
+    }
+
+    #[test]
+    fn the_grace_runs_from_the_last_heartbeat_not_the_noticed_drop() {
+        let t0 = Instant::now();
+        let noticed = t0 + Duration::from_secs(4);
+        let (s, _) = Liveness::Connected.step(Event::Disconnected, noticed, t0, GRACE);
+        assert_eq!(s, Liveness::Reconnecting { since: t0 });
+        let (_, a) = s.step(Event::Tick, t0 + GRACE, t0, GRACE);
+        assert_eq!(a, Some(Action::ExpireLeases));
     }
 
     #[test]

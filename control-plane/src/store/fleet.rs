@@ -186,8 +186,12 @@ impl Store {
         capacity: Option<i32>,
     ) -> Result<(), DbErr> {
         let mut q = worker::Entity::update_many()
-            .col_expr(worker::Column::State, Expr::value(Stored(state)))
-            .col_expr(worker::Column::LastSeenAt, Expr::value(now()));
+            .col_expr(worker::Column::State, Expr::value(Stored(state)));
+        // Seen only when it is: a link found dropped, or a worker found
+        // lost, must not look recently heard from to the other replicas.
+        if state == WorkerState::Connected {
+            q = q.col_expr(worker::Column::LastSeenAt, Expr::value(now()));
+        }
         if let Some(c) = capacity {
             q = q.col_expr(worker::Column::Capacity, Expr::value(c));
         }
