@@ -345,6 +345,12 @@ const TABLE: &[Row] = &[
         allowed: READERS,
     },
     Row {
+        name: "botActivity",
+        kind: Kind::Subscription,
+        doc: "subscription($bot: ID!) { botActivity(botId: $bot) { kind at } }",
+        allowed: READERS,
+    },
+    Row {
         name: "transcript",
         kind: Kind::Subscription,
         doc: "subscription($bot: ID!) { transcript(botId: $bot) { id text } }",

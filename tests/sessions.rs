@@ -9,16 +9,13 @@ mod support;
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use attache_control_plane::{Config, ControlPlane, DefaultTranscription};
 use attache_edge_worker::EdgeWorker;
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
 use chrono::{DateTime, Utc};
-use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
 use support::*;
 use tokio::net::UdpSocket;
@@ -136,110 +133,6 @@ async fn relay(upstream: SocketAddr, stop: CancellationToken) -> Relay {
         });
     }
     Relay { addr, cut }
-}
-
-/// One request the webhook receiver took.
-#[derive(Debug, Clone)]
-struct Delivery {
-    id: String,
-    timestamp: String,
-    signature: String,
-    body: String,
-}
-
-/// A tenant's webhook receiver on 127.0.0.1: it refuses the first
-/// `refuse` requests with 503 and can go away (its port closed) and come
-/// back on the same port.
-#[derive(Clone)]
-struct Receiver {
-    port: u16,
-    got: Arc<Mutex<Vec<Delivery>>>,
-    refuse: Arc<AtomicU32>,
-    requests: Arc<AtomicU32>,
-}
-
-impl Receiver {
-    async fn new(refuse: u32) -> (Receiver, CancellationToken) {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let r = Receiver {
-            port: listener.local_addr().unwrap().port(),
-            got: Arc::default(),
-            refuse: Arc::new(AtomicU32::new(refuse)),
-            requests: Arc::default(),
-        };
-        let stop = r.serve(listener);
-        (r, stop)
-    }
-
-    fn url(&self) -> String {
-        format!("http://127.0.0.1:{}/hooks", self.port)
-    }
-
-    fn serve(&self, listener: tokio::net::TcpListener) -> CancellationToken {
-        let stop = CancellationToken::new();
-        let me = self.clone();
-        let app = axum::Router::new().route(
-            "/hooks",
-            axum::routing::post(move |headers: axum::http::HeaderMap, body: String| {
-                let me = me.clone();
-                async move {
-                    me.requests.fetch_add(1, Ordering::SeqCst);
-                    if me
-                        .refuse
-                        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-                        .is_ok()
-                    {
-                        return axum::http::StatusCode::SERVICE_UNAVAILABLE;
-                    }
-                    let h = |k: &str| {
-                        headers
-                            .get(k)
-                            .and_then(|v| v.to_str().ok())
-                            .unwrap_or_default()
-                            .to_string()
-                    };
-                    me.got.lock().unwrap().push(Delivery {
-                        id: h("webhook-id"),
-                        timestamp: h("webhook-timestamp"),
-                        signature: h("webhook-signature"),
-                        body,
-                    });
-                    axum::http::StatusCode::NO_CONTENT
-                }
-            }),
-        );
-        let s = stop.clone();
-        tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async move { s.cancelled().await })
-                .await
-                .unwrap();
-        });
-        stop
-    }
-
-    /// Comes back on its port.
-    async fn restart(&self) -> CancellationToken {
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", self.port))
-            .await
-            .unwrap();
-        self.serve(listener)
-    }
-
-    fn events(&self) -> Vec<Delivery> {
-        self.got.lock().unwrap().clone()
-    }
-}
-
-/// Checks a delivery as a receiver following Standard Webhooks would.
-fn verify(secret: &str, d: &Delivery) -> bool {
-    let key = STANDARD
-        .decode(secret.strip_prefix("whsec_").unwrap())
-        .unwrap();
-    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(&key).unwrap();
-    mac.update(format!("{}.{}.{}", d.id, d.timestamp, d.body).as_bytes());
-    let want = format!("v1,{}", STANDARD.encode(mac.finalize().into_bytes()));
-    d.signature.split(' ').any(|s| s == want)
 }
 
 fn config(dir: &std::path::Path, sandbox: &str, quic: SocketAddr) -> Config {

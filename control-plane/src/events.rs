@@ -35,10 +35,20 @@ pub(crate) struct TranscriptEvent {
     pub segment: Option<TranscriptSegment>,
 }
 
+/// Something a bot saw was stored (a person joined or left, someone
+/// started or stopped speaking, a chat message, a warning): a prompt to
+/// read what is new of the bot's activity, which carries nothing itself.
+#[derive(Debug, Clone)]
+pub(crate) struct ActivityEvent {
+    pub tenant_id: String,
+    pub bot_id: String,
+}
+
 #[derive(Clone)]
 pub(crate) struct EventHub {
     tx: broadcast::Sender<BotMoved>,
     transcripts: broadcast::Sender<TranscriptEvent>,
+    activity: broadcast::Sender<ActivityEvent>,
     bus: Bus,
 }
 
@@ -47,6 +57,7 @@ impl EventHub {
         EventHub {
             tx: broadcast::channel(CAPACITY).0,
             transcripts: broadcast::channel(CAPACITY).0,
+            activity: broadcast::channel(CAPACITY).0,
             bus,
         }
     }
@@ -73,6 +84,24 @@ impl EventHub {
 
     pub(crate) fn subscribe_transcripts(&self) -> broadcast::Receiver<TranscriptEvent> {
         self.transcripts.subscribe()
+    }
+
+    /// Some of a bot's activity was stored here.
+    pub(crate) fn publish_activity(&self, event: ActivityEvent) {
+        self.bus.publish(Notice::Activity {
+            tenant_id: event.tenant_id.clone(),
+            bot_id: event.bot_id.clone(),
+        });
+        self.deliver_activity(event);
+    }
+
+    /// To this process's subscribers only.
+    pub(crate) fn deliver_activity(&self, event: ActivityEvent) {
+        let _ = self.activity.send(event);
+    }
+
+    pub(crate) fn subscribe_activity(&self) -> broadcast::Receiver<ActivityEvent> {
+        self.activity.subscribe()
     }
 
     /// A transition was stored here.

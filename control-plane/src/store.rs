@@ -12,6 +12,7 @@ use attache_protocol::TransitionError;
 use chrono::{DateTime, Utc};
 use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbErr, EntityTrait};
 
+mod activity;
 pub(crate) mod backfill;
 mod bots;
 pub(crate) mod erasure;
@@ -30,6 +31,9 @@ mod tenants;
 mod webhooks;
 mod window;
 
+pub(crate) use activity::{
+    ActivityCursor, ActivityRows, OPT_IN_EVENT_TYPES, is_sealed, open_payload,
+};
 pub(crate) use bots::{Applied, NewBot, QueueGroup, Transition};
 pub(crate) use erasure::PeopleIds;
 pub(crate) use media::{MatchKey, MediaWrite, Written};

@@ -291,8 +291,8 @@ async fn send(
     let secret = open_secret(state, d)
         .await
         .map_err(|e| (None, e.to_string()))?;
+    let body = &body(state, d).await.map_err(|e| (None, e))?;
     let timestamp = chrono::Utc::now().timestamp();
-    let body = &d.delivery.payload;
     let signature = sign(&secret, &d.delivery.webhook_id, timestamp, body)
         .ok_or((None, "the endpoint's secret is malformed".to_string()))?;
     let resp = client
@@ -311,6 +311,29 @@ async fn send(
     } else {
         Err((Some(code), format!("HTTP {code}")))
     }
+}
+
+/// What to send for a delivery: its payload, with what names or quotes
+/// someone opened with its bot's key (it is never stored opened).
+async fn body(state: &AppState, d: &DueDelivery) -> Result<String, String> {
+    let payload = &d.delivery.payload;
+    if !crate::store::is_sealed(payload) {
+        return Ok(payload.clone());
+    }
+    let bot_id = d.delivery.bot_id.as_deref().unwrap_or_default();
+    let bot = state
+        .store
+        .bot(bot_id)
+        .await
+        .map_err(|e| format!("cannot read the event's bot: {e}"))?
+        .ok_or("the event's bot was erased")?;
+    let key = state
+        .keys
+        .existing_bot_key(&bot)
+        .await
+        .map_err(|e| format!("the bot's data key is not available: {e}"))?;
+    crate::store::open_payload(payload, bot_id, key.as_ref())
+        .map_err(|e| format!("the event does not open: {e}"))
 }
 
 /// A transport error as an operator wants to read it (no URL secrets:

@@ -80,12 +80,42 @@ pub async fn subscribe_transcript(
     api: &Api,
     bot_id: &str,
 ) -> tokio::task::JoinHandle<Vec<(DateTime<Utc>, Value)>> {
-    let mut ws = subscription(
+    collect(
         api,
         "subscription($id: ID!) { transcript(botId: $id) { id startMs endMs speaker text isFinal confidence language } }",
-        json!({ "id": bot_id }),
+        bot_id,
+        "transcript",
     )
-    .await;
+    .await
+}
+
+/// A bot's activity from `Subscription.botActivity`, each with when it
+/// arrived.
+pub async fn subscribe_activity(
+    api: &Api,
+    bot_id: &str,
+) -> tokio::task::JoinHandle<Vec<(DateTime<Utc>, Value)>> {
+    collect(
+        api,
+        "subscription($id: ID!) { botActivity(botId: $id) { botId kind at \
+         participant { participantId name joinedAt leftAt } \
+         speaker { participantId name startedAt endedAt } \
+         chatMessage { sender text sentAt } warning { code message } } }",
+        bot_id,
+        "botActivity",
+    )
+    .await
+}
+
+/// Every item of one subscription (`field` of each payload) until the
+/// server completes it, each with when it arrived.
+async fn collect(
+    api: &Api,
+    query: &str,
+    bot_id: &str,
+    field: &'static str,
+) -> tokio::task::JoinHandle<Vec<(DateTime<Utc>, Value)>> {
+    let mut ws = subscription(api, query, json!({ "id": bot_id })).await;
     tokio::spawn(async move {
         let mut seen = Vec::new();
         while let Some(Ok(msg)) = ws.next().await {
@@ -94,7 +124,7 @@ pub async fn subscribe_transcript(
             match v["type"].as_str() {
                 Some("next") => {
                     assert!(v["payload"].get("errors").is_none(), "{v}");
-                    seen.push((Utc::now(), v["payload"]["data"]["transcript"].clone()));
+                    seen.push((Utc::now(), v["payload"]["data"][field].clone()));
                 }
                 Some("complete") | Some("error") => break,
                 _ => {}

@@ -16,10 +16,13 @@ use tokio_util::sync::CancellationToken;
 
 mod feeds;
 mod redis_server;
+mod webhooks;
 #[allow(unused_imports)]
 pub use feeds::*;
 #[allow(unused_imports)]
 pub use redis_server::*;
+#[allow(unused_imports)]
+pub use webhooks::*;
 
 pub const HEARTBEAT: Duration = Duration::from_millis(200);
 pub const GRACE: Duration = Duration::from_secs(3);

@@ -7,6 +7,7 @@
 //! and a GraphQL-shaped body. The GraphQL schema itself is composed in
 //! `schema.rs` from one file per domain.
 
+mod activity;
 mod api_keys;
 mod audit_log;
 mod bots;

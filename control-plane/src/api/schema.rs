@@ -21,7 +21,7 @@ use super::settings::{
     RetentionMutation, RetentionQuery, TranscriptionSettingsMutation, TranscriptionSettingsQuery,
 };
 use super::sign_in::{IdentityProviderMutation, IdentityProviderQuery, MeQuery, ViewerQuery};
-use super::subscriptions::BotSubscription;
+use super::subscriptions::{ActivitySubscription, BotSubscription};
 use super::webhooks::{WebhookMutation, WebhookQuery};
 use crate::AppState;
 
@@ -65,7 +65,7 @@ pub(crate) struct MutationRoot(
 );
 
 #[derive(MergedSubscription, Default)]
-pub(crate) struct SubscriptionRoot(BotSubscription);
+pub(crate) struct SubscriptionRoot(BotSubscription, ActivitySubscription);
 
 pub(crate) fn build_schema(state: AppState) -> AppSchema {
     let limiter = RateLimiter::new(

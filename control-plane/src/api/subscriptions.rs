@@ -18,6 +18,7 @@ use attache_tenant_policy::Action;
 use futures::Stream;
 use tokio::sync::broadcast::error::RecvError;
 
+use super::activity::{ActivityFeed, BotActivity};
 use super::bots::BotEvent;
 use super::error::ApiError;
 use super::guard::guard;
@@ -31,6 +32,9 @@ const REREAD_CHECK: Duration = Duration::from_secs(1);
 
 #[derive(Default)]
 pub(crate) struct BotSubscription;
+
+#[derive(Default)]
+pub(crate) struct ActivitySubscription;
 
 #[Subscription]
 impl BotSubscription {
@@ -175,6 +179,82 @@ impl BotSubscription {
                             return;
                         }
                     }
+                }
+            }
+        })
+    }
+}
+
+#[Subscription]
+impl ActivitySubscription {
+    /// What a bot sees as it happens: people joining and leaving, speaking
+    /// turns, chat messages and warnings, each once and in order; first
+    /// what is stored, then live. The stream ends when the bot has ended.
+    async fn bot_activity(
+        &self,
+        ctx: &Context<'_>,
+        bot_id: ID,
+    ) -> Result<impl Stream<Item = BotActivity>> {
+        let (state, _, scoped) = guard(ctx, Action::ReadBots)?;
+        let state = state.clone();
+        // Subscribe before reading what is stored so nothing falls between.
+        let mut live = state.events.subscribe_activity();
+        let mut statuses = state.events.subscribe();
+        let bot = scoped
+            .bot(&bot_id)
+            .await
+            .map_err(ApiError::from)?
+            .ok_or(ApiError::NotFound)?;
+        let ended = bot.status.is_final();
+        let mut feed = ActivityFeed::new(state, bot);
+        let stored = feed.next().await?;
+        Ok(async_stream::stream! {
+            for a in stored { yield a; }
+            if ended { return; }
+            let mut seen = Seen::default();
+            feed.state().bus.must_reread(&mut seen);
+            let mut tick = tokio::time::interval(REREAD_CHECK);
+            loop {
+                // Whether to read, and whether the bot may have ended
+                // meanwhile unseen (`None`), has (`Some(true)`) or has not.
+                let (reread, ended) = tokio::select! {
+                    ev = live.recv() => match ev {
+                        Ok(e) => (e.bot_id == feed.bot.id && e.tenant_id == feed.bot.tenant_id, Some(false)),
+                        Err(RecvError::Lagged(_)) => (true, None),
+                        Err(RecvError::Closed) => return,
+                    },
+                    st = statuses.recv() => match st {
+                        // Activity is stored before the final status.
+                        Ok(m) if m.bot_id == feed.bot.id && m.status.is_final() => (true, Some(true)),
+                        Ok(_) => (false, Some(false)),
+                        Err(RecvError::Lagged(_)) => (true, None),
+                        Err(RecvError::Closed) => return,
+                    },
+                    _ = tick.tick() => (feed.state().bus.must_reread(&mut seen), None),
+                };
+                if !reread {
+                    continue;
+                }
+                match feed.next().await {
+                    Ok(items) => for a in items { yield a; },
+                    Err(e) => {
+                        tracing::warn!(error = ?e, "activity subscription cannot catch up; ending it");
+                        return;
+                    }
+                }
+                let done = match ended {
+                    Some(ended) => ended,
+                    None => match feed.state().store.bot(&feed.bot.id).await {
+                        Ok(Some(b)) => b.status.is_final(),
+                        Ok(None) => true,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "activity subscription cannot read its bot; ending it");
+                            true
+                        }
+                    },
+                };
+                if done {
+                    return;
                 }
             }
         })

@@ -137,7 +137,9 @@ pub(crate) struct CreateWebhookEndpointInput {
     /// deployment allows them).
     url: String,
     /// Any of `bot.status_changed`, `bot.ended`, `recording.ready`,
-    /// `transcript.ready`, `webhook_endpoint.disabled`; omitted: all.
+    /// `transcript.ready`, `webhook_endpoint.disabled`, and, only if named
+    /// here, `participant.joined`, `participant.left` and `chat.message`
+    /// (they carry names and words); omitted: the first five.
     event_types: Option<Vec<String>>,
 }
 
@@ -212,9 +214,14 @@ impl WebhookMutation {
         crate::audit::note_target(ctx, "webhook_endpoint");
         let url = crate::webhooks::check_url(&input.url, state.config.webhook_allow_private)
             .map_err(ApiError::BadInput)?;
-        let all = crate::store::EVENT_TYPES;
+        let default = crate::store::EVENT_TYPES;
+        let all: Vec<&str> = default
+            .iter()
+            .chain(crate::store::OPT_IN_EVENT_TYPES.iter())
+            .copied()
+            .collect();
         let event_types = match input.event_types {
-            None => all.iter().map(|s| s.to_string()).collect(),
+            None => default.iter().map(|s| s.to_string()).collect(),
             Some(v) if v.is_empty() => {
                 return Err(ApiError::BadInput("eventTypes must not be empty".into()).into());
             }

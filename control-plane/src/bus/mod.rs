@@ -30,7 +30,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::AppState;
-use crate::events::{BotMoved, TranscriptEvent};
+use crate::events::{ActivityEvent, BotMoved, TranscriptEvent};
 use crate::metrics::Metrics;
 
 pub(crate) use dispatch_queue::DispatchQueue;
@@ -54,6 +54,12 @@ pub(crate) enum Notice {
         tenant_id: String,
         bot_id: String,
         segment_key: String,
+    },
+    /// Some of a bot's activity was stored: participants, speaking, chat or
+    /// warnings.
+    Activity {
+        tenant_id: String,
+        bot_id: String,
     },
     Command {
         worker_id: String,
@@ -324,6 +330,9 @@ fn route(state: &AppState, notice: Notice) {
             segment_key,
             segment: None,
         }),
+        Notice::Activity { tenant_id, bot_id } => state
+            .events
+            .deliver_activity(ActivityEvent { tenant_id, bot_id }),
         Notice::Command { worker_id, command } => {
             // Only the replica holding the link can; the others have none.
             let sent = match command {

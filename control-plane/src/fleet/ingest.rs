@@ -23,7 +23,7 @@ use super::validate::{self, Checked};
 use crate::AppState;
 use crate::entity::bot;
 use crate::entity::names::RecordingStatus;
-use crate::events::TranscriptEvent;
+use crate::events::{ActivityEvent, TranscriptEvent};
 use crate::recordings;
 use crate::sealing::Sealer;
 use crate::store::{
@@ -363,6 +363,16 @@ async fn write(state: &AppState, f: &Frame<'_>, checked: Checked) -> Result<(), 
             }
         }
     };
+    let activity = matches!(
+        write,
+        MediaWrite::ParticipantJoined { .. }
+            | MediaWrite::ParticipantLeft { .. }
+            | MediaWrite::SpeakerStarted { .. }
+            | MediaWrite::SpeakerStopped { .. }
+            | MediaWrite::Chat { .. }
+            | MediaWrite::Warning { .. }
+            | MediaWrite::Skipped { .. }
+    );
     let write = ResultWrite {
         bot_id: bot_id.to_string(),
         worker_id: f.worker_id.to_string(),
@@ -375,6 +385,12 @@ async fn write(state: &AppState, f: &Frame<'_>, checked: Checked) -> Result<(), 
         Written::Applied => {
             if closes_recording && let Ok(objects) = objects() {
                 recordings::drop_chunks(objects, tenant_id, bot_id, f.generation).await;
+            }
+            if activity {
+                state.events.publish_activity(ActivityEvent {
+                    tenant_id: tenant_id.to_string(),
+                    bot_id: bot_id.to_string(),
+                });
             }
             if let Some(t) = transcript {
                 let kind = if t.segment.as_ref().is_some_and(|s| s.is_final) {

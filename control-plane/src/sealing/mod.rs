@@ -210,10 +210,23 @@ pub(crate) fn open_participant(
     let (Some(id), Some(name)) = (&p.participant_id_sealed, &p.name_sealed) else {
         return Ok((p.participant_key.clone(), p.name.clone()));
     };
-    let item = stay(&p.participant_key, p.joined_at);
+    open_stay(key, &p.bot_id, &p.participant_key, p.joined_at, id, name)
+}
+
+/// The platform id and name of a stay sealed by [`Sealer::participant`],
+/// wherever they are kept (a row, or an event waiting to be sent).
+pub(crate) fn open_stay(
+    key: Option<&DataKey>,
+    bot_id: &str,
+    key_hash: &str,
+    joined_at: DateTime<Utc>,
+    id_sealed: &[u8],
+    name_sealed: &[u8],
+) -> Result<(String, String), OpenError> {
+    let item = stay(key_hash, joined_at);
     Ok((
-        open_with(key, "participant-id", &p.bot_id, &item, id)?,
-        open_with(key, "participant-name", &p.bot_id, &item, name)?,
+        open_with(key, "participant-id", bot_id, &item, id_sealed)?,
+        open_with(key, "participant-name", bot_id, &item, name_sealed)?,
     ))
 }
 
@@ -240,13 +253,25 @@ pub(crate) fn open_chat(
     match (&m.sender_sealed, &m.text_sealed) {
         // Bound to the stored key: its hash, or in rows of the version
         // before, the platform's id.
-        (Some(s), Some(t)) => Ok((
-            open_with(key, "chat-sender", &m.bot_id, &m.message_key, s)?,
-            open_with(key, "chat-text", &m.bot_id, &m.message_key, t)?,
-        )),
+        (Some(s), Some(t)) => open_message(key, &m.bot_id, &m.message_key, s, t),
         // Stored before chat was sealed at all.
         _ => Ok((m.sender.clone(), m.text.clone())),
     }
+}
+
+/// The sender and text of a message sealed by [`Sealer::chat`], wherever
+/// they are kept.
+pub(crate) fn open_message(
+    key: Option<&DataKey>,
+    bot_id: &str,
+    message_key: &str,
+    sender_sealed: &[u8],
+    text_sealed: &[u8],
+) -> Result<(String, String), OpenError> {
+    Ok((
+        open_with(key, "chat-sender", bot_id, message_key, sender_sealed)?,
+        open_with(key, "chat-text", bot_id, message_key, text_sealed)?,
+    ))
 }
 
 /// A transcript segment's speaker (if one was named) and text.

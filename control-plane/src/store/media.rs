@@ -13,6 +13,7 @@ use sea_orm::{
     QueryOrder, Set, TransactionTrait,
 };
 
+use super::activity;
 use super::fence::{self, Place};
 use super::{Scoped, Slice, Store, StoreError, Window};
 use crate::entity::names::{RecordingStatus, Stored};
@@ -245,7 +246,7 @@ pub(super) async fn write_one(
                 .one(txn)
                 .await?;
             if present.is_none() {
-                participant::ActiveModel {
+                let stay = participant::ActiveModel {
                     bot_id: Set(bot_id),
                     tenant_id: Set(tenant_id),
                     participant_key: Set(key.hash),
@@ -258,9 +259,16 @@ pub(super) async fn write_one(
                 }
                 .insert(txn)
                 .await?;
+                activity::on_joined(txn, &stay).await?;
             }
         }
         MediaWrite::ParticipantLeft { key } => {
+            let open = participant::Entity::find()
+                .filter(participant::Column::BotId.eq(bot_id.clone()))
+                .filter(person(&key))
+                .filter(participant::Column::LeftAt.is_null())
+                .all(txn)
+                .await?;
             participant::Entity::update_many()
                 .filter(participant::Column::BotId.eq(bot_id))
                 .filter(person(&key))
@@ -268,6 +276,9 @@ pub(super) async fn write_one(
                 .col_expr(participant::Column::LeftAt, Expr::value(at))
                 .exec(txn)
                 .await?;
+            for stay in &open {
+                activity::on_left(txn, stay, at).await?;
+            }
         }
         MediaWrite::SpeakerStarted {
             key,
@@ -318,7 +329,7 @@ pub(super) async fn write_one(
                 .one(txn)
                 .await?;
             if seen.is_none() {
-                chat_message::ActiveModel {
+                let m = chat_message::ActiveModel {
                     bot_id: Set(bot_id),
                     tenant_id: Set(tenant_id),
                     message_key: Set(key.hash),
@@ -332,6 +343,7 @@ pub(super) async fn write_one(
                 }
                 .insert(txn)
                 .await?;
+                activity::on_chat(txn, &m).await?;
             }
         }
         MediaWrite::RecordingStarted { format, object_key } => {

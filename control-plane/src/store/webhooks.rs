@@ -49,7 +49,7 @@ pub(crate) fn event_payload(
 
 /// Queues `event_type` for every enabled endpoint of the tenant that
 /// subscribes to it.
-async fn enqueue<C: ConnectionTrait>(
+pub(super) async fn enqueue<C: ConnectionTrait>(
     db: &C,
     tenant_id: &str,
     bot_id: Option<&str>,
