@@ -34,6 +34,8 @@ mod tests;
 mod transcripts;
 mod webhooks;
 
+use async_graphql::ParseRequestError;
+use async_graphql_axum::rejection::GraphQLRejection;
 use async_graphql_axum::{GraphQLProtocol, GraphQLRequest, GraphQLResponse, GraphQLWebSocket};
 use attache_protocol::ErrorCode;
 use axum::Router;
@@ -84,6 +86,66 @@ pub(crate) fn router(state: AppState, shutdown: CancellationToken) -> Router {
         .merge(graphiql::router())
         .merge(console::router(state))
         .layer(tower_http::limit::RequestBodyLimitLayer::new(limit))
+        .layer(axum::middleware::map_response(
+            move |r: Response| async move { too_large_coded(r, limit) },
+        ))
+}
+
+/// A body declared longer than `max_body_bytes` is refused from its
+/// `Content-Length` by the limit layer, whose answer is plain text: given
+/// the GraphQL-shaped body here, as every other refusal has. 413 is kept:
+/// it is the status proxies and clients know for it.
+fn too_large_coded(r: Response, limit: usize) -> Response {
+    if r.status() != StatusCode::PAYLOAD_TOO_LARGE
+        || r.headers()
+            .get(header::CONTENT_TYPE)
+            .is_some_and(|v| v.to_str().is_ok_and(|v| v.starts_with("application/json")))
+    {
+        return r;
+    }
+    too_large(limit)
+}
+
+fn too_large(limit: usize) -> Response {
+    let body = error_body(
+        ErrorCode::BadUserInput,
+        &format!("the request body is larger than {limit} bytes"),
+    );
+    (StatusCode::PAYLOAD_TOO_LARGE, axum::Json(body)).into_response()
+}
+
+/// A body that is not a GraphQL request, or that passed the limit while
+/// it was read (sent without a length): refused with a code, never run.
+fn body_refused(api: &Api, e: ParseRequestError) -> Response {
+    count_error(api, ErrorCode::BadUserInput);
+    let over_limit = match &e {
+        ParseRequestError::PayloadTooLarge => true,
+        ParseRequestError::Io(io) => {
+            let mut source: Option<&(dyn std::error::Error + 'static)> = Some(io);
+            let mut found = false;
+            while let Some(s) = source {
+                if s.is::<http_body_util::LengthLimitError>() {
+                    found = true;
+                    break;
+                }
+                source = s.source();
+            }
+            found || io.to_string().contains("length limit exceeded")
+        }
+        _ => false,
+    };
+    if over_limit {
+        return too_large(api.state.config.max_body_bytes);
+    }
+    let message = match e {
+        ParseRequestError::UnsupportedBatch => "batched requests are not supported".to_string(),
+        e => format!("the request body is not a GraphQL request: {e}"),
+    };
+    (
+        status(ErrorCode::BadUserInput),
+        axum::Json(error_body(ErrorCode::BadUserInput, &message)),
+    )
+        .into_response()
 }
 
 /// A recording download by a signed, short-lived token. Stored objects are
@@ -172,7 +234,11 @@ async fn principal(api: &Api, headers: &HeaderMap) -> Result<Principal, AuthErro
     }
 }
 
-async fn graphql(State(api): State<Api>, headers: HeaderMap, req: GraphQLRequest) -> Response {
+async fn graphql(
+    State(api): State<Api>,
+    headers: HeaderMap,
+    req: Result<GraphQLRequest, GraphQLRejection>,
+) -> Response {
     let principal = match principal(&api, &headers).await {
         Ok(p) => p,
         Err(e) => return auth_failure(&api, e),
@@ -195,7 +261,11 @@ async fn graphql(State(api): State<Api>, headers: HeaderMap, req: GraphQLRequest
         )
             .into_response();
     }
-    let req = req.into_inner().data(principal).data(TargetNote::default());
+    let req = match req {
+        Ok(req) => req.into_inner(),
+        Err(GraphQLRejection(e)) => return body_refused(&api, e),
+    };
+    let req = req.data(principal).data(TargetNote::default());
     let mut resp = api.schema.execute(req).await;
     for e in &mut resp.errors {
         let code = checks::code_of(e);

@@ -143,9 +143,14 @@ async fn a_body_over_max_body_bytes_is_refused_unread() {
         .insert(header::CONTENT_LENGTH, too_long.len().into());
     let a = send(&f.app, req).await;
     assert_eq!(a.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(a.code(), "BAD_USER_INPUT");
+    assert_eq!(
+        a.json()["errors"][0]["message"],
+        "the request body is larger than 1024 bytes"
+    );
 
     // Sent without a length: cut off at the limit while it is read, and
-    // refused as a body that cannot be read.
+    // refused the same way, never run.
     let stream = futures::stream::iter(
         too_long
             .into_bytes()
@@ -154,8 +159,32 @@ async fn a_body_over_max_body_bytes_is_refused_unread() {
             .collect::<Vec<_>>(),
     );
     let a = send(&f.app, graphql(Some(&f.key), Body::from_stream(stream))).await;
-    assert_eq!(a.status, StatusCode::BAD_REQUEST);
-    assert!(!a.body.starts_with(b"{"), "not executed");
+    assert_eq!(a.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(a.code(), "BAD_USER_INPUT");
+    assert_eq!(a.json()["data"], Value::Null, "not executed");
+}
+
+#[tokio::test]
+async fn a_body_that_is_not_a_graphql_request_is_bad_user_input() {
+    let f = fixture(|_| {}).await;
+    let before = counted(&f.app, "BAD_USER_INPUT").await;
+    for body in ["{ not json", "42"] {
+        let a = send(&f.app, graphql(Some(&f.key), body.to_string())).await;
+        assert_eq!(a.status, StatusCode::BAD_REQUEST, "{body}");
+        assert_eq!(a.code(), "BAD_USER_INPUT", "{body}");
+        let message = a.json()["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert!(
+            message.starts_with("the request body is not a GraphQL request"),
+            "{body}: {message}"
+        );
+    }
+    assert_eq!(counted(&f.app, "BAD_USER_INPUT").await, before + 2);
+    // Without a key the answer is still about the key, not the body.
+    let a = send(&f.app, graphql(None, "{ not json".to_string())).await;
+    assert_eq!(a.code(), "UNAUTHENTICATED");
 }
 
 #[tokio::test]
