@@ -82,6 +82,10 @@ pub enum PolicyError {
 pub struct Policy {
     enforcer: Enforcer,
     domain: String,
+    /// Each decision the enforcer made, by subject and action: a policy is
+    /// not changed once built (a new one is built when overrides change),
+    /// so each is asked of casbin once, not on every request.
+    decided: std::sync::RwLock<std::collections::HashMap<(Subject, Action), bool>>,
 }
 
 impl std::fmt::Debug for Policy {
@@ -118,6 +122,7 @@ impl Policy {
             .collect::<Result<Vec<_>, PolicyError>>()?;
         if !rules.is_empty() {
             policy.enforcer.add_policies(rules).await?;
+            policy.decided = Default::default();
         }
         Ok(policy)
     }
@@ -136,6 +141,7 @@ impl Policy {
         Ok(Policy {
             enforcer,
             domain: domain.to_string(),
+            decided: Default::default(),
         })
     }
 
@@ -153,10 +159,23 @@ impl Policy {
         if (action.is_platform() && !on_platform) || (member && on_platform) {
             return Decision::Deny;
         }
-        let allowed = self
-            .enforcer
-            .enforce((subject.as_str(), self.domain.as_str(), action.as_str()))
-            .unwrap_or(false);
+        let known = self
+            .decided
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&(subject, action))
+            .copied();
+        let allowed = known.unwrap_or_else(|| {
+            let allowed = self
+                .enforcer
+                .enforce((subject.as_str(), self.domain.as_str(), action.as_str()))
+                .unwrap_or(false);
+            self.decided
+                .write()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert((subject, action), allowed);
+            allowed
+        });
         if allowed {
             Decision::Allow
         } else {

@@ -56,26 +56,35 @@ use error::{error_body, status};
 pub use schema::sdl;
 pub(crate) use schema::{AppSchema, build_schema};
 
+/// What every request handler shares: one `Arc`, so a request clones a
+/// pointer, not the state's dozens of handles and metrics.
 #[derive(Clone)]
-struct Api {
+struct Api(std::sync::Arc<ApiInner>);
+
+struct ApiInner {
     state: AppState,
     schema: AppSchema,
     shutdown: CancellationToken,
-    limiter: std::sync::Arc<limits::RateLimiter>,
+    limiter: limits::RateLimiter,
+}
+
+impl std::ops::Deref for Api {
+    type Target = ApiInner;
+
+    fn deref(&self) -> &ApiInner {
+        &self.0
+    }
 }
 
 pub(crate) fn router(state: AppState, shutdown: CancellationToken) -> Router {
     let limit = state.config.max_body_bytes;
-    let api =
-        Api {
-            schema: build_schema(state.clone()),
-            limiter: std::sync::Arc::new(
-                limits::RateLimiter::new(state.config.api_per_minute, state.config.api_burst)
-                    .shared("api", &state.bus, &state.metrics),
-            ),
-            state: state.clone(),
-            shutdown,
-        };
+    let api = Api(std::sync::Arc::new(ApiInner {
+        schema: build_schema(state.clone()),
+        limiter: limits::RateLimiter::new(state.config.api_per_minute, state.config.api_burst)
+            .shared("api", &state.bus, &state.metrics),
+        state: state.clone(),
+        shutdown,
+    }));
     let mcp = Router::new()
         .nest_service("/mcp", mcp::service(&api))
         .layer(axum::middleware::from_fn_with_state(

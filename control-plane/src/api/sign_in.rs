@@ -6,7 +6,7 @@
 //! everything else asks the guard for its action first. The identity
 //! provider's client secret is write-only: stored sealed, never returned.
 
-use async_graphql::{Context, ID, InputObject, Object, Result, SimpleObject};
+use async_graphql::{ComplexObject, Context, ID, InputObject, Object, Result, SimpleObject};
 use attache_tenant_policy::Action;
 use chrono::{DateTime, Utc};
 
@@ -25,8 +25,8 @@ pub(crate) struct Tenant {
 }
 
 #[derive(SimpleObject)]
+#[graphql(complex)]
 pub(crate) struct Viewer {
-    tenant: Tenant,
     role: String,
     /// The key asking, when a key asks (not a console session).
     api_key_id: Option<String>,
@@ -70,6 +70,24 @@ pub(crate) struct IdentityProviderInput {
     allowed_domains: Vec<String>,
 }
 
+#[ComplexObject]
+impl Viewer {
+    /// The tenant the caller acts in (read only when asked for).
+    async fn tenant(&self, ctx: &Context<'_>) -> Result<Tenant> {
+        let (_, _, scoped) = guard(ctx, Action::ReadTenant)?;
+        let t = scoped
+            .tenant()
+            .await
+            .map_err(ApiError::from)?
+            .ok_or(ApiError::NotFound)?;
+        Ok(Tenant {
+            id: ID(t.id),
+            name: t.name,
+            region: t.region,
+        })
+    }
+}
+
 #[derive(Default)]
 pub(crate) struct ViewerQuery;
 
@@ -77,18 +95,8 @@ pub(crate) struct ViewerQuery;
 impl ViewerQuery {
     /// Who the API key belongs to.
     async fn viewer(&self, ctx: &Context<'_>) -> Result<Viewer> {
-        let (_, principal, scoped) = guard(ctx, Action::ReadTenant)?;
-        let t = scoped
-            .tenant()
-            .await
-            .map_err(ApiError::from)?
-            .ok_or(ApiError::NotFound)?;
+        let (_, principal, _) = guard(ctx, Action::ReadTenant)?;
         Ok(Viewer {
-            tenant: Tenant {
-                id: ID(t.id),
-                name: t.name,
-                region: t.region,
-            },
             role: principal
                 .role()
                 .map(|r| r.as_str())
