@@ -26,6 +26,13 @@ pub(crate) struct Cli {
     /// terminal) or `json` (one object per line, with the span fields).
     #[arg(long, global = true, env = "ATTACHE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Human)]
     pub log_format: LogFormat,
+    /// Export traces over OTLP/HTTP (protobuf) to this collector, e.g.
+    /// `http://127.0.0.1:4318` (`/v1/traces` is added when no path is
+    /// given). One trace runs from `createBot` through dispatch and the
+    /// worker's session to the results' persistence; JSON logs carry its
+    /// `trace_id`. Unset: no traces.
+    #[arg(long, global = true, env = "ATTACHE_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -354,6 +361,16 @@ impl From<IsolationArg> for Isolation {
 }
 
 impl Cli {
+    /// The `service.name` of this process's traces.
+    pub(crate) fn service_name(&self) -> &'static str {
+        match self.command {
+            Command::Dev(_) => "attache-dev",
+            Command::ControlPlane(_) => "attache-control-plane",
+            Command::EdgeWorker(_) => "attache-edge-worker",
+            _ => "attache",
+        }
+    }
+
     pub(crate) async fn run(self) -> anyhow::Result<()> {
         match self.command {
             Command::Dev(args) => crate::dev::run(args).await,

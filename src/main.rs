@@ -7,6 +7,7 @@ mod dev;
 mod governance_args;
 mod key_args;
 mod secret_args;
+mod telemetry;
 mod worker_args;
 
 use clap::Parser;
@@ -16,23 +17,17 @@ use tokio_util::sync::CancellationToken;
 async fn main() -> anyhow::Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = cli::Cli::parse();
-    init_logs(cli.log_format);
-    cli.run().await
-}
-
-/// Logs go to standard error; `RUST_LOG` filters them.
-fn init_logs(format: cli::LogFormat) {
-    use std::io::IsTerminal;
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| "info,chromiumoxide=off,sqlx=warn,quinn=warn".into());
-    let logs = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        cli::LogFormat::Json => logs.json().with_current_span(true).init(),
-        // Colour codes only where a person reads them, not in files or pipes.
-        cli::LogFormat::Human => logs.with_ansi(std::io::stderr().is_terminal()).init(),
+    let traces = telemetry::init(
+        cli.log_format,
+        cli.otlp_endpoint.as_deref(),
+        cli.service_name(),
+    )?;
+    let outcome = cli.run().await;
+    // What is still batched goes out before the process ends.
+    if let Some(provider) = traces {
+        let _ = tokio::task::spawn_blocking(move || provider.shutdown()).await;
     }
+    outcome
 }
 
 /// Cancels on SIGINT or SIGTERM.

@@ -15,6 +15,7 @@ mod m0008_sealed_personal_fields;
 mod m0009_erasure;
 mod m0010_webhook_claims;
 mod m0011_join_token_uses;
+mod m0012_bot_trace;
 
 pub struct Migrator;
 
@@ -33,6 +34,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0009_erasure::Migration),
             Box::new(m0010_webhook_claims::Migration),
             Box::new(m0011_join_token_uses::Migration),
+            Box::new(m0012_bot_trace::Migration),
         ]
     }
 }

@@ -99,6 +99,9 @@ pub struct Assignment {
     pub data_key: DataKey,
     /// How to transcribe; `None` records without transcribing.
     pub transcription: Option<TranscriptionSpec>,
+    /// The W3C `traceparent` of the dispatch, which the bot's session
+    /// continues; `None` when the control plane exports no traces.
+    pub trace_parent: Option<String>,
 }
 
 /// Which speech-to-text engine a bot uses, with its credentials.

@@ -110,6 +110,9 @@ fn arb_control_msg() -> impl Strategy<Value = ControlMsg> {
                             },
                             language: Some("en".into()),
                         }),
+                        trace_parent: (j % 3 == 0).then(|| {
+                            "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".into()
+                        }),
                     }))
                 }
             ),

@@ -302,8 +302,19 @@ impl Cluster {
     /// A worker process on `dir`: a new worker there, or the same worker
     /// again (it has enrolled already) after it was killed.
     pub async fn spawn_worker_process_in(&self, dir: PathBuf, capacity: u32) -> WorkerProcess {
+        self.spawn_worker_process_with(dir, capacity, &[]).await
+    }
+
+    /// [`Cluster::spawn_worker_process_in`] with more flags.
+    pub async fn spawn_worker_process_with(
+        &self,
+        dir: PathBuf,
+        capacity: u32,
+        flags: &[&str],
+    ) -> WorkerProcess {
         use std::os::unix::process::CommandExt;
         let child = Command::new(env!("CARGO_BIN_EXE_attache"))
+            .args(flags)
             .arg("edge-worker")
             .arg("--control-plane")
             .arg(self.quic.to_string())

@@ -390,6 +390,7 @@ impl CreateBotMutation {
                     platform,
                     data_key: made.wrapped.clone(),
                     key_generation: Some(made.generation),
+                    trace_parent: attache_protocol::trace::traceparent(&tracing::Span::current()),
                     meeting_url_sealed,
                     bot_name_sealed,
                     join_at,

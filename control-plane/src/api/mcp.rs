@@ -24,6 +24,7 @@ use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, Stream
 use rmcp::{ErrorData, ServerHandler, schemars, tool, tool_handler, tool_router};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use tracing::Instrument;
 
 use super::{Api, AppSchema, auth_header, refuse};
 use crate::access::{Principal, by_api_key};
@@ -283,7 +284,14 @@ impl Tools {
             .variables(Variables::from_json(variables))
             .data(principal.clone())
             .data(TargetNote::default());
-        let mut resp = self.schema.execute(req).await;
+        let span = tracing::info_span!(
+            "mcp tool",
+            otel.kind = "server",
+            tool = field,
+            trace_id = tracing::field::Empty
+        );
+        attache_protocol::trace::record_trace_id(&span);
+        let mut resp = self.schema.execute(req).instrument(span).await;
         if let Some(e) = resp.errors.first_mut() {
             let code = super::checks::code_of(e);
             return Ok(CallToolResult::error(vec![ContentBlock::text(format!(

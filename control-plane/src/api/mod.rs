@@ -46,6 +46,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::AppState;
 use crate::access::{Principal, by_api_key, by_session};
@@ -283,8 +284,15 @@ async fn graphql(
         Ok(req) => req.into_inner(),
         Err(GraphQLRejection(e)) => return body_refused(&api, e),
     };
+    let span = tracing::info_span!(
+        "graphql",
+        otel.kind = "server",
+        operation = req.operation_name.as_deref().unwrap_or(""),
+        trace_id = tracing::field::Empty
+    );
+    attache_protocol::trace::record_trace_id(&span);
     let req = req.data(principal).data(TargetNote::default());
-    let mut resp = api.schema.execute(req).await;
+    let mut resp = api.schema.execute(req).instrument(span).await;
     for e in &mut resp.errors {
         let code = checks::code_of(e);
         // The metric's labels are the error vocabulary: the executor's own

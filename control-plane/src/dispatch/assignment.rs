@@ -7,6 +7,7 @@
 //! Assign, over the fleet link's mutual TLS.
 
 use attache_protocol::{Assignment, SessionLimits};
+use tracing::Instrument;
 
 use crate::AppState;
 use crate::entity::bot;
@@ -15,7 +16,24 @@ use crate::entity::bot;
 /// older version created the bot without one) and its transcription
 /// settings. `None` if the key, the sealed fields or the settings cannot be
 /// read: the dispatch sweep tries again.
+///
+/// Its span continues the trace of the request that created the bot
+/// (`bots.trace_parent`), and the Assign carries it on to the worker.
 pub(crate) async fn assignment(state: &AppState, b: &bot::Model) -> Option<Assignment> {
+    let span = tracing::info_span!(
+        "assign",
+        bot_id = %b.id,
+        generation = b.lease_generation,
+        trace_id = tracing::field::Empty
+    );
+    attache_protocol::trace::follow(&span, b.trace_parent.as_deref());
+    let trace_parent = attache_protocol::trace::traceparent(&span);
+    let mut a = build(state, b).instrument(span).await?;
+    a.trace_parent = trace_parent;
+    Some(a)
+}
+
+async fn build(state: &AppState, b: &bot::Model) -> Option<Assignment> {
     let data_key = match state.keys.bot_key(b).await {
         Ok(k) => k,
         Err(e) => {
@@ -57,5 +75,6 @@ pub(crate) async fn assignment(state: &AppState, b: &bot::Model) -> Option<Assig
         },
         data_key,
         transcription,
+        trace_parent: None,
     })
 }

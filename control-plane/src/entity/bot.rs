@@ -60,6 +60,8 @@ pub struct Model {
     /// The generation of its tenant's bot keys `data_key` is wrapped under
     /// (`crate::keys::generations`).
     pub key_generation: Option<i32>,
+    /// The W3C `traceparent` of the request that created the bot.
+    pub trace_parent: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -56,6 +56,9 @@ async fn read(
     span: tracing::Span,
 ) {
     let mut named = false;
+    // The bot's trace gets a span for the stream's first write and for
+    // every status, not one per frame.
+    let mut traced = false;
     // The bot as last read (kept only after a frame went through): its
     // tenant and store never change, and its lease is checked against the
     // row again by the writer's fence.
@@ -88,7 +91,7 @@ async fn read(
             span.record("bot_id", tracing::field::display(bot_id));
             named = true;
         }
-        match persist(&state, &worker_id, frame, &mut bot).await {
+        match persist(&state, &worker_id, frame, &mut bot, &mut traced).await {
             Ok(through) => {
                 let _ = tx
                     .send(ControlMsg::Ack {
@@ -127,6 +130,7 @@ async fn persist(
     worker_id: &str,
     frame: ResultFrame,
     cached: &mut Option<bot::Model>,
+    traced: &mut bool,
 ) -> Result<u64, StoreError> {
     let id = frame.bot_id.to_string();
     let generation = frame.generation as i64;
@@ -156,6 +160,21 @@ async fn persist(
             Checked::Nothing
         }
     };
+    let status = matches!(checked, Checked::Status { .. });
+    let span = if status || !*traced {
+        *traced = true;
+        let span = tracing::info_span!(
+            "persist results",
+            bot_id = %id,
+            seq = frame.seq,
+            status,
+            trace_id = tracing::field::Empty
+        );
+        attache_protocol::trace::follow(&span, bot.trace_parent.as_deref());
+        span
+    } else {
+        tracing::Span::none()
+    };
     let f = Frame {
         worker_id,
         bot: &bot,
@@ -180,19 +199,26 @@ async fn persist(
             t.detail = detail;
             t.at = at;
             // The row moved: read it again for the next frame.
-            state.bots.apply(t).await.map(|_| frame.seq)
+            state
+                .bots
+                .apply(t)
+                .instrument(span)
+                .await
+                .map(|_| frame.seq)
         }
         // Persisted (or persisted before) as one place: acknowledged
         // through the last frame it stands for.
         Checked::Skipped { through } if through >= frame.seq => {
             let lost = through - frame.seq + 1;
             tracing::warn!(bot_id = %id, from = frame.seq, through, "the worker dropped {lost} results before they were acknowledged");
-            let written = write(state, &f, Checked::Skipped { through }).await;
+            let written = write(state, &f, Checked::Skipped { through })
+                .instrument(span)
+                .await;
             *cached = Some(bot.clone());
             written.map(|()| through)
         }
         checked => {
-            let written = write(state, &f, checked).await;
+            let written = write(state, &f, checked).instrument(span).await;
             *cached = Some(bot.clone());
             written.map(|()| frame.seq)
         }

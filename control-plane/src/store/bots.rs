@@ -75,6 +75,8 @@ pub(crate) struct NewBot {
     /// `key_generation` (`crate::keys::Keys::new_bot_key`).
     pub data_key: Vec<u8>,
     pub key_generation: Option<i32>,
+    /// The W3C `traceparent` of the request that created it.
+    pub trace_parent: Option<String>,
     /// The meeting URL and the bot's name, sealed with its data key
     /// (`crate::sealing::Sealer::bot`).
     pub meeting_url_sealed: Vec<u8>,
@@ -455,6 +457,7 @@ impl Scoped<'_> {
             meeting_url_sealed: Set(Some(b.meeting_url_sealed)),
             bot_name_sealed: Set(Some(b.bot_name_sealed)),
             key_generation: Set(b.key_generation),
+            trace_parent: Set(b.trace_parent),
         }
         .insert(&txn)
         .await?;

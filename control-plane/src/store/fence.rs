@@ -94,6 +94,7 @@ mod tests {
             meeting_url_sealed: None,
             bot_name_sealed: None,
             key_generation: None,
+            trace_parent: None,
         }
     }
 

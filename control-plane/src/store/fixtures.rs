@@ -31,6 +31,7 @@ pub(crate) async fn store_with_tenant() -> Store {
 pub(crate) fn new_bot(id: &str) -> NewBot {
     NewBot {
         key_generation: None,
+        trace_parent: None,
         id: id.into(),
         region: "local".into(),
         platform: Platform::GoogleMeet,

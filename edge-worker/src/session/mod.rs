@@ -148,12 +148,15 @@ impl Sessions {
         }
         let emitter = Emitter::new(a.bot_id, a.generation, deps.spool.clone());
         let reporter = Reporter::new(emitter, status);
+        // The session continues the trace the control plane dispatched in.
         let span = tracing::info_span!(
             "bot",
             bot_id = %a.bot_id,
             tenant_id = %a.tenant_id,
-            generation = a.generation
+            generation = a.generation,
+            trace_id = tracing::field::Empty
         );
+        attache_protocol::trace::follow(&span, a.trace_parent.as_deref());
         let session = bot::session(a, deps.clone(), reporter, cancel, self.clone());
         deps.tasks.spawn(session.instrument(span));
         StartOutcome::Started
@@ -224,6 +227,7 @@ mod tests {
             limits: SessionLimits::default(),
             data_key: attache_protocol::DataKey::generate(),
             transcription: None,
+            trace_parent: None,
         }
     }
 
