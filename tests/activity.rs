@@ -146,8 +146,25 @@ async fn a_bots_activity_arrives_live_once_in_order_and_to_the_endpoints_that_op
 
     // In the order it happened, and as it happened: Carol's leaving and
     // Bob's message reached the subscriber while the meeting went on.
-    let times: Vec<DateTime<Utc>> = items.iter().map(|a| at(&a["at"])).collect();
+    // A turn's end is known only once the worker has heard the silence
+    // after it, so it may come after the next turn's start; everything
+    // else comes in the order it happened, and each end after its start.
+    let times: Vec<DateTime<Utc>> = items
+        .iter()
+        .filter(|a| a["kind"] != "SPEAKING_STOPPED")
+        .map(|a| at(&a["at"]))
+        .collect();
     assert!(times.windows(2).all(|w| w[0] <= w[1]), "{times:?}");
+    for (n, stop) in items.iter().enumerate() {
+        if stop["kind"] == "SPEAKING_STOPPED" {
+            let who = &stop["speaker"]["name"];
+            let start = items[..n]
+                .iter()
+                .rfind(|a| a["kind"] == "SPEAKING_STARTED" && &a["speaker"]["name"] == who)
+                .unwrap_or_else(|| panic!("{who} stopped before starting: {items:?}"));
+            assert!(at(&start["at"]) <= at(&stop["at"]), "{start} {stop}");
+        }
+    }
     for (arrived, a) in &live {
         if a["kind"] == "PARTICIPANT_LEFT" || a["kind"] == "CHAT_MESSAGE" {
             let late = (*arrived - at(&a["at"])).num_milliseconds();
