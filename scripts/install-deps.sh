@@ -194,7 +194,9 @@ sys.exit(any(version(n) != v for n, v in (a.split("==") for a in sys.argv[1:])))
 # podman, with runc, as root on a host without systemd. The base image is made
 # here with debootstrap from Debian's packages (no container registry is
 # reachable from every machine), once, and kept in podman's storage.
-ATTACHE_IMAGE_BASE="localhost/debian-bookworm-base:12"
+# The tag's suffix counts remakes: 12-2 has `/` at mode 755 (the first was
+# made with mktemp's 700, which kept the images' unprivileged users out).
+ATTACHE_IMAGE_BASE="localhost/debian-bookworm-base:12-2"
 # vfs storage and cgroupfs: no overlay mounts or systemd needed; runc: crun
 # refuses a host whose cgroups are in hybrid mode.
 ATTACHE_CONTAINER_ENGINE="podman --storage-driver vfs --cgroup-manager cgroupfs --runtime runc"
@@ -215,6 +217,8 @@ install_container_tools() {
     echo "making $ATTACHE_IMAGE_BASE with debootstrap (Debian bookworm, minbase)"
     local root
     root="$(mktemp -d)"
+    # mktemp makes it 0700, and tar keeps that as the image's `/`.
+    chmod 755 "$root"
     debootstrap --variant=minbase bookworm "$root" http://deb.debian.org/debian >/dev/null
     tar -C "$root" -c . | $ATTACHE_CONTAINER_ENGINE import - "$ATTACHE_IMAGE_BASE" >/dev/null
     rm -rf "$root"
