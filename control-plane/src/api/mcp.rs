@@ -194,15 +194,8 @@ impl Tools {
         Parameters(p): Parameters<BotId>,
         Extension(parts): Extension<axum::http::request::Parts>,
     ) -> ToolResult {
-        self.run(
-            &parts,
-            &format!(
-                "query($id: ID!) {{ bot(id: $id) {{ {BOT_FIELDS} warnings {{ code message at }} }} }}"
-            ),
-            json!({ "id": p.bot_id }),
-            "bot",
-        )
-        .await
+        let fields = format!("{BOT_FIELDS} warnings {{ code message at }}");
+        self.about_bot(&parts, &p.bot_id, &fields).await
     }
 
     #[tool(description = "The tenant's bots, newest first.")]
@@ -238,11 +231,10 @@ impl Tools {
         Parameters(p): Parameters<BotId>,
         Extension(parts): Extension<axum::http::request::Parts>,
     ) -> ToolResult {
-        self.run(
+        self.about_bot(
             &parts,
-            "query($id: ID!) { bot(id: $id) { id status transcriptText transcript(first: 500) { edges { node { startMs endMs speaker text isFinal } } } } }",
-            json!({ "id": p.bot_id }),
-            "bot",
+            &p.bot_id,
+            "id status transcriptText transcript(first: 500) { edges { node { startMs endMs speaker text isFinal } } }",
         )
         .await
     }
@@ -256,17 +248,32 @@ impl Tools {
         Parameters(p): Parameters<BotId>,
         Extension(parts): Extension<axum::http::request::Parts>,
     ) -> ToolResult {
-        self.run(
+        self.about_bot(
             &parts,
-            "query($id: ID!) { bot(id: $id) { id status participants { participantId name joinedAt leftAt } } }",
-            json!({ "id": p.bot_id }),
-            "bot",
+            &p.bot_id,
+            "id status participants { participantId name joinedAt leftAt }",
         )
         .await
     }
 }
 
 impl Tools {
+    /// `fields` of one bot, by id.
+    async fn about_bot(
+        &self,
+        parts: &axum::http::request::Parts,
+        bot_id: &str,
+        fields: &str,
+    ) -> ToolResult {
+        self.run(
+            parts,
+            &format!("query($id: ID!) {{ bot(id: $id) {{ {fields} }} }}"),
+            json!({ "id": bot_id }),
+            "bot",
+        )
+        .await
+    }
+
     /// One GraphQL document as the request's principal: its data under
     /// `field` as the tool's JSON result, or its first error, with the
     /// API's code, as a tool error the agent reads.
