@@ -18,61 +18,10 @@ use std::time::Duration;
 use support::*;
 
 /// Sum of `Pss:` over every process whose process group is `pgid`, in KiB,
-/// with the process count; and the same split by kind of process (the
-/// worker, Chromium's browser process, and each `--type=` of helper).
+/// with the process count.
 fn group_pss_kib(pgid: i32) -> (u64, usize) {
-    let (total, procs, _) = group_pss_by_kind(pgid);
-    (total, procs)
-}
-
-fn group_pss_by_kind(pgid: i32) -> (u64, usize, std::collections::BTreeMap<String, (u64, usize)>) {
-    let mut kinds = std::collections::BTreeMap::new();
-    let mut total = 0;
-    let mut procs = 0;
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue;
-        };
-        // Fields after the command name: state ppid pgrp ...
-        let after = &stat[stat.rfind(')').map_or(0, |i| i + 2)..];
-        let pgrp: i32 = after
-            .split_whitespace()
-            .nth(2)
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(-1);
-        if pgrp != pgid {
-            continue;
-        }
-        if let Ok(rollup) = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")) {
-            let pss = rollup
-                .lines()
-                .find_map(|l| l.strip_prefix("Pss:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-                .unwrap_or(0);
-            total += pss;
-            procs += 1;
-            let cmdline = String::from_utf8_lossy(
-                &std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default(),
-            )
-            .into_owned();
-            // Chromium rewrites its command line into one space-separated
-            // string; the worker's own names the chromium binary as a flag.
-            let mut args = cmdline.split(['\0', ' ']);
-            let program = args.next().unwrap_or_default();
-            let kind = match args.find_map(|a| a.strip_prefix("--type=")) {
-                Some(t) => t.to_string(),
-                None if program.ends_with("attache") => "worker".to_string(),
-                None => "browser".to_string(),
-            };
-            let e = kinds.entry(kind).or_insert((0, 0));
-            e.0 += pss;
-            e.1 += 1;
-        }
-    }
-    (total, procs, kinds)
+    let total = group_usage(pgid).total();
+    (total.pss_kib, total.procs)
 }
 
 fn main() {
@@ -115,12 +64,7 @@ fn main() {
                 ),
             }
             previous = Some((target, pss));
-            let (_, _, kinds) = group_pss_by_kind(pgid);
-            let split: Vec<String> = kinds
-                .iter()
-                .map(|(k, (kib, n))| format!("{k} {:.0} MiB/{n}", *kib as f64 / 1024.0))
-                .collect();
-            println!("        by process: {}", split.join(", "));
+            println!("        by process: {}", group_usage(pgid).pss_split());
         }
         for id in &bots {
             api.leave(id).await;

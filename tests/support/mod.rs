@@ -15,11 +15,14 @@ use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
 mod feeds;
+mod procs;
 mod redis_server;
 mod webhooks;
 mod worker_process;
 #[allow(unused_imports)]
 pub use feeds::*;
+#[allow(unused_imports)]
+pub use procs::*;
 #[allow(unused_imports)]
 pub use redis_server::*;
 #[allow(unused_imports)]
@@ -307,17 +310,31 @@ impl Cluster {
         self.spawn_worker_process_with(dir, capacity, &[]).await
     }
 
-    /// [`Cluster::spawn_worker_process_in`] with more flags.
+    /// [`Cluster::spawn_worker_process_in`] with more global flags.
     pub async fn spawn_worker_process_with(
         &self,
         dir: PathBuf,
         capacity: u32,
         flags: &[&str],
     ) -> WorkerProcess {
+        self.spawn_worker_process_args(dir, capacity, flags, &[])
+            .await
+    }
+
+    /// [`Cluster::spawn_worker_process_in`] with more global flags and
+    /// more flags of `attache edge-worker`.
+    pub async fn spawn_worker_process_args(
+        &self,
+        dir: PathBuf,
+        capacity: u32,
+        flags: &[&str],
+        worker_flags: &[&str],
+    ) -> WorkerProcess {
         use std::os::unix::process::CommandExt;
         let child = Command::new(env!("CARGO_BIN_EXE_attache"))
             .args(flags)
             .arg("edge-worker")
+            .args(worker_flags)
             .arg("--control-plane")
             .arg(self.quic.to_string())
             .arg("--data-dir")
@@ -555,6 +572,14 @@ impl Api {
             .as_u64()
             .unwrap()
     }
+}
+
+/// The value of the sample `name` (with its labels, and the space after
+/// them) in a Prometheus text exposition.
+pub fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
+        .unwrap_or_else(|| panic!("{name} missing: {text}"))
 }
 
 /// The statuses of a bot's stored events, in order.

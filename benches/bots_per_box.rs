@@ -1,0 +1,297 @@
+//! Load harness: how many audio-only bots one machine holds in their calls.
+//!
+//!     cargo bench --bench bots_per_box
+//!
+//! Runs one `attache edge-worker` process (the build profile of the bench,
+//! release under `cargo bench`) and adds bots in steps (1, 5, 10, … 30;
+//! `STEPS=1,2,4` to choose), each in a sandbox meeting of its own that
+//! loops its speakers for ever. The bots of a step are created at once;
+//! each step is held for a minute (`HOLD_SECS`) and then measured: bots
+//! still in their call, their joins (createBot → IN_CALL), audio frames
+//! dropped by the worker and frames missing against the wall clock, the
+//! CPU of the worker's process group (worker, Chromium, its renderers and
+//! helpers, split by kind) and of the machine, and the group's PSS. A step
+//! passes when every bot is in its call with no frame dropped or missing;
+//! the run stops at the first step that does not.
+//!
+//! `TRANSCRIBE=1` gives every bot the local speech-to-text engine.
+//!
+//! The sandbox's speakers play and encode in the bot's own page (a pair of
+//! RTCPeerConnections there), so their cost is in the renderers' figure.
+//!
+//! Ends with the largest step that passed:
+//!
+//!     bots_per_box: N bots in call of M, join p50 J s, dropped frames D, cpu C cores, pss per added bot P MiB
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use serde_json::json;
+use support::*;
+
+/// Frames the page hands over per second of call (20 ms each).
+const FRAMES_PER_SEC: f64 = 50.0;
+/// Missing frames tolerated per bot and step: those in flight at the
+/// hold's two edges.
+const EDGE_FRAMES: f64 = 10.0;
+
+fn median(v: &mut [f64]) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// The worker's audio counters: frames received, dropped, corrupt.
+async fn frame_counters(metrics: &str) -> (f64, f64, f64) {
+    let text = reqwest::get(format!("http://{metrics}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let value = |name: &str| {
+        text.lines()
+            .find_map(|l| {
+                l.strip_prefix(name)
+                    .and_then(|v| v.trim().parse::<f64>().ok())
+            })
+            .unwrap_or(0.0)
+    };
+    (
+        value("attache_edge_worker_audio_frames_total "),
+        value("attache_edge_worker_audio_frames_dropped_total "),
+        value("attache_edge_worker_audio_frames_corrupt_total "),
+    )
+}
+
+/// Seconds from createBot to IN_CALL, once the bot is in its call.
+async fn join_secs(api: &Api, id: &str, within: Duration) -> Option<f64> {
+    let deadline = Instant::now() + within;
+    loop {
+        let b = api.bot(id).await;
+        if b["status"] == "IN_CALL" {
+            let at = |v: &serde_json::Value| v.as_str().unwrap().parse::<DateTime<Utc>>().unwrap();
+            let created = at(&b["createdAt"]);
+            let joined = b["events"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|e| e["status"] == "IN_CALL")
+                .map(|e| at(&e["at"]))?;
+            return Some((joined - created).num_milliseconds() as f64 / 1000.0);
+        }
+        if b["endedAt"].is_string() || Instant::now() > deadline {
+            println!(
+                "  bot {id} not in its call: {} {}",
+                b["status"], b["statusReason"]
+            );
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+struct Step {
+    bots: usize,
+    in_call: usize,
+    join_p50: f64,
+    dropped: f64,
+    cpu: f64,
+    pss_kib: u64,
+}
+
+fn main() {
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("bots_per_box: a load harness; run it with `cargo bench --bench bots_per_box`");
+        return;
+    }
+    let steps: Vec<usize> = std::env::var("STEPS")
+        .unwrap_or_else(|_| "1,5,10,15,20,25,30".into())
+        .split(',')
+        .filter_map(|s| s.trim().parse().ok())
+        .collect();
+    let hold = Duration::from_secs(env_or("HOLD_SECS", 60));
+    let transcribe = std::env::var("TRANSCRIBE").is_ok_and(|v| v == "1");
+    let top = *steps.iter().max().expect("at least one step");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async move {
+        // Heartbeats as in production: a loaded box is not a lost worker.
+        let cluster = Cluster::start_with(Options {
+            tweak: Some(|c| {
+                c.heartbeat_interval = Duration::from_secs(2);
+                c.worker_grace = Duration::from_secs(15);
+            }),
+            ..Options::default()
+        })
+        .await;
+        let metrics = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .to_string();
+        // `MAX_JOINING` and `CHROMIUM_ARGS` (space-separated, without
+        // dashes) are passed on to the worker, to measure them.
+        let mut flags = vec!["--metrics-addr".to_string(), metrics.clone()];
+        if let Ok(n) = std::env::var("MAX_JOINING") {
+            flags.extend(["--max-joining".to_string(), n]);
+        }
+        for arg in std::env::var("CHROMIUM_ARGS").unwrap_or_default().split_whitespace() {
+            flags.extend(["--chromium-arg".to_string(), arg.to_string()]);
+        }
+        println!("worker flags: {}", flags.join(" "));
+        let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+        let worker = cluster
+            .spawn_worker_process_args(temp_dir("box-worker"), top as u32, &[], &flags)
+            .await;
+        let pgid = worker.pgid();
+        let api = cluster.tenant("box").await;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let mut bots: Vec<String> = Vec::new();
+        let mut joins: Vec<f64> = Vec::new();
+        let mut passed: Option<Step> = None;
+        let mut first_pss: Option<(usize, u64)> = None;
+        let mut attempted = 0;
+        println!(
+            "bots_per_box: steps {steps:?}, each held {} s, transcription {}",
+            hold.as_secs(),
+            if transcribe { "local" } else { "off" }
+        );
+        for &target in &steps {
+            attempted = target;
+            let mut added = Vec::new();
+            while bots.len() + added.len() < target {
+                let n = bots.len() + added.len();
+                let url = cluster.meeting(&format!("box{n}"), "admission=open&script=demo-loop");
+                let transcription = if transcribe { json!({"provider": "LOCAL"}) } else { json!({"provider": "NONE"}) };
+                let d = api
+                    .gql(
+                        "mutation($u: String!, $t: BotTranscriptionInput) { createBot(input: {meetingUrl: $u, botName: \"Box Bot\", transcription: $t}) { id } }",
+                        json!({ "u": url, "t": transcription }),
+                    )
+                    .await;
+                added.push(d["createBot"]["id"].as_str().unwrap().to_string());
+            }
+            let waits = added
+                .iter()
+                .map(|id| join_secs(&api, id, Duration::from_secs(180)));
+            let step_joins: Vec<Option<f64>> = futures::future::join_all(waits).await;
+            let mut step_joined: Vec<f64> = step_joins.iter().flatten().copied().collect();
+            joins.extend(step_joined.iter().copied());
+            bots.extend(added);
+            let max_join = step_joined.iter().copied().fold(0.0, f64::max);
+            let step_p50 = median(&mut step_joined);
+            // Pages settle before the hold.
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            let (frames0, dropped0, corrupt0) = frame_counters(&metrics).await;
+            let group0 = group_usage(pgid);
+            let threads0 = thread_ticks(pgid);
+            let machine0 = machine_ticks();
+            let t0 = Instant::now();
+            tokio::time::sleep(hold).await;
+            let secs = t0.elapsed().as_secs_f64();
+            let group1 = group_usage(pgid);
+            let threads1 = thread_ticks(pgid);
+            let machine1 = machine_ticks();
+            let (frames1, dropped1, corrupt1) = frame_counters(&metrics).await;
+            let mut in_call = 0;
+            let mut left = std::collections::BTreeMap::<String, usize>::new();
+            for id in &bots {
+                let b = api.bot(id).await;
+                if b["status"] == "IN_CALL" {
+                    in_call += 1;
+                } else {
+                    *left
+                        .entry(format!("{} {}", b["status"], b["statusReason"]))
+                        .or_default() += 1;
+                }
+            }
+            for (how, n) in &left {
+                println!("  {n} bot(s) out of their call: {how}");
+            }
+            let cpu = ticks_to_cores(
+                group1.total().cpu_ticks - group0.total().cpu_ticks,
+                secs,
+            );
+            let machine = (machine1.0 - machine0.0) as f64 / (machine1.1 - machine0.1) as f64
+                * std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+            let dropped = dropped1 - dropped0 + corrupt1 - corrupt0;
+            let expected = bots.len() as f64 * FRAMES_PER_SEC * secs;
+            let received = frames1 - frames0;
+            let missing = (expected - received - EDGE_FRAMES * bots.len() as f64).max(0.0);
+            let pss = group1.total().pss_kib;
+            let first = *first_pss.get_or_insert((target, pss));
+            let per_added = if target > first.0 {
+                (pss as f64 - first.1 as f64) / 1024.0 / (target - first.0) as f64
+            } else {
+                f64::NAN
+            };
+            println!(
+                "{target:>2} bots: {in_call} in call, join p50 {step_p50:.1} s max {max_join:.1} s, \
+                 frames {:.1}/s per bot, dropped {dropped:.0}, missing {missing:.0}, \
+                 cpu {cpu:.2} cores ({:.3} per bot), machine {machine:.2} cores, \
+                 pss {:.0} MiB ({per_added:.0} MiB per added bot)",
+                received / secs / bots.len() as f64,
+                cpu / target as f64,
+                pss as f64 / 1024.0,
+            );
+            println!("        cpu by process: {}", group1.cpu_split_since(&group0, secs));
+            println!("        pss by process: {}", group1.pss_split());
+            println!(
+                "        cpu by thread: {}",
+                top_threads(&threads0, &threads1, secs, 12)
+            );
+            if in_call < target || dropped > 0.0 || missing > 0.0 {
+                println!("        step failed: not every bot held its call with all its audio");
+                break;
+            }
+            passed = Some(Step {
+                bots: target,
+                in_call,
+                join_p50: median(&mut joins.clone()),
+                dropped,
+                cpu,
+                pss_kib: pss,
+            });
+        }
+        for id in &bots {
+            api.leave(id).await;
+        }
+        drop(worker);
+        let (n, j, d, c, p) = match &passed {
+            Some(s) => {
+                let first = first_pss.unwrap();
+                let per_added = if s.bots > first.0 {
+                    (s.pss_kib as f64 - first.1 as f64) / 1024.0 / (s.bots - first.0) as f64
+                } else {
+                    f64::NAN
+                };
+                (s.in_call, s.join_p50, s.dropped, s.cpu, per_added)
+            }
+            None => (0, f64::NAN, f64::NAN, f64::NAN, f64::NAN),
+        };
+        println!(
+            "bots_per_box: {n} bots in call of {attempted}, join p50 {j:.1} s, dropped frames {d:.0}, cpu {c:.2} cores, pss per added bot {p:.0} MiB"
+        );
+    });
+}
