@@ -30,8 +30,22 @@ pub(crate) struct EdgeWorkerArgs {
     pub join_token_file: Option<PathBuf>,
     #[arg(long, env = "ATTACHE_CAPACITY", default_value_t = 4)]
     pub capacity: u32,
+    /// Most meeting pages loading at once (default: one per CPU, at least
+    /// two); other bots wait their turn in JOINING, so that a join storm
+    /// does not starve bots already in calls.
+    #[arg(long, env = "ATTACHE_MAX_JOINING")]
+    pub max_joining: Option<u32>,
     #[arg(long, env = "ATTACHE_CHROMIUM", default_value = "/usr/bin/chromium")]
     pub chromium: PathBuf,
+    /// One more Chromium flag, without its leading dashes
+    /// (`--chromium-arg renderer-process-limit=8`); repeatable, or
+    /// space-separated in the environment variable.
+    #[arg(
+        long = "chromium-arg",
+        env = "ATTACHE_CHROMIUM_ARGS",
+        value_delimiter = ' '
+    )]
+    pub chromium_args: Vec<String>,
     /// Serve Prometheus metrics at http://ADDR/metrics.
     #[arg(long, env = "ATTACHE_WORKER_METRICS_ADDR")]
     pub metrics_addr: Option<SocketAddr>,
@@ -76,7 +90,11 @@ impl EdgeWorkerArgs {
             true,
         )?;
         c.capacity = self.capacity;
+        if let Some(n) = self.max_joining {
+            c.max_joining = n;
+        }
         c.chromium = self.chromium.clone();
+        c.chromium_args = self.chromium_args.clone();
         c.metrics_addr = self.metrics_addr;
         c.stt_python = self.stt_python.clone();
         c.drain_timeout = self.drain_timeout;

@@ -75,7 +75,11 @@ impl BrowserPool {
             "use-fake-device-for-media-stream",
             "autoplay-policy=no-user-gesture-required",
             "lang=en-US",
-            "disable-features=WebRtcHideLocalIpsWithMdns",
+            // One list: Chromium reads the last --disable-features only.
+            // Host ICE candidates for loopback peers; no omnibox popup
+            // WebUIs, which new headless preloads in a renderer of their
+            // own for every window, so one for every bot.
+            "disable-features=WebRtcHideLocalIpsWithMdns,WebUIOmniboxPopup,WebUIOmniboxAimPopup,TranslateUI",
         ]
         .into_iter()
         .map(String::from)
@@ -184,9 +188,10 @@ impl BrowserPool {
 }
 
 impl BotContext {
-    /// Closes the page and throws the context (and everything in it) away.
+    /// Closes the page and throws the context (and everything in it) away;
+    /// a hung page is not waited for long, disposing of its context ends it.
     pub(crate) async fn close(self) {
-        let _ = self.page.close().await;
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.page.close()).await;
         if let Some(r) = self.pool.running.lock().await.as_ref() {
             let _ = r.browser.dispose_browser_context(self.id).await;
         }

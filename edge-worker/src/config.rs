@@ -17,6 +17,9 @@ pub struct Config {
     pub join_token: Option<String>,
     /// Most bots this worker runs at once.
     pub capacity: u32,
+    /// Most meeting pages loading at once; other bots wait their turn
+    /// (in JOINING) so that a join storm does not starve bots in calls.
+    pub max_joining: u32,
     pub chromium: PathBuf,
     pub reconnect_min: Duration,
     pub reconnect_max: Duration,
@@ -41,6 +44,7 @@ impl Config {
             data_dir: data_dir.into(),
             join_token: None,
             capacity: 4,
+            max_joining: default_max_joining(),
             chromium: PathBuf::from("/usr/bin/chromium"),
             reconnect_min: Duration::from_millis(200),
             reconnect_max: Duration::from_secs(10),
@@ -54,6 +58,9 @@ impl Config {
     pub fn validate(&self) -> Result<(), String> {
         if self.capacity == 0 {
             return Err("capacity must be at least 1".into());
+        }
+        if self.max_joining == 0 {
+            return Err("max-joining must be at least 1".into());
         }
         if self.reconnect_min.is_zero() || self.reconnect_max < self.reconnect_min {
             return Err("reconnect backoff bounds are inconsistent".into());
@@ -78,4 +85,11 @@ impl Config {
     pub(crate) fn server_name(&self) -> String {
         self.server_name.clone().unwrap_or_else(|| self.host())
     }
+}
+
+/// Pages loading at once by default: one per CPU, and at least two.
+pub fn default_max_joining() -> u32 {
+    std::thread::available_parallelism()
+        .map_or(2, |n| n.get() as u32)
+        .max(2)
 }

@@ -41,6 +41,8 @@ mod config;
 mod identity;
 /// The QUIC link to the control plane: hello, heartbeats, commands, drain.
 mod link;
+/// How busy the worker's machine is, and how many of its pages are stalled.
+mod load;
 /// Prometheus metrics, and the `/metrics` endpoint.
 mod metrics;
 /// Delivery of spooled results on the current connection.
@@ -127,9 +129,12 @@ impl EdgeWorker {
         let Some(spool) = open_spool(&self.config, &self.metrics, &tasks).await else {
             return;
         };
-        let deps = session::BotDeps::new(self.config, self.metrics, spool, tasks.clone());
+        let sampling = CancellationToken::new();
+        let load = load::Load::start(&tasks, sampling.clone());
+        let deps = session::BotDeps::new(self.config, self.metrics, spool, tasks.clone(), load);
         let browser = deps.browser.clone();
         link::run(self.identity, deps, shutdown).await;
+        sampling.cancel();
         browser.shutdown().await;
         drop(serving);
         tasks.close();

@@ -236,6 +236,9 @@ impl Worker {
             draining: self.draining,
         };
         metrics.bots_active.set(self.sessions.active() as i64);
+        metrics
+            .pages_stalled
+            .set(self.deps.load.stalled_pages() as i64);
         metrics.outbox_pending.set(self.outbox.pending() as i64);
         metrics.spool_dropped.set(self.deps.spool.dropped() as i64);
         // Finished bots whose last results are not acknowledged yet are

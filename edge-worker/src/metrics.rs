@@ -16,6 +16,9 @@ pub(crate) struct Metrics {
     pub audio_frames_dropped: IntCounter,
     pub audio_capture_errors: IntCounter,
     pub no_audio_warnings: IntCounter,
+    pub page_stalls: IntCounter,
+    pub pages_stalled: IntGauge,
+    pub joins_waiting: IntGauge,
     pub recorded_seconds: IntCounter,
     pub outbox_pending: IntGauge,
     pub link_connected: IntGauge,
@@ -72,6 +75,21 @@ impl Metrics {
                 &r,
                 "attache_edge_worker_no_audio_warnings_total",
                 "Bots that saw someone speaking but received no audio for the warning period",
+            ),
+            page_stalls: counter(
+                &r,
+                "attache_edge_worker_page_stalls_total",
+                "Stalls of a meeting page (no answer or no audio for 2 s); each warned PAGE_STALLED",
+            ),
+            pages_stalled: gauge(
+                &r,
+                "attache_edge_worker_pages_stalled",
+                "Meeting pages stalled right now",
+            ),
+            joins_waiting: gauge(
+                &r,
+                "attache_edge_worker_joins_waiting",
+                "Bots waiting for their turn to load their meeting page",
             ),
             recorded_seconds: counter(
                 &r,

@@ -49,6 +49,12 @@ pub enum StatusReason {
     /// deployment's queue timeout; it never left `QUEUED`. (Last: postcard
     /// names variants by position, so new reasons go at the end.)
     NoCapacity,
+    /// The worker's machine was too busy for the bot's page to keep up
+    /// (its pages stalled together while the CPU was saturated).
+    WorkerOverloaded,
+    /// The bot's page stopped answering (a hung renderer) while the worker
+    /// itself was not overloaded.
+    PageUnresponsive,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -170,7 +176,7 @@ impl std::fmt::Display for BotStatus {
 }
 
 impl StatusReason {
-    pub const ALL: [StatusReason; 19] = [
+    pub const ALL: [StatusReason; 21] = [
         StatusReason::MeetingEnded,
         StatusReason::LeaveRequested,
         StatusReason::NobodyJoined,
@@ -190,6 +196,8 @@ impl StatusReason {
         StatusReason::PlatformError,
         StatusReason::Internal,
         StatusReason::NoCapacity,
+        StatusReason::WorkerOverloaded,
+        StatusReason::PageUnresponsive,
     ];
 
     pub fn is_failure(self) -> bool {
@@ -224,6 +232,8 @@ impl StatusReason {
             StatusReason::WorkerRestarted => "WORKER_RESTARTED",
             StatusReason::PlatformError => "PLATFORM_ERROR",
             StatusReason::NoCapacity => "NO_CAPACITY",
+            StatusReason::WorkerOverloaded => "WORKER_OVERLOADED",
+            StatusReason::PageUnresponsive => "PAGE_UNRESPONSIVE",
             StatusReason::Internal => "INTERNAL",
         }
     }

@@ -343,15 +343,19 @@ pub enum WarningCode {
     /// Some results were lost before they reached the worker's spool (the
     /// worker process restarted); the detail says how many.
     ResultsLost,
+    /// The bot's page has not answered, or its audio has not arrived, for
+    /// seconds: the page is starved or hung. The bot is still in its call.
+    PageStalled,
 }
 
 impl WarningCode {
-    pub const ALL: [WarningCode; 5] = [
+    pub const ALL: [WarningCode; 6] = [
         WarningCode::NoAudio,
         WarningCode::AudioRestored,
         WarningCode::CaptureFailed,
         WarningCode::TranscriptionFailed,
         WarningCode::ResultsLost,
+        WarningCode::PageStalled,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -361,6 +365,7 @@ impl WarningCode {
             WarningCode::CaptureFailed => "CAPTURE_FAILED",
             WarningCode::TranscriptionFailed => "TRANSCRIPTION_FAILED",
             WarningCode::ResultsLost => "RESULTS_LOST",
+            WarningCode::PageStalled => "PAGE_STALLED",
         }
     }
 

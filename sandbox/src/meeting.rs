@@ -22,6 +22,8 @@ const PRESENCE_TIMEOUT: Duration = Duration::from_secs(5);
 const MAX_CHAT_SHOWN: usize = 200;
 /// Most junk frames a page hands the bot's capture (`corrupt_frames`).
 const MAX_CORRUPT_FRAMES: u8 = 100;
+/// Longest a page's main thread is blocked (`hang_ms`).
+const MAX_HANG_MS: u64 = 120_000;
 
 /// How the sandbox's host answers someone who asks to join.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -71,6 +73,12 @@ pub struct MeetingOptions {
     /// Once admitted, the page hands the bot's audio capture this many junk
     /// frames (0 to 100).
     pub corrupt_frames: u8,
+    /// `hang_after_ms` into the call, the page's main thread is blocked for
+    /// this long (up to two minutes), as a hung renderer would be: nothing
+    /// on the page answers, and the sandbox drops the page as it would any
+    /// peer silent for 5 s.
+    pub hang_ms: u64,
+    pub hang_after_ms: u64,
 }
 
 impl Default for MeetingOptions {
@@ -84,6 +92,8 @@ impl Default for MeetingOptions {
             script: None,
             audio: AudioMode::On,
             corrupt_frames: 0,
+            hang_ms: 0,
+            hang_after_ms: 0,
         }
     }
 }
@@ -98,6 +108,11 @@ impl MeetingOptions {
         if self.corrupt_frames > MAX_CORRUPT_FRAMES {
             return Err(SandboxError::Invalid(format!(
                 "corrupt_frames must be 0 to {MAX_CORRUPT_FRAMES}"
+            )));
+        }
+        if self.hang_ms > MAX_HANG_MS {
+            return Err(SandboxError::Invalid(format!(
+                "hang_ms must be 0 to {MAX_HANG_MS}"
             )));
         }
         let mut script = match (custom, &self.script) {
@@ -143,6 +158,8 @@ pub struct MeetingView {
     pub ended: bool,
     pub audio: AudioMode,
     pub corrupt_frames: u8,
+    pub hang_ms: u64,
+    pub hang_after_ms: u64,
     /// The meeting's script (speech and chat in time order), or `None`.
     pub script: Option<Script>,
     /// How long each clip plays, in milliseconds.
@@ -309,6 +326,8 @@ impl Meeting {
             ended: self.ended,
             audio: self.options.audio,
             corrupt_frames: self.options.corrupt_frames,
+            hang_ms: self.options.hang_ms,
+            hang_after_ms: self.options.hang_after_ms,
             script: self.script.clone(),
             clip_ms: speech::CLIPS
                 .iter()

@@ -264,7 +264,9 @@ impl Recording {
 pub(crate) struct BotWarning {
     /// `NO_AUDIO` (someone is shown speaking but no audio reaches the bot),
     /// `AUDIO_RESTORED`, `CAPTURE_FAILED`, `TRANSCRIPTION_FAILED`,
-    /// `RESULTS_LOST` (a worker restarted; the message says what was lost).
+    /// `RESULTS_LOST` (a worker restarted; the message says what was lost),
+    /// `PAGE_STALLED` (the bot's meeting page has not answered for seconds;
+    /// the bot is still in its call).
     code: String,
     message: String,
     at: DateTime<Utc>,

@@ -1,27 +1,41 @@
 //! The page loop of one bot: opens the meeting, reads the page every
-//! [`POLL`], carries out the flow's next step, and while in the call turns
-//! the roster, the chat and the sound into results. It ends on the flow's
-//! decision, a leave request, or a crashed page, and never decides a
-//! status by itself: that is [`next_step`]'s.
+//! [`POLL`] ([`JOIN_POLL`] while joining), carries out the flow's next
+//! step, and while in the call turns the roster, the chat and the sound
+//! into results. It ends on the flow's decision, a leave request, a crashed
+//! page or one stalled for good, and never decides a status by itself:
+//! that is [`next_step`]'s, corrected by [`Stalls::blame`] when the page
+//! was stalled just before.
+//!
+//! The bot holds one of the worker's joining permits from before its page
+//! loads until it is in the lobby or the call, so that only so many pages
+//! load at once and bots already in calls keep their audio.
 
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use attache_protocol::{Assignment, BotStatus, ResultBody, StatusReason, WarningCode};
 use futures::StreamExt;
+use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::sync::CancellationToken;
 
 use super::flow::{AudioGuard, CallSignals, Outcome, Phase, Step, next_step};
 use super::page::{self, PageRead};
 use super::roster::Roster;
+use super::stall::{Stall, Stalls};
 use super::tables;
 use crate::browser::BotContext;
 use crate::capture::Capture;
+use crate::load::Load;
 use crate::metrics::Metrics;
 use crate::results::{Emitter, Reporter, now_ms};
 use crate::transcribe::SpeakerLog;
 
 const POLL: Duration = Duration::from_millis(200);
+/// Joining pages are few (see the module's note): they are read faster.
+const JOIN_POLL: Duration = Duration::from_millis(50);
+/// How often a read still outstanding is looked at.
+const STALL_TICK: Duration = Duration::from_millis(500);
 /// Sound counts as current for this long after the last loud frame.
 const SOUND_FRESH_MS: i64 = 1_500;
 
@@ -35,6 +49,7 @@ pub(crate) struct Bot<'a> {
     pub capture: Option<&'a Capture>,
     pub speakers: &'a SpeakerLog,
     pub metrics: &'a Metrics,
+    pub load: &'a Arc<Load>,
 }
 
 fn page_lost(e: &dyn std::fmt::Display) -> Outcome {
@@ -53,8 +68,13 @@ fn crashed() -> Outcome {
     )
 }
 
-/// Runs the bot from its meeting link to the end of its call.
-pub(crate) async fn drive(bot: &Bot<'_>, cancel: CancellationToken) -> Outcome {
+/// Runs the bot from its meeting link to the end of its call; `joining`
+/// is let go once the bot is in the lobby or the call.
+pub(crate) async fn drive(
+    bot: &Bot<'_>,
+    cancel: CancellationToken,
+    mut joining: Option<OwnedSemaphorePermit>,
+) -> Outcome {
     let (ctx, a) = (bot.ctx, bot.a);
     let probe = page::probe(a.platform);
     let url = tables::start_url(a.platform, &a.meeting_url);
@@ -77,6 +97,7 @@ pub(crate) async fn drive(bot: &Bot<'_>, cancel: CancellationToken) -> Outcome {
     let mut phase = Phase::Joining;
     let mut last_click = None;
     let mut watch = Watch::new(Duration::from_millis(a.limits.no_audio_warning_ms));
+    let mut stalls = Stalls::new(bot.load.clone());
     let outcome = loop {
         if cancel.is_cancelled() {
             if matches!(phase, Phase::InCall { .. }) {
@@ -85,15 +106,36 @@ pub(crate) async fn drive(bot: &Bot<'_>, cancel: CancellationToken) -> Outcome {
             page::click(ctx, "leave").await;
             break (BotStatus::Ended, StatusReason::LeaveRequested, None);
         }
-        let read = tokio::select! {
-            _ = crashes.next() => break crashed(),
-            r = page::read(ctx, &probe) => r,
+        let asked = Instant::now();
+        let mut reading = std::pin::pin!(page::read(ctx, &probe));
+        let read = loop {
+            tokio::select! {
+                _ = crashes.next() => break None,
+                r = &mut reading => break Some(r.map_err(ReadFailed::Page)),
+                _ = cancel.cancelled() => break Some(Err(ReadFailed::Cancelled)),
+                _ = tokio::time::sleep(STALL_TICK) => {}
+            }
+            if let Some(given_up) = stalled(bot, &mut stalls, asked.elapsed()).await {
+                break Some(Err(given_up));
+            }
         };
         let read = match read {
-            Ok(r) => r,
-            Err(e) => break page_lost(&e),
+            None => break crashed(),
+            Some(Ok(r)) => r,
+            Some(Err(ReadFailed::Page(e))) => break page_lost(&e),
+            Some(Err(ReadFailed::GivenUp(outcome))) => break outcome,
+            // Leaves at the top of the loop.
+            Some(Err(ReadFailed::Cancelled)) => continue,
         };
         let now = Instant::now();
+        // Answered: the page is behind now only if its audio is.
+        let behind = match phase {
+            Phase::InCall { .. } => bot.capture.map_or(Duration::ZERO, audio_late),
+            _ => Duration::ZERO,
+        };
+        if let Some(ReadFailed::GivenUp(outcome)) = stalled(bot, &mut stalls, behind).await {
+            break outcome;
+        }
         if let Phase::InCall { .. } = phase {
             watch.observe(bot, &read, now).await;
         }
@@ -118,6 +160,9 @@ pub(crate) async fn drive(bot: &Bot<'_>, cancel: CancellationToken) -> Outcome {
                 last_click = Some(now);
             }
             Step::Enter(next) => {
+                if !matches!(next, Phase::Joining) {
+                    joining.take();
+                }
                 match (phase, next) {
                     (Phase::Lobby { .. } | Phase::Joining, Phase::InCall { .. }) => {
                         if let Some(c) = bot.capture {
@@ -141,16 +186,74 @@ pub(crate) async fn drive(bot: &Bot<'_>, cancel: CancellationToken) -> Outcome {
                 break (status, reason, Some(detail.into()));
             }
         }
+        let poll = if phase == Phase::Joining {
+            JOIN_POLL
+        } else {
+            POLL
+        };
         tokio::select! {
             _ = cancel.cancelled() => {}
-            _ = tokio::time::sleep(POLL) => {}
+            _ = tokio::time::sleep(poll) => {}
         }
     };
+    let outcome = stalls.blame(outcome, Instant::now());
     for (at_ms, body) in watch.roster.close(now_ms()) {
         bot.speakers.observe(at_ms, &body);
         bot.emitter.send(at_ms, body).await;
     }
     outcome
+}
+
+/// Why a read of the page gave nothing.
+enum ReadFailed {
+    Page(super::page::PageError),
+    /// The page stalled for good: how the bot ends.
+    GivenUp(Outcome),
+    /// The bot was asked to leave while waiting.
+    Cancelled,
+}
+
+/// How late the page's audio is: none has come for this long, once it
+/// has begun (the page's worklet hands over a frame every 20 ms, silence
+/// included).
+fn audio_late(c: &Capture) -> Duration {
+    let last = c.counters.last_frame_ms.load(Ordering::Relaxed);
+    if last == 0 {
+        return Duration::ZERO;
+    }
+    Duration::from_millis(now_ms().saturating_sub(last).max(0) as u64)
+}
+
+/// Takes in how far behind the page is: warns `PAGE_STALLED` when a stall
+/// begins, and says how the bot ends if it has lasted too long.
+async fn stalled(bot: &Bot<'_>, stalls: &mut Stalls, behind: Duration) -> Option<ReadFailed> {
+    match stalls.update(behind, Instant::now())? {
+        Stall::Began(behind) => {
+            bot.metrics.page_stalls.inc();
+            let detail = format!(
+                "the meeting page has not answered for {:.1} s",
+                behind.as_secs_f64()
+            );
+            tracing::warn!(code = WarningCode::PageStalled.as_str(), "{detail}");
+            bot.emitter
+                .send(
+                    now_ms(),
+                    ResultBody::Warning {
+                        code: WarningCode::PageStalled,
+                        detail,
+                    },
+                )
+                .await;
+            None
+        }
+        Stall::GiveUp(behind) => {
+            tracing::warn!(
+                secs = behind.as_secs(),
+                "the meeting page is unresponsive; leaving"
+            );
+            Some(ReadFailed::GivenUp(stalls.give_up(behind)))
+        }
+    }
 }
 
 /// What the bot follows while in the call: who is there and speaking, the

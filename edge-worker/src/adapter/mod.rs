@@ -13,6 +13,7 @@ mod drive;
 mod flow;
 mod page;
 mod roster;
+mod stall;
 mod tables;
 
 pub(crate) use drive::{Bot, drive};

@@ -18,6 +18,8 @@ use super::tables;
 use crate::browser::BotContext;
 
 const PROBE_JS: &str = include_str!("probe.js");
+/// Longest a click waits for the page.
+const CLICK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// One read of the page: the flags the join flow runs on, and what the
 /// roster and chat show.
@@ -65,14 +67,22 @@ pub(super) async fn type_name(ctx: &BotContext, name: &str) -> chromiumoxide::er
     Ok(())
 }
 
+/// Clicks what the probe marked `target`; a page that does not answer
+/// within [`CLICK_TIMEOUT`] is not waited for.
 pub(super) async fn click(ctx: &BotContext, target: &str) {
     let sel = format!("[data-attache=\"{target}\"]");
-    match ctx.page.find_element(sel).await {
-        Ok(el) => {
-            if let Err(e) = el.click().await {
-                tracing::debug!(target, error = %e, "click failed");
+    let clicked = tokio::time::timeout(CLICK_TIMEOUT, async {
+        match ctx.page.find_element(sel).await {
+            Ok(el) => {
+                if let Err(e) = el.click().await {
+                    tracing::debug!(target, error = %e, "click failed");
+                }
             }
+            Err(e) => tracing::debug!(target, error = %e, "nothing to click"),
         }
-        Err(e) => tracing::debug!(target, error = %e, "nothing to click"),
+    })
+    .await;
+    if clicked.is_err() {
+        tracing::debug!(target, "the page did not answer the click");
     }
 }

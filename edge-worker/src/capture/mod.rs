@@ -8,8 +8,9 @@
 //! call and reads how much sound arrives.
 //!
 //! The page script (`capture.js`) is installed before any page script runs
-//! and calls a CDP binding with 20 ms of 48 kHz mono PCM at a time, stamped
-//! with its capture time. Frames are decoded and measured here
+//! and calls a CDP binding with 100 ms of 48 kHz mono 16-bit PCM at a time,
+//! stamped with its capture time. Frames (20 ms each) are decoded and
+//! measured here
 //! ([`frame`]), and encoded on a thread of their own ([`record`]); a frame
 //! that does not decode is dropped and counted, never fatal. The queue to
 //! the encoder is bounded: if encoding falls behind, frames are dropped and
@@ -37,7 +38,7 @@ use crate::audio::{PipelineError, PipelineStats};
 use crate::metrics::Metrics;
 use crate::results::{Emitter, now_ms};
 use crate::transcribe::{Output, SpeechToText};
-use frame::{SOUND_FLOOR, decode_frame, rms};
+use frame::{SOUND_FLOOR, decode_frames, rms};
 use record::{Cmd, QUEUE, record};
 
 const BINDING: &str = "__attacheAudio";
@@ -174,28 +175,31 @@ async fn listen(
             tracing::warn!(error = %err, "in-page audio capture failed");
             continue;
         }
-        let Some(frame) = decode_frame(&ev.payload) else {
+        let Some(frames) = decode_frames(&ev.payload) else {
             c.corrupt.fetch_add(1, Ordering::Relaxed);
             metrics.audio_frames_corrupt.inc();
             continue;
         };
         let now = now_ms();
-        c.frames.fetch_add(1, Ordering::Relaxed);
+        let n = frames.len() as u64;
+        c.frames.fetch_add(n, Ordering::Relaxed);
         c.last_frame_ms.store(now, Ordering::Relaxed);
-        if rms(&frame.pcm) >= SOUND_FLOOR {
+        if frames.iter().any(|f| rms(&f.pcm) >= SOUND_FLOOR) {
             c.last_sound_ms.store(now, Ordering::Relaxed);
         }
-        metrics.audio_frames.inc();
+        metrics.audio_frames.inc_by(n);
         if !recording.load(Ordering::Relaxed) {
             continue;
         }
-        let cmd = Cmd::Frame {
-            ts_ms: frame.ts_ms,
-            pcm: frame.pcm,
-        };
-        if frames_tx.try_send(cmd).is_err() {
-            c.dropped.fetch_add(1, Ordering::Relaxed);
-            metrics.audio_frames_dropped.inc();
+        for frame in frames {
+            let cmd = Cmd::Frame {
+                ts_ms: frame.ts_ms,
+                pcm: frame.pcm,
+            };
+            if frames_tx.try_send(cmd).is_err() {
+                c.dropped.fetch_add(1, Ordering::Relaxed);
+                metrics.audio_frames_dropped.inc();
+            }
         }
     }
 }

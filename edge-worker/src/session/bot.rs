@@ -45,6 +45,10 @@ async fn run(
     reporter: &Reporter,
     cancel: CancellationToken,
 ) -> Outcome {
+    let joining = match turn_to_join(deps, &cancel).await {
+        Ok(permit) => permit,
+        Err(outcome) => return outcome,
+    };
     let ctx = match deps.browser.context().await {
         Ok(c) => c,
         Err(e) => {
@@ -90,14 +94,45 @@ async fn run(
         capture: capture.as_ref(),
         speakers: &speakers,
         metrics: &deps.metrics,
+        load: &deps.load,
     };
-    let outcome = adapter::drive(&bot, cancel).await;
+    let outcome = adapter::drive(&bot, cancel, Some(joining)).await;
     let left_at = now_ms();
     ctx.close().await;
     if let Some(c) = capture {
         close_recording(deps, c, left_at).await;
     }
     outcome
+}
+
+/// Longest a bot waits for its turn to load its page: a late bot is
+/// better than a failed one, a bot minutes late is neither.
+const TURN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// Waits for one of the worker's joining permits (only so many pages load
+/// at once). A bot that waits past [`TURN_TIMEOUT`] fails with
+/// WORKER_OVERLOADED: the worker could not take its join in time.
+async fn turn_to_join(
+    deps: &BotDeps,
+    cancel: &CancellationToken,
+) -> Result<tokio::sync::OwnedSemaphorePermit, Outcome> {
+    deps.metrics.joins_waiting.inc();
+    let permit = tokio::select! {
+        _ = cancel.cancelled() => Err((BotStatus::Ended, StatusReason::LeaveRequested, None)),
+        p = tokio::time::timeout(TURN_TIMEOUT, deps.joining.clone().acquire_owned()) => match p {
+            Ok(Ok(permit)) => Ok(permit),
+            _ => Err((
+                BotStatus::Failed,
+                StatusReason::WorkerOverloaded,
+                Some(format!(
+                    "the worker was loading other bots' pages for {} s",
+                    TURN_TIMEOUT.as_secs()
+                )),
+            )),
+        },
+    };
+    deps.metrics.joins_waiting.dec();
+    permit
 }
 
 /// The bot's speech-to-text engine, if it asked for one; a warning result

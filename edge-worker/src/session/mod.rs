@@ -20,6 +20,7 @@ use uuid::Uuid;
 
 use crate::browser::BrowserPool;
 use crate::config::Config;
+use crate::load::Load;
 use crate::metrics::Metrics;
 use crate::results::{Emitter, LastStatus, Reporter};
 use crate::spool::Spool;
@@ -36,6 +37,10 @@ pub(crate) struct BotDeps {
     pub spool: Spool,
     /// Tracks every task a bot starts, and the bot's own.
     pub tasks: TaskTracker,
+    /// How busy the machine is and how many pages are stalled.
+    pub load: Arc<Load>,
+    /// One permit per page allowed to load at once (`--max-joining`).
+    pub joining: Arc<tokio::sync::Semaphore>,
 }
 
 impl BotDeps {
@@ -44,10 +49,13 @@ impl BotDeps {
         metrics: Arc<Metrics>,
         spool: Spool,
         tasks: TaskTracker,
+        load: Arc<Load>,
     ) -> BotDeps {
         BotDeps {
             browser: BrowserPool::new(config.clone(), tasks.clone()),
             engines: Arc::new(Engines::new(&config)),
+            joining: Arc::new(tokio::sync::Semaphore::new(config.max_joining as usize)),
+            load,
             config,
             metrics,
             spool,
@@ -244,6 +252,7 @@ mod tests {
             Arc::new(Metrics::new()),
             spool.clone(),
             TaskTracker::new(),
+            Arc::new(Load::default()),
         );
         let a = assignment(1, 2);
         spool.begin(a.bot_id, 2, a.data_key.clone()).unwrap();

@@ -1,0 +1,170 @@
+//! One box under load, as its bots see it. A bot whose own page stops
+//! answering says so: `PAGE_STALLED` while it waits, and in the end
+//! `PAGE_UNRESPONSIVE` rather than the platform reason the stall brought
+//! about (the sandbox, like a real platform, drops a peer silent for 5 s,
+//! and its page then shows the call over). And bots created together load
+//! their pages a few at a time (`--max-joining`), the others waiting their
+//! turn.
+
+mod support;
+
+use std::time::Duration;
+
+use serde_json::Value;
+use support::*;
+
+async fn warnings(api: &Api, id: &str) -> Vec<Value> {
+    api.media(id).await["warnings"].as_array().unwrap().clone()
+}
+
+async fn wait_final(api: &Api, id: &str, within: Duration) -> Value {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        let b = api.bot(id).await;
+        if b["endedAt"].is_string() {
+            return b;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "bot did not end: {b:#}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// The page hangs for 9 s in the call; the sandbox drops it meanwhile and,
+/// once it runs again, it shows the call as left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_that_hung_and_was_dropped_ends_with_the_stall_as_its_reason() {
+    let mut cluster = Cluster::start().await;
+    cluster.add_worker(1).await;
+    let api = cluster.tenant("acme").await;
+    let id = api
+        .create_bot(
+            &cluster.meeting(
+                "hang",
+                "admission=open&script=demo-loop&hang_ms=9000&hang_after_ms=1500",
+            ),
+            "Hung Bot",
+        )
+        .await;
+    api.wait_status(&id, "IN_CALL", Duration::from_secs(30))
+        .await;
+    let b = wait_final(&api, &id, Duration::from_secs(60)).await;
+    assert_eq!(
+        (b["status"].as_str(), b["statusReason"].as_str()),
+        (Some("FAILED"), Some("PAGE_UNRESPONSIVE")),
+        "{b:#}"
+    );
+    let detail = b["events"].as_array().unwrap().last().unwrap()["detail"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        detail.contains("stalled for") && detail.contains("the platform showed"),
+        "the detail says what happened and what the page showed: {detail}"
+    );
+    let w = warnings(&api, &id).await;
+    let stalled: Vec<&Value> = w.iter().filter(|w| w["code"] == "PAGE_STALLED").collect();
+    assert_eq!(stalled.len(), 1, "one warning for one stall: {w:#?}");
+    assert!(
+        stalled[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("not answered")
+    );
+
+    let worker = cluster.worker_metrics_text(0).await;
+    assert_eq!(
+        metric(&worker, "attache_edge_worker_page_stalls_total "),
+        1.0
+    );
+    assert_eq!(metric(&worker, "attache_edge_worker_pages_stalled "), 0.0);
+    let cp = cluster.metrics().await;
+    assert!(
+        metric(
+            &cp,
+            "attache_control_plane_bot_warnings_total{code=\"PAGE_STALLED\"}"
+        ) >= 1.0
+    );
+}
+
+/// A page that never answers again is given up after 20 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_hung_for_good_is_given_up() {
+    let mut cluster = Cluster::start().await;
+    cluster.add_worker(1).await;
+    let api = cluster.tenant("acme").await;
+    let id = api
+        .create_bot(
+            &cluster.meeting(
+                "hung",
+                "admission=open&script=demo-loop&hang_ms=90000&hang_after_ms=1000",
+            ),
+            "Hung Bot",
+        )
+        .await;
+    api.wait_status(&id, "IN_CALL", Duration::from_secs(30))
+        .await;
+    let b = wait_final(&api, &id, Duration::from_secs(60)).await;
+    assert_eq!(
+        (b["status"].as_str(), b["statusReason"].as_str()),
+        (Some("FAILED"), Some("PAGE_UNRESPONSIVE")),
+        "{b:#}"
+    );
+    let detail = b["events"].as_array().unwrap().last().unwrap()["detail"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(detail.contains("did not answer for 20 s"), "{detail}");
+    assert!(
+        warnings(&api, &id)
+            .await
+            .iter()
+            .any(|w| w["code"] == "PAGE_STALLED")
+    );
+    // Its recording was closed as for any other ending.
+    let m = api.media(&id).await;
+    assert!(m["recording"]["durationMs"].as_u64().unwrap() > 0, "{m:#}");
+}
+
+/// With one page loading at a time, bots created together wait their turn
+/// (the worker's gauge shows them waiting) and all reach their calls.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bots_created_together_load_their_pages_in_turn() {
+    let mut cluster = Cluster::start().await;
+    cluster
+        .add_worker_with(3, "local", None, |w| w.max_joining = 1)
+        .await;
+    let api = cluster.tenant("acme").await;
+    let mut ids = Vec::new();
+    for n in 0..3 {
+        let url = cluster.meeting(&format!("turn{n}"), "admission=open&script=demo-loop");
+        ids.push(api.create_bot(&url, "Patient Bot").await);
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let mut most_waiting = 0.0f64;
+    loop {
+        let worker = cluster.worker_metrics_text(0).await;
+        most_waiting = most_waiting.max(metric(&worker, "attache_edge_worker_joins_waiting "));
+        let mut in_call = 0;
+        for id in &ids {
+            let b = api.bot(id).await;
+            assert!(
+                !b["endedAt"].is_string(),
+                "a waiting bot does not fail: {b:#}"
+            );
+            if b["status"] == "IN_CALL" {
+                in_call += 1;
+            }
+        }
+        if in_call == ids.len() {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "not every bot joined");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(most_waiting >= 1.0, "bots waited for their turn to load");
+    let worker = cluster.worker_metrics_text(0).await;
+    assert_eq!(metric(&worker, "attache_edge_worker_joins_waiting "), 0.0);
+}
