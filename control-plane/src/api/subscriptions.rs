@@ -188,8 +188,9 @@ impl BotSubscription {
 #[Subscription]
 impl ActivitySubscription {
     /// What a bot sees as it happens: people joining and leaving, speaking
-    /// turns, chat messages and warnings, each once and in order; first
-    /// what is stored, then live. The stream ends when the bot has ended.
+    /// turns, chat messages and warnings, each once; first what is stored,
+    /// then live, in the order the worker sent them (a turn's end may come
+    /// after the next turn's start). The stream ends when the bot has ended.
     async fn bot_activity(
         &self,
         ctx: &Context<'_>,
