@@ -62,31 +62,10 @@ impl BrowserPool {
     async fn launch(&self) -> Result<Running, BrowserError> {
         let profile =
             std::env::temp_dir().join(format!("attache-chromium-{}", uuid::Uuid::new_v4()));
-        let mut args: Vec<String> = [
-            "disable-gpu",
-            "disable-background-networking",
-            "disable-component-update",
-            "disable-sync",
-            "disable-default-apps",
-            "disable-extensions",
-            "no-first-run",
-            "mute-audio",
-            "use-fake-ui-for-media-stream",
-            "use-fake-device-for-media-stream",
-            "autoplay-policy=no-user-gesture-required",
-            "lang=en-US",
-            // One list: Chromium reads the last --disable-features only.
-            // Host ICE candidates for loopback peers; no omnibox popup
-            // WebUIs, which new headless preloads in a renderer of their
-            // own for every window, so one for every bot.
-            "disable-features=WebRtcHideLocalIpsWithMdns,WebUIOmniboxPopup,WebUIOmniboxAimPopup,TranslateUI",
-        ]
-        .into_iter()
-        .map(String::from)
-        .collect();
-        args.extend(self.config.chromium_args.iter().cloned());
+        let args = chromium_flags(&self.config.chromium_args);
         let cfg = BrowserConfig::builder()
             .chrome_executable(&self.config.chromium)
+            .disable_default_args()
             .new_headless_mode()
             .no_sandbox()
             .user_data_dir(&profile)
@@ -187,6 +166,87 @@ impl BrowserPool {
     }
 }
 
+/// Chromium's flags, without leading dashes: ours, then the operator's
+/// (`--chromium-arg`). Each flag is given once: an operator's flag replaces
+/// ours, except the feature lists, which are joined (Chromium reads only
+/// the last `--disable-features`, so two would drop one).
+const FLAGS: &[&str] = &[
+    "disable-gpu",
+    "disable-background-networking",
+    "disable-background-timer-throttling",
+    "disable-backgrounding-occluded-windows",
+    "disable-renderer-backgrounding",
+    "disable-breakpad",
+    "disable-client-side-phishing-detection",
+    "disable-component-extensions-with-background-pages",
+    "disable-component-update",
+    "disable-default-apps",
+    "disable-dev-shm-usage",
+    "disable-hang-monitor",
+    "disable-ipc-flooding-protection",
+    "disable-popup-blocking",
+    "disable-prompt-on-repost",
+    "disable-sync",
+    "enable-automation",
+    "force-color-profile=srgb",
+    "metrics-recording-only",
+    "password-store=basic",
+    "use-mock-keychain",
+    "no-first-run",
+    "mute-audio",
+    "use-fake-ui-for-media-stream",
+    "use-fake-device-for-media-stream",
+    "autoplay-policy=no-user-gesture-required",
+    "lang=en-US",
+    "enable-features=NetworkService,NetworkServiceInProcess",
+    // Host ICE candidates for loopback peers; no omnibox popup WebUIs,
+    // which new headless preloads in a renderer of their own for every
+    // window, that is for every bot.
+    "disable-features=TranslateUI,WebRtcHideLocalIpsWithMdns,WebUIOmniboxPopup,WebUIOmniboxAimPopup",
+];
+const LISTS: &[&str] = &[
+    "enable-features",
+    "disable-features",
+    "enable-blink-features",
+    "disable-blink-features",
+];
+
+fn chromium_flags(extra: &[String]) -> Vec<String> {
+    let mut flags: Vec<(String, Vec<String>)> = Vec::new();
+    for flag in FLAGS
+        .iter()
+        .copied()
+        .chain(extra.iter().map(String::as_str))
+    {
+        let flag = flag.trim_start_matches('-');
+        let (key, values) = match flag.split_once('=') {
+            Some((k, v)) => (k, v.split(',').map(String::from).collect()),
+            None => (flag, Vec::new()),
+        };
+        match flags.iter_mut().find(|(k, _)| k == key) {
+            Some((_, have)) if LISTS.contains(&key) => {
+                for v in values {
+                    if !have.contains(&v) {
+                        have.push(v);
+                    }
+                }
+            }
+            Some((_, have)) => *have = values,
+            None => flags.push((key.to_string(), values)),
+        }
+    }
+    flags
+        .into_iter()
+        .map(|(k, v)| {
+            if v.is_empty() {
+                k
+            } else {
+                format!("{k}={}", v.join(","))
+            }
+        })
+        .collect()
+}
+
 impl BotContext {
     /// Closes the page and throws the context (and everything in it) away;
     /// a hung page is not waited for long, disposing of its context ends it.
@@ -195,5 +255,45 @@ impl BotContext {
         if let Some(r) = self.pool.running.lock().await.as_ref() {
             let _ = r.browser.dispose_browser_context(self.id).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rendered(extra: &[&str]) -> Vec<String> {
+        let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        chromium_flags(&extra)
+    }
+
+    #[test]
+    fn each_flag_is_given_once_and_feature_lists_are_joined() {
+        let flags = rendered(&[
+            "disable-features=Foo",
+            "lang=de",
+            "--renderer-process-limit=4",
+        ]);
+        let disable: Vec<&String> = flags
+            .iter()
+            .filter(|f| f.starts_with("disable-features="))
+            .collect();
+        assert_eq!(disable.len(), 1, "{flags:?}");
+        for feature in [
+            "TranslateUI",
+            "WebRtcHideLocalIpsWithMdns",
+            "WebUIOmniboxPopup",
+            "Foo",
+        ] {
+            assert!(disable[0].contains(feature), "{feature} in {}", disable[0]);
+        }
+        let lang: Vec<&String> = flags.iter().filter(|f| f.starts_with("lang=")).collect();
+        assert_eq!(lang, ["lang=de"], "the operator's flag wins");
+        assert!(flags.iter().any(|f| f == "renderer-process-limit=4"));
+        assert_eq!(
+            flags.iter().filter(|f| *f == "mute-audio").count(),
+            1,
+            "{flags:?}"
+        );
     }
 }

@@ -128,10 +128,16 @@ pub(crate) async fn drive(
             Some(Err(ReadFailed::Cancelled)) => continue,
         };
         let now = Instant::now();
-        // Answered: the page is behind now only if its audio is.
+        // Answered: the page was behind if its own timers ran late since
+        // the last read (a page still loading its scripts may, without
+        // being stalled), or its audio is late now.
         let behind = match phase {
-            Phase::InCall { .. } => bot.capture.map_or(Duration::ZERO, audio_late),
-            _ => Duration::ZERO,
+            Phase::Joining => Duration::ZERO,
+            Phase::Lobby { .. } => Duration::from_millis(read.lag_ms),
+            Phase::InCall { .. } => bot
+                .capture
+                .map_or(Duration::ZERO, audio_late)
+                .max(Duration::from_millis(read.lag_ms)),
         };
         if let Some(ReadFailed::GivenUp(outcome)) = stalled(bot, &mut stalls, behind).await {
             break outcome;

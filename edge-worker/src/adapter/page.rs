@@ -31,6 +31,9 @@ pub(super) struct PageRead {
     pub people: Vec<Person>,
     #[serde(default)]
     pub chat: Vec<ChatLine>,
+    /// How late the page's own timer was since the last read, in ms.
+    #[serde(default)]
+    pub lag_ms: u64,
 }
 
 /// Why the page could not be read.

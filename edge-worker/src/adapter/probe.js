@@ -1,6 +1,20 @@
 // Reads the meeting page against one platform table. Evaluated as
 // `(PROBE)(table)`; marks the elements Rust will act on with data-attache.
 (table) => {
+  // The page's own pulse: a timer that should fire every 250 ms. How late
+  // it has been since the last read is how long the page's main thread was
+  // starved or hung, even when this read itself was answered in time.
+  const now = performance.now();
+  const pulse = window.__attachePulse || (window.__attachePulse = { last: now, worst: 0 });
+  if (!pulse.timer) {
+    pulse.timer = setInterval(() => {
+      const t = performance.now();
+      pulse.worst = Math.max(pulse.worst, t - pulse.last - 250);
+      pulse.last = t;
+    }, 250);
+  }
+  const lagMs = Math.max(0, Math.round(Math.max(pulse.worst, now - pulse.last - 250)));
+  pulse.worst = 0;
   const fold = (s) => (s || '').replace(/[\u2018\u2019]/g, "'").toLowerCase();
   const text = fold(document.body ? document.body.innerText : '');
   const has = (list) => list.some((t) => text.includes(fold(t)));
@@ -86,5 +100,6 @@
     blocked: has(table.blocked_texts),
     people,
     chat,
+    lag_ms: lagMs,
   };
 }

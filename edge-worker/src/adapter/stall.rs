@@ -2,7 +2,9 @@
 //! apart from what the platform did.
 //!
 //! A page stalls when a read of it (the probe) or its audio has not come
-//! for [`STALL`]: the bot warns `PAGE_STALLED` once per stall and goes on.
+//! for [`STALL`], or its own timers ran that late (a starved page may
+//! still answer reads while its platform's scripts fall behind): the bot
+//! warns `PAGE_STALLED` once per stall and goes on.
 //! A page stalled for [`UNRESPONSIVE`] is given up. And an ending the
 //! platform shows soon after a long stall (removed, ended, a timeout) is
 //! most likely the platform dropping a peer that went quiet, not what the
