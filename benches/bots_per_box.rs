@@ -221,8 +221,13 @@ fn main() {
                 if b["status"] == "IN_CALL" {
                     in_call += 1;
                 } else {
+                    // With the last event's words: what the page showed.
+                    let detail = b["events"]
+                        .as_array()
+                        .and_then(|e| e.last())
+                        .map_or(String::new(), |e| e["detail"].to_string());
                     *left
-                        .entry(format!("{} {}", b["status"], b["statusReason"]))
+                        .entry(format!("{} {} {detail}", b["status"], b["statusReason"]))
                         .or_default() += 1;
                 }
             }
