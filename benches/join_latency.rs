@@ -19,16 +19,6 @@ fn at(v: &serde_json::Value) -> DateTime<Utc> {
     v.as_str().unwrap().parse().unwrap()
 }
 
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    }
-}
-
 fn main() {
     if !std::env::args().any(|a| a == "--bench") {
         println!("join_latency: a load harness; run it with `cargo bench --bench join_latency`");

@@ -32,21 +32,16 @@ async fn wait_final(api: &Api, id: &str, within: Duration) -> Value {
     }
 }
 
-/// The page hangs for 9 s in the call; the sandbox drops it meanwhile and,
-/// once it runs again, it shows the call as left.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_page_that_hung_and_was_dropped_ends_with_the_stall_as_its_reason() {
+/// A bot in a sandbox meeting whose page hangs as `hang` says, from its
+/// call to its end: it must fail PAGE_UNRESPONSIVE. Returns the cluster,
+/// the client, the bot's id and its last event's detail.
+async fn hung_bot(meeting: &str, hang: &str) -> (Cluster, Api, String, String) {
     let mut cluster = Cluster::start().await;
     cluster.add_worker(1).await;
     let api = cluster.tenant("acme").await;
+    let query = format!("admission=open&script=demo-loop&{hang}");
     let id = api
-        .create_bot(
-            &cluster.meeting(
-                "hang",
-                "admission=open&script=demo-loop&hang_ms=9000&hang_after_ms=1500",
-            ),
-            "Hung Bot",
-        )
+        .create_bot(&cluster.meeting(meeting, &query), "Hung Bot")
         .await;
     api.wait_status(&id, "IN_CALL", Duration::from_secs(30))
         .await;
@@ -60,6 +55,14 @@ async fn a_page_that_hung_and_was_dropped_ends_with_the_stall_as_its_reason() {
         .as_str()
         .unwrap()
         .to_string();
+    (cluster, api, id, detail)
+}
+
+/// The page hangs for 9 s in the call; the sandbox drops it meanwhile and,
+/// once it runs again, it shows the call as left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_that_hung_and_was_dropped_ends_with_the_stall_as_its_reason() {
+    let (cluster, api, id, detail) = hung_bot("hang", "hang_ms=9000&hang_after_ms=1500").await;
     assert!(
         detail.contains("stalled for") && detail.contains("the platform showed"),
         "the detail says what happened and what the page showed: {detail}"
@@ -92,30 +95,7 @@ async fn a_page_that_hung_and_was_dropped_ends_with_the_stall_as_its_reason() {
 /// A page that never answers again is given up after 20 s.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_page_hung_for_good_is_given_up() {
-    let mut cluster = Cluster::start().await;
-    cluster.add_worker(1).await;
-    let api = cluster.tenant("acme").await;
-    let id = api
-        .create_bot(
-            &cluster.meeting(
-                "hung",
-                "admission=open&script=demo-loop&hang_ms=90000&hang_after_ms=1000",
-            ),
-            "Hung Bot",
-        )
-        .await;
-    api.wait_status(&id, "IN_CALL", Duration::from_secs(30))
-        .await;
-    let b = wait_final(&api, &id, Duration::from_secs(60)).await;
-    assert_eq!(
-        (b["status"].as_str(), b["statusReason"].as_str()),
-        (Some("FAILED"), Some("PAGE_UNRESPONSIVE")),
-        "{b:#}"
-    );
-    let detail = b["events"].as_array().unwrap().last().unwrap()["detail"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let (_cluster, api, id, detail) = hung_bot("hung", "hang_ms=90000&hang_after_ms=1000").await;
     assert!(detail.contains("did not answer for 20 s"), "{detail}");
     assert!(
         warnings(&api, &id)

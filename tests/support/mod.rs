@@ -574,6 +574,20 @@ impl Api {
     }
 }
 
+/// The median of `v` (sorted in place); NaN when it is empty.
+pub fn median(v: &mut [f64]) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
 /// The value of the sample `name` (with its labels, and the space after
 /// them) in a Prometheus text exposition.
 pub fn metric(text: &str, name: &str) -> f64 {
