@@ -141,3 +141,74 @@ async fn scheduled_and_queued_bots_wait_and_can_be_called_off() {
         "dispatched at {at}, before joinAt {join_at}"
     );
 }
+
+/// Status texts are the platform's, not the participants': a chat message
+/// and a display name that read like an ending end nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_participants_write_or_are_called_ends_nothing() {
+    let mut cluster = Cluster::start().await;
+    cluster.add_worker(1).await;
+    let api = cluster.tenant("acme").await;
+    let r = reqwest::Client::new()
+        .post(format!("{}/api/meetings", cluster.sandbox))
+        .json(&json!({
+            "id": "wordy",
+            "admission": "open",
+            "custom_script": {
+                "participants": [{ "name": "Host" }, { "name": "You've been removed", "join_ms": 500 }],
+                "chat": [
+                    { "sender": "Host", "at_ms": 800, "text": "Meeting ended? No, the meeting has ended for Bob only." },
+                    { "sender": "Host", "at_ms": 900, "text": "Someone in the call denied your request to join" },
+                ],
+            },
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+    let id = api
+        .create_bot(&cluster.meeting("wordy", ""), "Reading Bot")
+        .await;
+    api.wait_status(&id, "IN_CALL", JOIN).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let m = api.media(&id).await;
+        let texts: Vec<&str> = m["chatMessages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|c| c["text"].as_str())
+            .collect();
+        if texts.len() == 2 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "chat not read: {m:#}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    // Reads for a few seconds more, past the absence debounce.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let b = api.bot(&id).await;
+    assert_eq!(b["status"], "IN_CALL", "{b:#}");
+    api.leave(&id).await;
+    let b = api.wait_status(&id, "ENDED", JOIN).await;
+    assert_eq!(b["statusReason"], "LEAVE_REQUESTED");
+}
+
+/// A cookie banner over the lobby is answered, and a notice lying over the
+/// join button does not take the bot's click.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn banners_and_overlays_do_not_keep_the_bot_out() {
+    let mut cluster = Cluster::start().await;
+    cluster.add_worker(1).await;
+    let api = cluster.tenant("acme").await;
+    let id = api
+        .create_bot(
+            &cluster.meeting("covered", "admission=open&overlays=true"),
+            "Covered Bot",
+        )
+        .await;
+    api.wait_status(&id, "IN_CALL", JOIN).await;
+    api.leave(&id).await;
+    let b = api.wait_status(&id, "ENDED", JOIN).await;
+    assert_eq!(b["statusReason"], "LEAVE_REQUESTED");
+}

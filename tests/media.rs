@@ -332,3 +332,142 @@ async fn a_bot_that_hears_nothing_says_so_and_junk_frames_are_dropped() {
     let rec = &api.media(&id).await["recording"];
     assert_eq!(rec["status"], "READY", "{rec:#}");
 }
+
+/// The guest called `name` in the sandbox's view of `meeting`: what its
+/// page sent into the meeting.
+async fn uplink_of(cluster: &Cluster, meeting: &str, name: &str) -> Value {
+    let view = sandbox_view(cluster, meeting).await;
+    let guest = view["participants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["host"] == false && p["name"] == name)
+        .unwrap_or_else(|| panic!("no {name} in {view:#}"));
+    guest["uplink"].clone()
+}
+
+/// Nothing from the bot reaches a meeting: where the lobby offers
+/// microphone and camera toggles the bot switches both off before it asks
+/// to join, and where it does not, its microphone sends silence and it has
+/// no camera (Chromium's fake devices would send a tone and a test
+/// pattern).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bot_sends_no_sound_and_no_picture() {
+    let mut cluster = Cluster::start().await;
+    cluster.add_worker(2).await;
+    let api = cluster.tenant("acme").await;
+    let toggled = api
+        .create_bot(&cluster.meeting("toggles", "admission=open"), "Quiet Bot")
+        .await;
+    let bare = api
+        .create_bot(
+            &cluster.meeting("no-toggles", "admission=open&device_toggles=false"),
+            "Quiet Bot",
+        )
+        .await;
+    for id in [&toggled, &bare] {
+        api.wait_status(id, "IN_CALL", Duration::from_secs(30))
+            .await;
+    }
+    // Long enough for a test tone (Chromium's beeps once a second) and
+    // dozens of camera frames.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+
+    let t = uplink_of(&cluster, "toggles", "Quiet Bot").await;
+    assert_eq!(t["mic_on"], false, "microphone switched off: {t}");
+    assert_eq!(t["camera_on"], false, "camera switched off: {t}");
+    assert_eq!(t["video_frames"], 0, "{t}");
+
+    let b = uplink_of(&cluster, "no-toggles", "Quiet Bot").await;
+    assert_eq!(
+        b["mic_on"], true,
+        "with no toggles the page sends its microphone: {b}"
+    );
+    assert!(
+        b["audio_peak"].as_f64().unwrap() < 0.001,
+        "what the microphone sends is silence: {b}"
+    );
+    assert_eq!(b["camera_on"], false, "there is no camera: {b}");
+    assert_eq!(b["video_frames"], 0, "{b}");
+
+    for id in [&toggled, &bare] {
+        api.leave(id).await;
+        api.wait_status(id, "ENDED", Duration::from_secs(30)).await;
+    }
+}
+
+/// The README's demo: Bob starts 75 ms after Alice stops, less than the
+/// pause that ends an utterance, yet each is a segment of their own,
+/// named: the platform's change of speaker cuts the utterance too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn speakers_who_follow_each_other_are_never_one_segment() {
+    let mut cluster = Cluster::start_with(Options {
+        tweak: Some(|c| {
+            c.default_transcription = attache_control_plane::DefaultTranscription::Local
+        }),
+        ..Default::default()
+    })
+    .await;
+    cluster.add_worker(1).await;
+    let api = cluster.tenant("acme").await;
+    let id = api
+        .create_bot(
+            &cluster.meeting("demo", "admission=open&script=demo"),
+            "Scribe",
+        )
+        .await;
+    api.wait_status(&id, "IN_CALL", Duration::from_secs(40))
+        .await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    let segments = loop {
+        let t = api
+            .gql(
+                "query($id: ID!) { bot(id: $id) { transcript(first: 100) { edges { node { speaker text isFinal startMs endMs } } } } }",
+                serde_json::json!({ "id": id }),
+            )
+            .await;
+        let segments: Vec<Value> = t["bot"]["transcript"]["edges"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["node"].clone())
+            .filter(|s| s["isFinal"] == true)
+            .collect();
+        let heard = |w: &str| {
+            segments
+                .iter()
+                .any(|s| s["text"].as_str().unwrap().to_lowercase().contains(w))
+        };
+        if heard("launch") && heard("yesterday") {
+            break segments;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not transcribed: {segments:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    println!("segments: {segments:#?}");
+    let said_by = |w: &str| -> Vec<&Value> {
+        segments
+            .iter()
+            .filter(|s| s["text"].as_str().unwrap().to_lowercase().contains(w))
+            .collect()
+    };
+    for s in said_by("launch") {
+        assert!(
+            !s["text"]
+                .as_str()
+                .unwrap()
+                .to_lowercase()
+                .contains("release"),
+            "Alice's and Bob's words in one segment: {s:#}"
+        );
+        assert_eq!(s["speaker"], "Alice", "{s:#}");
+    }
+    for s in said_by("release") {
+        assert_eq!(s["speaker"], "Bob", "{s:#}");
+    }
+    api.leave(&id).await;
+    api.wait_status(&id, "ENDED", Duration::from_secs(60)).await;
+}

@@ -6,7 +6,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use chromiumoxide::cdp::browser_protocol::browser::BrowserContextId;
+use chromiumoxide::cdp::browser_protocol::browser::{
+    BrowserContextId, PermissionSetting, SetPermissionParams,
+};
+use chromiumoxide::cdp::browser_protocol::emulation::SetLocaleOverrideParams;
+use chromiumoxide::cdp::browser_protocol::page::AddScriptToEvaluateOnNewDocumentParams;
 use chromiumoxide::cdp::browser_protocol::target::{
     CreateBrowserContextParams, CreateTargetParams,
 };
@@ -114,8 +118,15 @@ impl BrowserPool {
                     .browser_context_id(id.clone())
                     .build()
                     .map_err(chromiumoxide::error::CdpError::msg)?;
-                match browser.new_page(params).await {
-                    Ok(page) => Ok((id, page)),
+                let page = match browser.new_page(params).await {
+                    Ok(page) => page,
+                    Err(e) => {
+                        let _ = browser.dispose_browser_context(id).await;
+                        return Err(e);
+                    }
+                };
+                match present(browser, &id, &page).await {
+                    Ok(()) => Ok((id, page)),
                     Err(e) => {
                         let _ = browser.dispose_browser_context(id).await;
                         Err(e)
@@ -166,6 +177,36 @@ impl BrowserPool {
     }
 }
 
+/// The bot's devices and language, set before its page loads anything:
+/// microphone and camera granted (platforms that deliver no remote audio
+/// to a page without them), the silent microphone and absent camera of
+/// `devices.js` in every frame, and the UI language in the page's locale
+/// as well as in `--lang` and `--accept-lang`.
+async fn present(
+    browser: &Browser,
+    context: &BrowserContextId,
+    page: &Page,
+) -> chromiumoxide::error::Result<()> {
+    for permission in ["microphone", "camera"] {
+        let grant = SetPermissionParams::builder()
+            .permission(permission)
+            .setting(PermissionSetting::Granted)
+            .browser_context_id(context.clone())
+            .build()
+            .map_err(chromiumoxide::error::CdpError::msg)?;
+        browser.execute(grant).await?;
+    }
+    page.execute(AddScriptToEvaluateOnNewDocumentParams::new(DEVICES_JS))
+        .await?;
+    let locale = SetLocaleOverrideParams::builder().locale(LANG).build();
+    page.execute(locale).await?;
+    Ok(())
+}
+
+const DEVICES_JS: &str = include_str!("devices.js");
+/// The UI language bots ask platforms for.
+const LANG: &str = "en-US";
+
 /// Chromium's flags, without leading dashes: ours, then the operator's
 /// (`--chromium-arg`). Each flag is given once: an operator's flag replaces
 /// ours, except the feature lists, which are joined (Chromium reads only
@@ -194,10 +235,13 @@ const FLAGS: &[&str] = &[
     "use-mock-keychain",
     "no-first-run",
     "mute-audio",
+    // Permission prompts are answered yes; there are no fake capture
+    // devices (their tone and test pattern would reach the meeting): the
+    // page sees the silent microphone of devices.js.
     "use-fake-ui-for-media-stream",
-    "use-fake-device-for-media-stream",
     "autoplay-policy=no-user-gesture-required",
     "lang=en-US",
+    "accept-lang=en-US,en",
     "enable-features=NetworkService,NetworkServiceInProcess",
     // Host ICE candidates for loopback peers; no omnibox popup WebUIs,
     // which new headless preloads in a renderer of their own for every

@@ -114,7 +114,7 @@ pub fn parse_meeting_url(
                 platform: "Microsoft Teams",
                 hint: "expected a /l/meetup-join/… or /meet/<id> link",
             })?
-    } else if host == "zoom.us" || host.ends_with(".zoom.us") || host.ends_with(".zoomgov.com") {
+    } else if is_zoom_host(&host) {
         let ok = match segments.as_slice() {
             ["j" | "w", id, ..] => is_zoom_id(id),
             ["wc", "join", id, ..] => is_zoom_id(id),
@@ -145,11 +145,20 @@ fn is_teams_host(host: &str) -> bool {
     matches!(
         host,
         "teams.microsoft.com"
+            | "teams.cloud.microsoft"
             | "teams.live.com"
             | "teams.microsoft.us"
             | "gov.teams.microsoft.us"
             | "dod.teams.microsoft.mil"
     )
+}
+
+/// Zoom's hosts: zoom.us, zoom.com (its newer links) and Zoom for
+/// Government, with their subdomains.
+fn is_zoom_host(host: &str) -> bool {
+    ["zoom.us", "zoom.com", "zoomgov.com"]
+        .iter()
+        .any(|d| host == *d || host.strip_suffix(d).is_some_and(|h| h.ends_with('.')))
 }
 
 fn is_zoom_id(s: &str) -> bool {
@@ -185,6 +194,20 @@ mod tests {
             ("https://us02web.zoom.us/j/81234567890?pwd=abc", Zoom),
             ("https://zoom.us/j/123456789", Zoom),
             ("https://app.zoom.us/wc/81234567890/join?pwd=x", Zoom),
+            (
+                "https://us06web.zoom.us/w/81234567890?tk=abc.def&pwd=x",
+                Zoom,
+            ),
+            ("https://zoom.com/j/81234567890", Zoom),
+            ("https://us05web.zoom.com/j/81234567890?pwd=abc", Zoom),
+            ("https://acme.zoomgov.com/j/1612345678", Zoom),
+            ("https://zoomgov.com/j/1612345678", Zoom),
+            ("https://teams.cloud.microsoft/meet/2345678?p=abc", Teams),
+            (
+                "https://teams.cloud.microsoft/l/meetup-join/19%3ameeting_abc%40thread.v2/0",
+                Teams,
+            ),
+            ("https://dod.teams.microsoft.mil/meet/2345678?p=abc", Teams),
             ("http://127.0.0.1:8090/m/standup", Sandbox),
         ];
         for (url, want) in ok {
@@ -202,6 +225,9 @@ mod tests {
             "https://teams.microsoft.com/",
             "https://zoom.us/j/12",
             "https://evilzoom.us/j/123456789",
+            "https://evilzoom.com/j/123456789",
+            "https://zoom.com.evil.example/j/123456789",
+            "https://teams.cloud.microsoft.evil.example/meet/2345678",
             "https://example.com/m/standup",
             "http://127.0.0.1:8091/m/standup",
             "http://127.0.0.1:8090/other",

@@ -22,6 +22,7 @@ use std::sync::Arc;
 
 pub use meeting::{
     Admission, AudioMode, MeetingOptions, MeetingView, ParticipantState, ParticipantView, SelfView,
+    Uplink,
 };
 pub use routes::router;
 pub use script::{BUILTIN_SCRIPTS, ChatView, Script, ScriptedChat, ScriptedParticipant, Utterance};

@@ -79,6 +79,14 @@ pub struct MeetingOptions {
     /// peer silent for 5 s.
     pub hang_ms: u64,
     pub hang_after_ms: u64,
+    /// The lobby offers microphone and camera toggles, on at first as on
+    /// the real platforms; without them a page sends whatever its devices
+    /// give.
+    pub device_toggles: bool,
+    /// The lobby opens under a cookie banner that blocks it until answered,
+    /// and then a notice lies over the join button, taking clicks at its
+    /// place as real overlays do.
+    pub overlays: bool,
 }
 
 impl Default for MeetingOptions {
@@ -94,6 +102,8 @@ impl Default for MeetingOptions {
             corrupt_frames: 0,
             hang_ms: 0,
             hang_after_ms: 0,
+            device_toggles: true,
+            overlays: false,
         }
     }
 }
@@ -148,6 +158,35 @@ pub struct ParticipantView {
     /// Played by the sandbox (a host or a scripted participant) rather than
     /// a guest who asked to join.
     pub host: bool,
+    /// What a guest's page sent into the meeting, as it last reported.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub uplink: Option<Uplink>,
+}
+
+/// What a guest's page sends: whether its microphone and camera were on
+/// (as it knocked, and since), the loudest 250 ms of its microphone while
+/// on (RMS, 0 to 1), and the camera frames it sent.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Uplink {
+    pub mic_on: bool,
+    pub camera_on: bool,
+    pub audio_peak: f32,
+    pub video_frames: u64,
+}
+
+impl Uplink {
+    /// Folds a page's report in: on once is on, peaks and counts only grow.
+    fn merge(&mut self, r: Uplink) {
+        let peak = if r.audio_peak.is_finite() {
+            r.audio_peak.clamp(0.0, 1.0)
+        } else {
+            0.0
+        };
+        self.mic_on |= r.mic_on;
+        self.camera_on |= r.camera_on;
+        self.audio_peak = self.audio_peak.max(peak);
+        self.video_frames = self.video_frames.max(r.video_frames);
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -160,6 +199,8 @@ pub struct MeetingView {
     pub corrupt_frames: u8,
     pub hang_ms: u64,
     pub hang_after_ms: u64,
+    pub device_toggles: bool,
+    pub overlays: bool,
     /// The meeting's script (speech and chat in time order), or `None`.
     pub script: Option<Script>,
     /// How long each clip plays, in milliseconds.
@@ -188,6 +229,7 @@ struct Participant {
     state: ParticipantState,
     knocked_at: Instant,
     last_seen: Instant,
+    uplink: Option<Uplink>,
 }
 
 /// Someone the sandbox plays: a host, or a script's participant.
@@ -308,12 +350,14 @@ impl Meeting {
             name: c.who.name.clone(),
             state: ParticipantState::Admitted,
             host: true,
+            uplink: None,
         });
         let guests = self.participants.iter().map(|p| ParticipantView {
             id: p.id.clone(),
             name: p.name.clone(),
             state: p.state,
             host: false,
+            uplink: p.uplink,
         });
         cast.chain(guests).collect()
     }
@@ -328,6 +372,8 @@ impl Meeting {
             corrupt_frames: self.options.corrupt_frames,
             hang_ms: self.options.hang_ms,
             hang_after_ms: self.options.hang_after_ms,
+            device_toggles: self.options.device_toggles,
+            overlays: self.options.overlays,
             script: self.script.clone(),
             clip_ms: speech::CLIPS
                 .iter()
@@ -437,6 +483,7 @@ impl Meetings {
                 state,
                 knocked_at: now,
                 last_seen: now,
+                uplink: None,
             };
             let out = (p.id.clone(), p.secret.clone());
             m.participants.push(p);
@@ -490,6 +537,25 @@ impl Meetings {
                 view.chat = m.plan.chat_until(elapsed, MAX_CHAT_SHOWN);
             }
             Ok(view)
+        })
+    }
+
+    /// A page's report of what it sends.
+    pub(crate) fn report_uplink(
+        &self,
+        id: &str,
+        pid: &str,
+        secret: &str,
+        report: Uplink,
+    ) -> Result<(), SandboxError> {
+        self.with(id, |m, _| {
+            let p = m
+                .participants
+                .iter_mut()
+                .find(|p| p.id == pid && p.secret == secret)
+                .ok_or(SandboxError::NotFound)?;
+            p.uplink.get_or_insert_default().merge(report);
+            Ok(())
         })
     }
 

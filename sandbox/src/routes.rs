@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::Sandbox;
-use crate::meeting::{MeetingOptions, ParticipantState, SandboxError};
+use crate::meeting::{MeetingOptions, ParticipantState, SandboxError, Uplink};
 use crate::script::Script;
 use crate::speech;
 
@@ -164,12 +164,17 @@ async fn view(State(s): State<Sandbox>, Path(id): Path<String>) -> Result<Respon
 #[derive(Deserialize)]
 struct NameBody {
     name: String,
+    /// What the page sends as it knocks.
+    #[serde(default)]
+    uplink: Option<Uplink>,
 }
 
 #[derive(Deserialize)]
 struct SeatBody {
     participant_id: String,
     secret: String,
+    #[serde(default)]
+    uplink: Option<Uplink>,
 }
 
 async fn knock(
@@ -178,6 +183,9 @@ async fn knock(
     Json(body): Json<NameBody>,
 ) -> Result<Response, SandboxError> {
     let (participant_id, secret) = s.inner.knock(&id, &body.name)?;
+    if let Some(u) = body.uplink {
+        s.inner.report_uplink(&id, &participant_id, &secret, u)?;
+    }
     Ok(Json(json!({ "participant_id": participant_id, "secret": secret })).into_response())
 }
 
@@ -189,6 +197,10 @@ async fn poll(
     let meeting = s.inner.view(&id)?;
     if meeting.missing {
         return Err(SandboxError::NotFound);
+    }
+    if let Some(u) = seat.uplink {
+        s.inner
+            .report_uplink(&id, &seat.participant_id, &seat.secret, u)?;
     }
     Ok(Json(s.inner.poll(&id, &seat.participant_id, &seat.secret)?).into_response())
 }

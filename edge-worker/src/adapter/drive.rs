@@ -19,7 +19,7 @@ use futures::StreamExt;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::sync::CancellationToken;
 
-use super::flow::{AudioGuard, CallSignals, Outcome, Phase, Step, next_step};
+use super::flow::{AudioGuard, CallSignals, Clicks, Outcome, Phase, Step, next_step};
 use super::page::{self, PageRead};
 use super::roster::Roster;
 use super::stall::{Stall, Stalls};
@@ -95,7 +95,7 @@ pub(crate) async fn drive(
         },
     }
     let mut phase = Phase::Joining;
-    let mut last_click = None;
+    let mut clicks = Clicks::default();
     let mut watch = Watch::new(Duration::from_millis(a.limits.no_audio_warning_ms));
     let mut stalls = Stalls::new(bot.load.clone());
     let outcome = loop {
@@ -151,7 +151,7 @@ pub(crate) async fn drive(
             &watch.call,
             started,
             now,
-            last_click,
+            &clicks,
             &a.limits,
         );
         match step {
@@ -163,7 +163,7 @@ pub(crate) async fn drive(
             }
             Step::Click(target) => {
                 page::click(ctx, target).await;
-                last_click = Some(now);
+                clicks.record(target, now);
             }
             Step::Enter(next) => {
                 if !matches!(next, Phase::Joining) {

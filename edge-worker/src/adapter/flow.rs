@@ -13,6 +13,9 @@ use serde::Deserialize;
 
 /// Buttons are clicked again only after this long without effect.
 const RECLICK: Duration = Duration::from_secs(3);
+/// A microphone or camera toggle still on after this many clicks is left
+/// as it is: it is not a reason to stay out of the call.
+const TOGGLE_TRIES: u32 = 2;
 /// The call UI may flicker (auto-hiding toolbars): absence must last this
 /// long before it counts.
 const ABSENCE_DEBOUNCE: Duration = Duration::from_secs(3);
@@ -27,6 +30,9 @@ pub(crate) struct Probe {
     pub name_filled: bool,
     pub join_button: bool,
     pub pre_join_button: bool,
+    /// The pre-join screen's microphone or camera toggle shows it on.
+    pub mic_on: bool,
+    pub camera_on: bool,
     pub lobby: bool,
     pub in_call: bool,
     pub leave_button: bool,
@@ -77,6 +83,27 @@ pub(crate) enum Step {
     Leave(BotStatus, StatusReason, &'static str),
 }
 
+/// The clicks of the join flow so far: for each target, when it was last
+/// clicked and how often.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Clicks(Vec<(&'static str, Instant, u32)>);
+
+impl Clicks {
+    pub(crate) fn record(&mut self, target: &'static str, now: Instant) {
+        match self.0.iter_mut().find(|(t, _, _)| *t == target) {
+            Some(c) => *c = (target, now, c.2 + 1),
+            None => self.0.push((target, now, 1)),
+        }
+    }
+
+    fn last(&self, target: &str) -> Option<(Instant, u32)> {
+        self.0
+            .iter()
+            .find(|(t, _, _)| *t == target)
+            .map(|&(_, at, n)| (at, n))
+    }
+}
+
 /// The next move, from the page, the call and the clocks.
 pub(crate) fn next_step(
     phase: Phase,
@@ -84,7 +111,7 @@ pub(crate) fn next_step(
     call: &CallSignals,
     started: Instant,
     now: Instant,
-    last_click: Option<Instant>,
+    clicks: &Clicks,
     limits: &SessionLimits,
 ) -> Step {
     use BotStatus::{Ended, Failed};
@@ -196,14 +223,31 @@ pub(crate) fn next_step(
                     "the join flow did not complete in time",
                 );
             }
-            let can_click = last_click.is_none_or(|t| now.duration_since(t) >= RECLICK);
+            let recent = |target| {
+                clicks
+                    .last(target)
+                    .is_some_and(|(at, _)| now.duration_since(at) < RECLICK)
+            };
+            // Banners and notices first: they may cover the rest.
+            if p.pre_join_button && !recent("prejoin") {
+                return Step::Click("prejoin");
+            }
             if p.name_input {
                 return Step::TypeName;
             }
-            if p.pre_join_button && can_click {
-                return Step::Click("prejoin");
+            // Microphone and camera go off before the bot asks to join.
+            for (on, target) in [(p.mic_on, "mic"), (p.camera_on, "camera")] {
+                if !on {
+                    continue;
+                }
+                match clicks.last(target) {
+                    // The toggle is given time to show its new state.
+                    _ if recent(target) => return Step::Wait,
+                    Some((_, n)) if n >= TOGGLE_TRIES => {}
+                    _ => return Step::Click(target),
+                }
             }
-            if p.join_button && can_click {
+            if p.join_button && !recent("join") {
                 return Step::Click("join");
             }
             Step::Wait
@@ -271,7 +315,7 @@ mod tests {
             &CallSignals::default(),
             t0,
             t0 + Duration::from_millis(after_ms),
-            None,
+            &Clicks::default(),
             &limits(),
         )
     }
@@ -291,16 +335,87 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(step(Phase::Joining, p, t0, 200), Step::Click("join"));
+        let mut clicks = Clicks::default();
+        clicks.record("join", t0 + Duration::from_millis(200));
         let clicked = next_step(
             Phase::Joining,
             &p,
             &CallSignals::default(),
             t0,
             t0 + Duration::from_millis(300),
-            Some(t0 + Duration::from_millis(200)),
+            &clicks,
             &limits(),
         );
         assert_eq!(clicked, Step::Wait, "no click storm");
+    }
+
+    #[test]
+    fn microphone_and_camera_go_off_before_joining() {
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        let mut clicks = Clicks::default();
+        let mut decide = |p: Probe, ms: u64| {
+            let s = next_step(
+                Phase::Joining,
+                &p,
+                &CallSignals::default(),
+                t0,
+                at(ms),
+                &clicks,
+                &limits(),
+            );
+            if let Step::Click(target) = s {
+                clicks.record(target, at(ms));
+            }
+            s
+        };
+        let both = Probe {
+            name_filled: true,
+            join_button: true,
+            mic_on: true,
+            camera_on: true,
+            ..Default::default()
+        };
+        assert_eq!(decide(both, 0), Step::Click("mic"));
+        // The toggle has not shown its new state yet: not clicked twice.
+        assert_eq!(decide(both, 50), Step::Wait);
+        let camera = Probe {
+            mic_on: false,
+            ..both
+        };
+        assert_eq!(decide(camera, 100), Step::Click("camera"));
+        let off = Probe {
+            camera_on: false,
+            ..camera
+        };
+        assert_eq!(decide(off, 150), Step::Click("join"));
+        // A camera toggle that never turns off is tried twice, then left.
+        let mut clicks = Clicks::default();
+        let stuck = Probe {
+            mic_on: false,
+            ..both
+        };
+        let mut steps = Vec::new();
+        for ms in (0..8_000).step_by(500) {
+            let s = next_step(
+                Phase::Joining,
+                &stuck,
+                &CallSignals::default(),
+                t0,
+                at(ms),
+                &clicks,
+                &limits(),
+            );
+            if let Step::Click(target) = s {
+                clicks.record(target, at(ms));
+                steps.push((ms, target));
+            }
+        }
+        assert_eq!(
+            steps[..3],
+            [(0, "camera"), (3_000, "camera"), (6_000, "join")],
+            "{steps:?}"
+        );
     }
 
     #[test]
@@ -462,7 +577,15 @@ mod tests {
             ..Default::default()
         };
         let decide = |call: CallSignals, after: u64| {
-            next_step(phase, &p, &call, t0, at(after), None, &limits())
+            next_step(
+                phase,
+                &p,
+                &call,
+                t0,
+                at(after),
+                &Clicks::default(),
+                &limits(),
+            )
         };
         let busy = |ms| Some(at(ms));
         // Nobody else ever came.

@@ -65,23 +65,50 @@ pub(super) async fn crashes(ctx: &BotContext) -> Result<EventStream<EventTargetC
 
 pub(super) async fn type_name(ctx: &BotContext, name: &str) -> chromiumoxide::error::Result<()> {
     let el = ctx.page.find_element("[data-attache=\"name\"]").await?;
-    el.click().await?;
+    // Focused rather than clicked: a banner over the field would take the
+    // click, and the keys with it.
+    el.focus().await?;
     el.type_str(name).await?;
     Ok(())
 }
 
-/// Clicks what the probe marked `target`; a page that does not answer
-/// within [`CLICK_TIMEOUT`] is not waited for.
+/// Whether the element is the one under the mouse at its centre, once
+/// scrolled into view.
+const UNDER_MOUSE_JS: &str = "function () {
+  this.scrollIntoView({ block: 'center', inline: 'center' });
+  const r = this.getBoundingClientRect();
+  const hit = document.elementFromPoint(r.left + r.width / 2, r.top + r.height / 2);
+  return !!hit && (hit === this || this.contains(hit));
+}";
+
+/// Clicks what the probe marked `target`: with the mouse where the element
+/// is the one under it, else through the DOM (an overlay, a banner or a
+/// toast over it would take the mouse's click). A page that does not
+/// answer within [`CLICK_TIMEOUT`] is not waited for.
 pub(super) async fn click(ctx: &BotContext, target: &str) {
     let sel = format!("[data-attache=\"{target}\"]");
     let clicked = tokio::time::timeout(CLICK_TIMEOUT, async {
-        match ctx.page.find_element(sel).await {
-            Ok(el) => {
-                if let Err(e) = el.click().await {
-                    tracing::debug!(target, error = %e, "click failed");
-                }
-            }
-            Err(e) => tracing::debug!(target, error = %e, "nothing to click"),
+        let el = match ctx.page.find_element(sel).await {
+            Ok(el) => el,
+            Err(e) => return tracing::debug!(target, error = %e, "nothing to click"),
+        };
+        let under_mouse = el
+            .call_js_fn(UNDER_MOUSE_JS, false)
+            .await
+            .ok()
+            .and_then(|r| r.result.value)
+            .and_then(|v| v.as_bool())
+            .unwrap_or(true);
+        let done = if under_mouse {
+            el.click().await.map(|_| ())
+        } else {
+            tracing::debug!(target, "covered; clicking through the DOM");
+            el.call_js_fn("function () { this.click(); }", false)
+                .await
+                .map(|_| ())
+        };
+        if let Err(e) = done {
+            tracing::debug!(target, error = %e, "click failed");
         }
     })
     .await;

@@ -16,8 +16,6 @@
   const lagMs = Math.max(0, Math.round(Math.max(pulse.worst, now - pulse.last - 250)));
   pulse.worst = 0;
   const fold = (s) => (s || '').replace(/[\u2018\u2019]/g, "'").toLowerCase();
-  const text = fold(document.body ? document.body.innerText : '');
-  const has = (list) => list.some((t) => text.includes(fold(t)));
   const visible = (el) => !!el && (el.offsetWidth > 0 || el.offsetHeight > 0 || el.getClientRects().length > 0);
   const first = (sels) => {
     for (const s of sels) {
@@ -26,7 +24,7 @@
     return null;
   };
   const button = (labels) => {
-    const all = [...document.querySelectorAll('button, [role="button"]')].filter(visible);
+    const all = [...document.querySelectorAll('button, [role="button"], [role="radio"]')].filter(visible);
     for (const l of labels) {
       const want = fold(l);
       const b = all.find((b) => fold(b.innerText).trim() === want || fold(b.getAttribute('aria-label')) === want);
@@ -68,13 +66,40 @@
     const inner = sels.length ? within(el, sels) : null;
     return ((inner || el).innerText || (inner || el).textContent || '').trim().slice(0, 4000);
   };
-  const people = all(table.people.items).slice(0, 500).map((el) => ({
+  // What participants wrote or are called is theirs, not the platform's: a
+  // status text counts only where it shows more often in the page's
+  // visible text than in the roster's entries and the chat's messages.
+  const entries = all(table.people.items);
+  const messages = all(table.chat.items);
+  const text = fold(document.body ? document.body.innerText : '');
+  const count = (hay, needle) => {
+    let n = 0;
+    for (let i = hay.indexOf(needle); i !== -1; i = hay.indexOf(needle, i + needle.length)) n++;
+    return n;
+  };
+  let theirs = null;
+  const has = (list) => list.some((t) => {
+    const want = fold(t);
+    const n = count(text, want);
+    if (n === 0) return false;
+    if (!theirs) theirs = entries.concat(messages).map((el) => fold(el.innerText));
+    return n > theirs.reduce((sum, own) => sum + count(own, want), 0);
+  });
+  const nameOf = (el) => {
+    const inner = within(el, table.people.names);
+    const label = inner ? '' : attr(el, table.people.name_attrs).split(',')[0];
+    return (label || textOf(el, table.people.names)).split('\n')[0].trim();
+  };
+  const notPerson = (el) => {
+    const label = fold(`${el.getAttribute('aria-label') || ''} ${el.innerText || ''}`);
+    return table.people.not_people.some((t) => label.includes(fold(t)));
+  };
+  const people = entries.filter((el) => !notPerson(el)).slice(0, 500).map((el) => ({
     id: attr(el, table.people.id_attrs).slice(0, 256),
-    name: textOf(el, table.people.names).split('\n')[0].slice(0, 256),
+    name: nameOf(el).slice(0, 256),
     self: !!within(el, table.people.self_markers),
     speaking: !!within(el, table.people.speaking),
   }));
-  const messages = all(table.chat.items);
   const chat = messages.slice(-100).map((el, i) => {
     const sender = textOf(el, table.chat.senders).split('\n')[0].slice(0, 256);
     const body = textOf(el, table.chat.texts);
@@ -83,13 +108,20 @@
     return { id: id.slice(0, 256), sender, text: body };
   });
   const nameInput = first(table.name_inputs);
+  const joinButton = button(table.join_buttons);
+  const lobby = has(table.lobby_texts);
   return {
     name_input: mark(nameInput && !nameInput.value ? nameInput : null, 'name'),
     name_filled: !!nameInput && !!nameInput.value,
-    join_button: mark(button(table.join_buttons), 'join'),
+    join_button: mark(joinButton, 'join'),
     pre_join_button: mark(button(table.pre_join_buttons), 'prejoin'),
-    lobby: has(table.lobby_texts),
-    in_call: table.in_call_all.every((s) => !!first([s])),
+    mic_on: mark(first(table.mic_on), 'mic'),
+    camera_on: mark(first(table.camera_on), 'camera'),
+    lobby,
+    // Lobbies show call controls too (Meet's "Leave call"): the call is
+    // proven by its controls with no lobby text and no join button left.
+    in_call: !lobby && !joinButton && table.in_call_all.every((s) => !!first([s]))
+      && (!table.people.proves_call || people.length > 0),
     leave_button: mark(first(table.leave_buttons), 'leave'),
     chat_button: mark(messages.length ? null : button(table.chat.open_buttons), 'chat'),
     denied: has(table.denied_texts),

@@ -12,11 +12,18 @@ pub(crate) struct Table {
     pub name_inputs: &'static [&'static str],
     /// Labels of the buttons that ask to join or join; raced, first visible wins.
     pub join_buttons: &'static [&'static str],
-    /// Buttons to click before joining, when present (e.g. "Continue on this browser").
+    /// Buttons to click before joining, when present (e.g. "Continue on
+    /// this browser", a cookie banner's); clicked first, they may cover
+    /// the rest.
     pub pre_join_buttons: &'static [&'static str],
+    /// The pre-join screen's microphone toggle while the microphone is on,
+    /// and the camera's: clicked before joining.
+    pub mic_on: &'static [&'static str],
+    pub camera_on: &'static [&'static str],
     /// Texts that prove the bot waits in a lobby.
     pub lobby_texts: &'static [&'static str],
-    /// Selectors that all must be present to prove admission.
+    /// Selectors that all must be present to prove admission, with no
+    /// lobby text and no join button left on screen.
     pub in_call_all: &'static [&'static str],
     /// The leave button.
     pub leave_buttons: &'static [&'static str],
@@ -36,14 +43,26 @@ pub(crate) struct Table {
 pub(crate) struct Roster {
     /// Selectors of roster entries (all matches of all selectors).
     pub items: &'static [&'static str],
-    /// Attributes holding the platform's id for the person.
+    /// Attributes holding the platform's id for the person; without one,
+    /// the person is known by name. Never an attribute that also holds
+    /// state (a label with "muted" in it would make a mute look like a
+    /// leave and a join).
     pub id_attrs: &'static [&'static str],
-    /// Where the name is inside an entry; the entry's own text if none match.
+    /// Where the name is inside an entry...
     pub names: &'static [&'static str],
+    /// ...else in these attributes of the entry, up to the first comma
+    /// ("Alice, host, muted"); else the entry's own text.
+    pub name_attrs: &'static [&'static str],
     /// Matches (on the entry or inside it) the bot's own entry.
     pub self_markers: &'static [&'static str],
     /// Matches (on the entry or inside it) while the person speaks.
     pub speaking: &'static [&'static str],
+    /// Entries whose label or text holds one of these are not people (a
+    /// preview tile of effects, say).
+    pub not_people: &'static [&'static str],
+    /// A person in the roster is part of the proof of admission (where the
+    /// roster is on screen in the call, not only in a panel).
+    pub proves_call: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -68,29 +87,61 @@ pub(crate) fn table(platform: Platform) -> &'static Table {
 /// Google Meet; the sandbox meeting follows the same page shape.
 static MEET: Table = Table {
     name_inputs: &["input[aria-label=\"Your name\"]"],
-    join_buttons: &["Ask to join", "Join now", "Switch here"],
-    pre_join_buttons: &["Got it", "Dismiss"],
+    join_buttons: &[
+        "Ask to join",
+        "Ask to join anyway",
+        "Join now",
+        "Join anyway",
+        "Join here too",
+        "Switch here",
+    ],
+    // Cookie banners are answered with the fewest cookies offered.
+    pre_join_buttons: &["Reject all", "Accept all", "Got it", "Dismiss"],
+    mic_on: &["[aria-label*=\"Turn off microphone\"]"],
+    camera_on: &["[aria-label*=\"Turn off camera\"]"],
     lobby_texts: &[
         "Asking to be let in",
         "You'll join the call when someone lets you in",
         "Waiting for the host to join",
+        "Please wait until a meeting host brings you into the call",
     ],
-    in_call_all: &["[aria-label=\"Leave call\"]", "[data-participant-id]"],
+    // "Leave call" is in the lobby too: with a person's tile
+    // (`people.proves_call`) and no lobby text, it proves the call.
+    in_call_all: &["[aria-label=\"Leave call\"]"],
     leave_buttons: &["[aria-label=\"Leave call\"]"],
-    denied_texts: &["denied your request", "You can't join this call"],
+    denied_texts: &[
+        "denied your request",
+        "You can't join this call",
+        "No one responded to your request to join the call",
+    ],
     removed_texts: &["You've been removed"],
-    ended_texts: &["Meeting ended", "The meeting has ended", "Call ended"],
-    not_found_texts: &["Meeting not found", "Check your meeting code"],
+    ended_texts: &[
+        "Meeting ended",
+        "The meeting has ended",
+        "Call ended",
+        "Your host ended the meeting for everyone",
+    ],
+    not_found_texts: &[
+        "Meeting not found",
+        "Check your meeting code",
+        "Invalid video call name",
+        "Your meeting code has expired",
+    ],
     sign_in_texts: &["Sign in to join", "Use your Google Account"],
     blocked_texts: &["You can't join this video call"],
     people: Roster {
         items: &["[data-participant-id]"],
         id_attrs: &["data-participant-id"],
-        names: &[".name", "[data-self-name]", ".zWGUib"],
+        names: &[".name", "[data-self-name]", ".zWGUib", "span.notranslate"],
+        name_attrs: &[],
         self_markers: &["[data-self=\"true\"]", "[data-self-name]"],
         // The sandbox marks speakers explicitly; Meet's indicator classes
         // change with releases (its data channels are the sturdier signal).
         speaking: &["[data-speaking=\"true\"]", ".speaking", ".IisKdb"],
+        // The lobby's "Backgrounds and effects" preview carries a
+        // participant id too.
+        not_people: &["Backgrounds and effects", "visual_effects"],
+        proves_call: true,
     },
     chat: Chat {
         open_buttons: &["Chat with everyone", "Open chat"],
@@ -109,22 +160,47 @@ static TEAMS: Table = Table {
         "input[placeholder=\"Type your name\"]",
     ],
     join_buttons: &["Join now"],
-    pre_join_buttons: &["Continue on this browser", "Computer audio"],
+    pre_join_buttons: &[
+        "Reject",
+        "Accept",
+        "Continue on this browser",
+        "Join meeting from this browser",
+        "Continue without audio or video",
+        "Computer audio",
+    ],
+    mic_on: &[
+        "[data-tid=\"toggle-mute\"][aria-checked=\"true\"]",
+        "[data-tid=\"toggle-mute\"][checked=\"true\"]",
+        "[data-cid=\"toggle-mute-true\"]",
+    ],
+    camera_on: &[
+        "[data-tid=\"toggle-video\"][aria-checked=\"true\"]",
+        "[data-tid=\"toggle-video\"][checked=\"true\"]",
+        "button[aria-label*=\"Turn off camera\"]",
+    ],
     lobby_texts: &[
         "Someone will let you in shortly",
         "someone in the meeting should let you in soon",
+        "will let you in",
     ],
-    in_call_all: &["#hangup-button, [data-tid=\"hangup-main-btn\"]"],
-    leave_buttons: &["#hangup-button", "[data-tid=\"hangup-main-btn\"]"],
+    in_call_all: &["#hangup-button, [data-tid=\"hangup-main-btn\"], [data-inp=\"hangup-button\"]"],
+    leave_buttons: &[
+        "#hangup-button",
+        "[data-tid=\"hangup-main-btn\"]",
+        "[data-inp=\"hangup-button\"]",
+    ],
     denied_texts: &[
         "you were denied access",
         "Sorry, but you were denied access",
+        "Your request to join was declined",
     ],
     removed_texts: &[
         "You've been removed from this meeting",
         "Someone removed you from the meeting",
+        "Removed from the meeting",
+        "You have been removed",
     ],
-    ended_texts: &["The meeting has ended", "Meeting ended"],
+    ended_texts: &["The meeting has ended", "Meeting ended", "Call ended"],
     not_found_texts: &["meeting URL is incorrect", "This meeting link is invalid"],
     sign_in_texts: &["Sign in to your account", "Pick an account"],
     blocked_texts: &["Please verify you are a human", "captcha"],
@@ -133,10 +209,17 @@ static TEAMS: Table = Table {
             "[data-tid^=\"participantsInCall-\"]",
             "[data-cid=\"roster-participant\"]",
         ],
-        id_attrs: &["data-tid", "data-cid"],
+        // `data-cid="roster-participant"` is the same on every entry: not
+        // an id.
+        id_attrs: &["data-tid"],
         names: &["[data-tid=\"roster-participant-name\"]", "span[title]"],
+        name_attrs: &["aria-label"],
         self_markers: &["[data-tid=\"roster-participant-you\"]"],
-        speaking: &["[data-tid=\"voice-level-stream-outline\"]"],
+        // The voice-level outline is on every tile; it shows speech when
+        // the frame occlusion marks it.
+        speaking: &[".vdi-frame-occlusion"],
+        not_people: &[],
+        proves_call: false,
     },
     chat: Chat {
         open_buttons: &["Chat"],
@@ -150,7 +233,14 @@ static TEAMS: Table = Table {
 static ZOOM: Table = Table {
     name_inputs: &["#input-for-name", "#inputname"],
     join_buttons: &["Join"],
-    pre_join_buttons: &["Allow", "Continue without microphone and camera"],
+    pre_join_buttons: &[
+        "Reject All",
+        "Accept Cookies",
+        "Allow",
+        "Continue without microphone and camera",
+    ],
+    mic_on: &["#preview-audio-control-button[aria-label=\"Mute\"]"],
+    camera_on: &["#preview-video-control-button[aria-label=\"Stop Video\"]"],
     lobby_texts: &[
         "Please wait, the meeting host will let you in soon",
         "Host has not started",
@@ -168,13 +258,17 @@ static ZOOM: Table = Table {
     blocked_texts: &["Automated bots aren't allowed", "use Zoom RTMS"],
     people: Roster {
         items: &[".participants-item__item-layout", ".participants-li"],
-        id_attrs: &["data-id", "aria-label"],
+        // The entry's aria-label holds the mute state too: not an id.
+        id_attrs: &["data-id"],
         names: &[".participants-item__display-name"],
+        name_attrs: &["aria-label"],
         self_markers: &[".participants-item__name-label"],
         speaking: &[
             ".participants-item__active-speaker",
             ".speaker-active-container",
         ],
+        not_people: &[],
+        proves_call: false,
     },
     chat: Chat {
         open_buttons: &["open the chat panel", "Chat"],
@@ -204,7 +298,14 @@ pub(crate) fn start_url(platform: Platform, url: &str) -> String {
         ["j" | "w", id, ..] => *id,
         _ => return url.to_string(),
     };
-    let mut out = format!("https://app.zoom.us/wc/{id}/join");
+    // Zoom for Government has a web client of its own.
+    let host = parsed.host_str().unwrap_or_default();
+    let app = if host == "zoomgov.com" || host.ends_with(".zoomgov.com") {
+        "app.zoomgov.com"
+    } else {
+        "app.zoom.us"
+    };
+    let mut out = format!("https://{app}/wc/{id}/join");
     if let Some(q) = parsed.query() {
         out.push('?');
         out.push_str(q);
@@ -228,6 +329,22 @@ mod tests {
         assert_eq!(
             start_url(Platform::Zoom, "https://app.zoom.us/wc/81234567890/join"),
             "https://app.zoom.us/wc/81234567890/join"
+        );
+        // Webinar links keep their token; zoom.com links use the same client.
+        assert_eq!(
+            start_url(
+                Platform::Zoom,
+                "https://us06web.zoom.us/w/81234567890?tk=abc.def&pwd=x"
+            ),
+            "https://app.zoom.us/wc/81234567890/join?tk=abc.def&pwd=x"
+        );
+        assert_eq!(
+            start_url(Platform::Zoom, "https://us05web.zoom.com/j/81234567890"),
+            "https://app.zoom.us/wc/81234567890/join"
+        );
+        assert_eq!(
+            start_url(Platform::Zoom, "https://acme.zoomgov.com/j/1612345678"),
+            "https://app.zoomgov.com/wc/1612345678/join"
         );
         assert_eq!(
             start_url(Platform::GoogleMeet, "https://meet.google.com/abc-defg-hij"),

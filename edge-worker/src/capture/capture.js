@@ -68,15 +68,17 @@
     return ready;
   }
 
-  // Teams sends one server-mixed track (its id contains "mainAudio") and
-  // other tracks that repeat voices already in the mix: once a mixed track
-  // is there, only mixed tracks are heard, or words would be doubled.
+  // Teams sends one server-mixed track ("mainAudio" in its id or its
+  // stream's) and other tracks that repeat voices already in the mix: once
+  // a mixed track is there, only mixed tracks are heard, or words would be
+  // doubled.
   const MIXED = /mainAudio/i;
   let mixedOnly = false;
   const sources = [];
-  async function capture(track) {
+  async function capture(track, streams) {
     if (track.kind !== 'audio' || seen.has(track.id)) return;
-    const mixed = MIXED.test(track.id);
+    // The mix is named in the track's id or in its stream's.
+    const mixed = MIXED.test(track.id) || (streams || []).some((s) => MIXED.test(s.id));
     if (mixedOnly && !mixed) return;
     seen.add(track.id);
     try {
@@ -104,7 +106,7 @@
     }
     // Reflect.construct keeps subclasses (class X extends RTCPeerConnection) intact.
     const pc = Reflect.construct(Native, args, new.target);
-    pc.addEventListener('track', (e) => { capture(e.track); });
+    pc.addEventListener('track', (e) => { capture(e.track, e.streams); });
     return pc;
   }
   Wrapped.prototype = Native.prototype;

@@ -120,6 +120,24 @@ impl SpeakerLog {
         }
     }
 
+    /// When the person shown speaking changed, after `after` (Unix ms): the
+    /// start of each turn by someone other than the turn before it, oldest
+    /// first.
+    pub(crate) fn changes_after(&self, after: i64) -> Vec<i64> {
+        let turns = self.turns.lock().expect("speaker log");
+        let mut out = Vec::new();
+        for i in (1..turns.len()).rev() {
+            if turns[i].start <= after {
+                break;
+            }
+            if turns[i].id != turns[i - 1].id {
+                out.push(turns[i].start);
+            }
+        }
+        out.reverse();
+        out
+    }
+
     /// The one person shown speaking through `[from, to]`, or `None` when
     /// nobody or several people were.
     pub(crate) fn who(&self, from: i64, to: i64, now: i64) -> Option<String> {
@@ -369,6 +387,22 @@ mod tests {
         // A turn still open counts up to now.
         log.observe(17_000, &started("a", "Alice"));
         assert_eq!(log.who(17_100, 19_000, 20_000).as_deref(), Some("Alice"));
+    }
+
+    #[test]
+    fn a_change_of_speaker_is_each_turn_by_someone_new() {
+        let log = SpeakerLog::default();
+        log.observe(1_000, &started("a", "Alice"));
+        log.observe(2_000, &stopped("a"));
+        // Alice again: her own pause, not a change.
+        log.observe(2_300, &started("a", "Alice"));
+        log.observe(4_000, &started("b", "Bob"));
+        log.observe(4_100, &stopped("a"));
+        log.observe(6_000, &stopped("b"));
+        log.observe(6_000, &started("c", "Carol"));
+        assert_eq!(log.changes_after(0), [4_000, 6_000]);
+        assert_eq!(log.changes_after(4_000), [6_000]);
+        assert!(log.changes_after(6_000).is_empty());
     }
 
     #[test]

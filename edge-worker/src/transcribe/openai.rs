@@ -159,6 +159,7 @@ impl SpeechToText for Chunked {
     ) -> BoxFuture<'static, ()> {
         async move {
             let mut vad = Vad::default();
+            let mut changes_seen = i64::MIN;
             while let Some(a) = audio.recv().await {
                 let block = match a {
                     Audio::Begin { start_ms } => {
@@ -167,6 +168,18 @@ impl SpeechToText for Chunked {
                     }
                     Audio::Block(b) => b,
                 };
+                // A new speaker ends the utterance of the one before.
+                if let Some(zero) = out.start_ms {
+                    for at in out.speakers.changes_after(changes_seen) {
+                        changes_seen = at;
+                        let Ok(at) = u64::try_from(at - zero) else {
+                            continue;
+                        };
+                        if let Some(u) = vad.split_near(at) {
+                            send(&self.client, &mut out, &u, true, Some(Instant::now())).await;
+                        }
+                    }
+                }
                 match vad.push(block) {
                     Some(Cut::Final(u)) => {
                         send(&self.client, &mut out, &u, true, Some(Instant::now())).await

@@ -3,7 +3,10 @@
 //! floor, in 20 ms blocks: speech starts after 60 ms above the threshold
 //! (with 200 ms kept from before, so first syllables are not clipped) and
 //! ends after 600 ms below it. An utterance longer than 15 s is cut there.
-//! While one goes on, a partial snapshot is offered every 2 s.
+//! While one goes on, a partial snapshot is offered every 2 s. Where the
+//! platform shows someone else start speaking, the utterance is cut too
+//! ([`Vad::split_near`]), at the quietest moment around the change: people
+//! who follow each other with no pause are never one segment.
 
 use std::collections::VecDeque;
 
@@ -20,6 +23,13 @@ const PARTIAL_EVERY_BLOCKS: usize = 2_000 / BLOCK_MS as usize;
 /// Quietest level counted as speech, and how far above the noise floor.
 const MIN_LEVEL: f32 = 0.008;
 const OVER_FLOOR: f32 = 3.0;
+/// Speaking indicators lag the voice: a change shown at `t` is looked for
+/// from this long before `t`...
+const SPLIT_BEFORE_MS: u64 = 500;
+/// ...to this long after it.
+const SPLIT_AFTER_MS: u64 = 100;
+/// Neither side of a cut at a change of speaker is shorter than this.
+const MIN_SPLIT_MS: u64 = 300;
 
 /// A stretch of speech: its place in the recording (ms) and its samples.
 #[derive(Debug, Clone, PartialEq)]
@@ -128,6 +138,40 @@ impl Vad {
         None
     }
 
+    /// The platform showed a new speaker start at `at_ms` into the
+    /// recording: the utterance under way, if it began well before, ends
+    /// at the quietest 20 ms around that moment and is returned; the rest
+    /// goes on as the next utterance.
+    pub(crate) fn split_near(&mut self, at_ms: u64) -> Option<Utterance> {
+        let u = self.current.as_mut()?;
+        let lo = at_ms
+            .saturating_sub(SPLIT_BEFORE_MS)
+            .max(u.start_ms + MIN_SPLIT_MS);
+        let hi = (at_ms + SPLIT_AFTER_MS).min(u.end_ms);
+        if lo >= hi {
+            return None;
+        }
+        // Block boundaries from the utterance's start.
+        let block_at = |ms: u64| ((ms - u.start_ms) / BLOCK_MS) as usize;
+        let cut = (block_at(lo)..block_at(hi)).min_by(|&a, &b| {
+            let la = level(&u.pcm[a * BLOCK..(a + 1) * BLOCK]);
+            let lb = level(&u.pcm[b * BLOCK..(b + 1) * BLOCK]);
+            la.total_cmp(&lb)
+        })?;
+        let cut_ms = u.start_ms + cut as u64 * BLOCK_MS;
+        let rest = Utterance {
+            n: self.next,
+            start_ms: cut_ms,
+            end_ms: u.end_ms,
+            pcm: u.pcm.split_off(cut * BLOCK),
+        };
+        self.next += 1;
+        u.end_ms = cut_ms;
+        self.blocks_in = rest.pcm.len() / BLOCK;
+        self.partial_at = self.blocks_in;
+        self.current.replace(rest)
+    }
+
     /// The recording ended: the utterance under way, if any.
     pub(crate) fn finish(&mut self) -> Option<Utterance> {
         self.current.take()
@@ -184,6 +228,42 @@ mod tests {
             1
         );
         assert!(v.finish().is_none());
+    }
+
+    #[test]
+    fn speech_is_cut_where_the_speaker_changes_without_a_pause() {
+        let mut v = Vad::default();
+        let mut blocks = tone(500, 0.0);
+        // Alice for 2 s, a 100 ms dip, Bob at once for 2 s.
+        blocks.extend(tone(2_000, 0.3));
+        blocks.extend(tone(100, 0.02));
+        blocks.extend(tone(2_000, 0.25));
+        let mut finals = Vec::new();
+        for (i, b) in blocks.into_iter().enumerate() {
+            if let Some(Cut::Final(u)) = v.push(b) {
+                finals.push(u);
+            }
+            // The indicator shows Bob at 2.7 s; the worker learns it 0.3 s
+            // later.
+            if i as u64 * BLOCK_MS == 3_000 {
+                finals.push(v.split_near(2_700).expect("cut at the change"));
+            }
+        }
+        assert_eq!(finals.len(), 1, "no pause ends either turn");
+        let alice = &finals[0];
+        // The cut is in the dip (2.5–2.6 s), not at the indicator.
+        assert!((2_500..2_600).contains(&alice.end_ms), "{}", alice.end_ms);
+        assert_eq!(alice.pcm.len() as u64, (alice.end_ms - alice.start_ms) * 16);
+        let bob = v.finish().expect("Bob goes on");
+        assert_eq!((alice.n, bob.n), (1, 2));
+        assert_eq!(bob.start_ms, alice.end_ms);
+        assert_eq!(bob.pcm.len() as u64, (bob.end_ms - bob.start_ms) * 16);
+        // A change right at the start of an utterance cuts nothing.
+        let mut v = Vad::default();
+        run(&mut v, tone(500, 0.0));
+        run(&mut v, tone(200, 0.3));
+        assert!(v.split_near(500).is_none());
+        assert!(Vad::default().split_near(1_000).is_none(), "no speech");
     }
 
     #[test]
