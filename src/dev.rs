@@ -23,6 +23,10 @@ pub(crate) struct DevArgs {
     chromium: PathBuf,
     #[arg(long, default_value_t = 9464)]
     worker_metrics_port: u16,
+    /// Bots sent to the sandbox's replicas of Meet, Teams and Zoom
+    /// (`/platform/{meet,teams,zoom}/<id>`) run those platforms' adapters.
+    #[arg(long)]
+    platform_replicas: bool,
 }
 
 pub(crate) async fn run(args: DevArgs) -> anyhow::Result<()> {
@@ -36,6 +40,7 @@ pub(crate) async fn run(args: DevArgs) -> anyhow::Result<()> {
     cp_config.http_addr = ([127, 0, 0, 1], args.http_port).into();
     cp_config.quic_addr = ([127, 0, 0, 1], args.quic_port).into();
     cp_config.sandbox_origins = vec![sandbox_origin.clone()];
+    cp_config.platform_replicas = args.platform_replicas;
     // Bots transcribe with the engine on the worker unless told otherwise.
     cp_config.default_transcription = attache_control_plane::DefaultTranscription::Local;
     let cp = ControlPlane::build(cp_config)

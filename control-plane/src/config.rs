@@ -30,6 +30,9 @@ pub struct Config {
     pub fleet_names: Vec<String>,
     /// Origins of sandbox meeting servers this deployment accepts bots for.
     pub sandbox_origins: Vec<String>,
+    /// The sandboxes' replicas of the platforms' pages count as those
+    /// platforms (`attache dev --platform-replicas`, and the tests).
+    pub platform_replicas: bool,
     pub heartbeat_interval: Duration,
     /// How long a worker may be unreachable before its leases are taken back.
     pub worker_grace: Duration,
@@ -142,6 +145,7 @@ impl Config {
             quic_addr: "127.0.0.1:8443".parse().expect("addr"),
             fleet_names: vec!["localhost".into(), "127.0.0.1".into()],
             sandbox_origins: Vec::new(),
+            platform_replicas: false,
             heartbeat_interval: Duration::from_secs(2),
             worker_grace: Duration::from_secs(15),
             dispatch_interval: Duration::from_secs(1),

@@ -41,10 +41,10 @@ pub fn cert_fingerprint(der: &[u8]) -> String {
 /// Version of this wire protocol. It is carried in ALPN, so a worker and a
 /// control plane that do not share a version fail the TLS handshake with a
 /// clear `no_application_protocol` alert instead of misreading frames.
-pub const PROTOCOL_VERSION: u32 = 7;
+pub const PROTOCOL_VERSION: u32 = 8;
 
 /// ALPN for an enrolled worker's fleet connection (mutual TLS).
-pub const ALPN_FLEET: &[u8] = b"attache-fleet/7";
+pub const ALPN_FLEET: &[u8] = b"attache-fleet/8";
 
 /// The reason a worker closes its fleet link with (code 0) once it has
 /// drained: every bot ended and every result delivered. The control plane

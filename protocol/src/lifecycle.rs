@@ -55,6 +55,9 @@ pub enum StatusReason {
     /// The bot's page stopped answering (a hung renderer) while the worker
     /// itself was not overloaded.
     PageUnresponsive,
+    /// The meeting asked for a passcode the link did not carry, or refused
+    /// the one it did.
+    WrongPasscode,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -176,7 +179,7 @@ impl std::fmt::Display for BotStatus {
 }
 
 impl StatusReason {
-    pub const ALL: [StatusReason; 21] = [
+    pub const ALL: [StatusReason; 22] = [
         StatusReason::MeetingEnded,
         StatusReason::LeaveRequested,
         StatusReason::NobodyJoined,
@@ -198,6 +201,7 @@ impl StatusReason {
         StatusReason::NoCapacity,
         StatusReason::WorkerOverloaded,
         StatusReason::PageUnresponsive,
+        StatusReason::WrongPasscode,
     ];
 
     pub fn is_failure(self) -> bool {
@@ -234,6 +238,7 @@ impl StatusReason {
             StatusReason::NoCapacity => "NO_CAPACITY",
             StatusReason::WorkerOverloaded => "WORKER_OVERLOADED",
             StatusReason::PageUnresponsive => "PAGE_UNRESPONSIVE",
+            StatusReason::WrongPasscode => "WRONG_PASSCODE",
             StatusReason::Internal => "INTERNAL",
         }
     }

@@ -61,10 +61,14 @@ pub enum MeetingUrlError {
 
 /// Detects the platform of a meeting URL. `sandbox_origins` lists the
 /// origins (`http://127.0.0.1:8090`) of sandbox meeting servers this
-/// deployment trusts; production deployments usually list none.
+/// deployment trusts; production deployments usually list none. With
+/// `platform_replicas`, a sandbox's replicas of the platforms' pages
+/// (`/platform/meet/<id>`, `/platform/teams/<id>`, `/platform/zoom/<id>`)
+/// are the platforms they copy, so the real adapters drive them.
 pub fn parse_meeting_url(
     raw: &str,
     sandbox_origins: &[String],
+    platform_replicas: bool,
 ) -> Result<(Platform, Url), MeetingUrlError> {
     let raw = raw.trim();
     if raw.is_empty() {
@@ -82,14 +86,27 @@ pub fn parse_meeting_url(
         .iter()
         .any(|o| o.trim_end_matches('/') == origin)
     {
-        return if url.path().starts_with("/m/") && url.path().len() > 3 {
-            Ok((Platform::Sandbox, url))
-        } else {
-            Err(MeetingUrlError::NotAMeeting {
-                platform: "sandbox",
-                hint: "expected /m/<meeting id>",
-            })
+        let segments: Vec<&str> = url.path().split('/').filter(|s| !s.is_empty()).collect();
+        let platform = match segments.as_slice() {
+            ["m", _] => Some(Platform::Sandbox),
+            ["platform", kind, _] if platform_replicas => match *kind {
+                "meet" => Some(Platform::GoogleMeet),
+                "teams" => Some(Platform::Teams),
+                "zoom" => Some(Platform::Zoom),
+                _ => None,
+            },
+            _ => None,
         };
+        return platform
+            .map(|p| (p, url))
+            .ok_or(MeetingUrlError::NotAMeeting {
+                platform: "sandbox",
+                hint: if platform_replicas {
+                    "expected /m/<meeting id> or /platform/{meet,teams,zoom}/<meeting id>"
+                } else {
+                    "expected /m/<meeting id>"
+                },
+            });
     }
     if url.scheme() != "https" {
         return Err(MeetingUrlError::NotHttps);
@@ -172,7 +189,37 @@ mod tests {
     const SANDBOX: &str = "http://127.0.0.1:8090";
 
     fn detect(url: &str) -> Result<Platform, MeetingUrlError> {
-        parse_meeting_url(url, &[SANDBOX.to_string()]).map(|(p, _)| p)
+        parse_meeting_url(url, &[SANDBOX.to_string()], false).map(|(p, _)| p)
+    }
+
+    #[test]
+    fn platform_replicas_are_their_platforms_only_when_enabled() {
+        let sandbox = [SANDBOX.to_string()];
+        let with = |url: &str| parse_meeting_url(url, &sandbox, true).map(|(p, _)| p);
+        let base = "http://127.0.0.1:8090/platform";
+        assert_eq!(
+            with(&format!("{base}/meet/standup")),
+            Ok(Platform::GoogleMeet)
+        );
+        assert_eq!(
+            with(&format!("{base}/teams/standup?x=1")),
+            Ok(Platform::Teams)
+        );
+        assert_eq!(
+            with(&format!("{base}/zoom/standup?pwd=1")),
+            Ok(Platform::Zoom)
+        );
+        assert_eq!(
+            with("http://127.0.0.1:8090/m/standup"),
+            Ok(Platform::Sandbox)
+        );
+        assert!(with(&format!("{base}/webex/standup")).is_err());
+        assert!(with(&format!("{base}/meet")).is_err());
+        assert!(with("http://127.0.0.1:8091/platform/meet/standup").is_err());
+        assert!(
+            detect(&format!("{base}/meet/standup")).is_err(),
+            "off by default"
+        );
     }
 
     #[test]
@@ -231,6 +278,7 @@ mod tests {
             "https://example.com/m/standup",
             "http://127.0.0.1:8091/m/standup",
             "http://127.0.0.1:8090/other",
+            "http://127.0.0.1:8090/m/a/b",
             "ftp://meet.google.com/abc-defg-hij",
             "javascript:alert(1)",
         ];

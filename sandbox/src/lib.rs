@@ -22,9 +22,9 @@ use std::sync::Arc;
 
 pub use meeting::{
     Admission, AudioMode, MeetingOptions, MeetingView, ParticipantState, ParticipantView, SelfView,
-    Uplink,
+    Uplink, Wall,
 };
-pub use routes::router;
+pub use routes::{REPLICAS, router};
 pub use script::{BUILTIN_SCRIPTS, ChatView, Script, ScriptedChat, ScriptedParticipant, Utterance};
 pub use speech::{CLIPS, Clip};
 

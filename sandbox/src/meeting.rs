@@ -87,6 +87,23 @@ pub struct MeetingOptions {
     /// and then a notice lies over the join button, taking clicks at its
     /// place as real overlays do.
     pub overlays: bool,
+    /// What stands before the lobby: nothing, a sign-in wall, or a wall
+    /// against bots.
+    pub wall: Wall,
+    /// The meeting's passcode: a page must carry it as `?pwd=`.
+    pub passcode: Option<String>,
+}
+
+/// A wall before the lobby.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Wall {
+    #[default]
+    None,
+    /// Only signed-in accounts may join.
+    SignIn,
+    /// The platform refuses automated participants.
+    Bots,
 }
 
 impl Default for MeetingOptions {
@@ -104,6 +121,8 @@ impl Default for MeetingOptions {
             hang_after_ms: 0,
             device_toggles: true,
             overlays: false,
+            wall: Wall::None,
+            passcode: None,
         }
     }
 }
@@ -201,6 +220,9 @@ pub struct MeetingView {
     pub hang_after_ms: u64,
     pub device_toggles: bool,
     pub overlays: bool,
+    pub wall: Wall,
+    /// A page must carry the passcode to knock.
+    pub passcode_required: bool,
     /// The meeting's script (speech and chat in time order), or `None`.
     pub script: Option<Script>,
     /// How long each clip plays, in milliseconds.
@@ -216,6 +238,7 @@ pub enum SandboxError {
     NotFound,
     Full,
     BadName,
+    WrongPasscode,
     Forbidden,
     /// A script or option the sandbox cannot play, and why.
     Invalid(String),
@@ -374,6 +397,8 @@ impl Meeting {
             hang_after_ms: self.options.hang_after_ms,
             device_toggles: self.options.device_toggles,
             overlays: self.options.overlays,
+            wall: self.options.wall,
+            passcode_required: self.options.passcode.is_some(),
             script: self.script.clone(),
             clip_ms: speech::CLIPS
                 .iter()
@@ -448,7 +473,18 @@ impl Meetings {
         self.with(id, |m, now| Ok(m.view(id, now)))
     }
 
+    #[cfg(test)]
     pub(crate) fn knock(&self, id: &str, name: &str) -> Result<(String, String), SandboxError> {
+        self.knock_with(id, name, None)
+    }
+
+    /// Asks to join, with the passcode the page carries.
+    pub(crate) fn knock_with(
+        &self,
+        id: &str,
+        name: &str,
+        passcode: Option<&str>,
+    ) -> Result<(String, String), SandboxError> {
         let name = name.trim();
         if name.is_empty() || name.chars().count() > MAX_NAME_CHARS {
             return Err(SandboxError::BadName);
@@ -456,6 +492,12 @@ impl Meetings {
         self.with(id, |m, now| {
             if m.options.missing || m.ended {
                 return Err(SandboxError::NotFound);
+            }
+            if m.options.wall != Wall::None {
+                return Err(SandboxError::Forbidden);
+            }
+            if m.options.passcode.is_some() && m.options.passcode.as_deref() != passcode {
+                return Err(SandboxError::WrongPasscode);
             }
             let present = m
                 .participants

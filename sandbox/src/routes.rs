@@ -15,6 +15,13 @@ use crate::script::Script;
 use crate::speech;
 
 const PAGE: &str = include_str!("../assets/meeting.html");
+const ENGINE: &str = include_str!("../assets/engine.js");
+/// The replicas of the platforms' pages, by the name in their path.
+pub const REPLICAS: &[(&str, &str)] = &[
+    ("meet", include_str!("../assets/platform/meet.html")),
+    ("teams", include_str!("../assets/platform/teams.html")),
+    ("zoom", include_str!("../assets/platform/zoom.html")),
+];
 const MAX_ID_LEN: usize = 64;
 /// Largest request body; creating a meeting may carry a whole script.
 const MAX_BODY: usize = 16 * 1024;
@@ -24,6 +31,8 @@ pub fn router(sandbox: Sandbox) -> Router {
     Router::new()
         .route("/", get(index))
         .route("/m/{id}", get(page))
+        .route("/platform/{kind}/{id}", get(replica))
+        .route("/assets/engine.js", get(engine))
         .route("/media/{file}", get(media))
         .route(
             "/api/meetings",
@@ -52,6 +61,13 @@ impl IntoResponse for SandboxError {
             ),
             SandboxError::Forbidden => (StatusCode::FORBIDDEN, "Not your seat".into()),
             SandboxError::Invalid(why) => (StatusCode::BAD_REQUEST, why),
+            SandboxError::WrongPasscode => {
+                return (
+                    StatusCode::FORBIDDEN,
+                    Json(json!({ "error": "Incorrect passcode", "code": "wrong_passcode" })),
+                )
+                    .into_response();
+            }
         };
         (status, Json(json!({ "error": msg }))).into_response()
     }
@@ -81,8 +97,32 @@ async fn page(
     Path(id): Path<String>,
     Query(options): Query<MeetingOptions>,
 ) -> Result<Response, SandboxError> {
-    check_id(&id)?;
-    if let Err(SandboxError::Invalid(why)) = s.inner.get_or_create(&id, options) {
+    serve_meeting(&s, &id, options, PAGE)
+}
+
+/// A meeting in the page shape of Meet, Teams or Zoom: the same meeting,
+/// scripted the same way.
+async fn replica(
+    State(s): State<Sandbox>,
+    Path((kind, id)): Path<(String, String)>,
+    Query(options): Query<MeetingOptions>,
+) -> Result<Response, SandboxError> {
+    let page = REPLICAS
+        .iter()
+        .find(|(k, _)| *k == kind)
+        .map(|(_, page)| *page)
+        .ok_or(SandboxError::NotFound)?;
+    serve_meeting(&s, &id, options, page)
+}
+
+fn serve_meeting(
+    s: &Sandbox,
+    id: &str,
+    options: MeetingOptions,
+    page: &'static str,
+) -> Result<Response, SandboxError> {
+    check_id(id)?;
+    if let Err(SandboxError::Invalid(why)) = s.inner.get_or_create(id, options) {
         return Ok(error_page(&why));
     }
     Ok((
@@ -90,9 +130,20 @@ async fn page(
             (header::CONTENT_TYPE, "text/html; charset=utf-8"),
             (header::CACHE_CONTROL, "no-store"),
         ],
-        PAGE,
+        page,
     )
         .into_response())
+}
+
+async fn engine() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        ENGINE,
+    )
+        .into_response()
 }
 
 /// The meeting page's place, for a meeting that cannot be played: says why.
@@ -164,6 +215,9 @@ async fn view(State(s): State<Sandbox>, Path(id): Path<String>) -> Result<Respon
 #[derive(Deserialize)]
 struct NameBody {
     name: String,
+    /// The passcode the page's link carries.
+    #[serde(default)]
+    passcode: Option<String>,
     /// What the page sends as it knocks.
     #[serde(default)]
     uplink: Option<Uplink>,
@@ -182,7 +236,9 @@ async fn knock(
     Path(id): Path<String>,
     Json(body): Json<NameBody>,
 ) -> Result<Response, SandboxError> {
-    let (participant_id, secret) = s.inner.knock(&id, &body.name)?;
+    let (participant_id, secret) = s
+        .inner
+        .knock_with(&id, &body.name, body.passcode.as_deref())?;
     if let Some(u) = body.uplink {
         s.inner.report_uplink(&id, &participant_id, &secret, u)?;
     }

@@ -83,6 +83,7 @@ pub fn cp_config(dir: &std::path::Path, sandbox: &str, quic: std::net::SocketAdd
     c.http_addr = "127.0.0.1:0".parse().unwrap();
     c.quic_addr = quic;
     c.sandbox_origins = vec![sandbox.to_string()];
+    c.platform_replicas = true;
     c.heartbeat_interval = HEARTBEAT;
     c.worker_grace = GRACE;
     c.dispatch_interval = Duration::from_millis(100);
@@ -176,6 +177,7 @@ impl Cluster {
         c.http_addr = "127.0.0.1:0".parse().unwrap();
         c.quic_addr = "127.0.0.1:0".parse().unwrap();
         c.sandbox_origins = vec![sandbox.clone()];
+        c.platform_replicas = true;
         c.heartbeat_interval = HEARTBEAT;
         c.worker_grace = GRACE;
         c.dispatch_interval = Duration::from_millis(100);
@@ -381,6 +383,12 @@ impl Cluster {
         } else {
             format!("{}/m/{id}?{query}", self.sandbox)
         }
+    }
+
+    /// A meeting in the sandbox's replica of a platform's page (`meet`,
+    /// `teams`, `zoom`).
+    pub fn platform_meeting(&self, kind: &str, id: &str, query: &str) -> String {
+        format!("{}/platform/{kind}/{id}?{query}", self.sandbox)
     }
 
     /// The sandbox host's hand: admit, deny, remove, end.

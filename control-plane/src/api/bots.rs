@@ -338,8 +338,12 @@ impl CreateBotMutation {
             .take_shared(&principal.tenant_id)
             .await
             .map_err(ApiError::RateLimited)?;
-        let (platform, url) = parse_meeting_url(&input.meeting_url, &state.config.sandbox_origins)
-            .map_err(|e| ApiError::BadInput(format!("meetingUrl: {e}")))?;
+        let (platform, url) = parse_meeting_url(
+            &input.meeting_url,
+            &state.config.sandbox_origins,
+            state.config.platform_replicas,
+        )
+        .map_err(|e| ApiError::BadInput(format!("meetingUrl: {e}")))?;
         let bot_name = validate_bot_name(input.bot_name)?;
         let created_at = now();
         let join_at = input.join_at.map_or(created_at, |t| t.max(created_at));

@@ -269,6 +269,7 @@ struct Watch {
     call: CallSignals,
     guard: AudioGuard,
     chat_opened: bool,
+    people_opened: bool,
     capture_errors: u64,
     no_audio_limit: Duration,
 }
@@ -280,6 +281,7 @@ impl Watch {
             call: CallSignals::default(),
             guard: AudioGuard::default(),
             chat_opened: false,
+            people_opened: false,
             capture_errors: 0,
             no_audio_limit,
         }
@@ -341,7 +343,12 @@ impl Watch {
             }
             self.capture_errors = errors;
         }
-        if read.probe.chat_button && !self.chat_opened {
+        // Panels are opened once each: where the roster or the chat lives
+        // in a closed panel, it is never rendered.
+        if read.probe.people_button && !self.people_opened {
+            page::click(bot.ctx, "people").await;
+            self.people_opened = true;
+        } else if read.probe.chat_button && !self.chat_opened {
             page::click(bot.ctx, "chat").await;
             self.chat_opened = true;
         }

@@ -16,6 +16,11 @@ const RECLICK: Duration = Duration::from_secs(3);
 /// A microphone or camera toggle still on after this many clicks is left
 /// as it is: it is not a reason to stay out of the call.
 const TOGGLE_TRIES: u32 = 2;
+/// Banners and pre-join choices go before the join button: after each
+/// click the page is given this long to take the next one off...
+const PREJOIN_SETTLE: Duration = Duration::from_millis(500);
+/// ...and after this many, what is left stays.
+const PREJOIN_TRIES: u32 = 8;
 /// The call UI may flicker (auto-hiding toolbars): absence must last this
 /// long before it counts.
 const ABSENCE_DEBOUNCE: Duration = Duration::from_secs(3);
@@ -37,6 +42,10 @@ pub(crate) struct Probe {
     pub in_call: bool,
     pub leave_button: bool,
     pub chat_button: bool,
+    /// A button that opens the People panel, while no roster is on screen.
+    pub people_button: bool,
+    /// The meeting asks for a passcode, or refused the one in the link.
+    pub passcode: bool,
     pub denied: bool,
     pub removed: bool,
     pub ended: bool,
@@ -138,6 +147,13 @@ pub(crate) fn next_step(
             "the meeting requires a signed-in account",
         );
     }
+    if p.passcode {
+        return Step::Finish(
+            Failed,
+            WrongPasscode,
+            "the meeting asks for a passcode the link does not carry, or refused it",
+        );
+    }
     match phase {
         Phase::InCall {
             since,
@@ -228,9 +244,17 @@ pub(crate) fn next_step(
                     .last(target)
                     .is_some_and(|(at, _)| now.duration_since(at) < RECLICK)
             };
-            // Banners and notices first: they may cover the rest.
-            if p.pre_join_button && !recent("prejoin") {
-                return Step::Click("prejoin");
+            // Banners, notices and pre-join choices first: they may cover
+            // the rest, and a permission or an audio choice left unanswered
+            // can mean no audio in the call.
+            if p.pre_join_button {
+                match clicks.last("prejoin") {
+                    Some((at, _)) if now.duration_since(at) < PREJOIN_SETTLE => {
+                        return Step::Wait;
+                    }
+                    Some((_, n)) if n >= PREJOIN_TRIES => {}
+                    _ => return Step::Click("prejoin"),
+                }
             }
             if p.name_input {
                 return Step::TypeName;
@@ -347,6 +371,66 @@ mod tests {
             &limits(),
         );
         assert_eq!(clicked, Step::Wait, "no click storm");
+    }
+
+    #[test]
+    fn pre_join_choices_are_all_made_before_joining() {
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        let mut clicks = Clicks::default();
+        let mut decide = |p: Probe, ms: u64| {
+            let s = next_step(
+                Phase::Joining,
+                &p,
+                &CallSignals::default(),
+                t0,
+                at(ms),
+                &clicks,
+                &limits(),
+            );
+            if let Step::Click(target) = s {
+                clicks.record(target, at(ms));
+            }
+            s
+        };
+        let banner = Probe {
+            name_filled: true,
+            join_button: true,
+            pre_join_button: true,
+            ..Default::default()
+        };
+        // A cookie banner, then a permission dialog: both before the join.
+        assert_eq!(decide(banner, 0), Step::Click("prejoin"));
+        assert_eq!(decide(banner, 100), Step::Wait);
+        assert_eq!(decide(banner, 600), Step::Click("prejoin"));
+        let clear = Probe {
+            pre_join_button: false,
+            ..banner
+        };
+        assert_eq!(decide(clear, 700), Step::Click("join"));
+        // One that never goes away is tried a few times, then left.
+        let mut clicks = Clicks::default();
+        let mut joined_at = None;
+        for ms in (0..10_000).step_by(100) {
+            let s = next_step(
+                Phase::Joining,
+                &banner,
+                &CallSignals::default(),
+                t0,
+                at(ms),
+                &clicks,
+                &limits(),
+            );
+            match s {
+                Step::Click("join") => {
+                    joined_at = Some(ms);
+                    break;
+                }
+                Step::Click(target) => clicks.record(target, at(ms)),
+                _ => {}
+            }
+        }
+        assert_eq!(joined_at, Some(u64::from(PREJOIN_TRIES) * 500));
     }
 
     #[test]
@@ -488,6 +572,15 @@ mod tests {
                 },
                 10,
                 StatusReason::SignInRequired,
+            ),
+            (
+                Phase::Joining,
+                Probe {
+                    passcode: true,
+                    ..Default::default()
+                },
+                10,
+                StatusReason::WrongPasscode,
             ),
             (
                 Phase::Joining,

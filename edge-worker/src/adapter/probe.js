@@ -24,7 +24,9 @@
     return null;
   };
   const button = (labels) => {
-    const all = [...document.querySelectorAll('button, [role="button"], [role="radio"]')].filter(visible);
+    // A radio already chosen is not to be clicked again.
+    const all = [...document.querySelectorAll('button, [role="button"], [role="radio"]')]
+      .filter((b) => visible(b) && !(b.getAttribute('role') === 'radio' && b.getAttribute('aria-checked') === 'true'));
     for (const l of labels) {
       const want = fold(l);
       const b = all.find((b) => fold(b.innerText).trim() === want || fold(b.getAttribute('aria-label')) === want);
@@ -69,8 +71,10 @@
   // What participants wrote or are called is theirs, not the platform's: a
   // status text counts only where it shows more often in the page's
   // visible text than in the roster's entries and the chat's messages.
-  const entries = all(table.people.items);
-  const messages = all(table.chat.items);
+  // Only what is on screen: a closed panel's entries are not read (and
+  // its button is clicked).
+  const entries = all(table.people.items).filter(visible);
+  const messages = all(table.chat.items).filter(visible);
   const text = fold(document.body ? document.body.innerText : '');
   const count = (hay, needle) => {
     let n = 0;
@@ -124,12 +128,14 @@
       && (!table.people.proves_call || people.length > 0),
     leave_button: mark(first(table.leave_buttons), 'leave'),
     chat_button: mark(messages.length ? null : button(table.chat.open_buttons), 'chat'),
+    people_button: mark(entries.length ? null : button(table.people.open_buttons), 'people'),
     denied: has(table.denied_texts),
     removed: has(table.removed_texts),
     ended: has(table.ended_texts),
     not_found: has(table.not_found_texts),
     sign_in: has(table.sign_in_texts),
     blocked: has(table.blocked_texts),
+    passcode: has(table.passcode_texts),
     people,
     chat,
     lag_ms: lagMs,

@@ -33,6 +33,8 @@ pub(crate) struct Table {
     pub not_found_texts: &'static [&'static str],
     pub sign_in_texts: &'static [&'static str],
     pub blocked_texts: &'static [&'static str],
+    /// The meeting asks for a passcode, or says the link's is wrong.
+    pub passcode_texts: &'static [&'static str],
     /// The roster: one element per person in the call.
     pub people: Roster,
     /// The chat panel's messages.
@@ -48,6 +50,9 @@ pub(crate) struct Roster {
     /// state (a label with "muted" in it would make a mute look like a
     /// leave and a join).
     pub id_attrs: &'static [&'static str],
+    /// Buttons that open the People panel, clicked once in the call if no
+    /// entry is on screen.
+    pub open_buttons: &'static [&'static str],
     /// Where the name is inside an entry...
     pub names: &'static [&'static str],
     /// ...else in these attributes of the entry, up to the first comma
@@ -129,8 +134,11 @@ static MEET: Table = Table {
     ],
     sign_in_texts: &["Sign in to join", "Use your Google Account"],
     blocked_texts: &["You can't join this video call"],
+    passcode_texts: &[],
     people: Roster {
         items: &["[data-participant-id]"],
+        // The call's tiles are the roster; the People panel is not needed.
+        open_buttons: &[],
         id_attrs: &["data-participant-id"],
         names: &[".name", "[data-self-name]", ".zWGUib", "span.notranslate"],
         name_attrs: &[],
@@ -204,11 +212,13 @@ static TEAMS: Table = Table {
     not_found_texts: &["meeting URL is incorrect", "This meeting link is invalid"],
     sign_in_texts: &["Sign in to your account", "Pick an account"],
     blocked_texts: &["Please verify you are a human", "captcha"],
+    passcode_texts: &[],
     people: Roster {
         items: &[
             "[data-tid^=\"participantsInCall-\"]",
             "[data-cid=\"roster-participant\"]",
         ],
+        open_buttons: &["People", "Show participants"],
         // `data-cid="roster-participant"` is the same on every entry: not
         // an id.
         id_attrs: &["data-tid"],
@@ -256,8 +266,10 @@ static ZOOM: Table = Table {
     not_found_texts: &["Invalid meeting ID", "This meeting ID is not valid"],
     sign_in_texts: &["Sign in to join this meeting", "only authenticated users"],
     blocked_texts: &["Automated bots aren't allowed", "use Zoom RTMS"],
+    passcode_texts: &["Enter meeting passcode", "Incorrect passcode"],
     people: Roster {
         items: &[".participants-item__item-layout", ".participants-li"],
+        open_buttons: &["open the participants list pane", "Participants"],
         // The entry's aria-label holds the mute state too: not an id.
         id_attrs: &["data-id"],
         names: &[".participants-item__display-name"],

@@ -1,0 +1,154 @@
+//! The real adapters of Meet, Teams and Zoom, end to end through the
+//! sandbox's replicas of those platforms' pages (`/platform/<kind>/<id>`,
+//! which the control plane classifies as the platforms they copy): a whole
+//! call with its recording, roster, speakers and chat, behind a cookie
+//! banner and an overlay; and every way each platform can turn a bot away,
+//! each with its own reason.
+
+mod support;
+
+use std::time::Duration;
+
+use serde_json::Value;
+use support::*;
+
+const WAIT: Duration = Duration::from_secs(40);
+
+fn names(list: &Value, field: &str) -> Vec<String> {
+    list.as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v[field].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+/// Every flow one platform's page has, with one bot each.
+async fn a_platform_end_to_end(kind: &str, platform: &str, turned_away: &[(&str, &str)]) {
+    let mut cluster = Cluster::start().await;
+    cluster.add_worker(4).await;
+    let api = cluster.tenant("acme").await;
+
+    // The whole call: banner, overlay, toggles, join, the demo script.
+    let call = format!("{kind}-call");
+    let id = api
+        .create_bot(
+            &cluster.platform_meeting(
+                kind,
+                &call,
+                "admission=manual&script=demo&overlays=true&variant=1",
+            ),
+            "Note Taker",
+        )
+        .await;
+    assert_eq!(api.bot(&id).await["platform"], platform);
+    api.wait_status(&id, "WAITING_ROOM", WAIT).await;
+    // Several reads in the lobby, which shows call controls too (the
+    // lobby times out after 4 s in the tests).
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    assert_eq!(api.bot(&id).await["status"], "WAITING_ROOM");
+    cluster.host(&call, "admit", Some("Note Taker")).await;
+    api.wait_status(&id, "IN_CALL", WAIT).await;
+
+    // The failures, while the call goes on.
+    let mut failing = Vec::new();
+    for (i, (query, reason)) in turned_away.iter().enumerate() {
+        let meeting = format!("{kind}-away-{i}");
+        let bot = api
+            .create_bot(
+                &cluster.platform_meeting(kind, &meeting, query),
+                "Turned Away",
+            )
+            .await;
+        failing.push((bot, meeting, *reason));
+    }
+    let kicked = api
+        .create_bot(
+            &cluster.platform_meeting(kind, &format!("{kind}-kick"), "admission=open"),
+            "Kicked Bot",
+        )
+        .await;
+
+    // The demo's speech is over by 8.5 s into the call; Carol has left.
+    tokio::time::sleep(Duration::from_secs(11)).await;
+    let u = uplink(&cluster, &call, "Note Taker").await;
+    assert_eq!(
+        (u["mic_on"].as_bool(), u["camera_on"].as_bool()),
+        (Some(false), Some(false)),
+        "{u}"
+    );
+    cluster.host(&call, "end", None).await;
+    let b = api.wait_status(&id, "ENDED", WAIT).await;
+    assert_eq!(b["statusReason"], "MEETING_ENDED", "{b:#}");
+
+    let m = api.media(&id).await;
+    let mut people = names(&m["participants"], "name");
+    people.sort();
+    assert_eq!(people, ["Alice", "Bob", "Carol"], "each once: {m:#}");
+    let turns: Vec<String> = names(&m["speakerTimeline"], "name");
+    assert_eq!(
+        turns.first().map(String::as_str),
+        Some("Alice"),
+        "{:#}",
+        m["speakerTimeline"]
+    );
+    assert!(turns.iter().any(|n| n == "Bob"), "{turns:?}");
+    assert!(
+        turns.iter().all(|n| n == "Alice" || n == "Bob"),
+        "{turns:?}"
+    );
+    let chat = &m["chatMessages"];
+    assert_eq!(names(chat, "sender"), ["Bob"], "{chat:#}");
+    assert_eq!(chat[0]["text"], "Notes are in the shared doc.");
+    let rec = &m["recording"];
+    assert_eq!(rec["status"], "READY", "{rec:#}");
+    assert!(rec["durationMs"].as_i64().unwrap() > 5_000, "{rec:#}");
+    assert!(
+        !m["warnings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|w| w["code"] == "NO_AUDIO"),
+        "the bot heard the call: {m:#}"
+    );
+
+    api.wait_status(&kicked, "IN_CALL", WAIT).await;
+    cluster
+        .host(&format!("{kind}-kick"), "remove", Some("Kicked Bot"))
+        .await;
+    let b = api.wait_status(&kicked, "FAILED", WAIT).await;
+    assert_eq!(b["statusReason"], "KICKED", "{b:#}");
+
+    for (bot, meeting, reason) in failing {
+        let b = api.wait_status(&bot, "FAILED", WAIT).await;
+        assert_eq!(b["statusReason"], reason, "{meeting}: {b:#}");
+    }
+}
+
+async fn uplink(cluster: &Cluster, meeting: &str, name: &str) -> Value {
+    cluster.participant(meeting, name).await["uplink"].clone()
+}
+
+const TURNED_AWAY: [(&str, &str); 4] = [
+    ("admission=deny&admit_after_ms=300", "ADMISSION_DENIED"),
+    ("missing=true", "MEETING_NOT_FOUND"),
+    ("wall=sign_in", "SIGN_IN_REQUIRED"),
+    ("wall=bots", "BLOCKED_BY_PLATFORM"),
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn google_meet_through_its_replica() {
+    a_platform_end_to_end("meet", "GOOGLE_MEET", &TURNED_AWAY).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn teams_through_its_replica() {
+    a_platform_end_to_end("teams", "TEAMS", &TURNED_AWAY).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zoom_through_its_replica() {
+    let mut away = TURNED_AWAY.to_vec();
+    away.push(("passcode=4242", "WRONG_PASSCODE"));
+    away.push(("passcode=4242&pwd=1111", "WRONG_PASSCODE"));
+    a_platform_end_to_end("zoom", "ZOOM", &away).await;
+}
