@@ -52,10 +52,12 @@ async fn a_platform_end_to_end(kind: &str, platform: &str, turned_away: &[(&str,
     // The failures, while the call goes on.
     let mut failing = Vec::new();
     for (i, (query, reason)) in turned_away.iter().enumerate() {
+        // Each in another of the page's variants.
         let meeting = format!("{kind}-away-{i}");
+        let query = format!("{query}&variant={i}");
         let bot = api
             .create_bot(
-                &cluster.platform_meeting(kind, &meeting, query),
+                &cluster.platform_meeting(kind, &meeting, &query),
                 "Turned Away",
             )
             .await;
@@ -63,7 +65,7 @@ async fn a_platform_end_to_end(kind: &str, platform: &str, turned_away: &[(&str,
     }
     let kicked = api
         .create_bot(
-            &cluster.platform_meeting(kind, &format!("{kind}-kick"), "admission=open"),
+            &cluster.platform_meeting(kind, &format!("{kind}-kick"), "admission=open&variant=2"),
             "Kicked Bot",
         )
         .await;

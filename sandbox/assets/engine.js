@@ -67,7 +67,14 @@
   }
   const audioGated = () => $$('[data-gate="audio"]').some((g) => g.dataset.done !== 'true');
   const launcher = role('continue');
-  if (launcher) launcher.addEventListener('click', () => show('lobby'));
+  // Only from the launcher: a click that lands after an ending changes
+  // nothing.
+  const shown = () => $$('[data-screen]').find((s) => !s.hidden);
+  if (launcher) {
+    launcher.addEventListener('click', () => {
+      if (shown() && shown().dataset.screen === 'launcher') show('lobby');
+    });
+  }
 
   // The page's own microphone and camera, asked for as a platform's
   // pre-join screen does (one request each) and on at first when there is

@@ -72,13 +72,16 @@ pub(super) async fn type_name(ctx: &BotContext, name: &str) -> chromiumoxide::er
     Ok(())
 }
 
-/// Whether the element is the one under the mouse at its centre, once
-/// scrolled into view.
-const UNDER_MOUSE_JS: &str = "function () {
+/// Where the element is, once scrolled into view: `under` the mouse at its
+/// centre, `covered` by something else there, or `gone` from the screen
+/// since the probe marked it (not to be clicked at all).
+const WHERE_JS: &str = "function () {
+  if (!this.isConnected || !this.getClientRects().length) return 'gone';
   this.scrollIntoView({ block: 'center', inline: 'center' });
   const r = this.getBoundingClientRect();
+  if (r.width === 0 && r.height === 0) return 'gone';
   const hit = document.elementFromPoint(r.left + r.width / 2, r.top + r.height / 2);
-  return !!hit && (hit === this || this.contains(hit));
+  return hit && (hit === this || this.contains(hit)) ? 'under' : 'covered';
 }";
 
 /// Clicks what the probe marked `target`: with the mouse where the element
@@ -92,20 +95,21 @@ pub(super) async fn click(ctx: &BotContext, target: &str) {
             Ok(el) => el,
             Err(e) => return tracing::debug!(target, error = %e, "nothing to click"),
         };
-        let under_mouse = el
-            .call_js_fn(UNDER_MOUSE_JS, false)
+        let place = el
+            .call_js_fn(WHERE_JS, false)
             .await
             .ok()
             .and_then(|r| r.result.value)
-            .and_then(|v| v.as_bool())
-            .unwrap_or(true);
-        let done = if under_mouse {
-            el.click().await.map(|_| ())
-        } else {
-            tracing::debug!(target, "covered; clicking through the DOM");
-            el.call_js_fn("function () { this.click(); }", false)
-                .await
-                .map(|_| ())
+            .and_then(|v| v.as_str().map(str::to_string));
+        let done = match place.as_deref() {
+            Some("gone") => return tracing::debug!(target, "gone before the click"),
+            Some("covered") => {
+                tracing::debug!(target, "covered; clicking through the DOM");
+                el.call_js_fn("function () { this.click(); }", false)
+                    .await
+                    .map(|_| ())
+            }
+            _ => el.click().await.map(|_| ()),
         };
         if let Err(e) = done {
             tracing::debug!(target, error = %e, "click failed");

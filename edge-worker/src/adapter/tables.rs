@@ -116,13 +116,11 @@ static MEET: Table = Table {
     leave_buttons: &["[aria-label=\"Leave call\"]"],
     denied_texts: &[
         "denied your request",
-        "You can't join this call",
         "No one responded to your request to join the call",
     ],
     removed_texts: &["You've been removed"],
     ended_texts: &[
         "Meeting ended",
-        "The meeting has ended",
         "Call ended",
         "Your host ended the meeting for everyone",
     ],
@@ -140,7 +138,7 @@ static MEET: Table = Table {
         // The call's tiles are the roster; the People panel is not needed.
         open_buttons: &[],
         id_attrs: &["data-participant-id"],
-        names: &[".name", "[data-self-name]", ".zWGUib", "span.notranslate"],
+        names: &[".name", "[data-self-name]", "span.notranslate"],
         name_attrs: &[],
         self_markers: &["[data-self=\"true\"]", "[data-self-name]"],
         // The sandbox marks speakers explicitly; Meet's indicator classes
@@ -152,7 +150,7 @@ static MEET: Table = Table {
         proves_call: true,
     },
     chat: Chat {
-        open_buttons: &["Chat with everyone", "Open chat"],
+        open_buttons: &["Chat with everyone"],
         items: &["[data-message-id]"],
         id_attrs: &["data-message-id"],
         senders: &[".sender", ".poVWob"],
@@ -204,7 +202,6 @@ static TEAMS: Table = Table {
     ],
     removed_texts: &[
         "You've been removed from this meeting",
-        "Someone removed you from the meeting",
         "Removed from the meeting",
         "You have been removed",
     ],
@@ -270,8 +267,9 @@ static ZOOM: Table = Table {
     people: Roster {
         items: &[".participants-item__item-layout", ".participants-li"],
         open_buttons: &["open the participants list pane", "Participants"],
-        // The entry's aria-label holds the mute state too: not an id.
-        id_attrs: &["data-id"],
+        // The entry's aria-label holds the mute state too: not an id, so
+        // people are known by name.
+        id_attrs: &[],
         names: &[".participants-item__display-name"],
         name_attrs: &["aria-label"],
         self_markers: &[".participants-item__name-label"],
@@ -362,6 +360,177 @@ mod tests {
             start_url(Platform::GoogleMeet, "https://meet.google.com/abc-defg-hij"),
             "https://meet.google.com/abc-defg-hij"
         );
+    }
+
+    /// The pages that replicate each platform: the sandbox's replicas, and
+    /// for Meet the sandbox's own page, which has its shape.
+    fn replicas(p: Platform) -> Vec<&'static str> {
+        const SANDBOX: &str = include_str!("../../../sandbox/assets/meeting.html");
+        const MEET: &str = include_str!("../../../sandbox/assets/platform/meet.html");
+        const TEAMS: &str = include_str!("../../../sandbox/assets/platform/teams.html");
+        const ZOOM: &str = include_str!("../../../sandbox/assets/platform/zoom.html");
+        match p {
+            Platform::GoogleMeet | Platform::Sandbox => vec![MEET, SANDBOX],
+            Platform::Teams => vec![TEAMS],
+            Platform::Zoom => vec![ZOOM],
+        }
+    }
+
+    fn fold(s: &str) -> String {
+        s.replace(['\u{2018}', '\u{2019}'], "'").to_lowercase()
+    }
+
+    /// The names and values a simple CSS selector needs a page to have:
+    /// ids, classes, attribute names and values, tags.
+    fn selector_tokens(sel: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut rest = sel;
+        while let Some(c) = rest.chars().next() {
+            let ident_end = |s: &str| {
+                s.find(|c: char| !(c.is_alphanumeric() || c == '-' || c == '_'))
+                    .unwrap_or(s.len())
+            };
+            match c {
+                '#' | '.' | ':' => {
+                    let end = 1 + ident_end(&rest[1..]);
+                    if c != ':' {
+                        out.push(rest[1..end].to_string());
+                    }
+                    rest = &rest[end..];
+                }
+                '[' => {
+                    let end = rest.find(']').expect("closed attribute selector");
+                    let inner = &rest[1..end];
+                    let name_end = ident_end(inner);
+                    out.push(inner[..name_end].to_string());
+                    if let Some(q) = inner.find('"') {
+                        out.push(inner[q + 1..inner.len() - 1].to_string());
+                    }
+                    rest = &rest[end + 1..];
+                }
+                c if c.is_alphabetic() => {
+                    let end = ident_end(rest);
+                    out.push(rest[..end].to_string());
+                    rest = &rest[end..];
+                }
+                _ => rest = &rest[c.len_utf8()..],
+            }
+        }
+        out
+    }
+
+    /// Whether a page has `token`: as written, or as the camel-cased
+    /// `dataset` name of a `data-` attribute that script sets.
+    fn page_has(page: &str, token: &str) -> bool {
+        let ident = |c: char| c.is_alphanumeric() || c == '-' || c == '_';
+        let whole = |hay: &str, word: &str| {
+            hay.match_indices(word).any(|(i, _)| {
+                !hay[..i].chars().next_back().is_some_and(ident)
+                    && !hay[i + word.len()..].chars().next().is_some_and(ident)
+            })
+        };
+        if whole(page, token) {
+            return true;
+        }
+        let Some(data) = token.strip_prefix("data-") else {
+            return false;
+        };
+        let mut camel = String::new();
+        let mut upper = false;
+        for c in data.chars() {
+            if c == '-' {
+                upper = true;
+            } else if upper {
+                camel.extend(c.to_uppercase());
+                upper = false;
+            } else {
+                camel.push(c);
+            }
+        }
+        whole(page, &format!("dataset.{camel}"))
+    }
+
+    /// Every entry of every table, with where it is: `(path, entry, is
+    /// a selector)`.
+    fn entries(p: Platform) -> Vec<(String, String, bool)> {
+        let table = serde_json::to_value(table(p)).unwrap();
+        let mut out = Vec::new();
+        let mut walk = vec![(String::new(), table)];
+        while let Some((path, v)) = walk.pop() {
+            match v {
+                serde_json::Value::Object(m) => {
+                    for (k, v) in m {
+                        walk.push((format!("{path}.{k}"), v));
+                    }
+                }
+                serde_json::Value::Array(list) => {
+                    let texts = ["_buttons", "_texts", "not_people", "open_buttons"];
+                    let selector = !texts.iter().any(|t| path.ends_with(t))
+                        || path.ends_with("leave_buttons")
+                        || path == ".chat.texts";
+                    for e in list {
+                        out.push((path.clone(), e.as_str().unwrap().to_string(), selector));
+                    }
+                }
+                _ => {}
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn every_table_entry_is_on_a_replica_page() {
+        let mut missing = Vec::new();
+        for p in [Platform::GoogleMeet, Platform::Teams, Platform::Zoom] {
+            let pages = replicas(p);
+            for (path, entry, selector) in entries(p) {
+                let found = if selector {
+                    // Each alternative of a selector list on some page.
+                    entry.split(',').all(|alt| {
+                        pages
+                            .iter()
+                            .any(|page| selector_tokens(alt).iter().all(|t| page_has(page, t)))
+                    })
+                } else {
+                    pages
+                        .iter()
+                        .any(|page| page_has(&fold(page), &fold(&entry)))
+                };
+                if !found {
+                    missing.push(format!("{p:?}{path}: {entry}"));
+                }
+            }
+        }
+        assert!(
+            missing.is_empty(),
+            "table entries no replica page has:\n{}",
+            missing.join("\n")
+        );
+    }
+
+    #[test]
+    fn selectors_are_read_into_what_a_page_must_have() {
+        assert_eq!(
+            selector_tokens("input[data-tid=\"toggle-mute\"]:checked"),
+            ["input", "data-tid", "toggle-mute"]
+        );
+        assert_eq!(
+            selector_tokens("#preview-audio-control-button[aria-label=\"Mute\"]"),
+            ["preview-audio-control-button", "aria-label", "Mute"]
+        );
+        assert!(page_has(
+            "el.dataset.participantId = 1",
+            "data-participant-id"
+        ));
+        assert!(!page_has("participant", "data-participant-id"));
+        assert!(!page_has(
+            "new-chat-message__container",
+            "chat-message__container"
+        ));
+        assert!(page_has(
+            "aria-label=\"Turn off camera\"",
+            "Turn off camera"
+        ));
     }
 
     #[test]
