@@ -63,6 +63,12 @@ async fn a_platform_end_to_end(kind: &str, platform: &str, turned_away: &[(&str,
             .await;
         failing.push((bot, meeting, *reason));
     }
+    let leaver = api
+        .create_bot(
+            &cluster.platform_meeting(kind, &format!("{kind}-leave"), "admission=open&variant=1"),
+            "Leaving Bot",
+        )
+        .await;
     let kicked = api
         .create_bot(
             &cluster.platform_meeting(kind, &format!("{kind}-kick"), "admission=open&variant=2"),
@@ -112,6 +118,17 @@ async fn a_platform_end_to_end(kind: &str, platform: &str, turned_away: &[(&str,
             .any(|w| w["code"] == "NO_AUDIO"),
         "the bot heard the call: {m:#}"
     );
+
+    // Leaving is done on the platform's side too (Zoom asks to confirm),
+    // not by the page going quiet.
+    api.wait_status(&leaver, "IN_CALL", WAIT).await;
+    api.leave(&leaver).await;
+    let b = api.wait_status(&leaver, "ENDED", WAIT).await;
+    assert_eq!(b["statusReason"], "LEAVE_REQUESTED", "{b:#}");
+    let seat = cluster
+        .participant(&format!("{kind}-leave"), "Leaving Bot")
+        .await;
+    assert_eq!(seat["state"], "left", "{seat:#}");
 
     api.wait_status(&kicked, "IN_CALL", WAIT).await;
     cluster

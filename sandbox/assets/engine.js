@@ -7,6 +7,8 @@
 //   [data-screen=launcher|lobby|waiting|call|outcome]  one shown at a time
 //   [data-role=name|join|mic|camera|devices|join-controls|lobby-error]
 //   [data-role=leave]            every leave button
+//   [data-confirm=SELECTOR]      a leave button that first shows this
+//                                confirmation (whose own button leaves)
 //   [data-role=people|chat]      where entries and messages go
 //   [data-role=outcome-text]     where an ending is said
 //   [data-role=continue]         the launcher's way on to the lobby
@@ -337,6 +339,9 @@
     });
   }
 
+  for (const button of $$('[data-confirm]')) {
+    button.addEventListener('click', () => { $(button.dataset.confirm).hidden = false; });
+  }
   for (const button of $$('[data-role="leave"]')) {
     button.addEventListener('click', async () => {
       if (seat) await api('/leave', seat);

@@ -103,7 +103,7 @@ pub(crate) async fn drive(
             if matches!(phase, Phase::InCall { .. }) {
                 bot.reporter.status(BotStatus::Leaving).await;
             }
-            page::click(ctx, "leave").await;
+            page::leave(ctx, a.platform).await;
             break (BotStatus::Ended, StatusReason::LeaveRequested, None);
         }
         let asked = Instant::now();
@@ -188,7 +188,7 @@ pub(crate) async fn drive(
                 if matches!(phase, Phase::InCall { .. }) {
                     bot.reporter.status(BotStatus::Leaving).await;
                 }
-                page::click(ctx, "leave").await;
+                page::leave(ctx, a.platform).await;
                 break (status, reason, Some(detail.into()));
             }
         }

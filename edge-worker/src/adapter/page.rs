@@ -72,6 +72,43 @@ pub(super) async fn type_name(ctx: &BotContext, name: &str) -> chromiumoxide::er
     Ok(())
 }
 
+/// Clicks the first visible element matching one of the selectors.
+const CONFIRM_JS: &str = "(sels) => {
+  for (const s of sels) for (const el of document.querySelectorAll(s)) {
+    if (el.getClientRects().length) { el.click(); return true; }
+  }
+  return false;
+}";
+/// How long a leave waits for the platform's confirmation to show.
+const CONFIRM_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Leaves the call: the leave button, then the platform's confirmation if
+/// it asks for one.
+pub(super) async fn leave(ctx: &BotContext, platform: Platform) {
+    click(ctx, "leave").await;
+    let confirm = tables::table(platform).leave_confirm;
+    if confirm.is_empty() {
+        return;
+    }
+    let js = format!(
+        "({CONFIRM_JS})({})",
+        serde_json::to_string(confirm).expect("selectors serialize")
+    );
+    let deadline = tokio::time::Instant::now() + CONFIRM_WAIT;
+    while tokio::time::Instant::now() < deadline {
+        let clicked =
+            match tokio::time::timeout(CLICK_TIMEOUT, ctx.page.evaluate(js.as_str())).await {
+                Ok(Ok(r)) => r.into_value::<bool>().unwrap_or(false),
+                // A page that is gone or hung has nothing left to confirm.
+                _ => return,
+            };
+        if clicked {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
 /// Where the element is, once scrolled into view: `under` the mouse at its
 /// centre, `covered` by something else there, or `gone` from the screen
 /// since the probe marked it (not to be clicked at all).

@@ -27,6 +27,9 @@ pub(crate) struct Table {
     pub in_call_all: &'static [&'static str],
     /// The leave button.
     pub leave_buttons: &'static [&'static str],
+    /// A confirmation some platforms ask for after the leave button;
+    /// clicked when it shows.
+    pub leave_confirm: &'static [&'static str],
     pub denied_texts: &'static [&'static str],
     pub removed_texts: &'static [&'static str],
     pub ended_texts: &'static [&'static str],
@@ -114,6 +117,7 @@ static MEET: Table = Table {
     // (`people.proves_call`) and no lobby text, it proves the call.
     in_call_all: &["[aria-label=\"Leave call\"]"],
     leave_buttons: &["[aria-label=\"Leave call\"]"],
+    leave_confirm: &[],
     denied_texts: &[
         "denied your request",
         "No one responded to your request to join the call",
@@ -195,6 +199,7 @@ static TEAMS: Table = Table {
         "[data-tid=\"hangup-main-btn\"]",
         "[data-inp=\"hangup-button\"]",
     ],
+    leave_confirm: &[],
     denied_texts: &[
         "you were denied access",
         "Sorry, but you were denied access",
@@ -252,15 +257,21 @@ static ZOOM: Table = Table {
         "Please wait, the meeting host will let you in soon",
         "Host has not started",
         "waiting for the host to start",
+        "We've let them know you're here",
     ],
     in_call_all: &[
         "button[aria-label=\"Leave\"], .footer-button__leave, [aria-label=\"Leave meeting\"]",
     ],
     leave_buttons: &["button[aria-label=\"Leave\"]", ".footer-button__leave"],
+    leave_confirm: &["button.leave-meeting-options__btn--danger"],
     denied_texts: &["host has removed you", "denied"],
     removed_texts: &["You have been removed"],
     ended_texts: &["This meeting has been ended by host", "meeting has ended"],
-    not_found_texts: &["Invalid meeting ID", "This meeting ID is not valid"],
+    not_found_texts: &[
+        "Invalid meeting ID",
+        "This meeting ID is not valid",
+        "This meeting link is invalid",
+    ],
     sign_in_texts: &["Sign in to join this meeting", "only authenticated users"],
     blocked_texts: &["Automated bots aren't allowed", "use Zoom RTMS"],
     passcode_texts: &["Enter meeting passcode", "Incorrect passcode"],
