@@ -1,7 +1,7 @@
 //! HTTP surface of the sandbox: the meeting page, the page's own API, and the
 //! control API tests use to play the host.
 
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::extract::{DefaultBodyLimit, Path, Query, RawQuery, State};
 use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
@@ -22,6 +22,9 @@ pub const REPLICAS: &[(&str, &str)] = &[
     ("teams", include_str!("../assets/platform/teams.html")),
     ("zoom", include_str!("../assets/platform/zoom.html")),
 ];
+/// Zoom's client in an `iframe#webclient`, as the web client often runs:
+/// `/platform/zoom/<id>?frame=webclient&…`.
+pub const ZOOM_FRAME: &str = include_str!("../assets/platform/zoom-frame.html");
 const MAX_ID_LEN: usize = 64;
 /// Largest request body; creating a meeting may carry a whole script.
 const MAX_BODY: usize = 16 * 1024;
@@ -106,12 +109,30 @@ async fn replica(
     State(s): State<Sandbox>,
     Path((kind, id)): Path<(String, String)>,
     Query(options): Query<MeetingOptions>,
+    RawQuery(query): RawQuery,
 ) -> Result<Response, SandboxError> {
     let page = REPLICAS
         .iter()
         .find(|(k, _)| *k == kind)
         .map(|(_, page)| *page)
         .ok_or(SandboxError::NotFound)?;
+    let query = query.unwrap_or_default();
+    let (framed, rest): (Vec<&str>, Vec<&str>) =
+        query.split('&').partition(|p| *p == "frame=webclient");
+    if kind == "zoom" && !framed.is_empty() {
+        check_id(&id)?;
+        // The frame's own address: this one, without the frame.
+        let src = format!("/platform/zoom/{id}?{}", rest.join("&")).replace('&', "&amp;");
+        let html = ZOOM_FRAME.replace("{{SRC}}", &src.replace('"', "&quot;"));
+        return Ok((
+            [
+                (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+                (header::CACHE_CONTROL, "no-store"),
+            ],
+            html,
+        )
+            .into_response());
+    }
     serve_meeting(&s, &id, options, page)
 }
 

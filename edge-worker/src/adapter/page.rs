@@ -63,12 +63,46 @@ pub(super) async fn crashes(ctx: &BotContext) -> Result<EventStream<EventTargetC
     ctx.page.event_listener::<EventTargetCrashed>().await
 }
 
+/// Acts on what the probe marked inside one of the page's same-origin
+/// frames (where a client such as Zoom's runs): `click`s or `focus`es it.
+const IN_FRAME_JS: &str = "(name, act) => {
+  for (const f of document.querySelectorAll('iframe')) {
+    let d;
+    try { d = f.contentDocument; } catch (e) { continue; }
+    const el = d && d.querySelector(`[data-attache=\"${name}\"]`);
+    if (el && el.getClientRects().length) { el[act](); return true; }
+  }
+  return false;
+}";
+
+async fn in_frame(ctx: &BotContext, target: &str, act: &str) -> bool {
+    let js = format!(
+        "({IN_FRAME_JS})({}, {})",
+        serde_json::to_string(target).expect("a name serializes"),
+        serde_json::to_string(act).expect("a name serializes")
+    );
+    match tokio::time::timeout(CLICK_TIMEOUT, ctx.page.evaluate(js)).await {
+        Ok(Ok(r)) => r.into_value::<bool>().unwrap_or(false),
+        _ => false,
+    }
+}
+
 pub(super) async fn type_name(ctx: &BotContext, name: &str) -> chromiumoxide::error::Result<()> {
-    let el = ctx.page.find_element("[data-attache=\"name\"]").await?;
     // Focused rather than clicked: a banner over the field would take the
-    // click, and the keys with it.
-    el.focus().await?;
-    el.type_str(name).await?;
+    // click, and the keys with it. Keys go to whatever has the focus, in a
+    // frame too.
+    match ctx.page.find_element("[data-attache=\"name\"]").await {
+        Ok(el) => {
+            el.focus().await?;
+            el.type_str(name).await?;
+        }
+        Err(e) => {
+            if !in_frame(ctx, "name", "focus").await {
+                return Err(e);
+            }
+            ctx.page.find_element("body").await?.type_str(name).await?;
+        }
+    }
     Ok(())
 }
 
@@ -130,7 +164,12 @@ pub(super) async fn click(ctx: &BotContext, target: &str) {
     let clicked = tokio::time::timeout(CLICK_TIMEOUT, async {
         let el = match ctx.page.find_element(sel).await {
             Ok(el) => el,
-            Err(e) => return tracing::debug!(target, error = %e, "nothing to click"),
+            Err(e) => {
+                if !in_frame(ctx, target, "click").await {
+                    tracing::debug!(target, error = %e, "nothing to click");
+                }
+                return;
+            }
         };
         let place = el
             .call_js_fn(WHERE_JS, false)

@@ -16,16 +16,25 @@
   const lagMs = Math.max(0, Math.round(Math.max(pulse.worst, now - pulse.last - 250)));
   pulse.worst = 0;
   const fold = (s) => (s || '').replace(/[\u2018\u2019]/g, "'").toLowerCase();
+  // The client may run in a frame of the page (Zoom's iframe#webclient):
+  // then that frame's document is the one read and acted on.
+  let root = document;
+  for (const sel of table.frames) {
+    const frame = document.querySelector(sel);
+    try {
+      if (frame && frame.contentDocument && frame.contentDocument.body) { root = frame.contentDocument; break; }
+    } catch (e) { /* another origin's frame is not the client */ }
+  }
   const visible = (el) => !!el && (el.offsetWidth > 0 || el.offsetHeight > 0 || el.getClientRects().length > 0);
   const first = (sels) => {
     for (const s of sels) {
-      for (const el of document.querySelectorAll(s)) if (visible(el)) return el;
+      for (const el of root.querySelectorAll(s)) if (visible(el)) return el;
     }
     return null;
   };
   const button = (labels) => {
     // A radio already chosen is not to be clicked again.
-    const all = [...document.querySelectorAll('button, [role="button"], [role="radio"]')]
+    const all = [...root.querySelectorAll('button, [role="button"], [role="radio"]')]
       .filter((b) => visible(b) && !(b.getAttribute('role') === 'radio' && b.getAttribute('aria-checked') === 'true'));
     for (const l of labels) {
       const want = fold(l);
@@ -35,7 +44,7 @@
     return null;
   };
   const mark = (el, name) => {
-    for (const old of document.querySelectorAll(`[data-attache="${name}"]`)) if (old !== el) old.removeAttribute('data-attache');
+    for (const old of root.querySelectorAll(`[data-attache="${name}"]`)) if (old !== el) old.removeAttribute('data-attache');
     if (el) el.setAttribute('data-attache', name);
     return !!el;
   };
@@ -45,7 +54,7 @@
     const out = [];
     for (const s of sels) {
       let found;
-      try { found = document.querySelectorAll(s); } catch (e) { continue; }
+      try { found = root.querySelectorAll(s); } catch (e) { continue; }
       for (const el of found) if (!seen.has(el)) { seen.add(el); out.push(el); }
     }
     return out.sort((a, b) => (a.compareDocumentPosition(b) & Node.DOCUMENT_POSITION_FOLLOWING ? -1 : 1));
@@ -75,7 +84,7 @@
   // its button is clicked).
   const entries = all(table.people.items).filter(visible);
   const messages = all(table.chat.items).filter(visible);
-  const text = fold(document.body ? document.body.innerText : '');
+  const text = fold(root.body ? root.body.innerText : '');
   const count = (hay, needle) => {
     let n = 0;
     for (let i = hay.indexOf(needle); i !== -1; i = hay.indexOf(needle, i + needle.length)) n++;
@@ -139,5 +148,6 @@
     people,
     chat,
     lag_ms: lagMs,
+    framed: root !== document,
   };
 }

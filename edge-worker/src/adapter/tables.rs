@@ -38,6 +38,9 @@ pub(crate) struct Table {
     pub blocked_texts: &'static [&'static str],
     /// The meeting asks for a passcode, or says the link's is wrong.
     pub passcode_texts: &'static [&'static str],
+    /// Same-origin frames the client may run in; the first present is read
+    /// instead of the page.
+    pub frames: &'static [&'static str],
     /// The roster: one element per person in the call.
     pub people: Roster,
     /// The chat panel's messages.
@@ -137,6 +140,7 @@ static MEET: Table = Table {
     sign_in_texts: &["Sign in to join", "Use your Google Account"],
     blocked_texts: &["You can't join this video call"],
     passcode_texts: &[],
+    frames: &[],
     people: Roster {
         items: &["[data-participant-id]"],
         // The call's tiles are the roster; the People panel is not needed.
@@ -215,6 +219,7 @@ static TEAMS: Table = Table {
     sign_in_texts: &["Sign in to your account", "Pick an account"],
     blocked_texts: &["Please verify you are a human", "captcha"],
     passcode_texts: &[],
+    frames: &[],
     people: Roster {
         items: &[
             "[data-tid^=\"participantsInCall-\"]",
@@ -275,6 +280,7 @@ static ZOOM: Table = Table {
     sign_in_texts: &["Sign in to join this meeting", "only authenticated users"],
     blocked_texts: &["Automated bots aren't allowed", "use Zoom RTMS"],
     passcode_texts: &["Enter meeting passcode", "Incorrect passcode"],
+    frames: &["iframe#webclient"],
     people: Roster {
         items: &[".participants-item__item-layout", ".participants-li"],
         open_buttons: &["open the participants list pane", "Participants"],
@@ -380,10 +386,11 @@ mod tests {
         const MEET: &str = include_str!("../../../sandbox/assets/platform/meet.html");
         const TEAMS: &str = include_str!("../../../sandbox/assets/platform/teams.html");
         const ZOOM: &str = include_str!("../../../sandbox/assets/platform/zoom.html");
+        const ZOOM_FRAME: &str = include_str!("../../../sandbox/assets/platform/zoom-frame.html");
         match p {
             Platform::GoogleMeet | Platform::Sandbox => vec![MEET, SANDBOX],
             Platform::Teams => vec![TEAMS],
-            Platform::Zoom => vec![ZOOM],
+            Platform::Zoom => vec![ZOOM, ZOOM_FRAME],
         }
     }
 

@@ -6,10 +6,24 @@
 // little-endian 16-bit samples, converted on the audio thread: ten calls a
 // second rather than one per 20 ms frame.
 (() => {
-  // One capture per page: iframes would interleave their frames with ours.
-  if (window.__attacheCapture || window !== window.top) return;
+  if (window.__attacheCapture) return;
+  // One capture per page, or frames would interleave their audio: the
+  // first frame to receive audio claims it on the top window (the Zoom web
+  // client runs in a same-origin iframe). A frame of another origin than
+  // the top's is never the meeting's client, and captures nothing.
+  let top;
+  try {
+    top = window.top;
+    void top.__attacheCaptureOwner;
+  } catch (e) {
+    return;
+  }
   const send = window.__attacheAudio;
   if (typeof send !== 'function') return;
+  const claim = () => {
+    if (!top.__attacheCaptureOwner) top.__attacheCaptureOwner = window;
+    return top.__attacheCaptureOwner === window;
+  };
   const BATCH = 4800;
   const WORKLET = `
     const BATCH = ${BATCH};
@@ -76,7 +90,7 @@
   let mixedOnly = false;
   const sources = [];
   async function capture(track, streams) {
-    if (track.kind !== 'audio' || seen.has(track.id)) return;
+    if (track.kind !== 'audio' || seen.has(track.id) || !claim()) return;
     // The mix is named in the track's id or in its stream's.
     const mixed = MIXED.test(track.id) || (streams || []).some((s) => MIXED.test(s.id));
     if (mixedOnly && !mixed) return;
