@@ -179,3 +179,75 @@ async fn zoom_through_its_replica() {
     let call = format!("{CALL}&frame=webclient");
     a_platform_end_to_end("zoom", "ZOOM", &call, &away).await;
 }
+
+/// The bot's recording, decoded (16 kHz mono).
+async fn recording(api: &Api, id: &str) -> Vec<f32> {
+    let rec = &api.media(id).await["recording"];
+    assert_eq!(rec["status"], "READY", "{rec:#}");
+    let url = rec["downloadUrl"].as_str().expect("a download URL");
+    let bytes = reqwest::get(url).await.unwrap().bytes().await.unwrap();
+    attache_edge_worker::audio::decode_ogg_opus(&bytes).expect("the recording decodes")
+}
+
+/// RMS of the recording between two moments (seconds).
+fn rms_between(pcm: &[f32], from_s: f32, to_s: f32) -> f32 {
+    let (a, b) = ((from_s * 16_000.0) as usize, (to_s * 16_000.0) as usize);
+    let part = &pcm[a.min(pcm.len())..b.min(pcm.len())];
+    (part.iter().map(|s| s * s).sum::<f32>() / part.len().max(1) as f32).sqrt()
+}
+
+/// Teams' server-mixed track: with it the bot hears each voice once (the
+/// mix only, not the mix and the speakers' own tracks); a mix that stays
+/// silent for 20 s while the speakers' tracks carry sound gives way to
+/// them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn teams_mixed_audio_is_heard_once_and_a_silent_mix_gives_way() {
+    let mut cluster = Cluster::start().await;
+    cluster.add_worker(3).await;
+    let api = cluster.tenant("acme").await;
+    let mut bots = Vec::new();
+    for mix in ["none", "mixed", "silent"] {
+        let url = cluster.platform_meeting(
+            "teams",
+            &format!("teams-mix-{mix}"),
+            &format!("admission=open&script=demo-loop&mix={mix}"),
+        );
+        bots.push(api.create_bot(&url, "Listening Bot").await);
+    }
+    for id in &bots {
+        api.wait_status(id, "IN_CALL", WAIT).await;
+    }
+    // Two rounds of the 20 s script, and some.
+    tokio::time::sleep(Duration::from_secs(36)).await;
+    for id in &bots {
+        api.leave(id).await;
+    }
+    let mut heard = Vec::new();
+    for id in &bots {
+        api.wait_status(id, "ENDED", WAIT).await;
+        heard.push(recording(&api, id).await);
+    }
+    let (plain, mixed, silent) = (&heard[0], &heard[1], &heard[2]);
+    // The first round's speech (1–15 s of each 20).
+    let (p, m) = (rms_between(plain, 2.0, 14.0), rms_between(mixed, 2.0, 14.0));
+    println!(
+        "speech rms: separate tracks {p:.4}, with a mix {m:.4}, ratio {:.2}",
+        m / p
+    );
+    assert!(p > 0.01, "the speakers are heard: {p}");
+    assert!(
+        (0.85..1.15).contains(&(m / p)),
+        "each voice once, not twice: {m} against {p}"
+    );
+    // A silent mix: nothing in the first round, the speakers in the second.
+    let (first, second) = (
+        rms_between(silent, 2.0, 14.0),
+        rms_between(silent, 23.0, 34.0),
+    );
+    println!("silent mix: first round {first:.4}, second round {second:.4}");
+    assert!(
+        first < 0.005,
+        "only the silent mix is heard at first: {first}"
+    );
+    assert!(second > 0.01, "then the speakers' own tracks: {second}");
+}

@@ -219,17 +219,31 @@
     };
     const muted = meeting.audio === 'muted';
     const inputs = new Map();
+    // With `mix`, a server-mixed track of every voice as well, its stream
+    // named as Teams names it.
+    let mix = null;
+    if (meeting.mix !== 'none') {
+      mix = ctx.createMediaStreamDestination();
+      const level = ctx.createGain();
+      level.gain.value = meeting.mix === 'silent' || muted ? 0 : 1;
+      level.connect(mix);
+      mix.input = level;
+      for (const t of mix.stream.getAudioTracks()) pc1.addTrack(t, mix.stream);
+    }
     for (const speaker of speakers) {
       const dest = ctx.createMediaStreamDestination();
       const gain = ctx.createGain();
       gain.gain.value = muted ? 0 : 1;
       gain.connect(dest);
+      if (mix) gain.connect(mix.input);
       inputs.set(speaker, gain);
       for (const t of dest.stream.getAudioTracks()) pc1.addTrack(t, dest.stream);
     }
     const offer = await pc1.createOffer();
     await pc1.setLocalDescription(offer);
-    await pc2.setRemoteDescription(offer);
+    await pc2.setRemoteDescription(mix
+      ? { type: 'offer', sdp: offer.sdp.split(mix.stream.id).join('mainAudio-sandbox') }
+      : offer);
     const answer = await pc2.createAnswer();
     await pc2.setLocalDescription(answer);
     await pc1.setRemoteDescription(answer);

@@ -21,8 +21,8 @@ mod speech;
 use std::sync::Arc;
 
 pub use meeting::{
-    Admission, AudioMode, MeetingOptions, MeetingView, ParticipantState, ParticipantView, SelfView,
-    Uplink, Wall,
+    Admission, AudioMode, MeetingOptions, MeetingView, Mix, ParticipantState, ParticipantView,
+    SelfView, Uplink, Wall,
 };
 pub use routes::{REPLICAS, router};
 pub use script::{BUILTIN_SCRIPTS, ChatView, Script, ScriptedChat, ScriptedParticipant, Utterance};

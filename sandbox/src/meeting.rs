@@ -92,6 +92,21 @@ pub struct MeetingOptions {
     pub wall: Wall,
     /// The meeting's passcode: a page must carry it as `?pwd=`.
     pub passcode: Option<String>,
+    /// Besides one track per speaker, a server-mixed track of them all, as
+    /// Teams sends ("mainAudio" in its stream's id).
+    pub mix: Mix,
+}
+
+/// A mixed track beside the speakers' own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mix {
+    #[default]
+    None,
+    /// The mix carries every voice.
+    Mixed,
+    /// The mix is there but silent (a mixer that failed).
+    Silent,
 }
 
 /// A wall before the lobby.
@@ -123,6 +138,7 @@ impl Default for MeetingOptions {
             overlays: false,
             wall: Wall::None,
             passcode: None,
+            mix: Mix::None,
         }
     }
 }
@@ -223,6 +239,7 @@ pub struct MeetingView {
     pub wall: Wall,
     /// A page must carry the passcode to knock.
     pub passcode_required: bool,
+    pub mix: Mix,
     /// The meeting's script (speech and chat in time order), or `None`.
     pub script: Option<Script>,
     /// How long each clip plays, in milliseconds.
@@ -399,6 +416,7 @@ impl Meeting {
             overlays: self.options.overlays,
             wall: self.options.wall,
             passcode_required: self.options.passcode.is_some(),
+            mix: self.options.mix,
             script: self.script.clone(),
             clip_ms: speech::CLIPS
                 .iter()

@@ -85,26 +85,66 @@
   // Teams sends one server-mixed track ("mainAudio" in its id or its
   // stream's) and other tracks that repeat voices already in the mix: once
   // a mixed track is there, only mixed tracks are heard, or words would be
-  // doubled.
+  // doubled. Until one comes, every track is heard. If the mix then stays
+  // silent for 20 s while the other tracks carry sound, the mix has failed:
+  // the other tracks are heard instead, for good.
   const MIXED = /mainAudio/i;
-  let mixedOnly = false;
+  const MIX_SILENT_MS = 20000;
+  const LEVEL_FLOOR = 0.003;
+  let mode = 'all'; // 'all' | 'mixed' | 'separate'
   const sources = [];
+  const heard = (s) => (mode === 'all' ? true : mode === 'mixed' ? s.mixed : !s.mixed);
+  const levelBuf = new Float32Array(1024);
+  const loud = (s) => {
+    s.analyser.getFloatTimeDomainData(levelBuf);
+    let sum = 0;
+    for (const v of levelBuf) sum += v * v;
+    return Math.sqrt(sum / levelBuf.length) > LEVEL_FLOOR;
+  };
+  function analyse(ctx, s) {
+    if (s.analyser) return;
+    s.analyser = ctx.createAnalyser();
+    s.analyser.fftSize = levelBuf.length;
+    s.source.connect(s.analyser);
+  }
+  function watchMix(node) {
+    let mixHeardAt = Date.now();
+    let othersHeard = false;
+    const timer = setInterval(() => {
+      if (sources.some((s) => s.mixed && loud(s))) {
+        mixHeardAt = Date.now();
+        othersHeard = false;
+        return;
+      }
+      othersHeard = othersHeard || sources.some((s) => !s.mixed && loud(s));
+      if (!othersHeard || Date.now() - mixHeardAt < MIX_SILENT_MS) return;
+      clearInterval(timer);
+      mode = 'separate';
+      for (const s of sources) {
+        if (s.mixed) s.source.disconnect(node);
+        else s.source.connect(node);
+        if (s.analyser) s.source.disconnect(s.analyser);
+      }
+    }, 500);
+  }
   async function capture(track, streams) {
     if (track.kind !== 'audio' || seen.has(track.id) || !claim()) return;
     // The mix is named in the track's id or in its stream's.
     const mixed = MIXED.test(track.id) || (streams || []).some((s) => MIXED.test(s.id));
-    if (mixedOnly && !mixed) return;
     seen.add(track.id);
     try {
       const { ctx, node } = await sink();
       if (ctx.state !== 'running') await ctx.resume();
-      const source = ctx.createMediaStreamSource(new MediaStream([track]));
-      source.connect(node);
-      sources.push({ source, mixed });
-      if (mixed && !mixedOnly) {
-        mixedOnly = true;
-        for (const s of sources) if (!s.mixed) s.source.disconnect();
+      const s = { source: ctx.createMediaStreamSource(new MediaStream([track])), mixed, analyser: null };
+      sources.push(s);
+      if (mixed && mode === 'all') {
+        mode = 'mixed';
+        for (const o of sources) if (!o.mixed && o !== s) o.source.disconnect(node);
+        watchMix(node);
       }
+      if (heard(s)) s.source.connect(node);
+      // While the mix is on trial, every track's level is watched.
+      if (mode === 'mixed') for (const o of sources) analyse(ctx, o);
     } catch (e) {
       // Try again with the next track, and tell the worker why.
       ready = null;
