@@ -31,6 +31,9 @@ use crate::metrics::Metrics;
 use crate::results::{Emitter, Reporter, now_ms};
 use crate::transcribe::SpeakerLog;
 
+/// How often the mouse is moved while the call's controls are not on
+/// screen.
+const NUDGE_EVERY: Duration = Duration::from_secs(1);
 const POLL: Duration = Duration::from_millis(200);
 /// Joining pages are few (see the module's note): they are read faster.
 const JOIN_POLL: Duration = Duration::from_millis(50);
@@ -96,6 +99,7 @@ pub(crate) async fn drive(
     }
     let mut phase = Phase::Joining;
     let mut clicks = Clicks::default();
+    let (mut nudges, mut last_nudge) = (0, None::<Instant>);
     let mut watch = Watch::new(Duration::from_millis(a.limits.no_audio_warning_ms));
     let mut stalls = Stalls::new(bot.load.clone());
     let outcome = loop {
@@ -144,6 +148,13 @@ pub(crate) async fn drive(
         }
         if let Phase::InCall { .. } = phase {
             watch.observe(bot, &read, now).await;
+        }
+        // No call controls: perhaps only hidden until the mouse moves
+        // (Zoom's footer), which is tried before their absence is judged.
+        if !read.probe.in_call && last_nudge.is_none_or(|t| now.duration_since(t) >= NUDGE_EVERY) {
+            nudges += 1;
+            last_nudge = Some(now);
+            page::wake(ctx, nudges).await;
         }
         let step = next_step(
             phase,

@@ -106,6 +106,16 @@ pub(super) async fn type_name(ctx: &BotContext, name: &str) -> chromiumoxide::er
     Ok(())
 }
 
+/// Moves the mouse a little, as a person would, so toolbars that hide
+/// themselves come back (Zoom's footer) before their absence is judged.
+pub(super) async fn wake(ctx: &BotContext, nudge: u32) {
+    let point = chromiumoxide::layout::Point {
+        x: 400.0 + f64::from(nudge % 2) * 8.0,
+        y: 300.0,
+    };
+    let _ = tokio::time::timeout(CLICK_TIMEOUT, ctx.page.move_mouse(point)).await;
+}
+
 /// Clicks the first visible element matching one of the selectors.
 const CONFIRM_JS: &str = "(sels) => {
   for (const s of sels) for (const el of document.querySelectorAll(s)) {
