@@ -77,13 +77,13 @@
     const inner = sels.length ? within(el, sels) : null;
     return ((inner || el).innerText || (inner || el).textContent || '').trim().slice(0, 4000);
   };
-  // What participants wrote or are called is theirs, not the platform's: a
-  // status text counts only where it shows more often in the page's
-  // visible text than in the roster's entries and the chat's messages.
   // Only what is on screen: a closed panel's entries are not read (and
   // its button is clicked).
   const entries = all(table.people.items).filter(visible);
   const messages = all(table.chat.items).filter(visible);
+  // What participants wrote or are called is theirs, not the platform's: a
+  // status text counts only where it shows more often in the page's
+  // visible text than in the roster's entries and the chat's messages.
   const text = fold(root.body ? root.body.innerText : '');
   const count = (hay, needle) => {
     let n = 0;

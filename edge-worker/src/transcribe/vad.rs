@@ -169,6 +169,8 @@ impl Vad {
         u.end_ms = cut_ms;
         self.blocks_in = rest.pcm.len() / BLOCK;
         self.partial_at = self.blocks_in;
+        // A pause under way may have begun before the cut.
+        self.quiet_run = self.quiet_run.min(self.blocks_in as u32);
         self.current.replace(rest)
     }
 
@@ -264,6 +266,26 @@ mod tests {
         run(&mut v, tone(200, 0.3));
         assert!(v.split_near(500).is_none());
         assert!(Vad::default().split_near(1_000).is_none(), "no speech");
+    }
+
+    #[test]
+    fn a_cut_inside_a_pause_leaves_an_utterance_that_ends() {
+        let mut v = Vad::default();
+        run(&mut v, tone(500, 0.0));
+        run(&mut v, tone(1_500, 0.3));
+        // A pause whose quietest moment is its last, 560 ms in, when the
+        // indicator shows someone new: the cut is there, and the pause
+        // before it is not the rest's.
+        run(&mut v, tone(540, 0.004));
+        run(&mut v, tone(20, 0.0));
+        let first = v.split_near(2_500).expect("cut in the pause");
+        assert_eq!(first.end_ms, 2_540);
+        let cuts = run(&mut v, tone(1_000, 0.0));
+        assert!(
+            cuts.iter().any(|c| matches!(c, Cut::Final(_))),
+            "the rest ends with the pause: {cuts:?}"
+        );
+        assert!(v.finish().is_none());
     }
 
     #[test]
