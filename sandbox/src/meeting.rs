@@ -333,6 +333,14 @@ impl Meeting {
         }
     }
 
+    /// The guest holding this seat.
+    fn seat(&mut self, pid: &str, secret: &str) -> Result<&mut Participant, SandboxError> {
+        self.participants
+            .iter_mut()
+            .find(|p| p.id == pid && p.secret == secret)
+            .ok_or(SandboxError::NotFound)
+    }
+
     fn elapsed_ms(&self, now: Instant) -> Option<u64> {
         self.call_started
             .map(|t| now.saturating_duration_since(t).as_millis() as u64)
@@ -609,24 +617,17 @@ impl Meetings {
         report: Uplink,
     ) -> Result<(), SandboxError> {
         self.with(id, |m, _| {
-            let p = m
-                .participants
-                .iter_mut()
-                .find(|p| p.id == pid && p.secret == secret)
-                .ok_or(SandboxError::NotFound)?;
-            p.uplink.get_or_insert_default().merge(report);
+            m.seat(pid, secret)?
+                .uplink
+                .get_or_insert_default()
+                .merge(report);
             Ok(())
         })
     }
 
     pub(crate) fn leave(&self, id: &str, pid: &str, secret: &str) -> Result<(), SandboxError> {
         self.with(id, |m, _| {
-            let p = m
-                .participants
-                .iter_mut()
-                .find(|p| p.id == pid && p.secret == secret)
-                .ok_or(SandboxError::NotFound)?;
-            p.state = ParticipantState::Left;
+            m.seat(pid, secret)?.state = ParticipantState::Left;
             Ok(())
         })
     }

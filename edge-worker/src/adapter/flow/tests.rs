@@ -53,26 +53,53 @@ fn join_flow_types_name_then_asks() {
     assert_eq!(clicked, Step::Wait, "no click storm");
 }
 
-#[test]
-fn pre_join_choices_are_all_made_before_joining() {
-    let t0 = Instant::now();
-    let at = |ms: u64| t0 + Duration::from_millis(ms);
-    let mut clicks = Clicks::default();
-    let mut decide = |p: Probe, ms: u64| {
+/// A bot in its join flow that clicks what the flow says, as drive does.
+struct Joiner {
+    t0: Instant,
+    clicks: Clicks,
+}
+
+impl Joiner {
+    fn new() -> Joiner {
+        Joiner {
+            t0: Instant::now(),
+            clicks: Clicks::default(),
+        }
+    }
+
+    /// The step at `ms` into the join, its click recorded.
+    fn step(&mut self, p: Probe, ms: u64) -> Step {
+        let now = self.t0 + Duration::from_millis(ms);
         let s = next_step(
             Phase::Joining,
             &p,
             &CallSignals::default(),
-            t0,
-            at(ms),
-            &clicks,
+            self.t0,
+            now,
+            &self.clicks,
             &limits(),
         );
         if let Step::Click(target) = s {
-            clicks.record(target, at(ms));
+            self.clicks.record(target, now);
         }
         s
-    };
+    }
+
+    /// The clicks the flow makes, reading `p` every `every_ms` for `for_ms`.
+    fn clicks_over(&mut self, p: Probe, for_ms: u64, every_ms: usize) -> Vec<(u64, &'static str)> {
+        (0..for_ms)
+            .step_by(every_ms)
+            .filter_map(|ms| match self.step(p, ms) {
+                Step::Click(target) => Some((ms, target)),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+#[test]
+fn pre_join_choices_are_all_made_before_joining() {
+    let mut bot = Joiner::new();
     let banner = Probe {
         name_filled: true,
         join_button: true,
@@ -80,59 +107,27 @@ fn pre_join_choices_are_all_made_before_joining() {
         ..Default::default()
     };
     // A cookie banner, then a permission dialog: both before the join.
-    assert_eq!(decide(banner, 0), Step::Click("prejoin"));
-    assert_eq!(decide(banner, 100), Step::Wait);
-    assert_eq!(decide(banner, 600), Step::Click("prejoin"));
+    assert_eq!(bot.step(banner, 0), Step::Click("prejoin"));
+    assert_eq!(bot.step(banner, 100), Step::Wait);
+    assert_eq!(bot.step(banner, 600), Step::Click("prejoin"));
     let clear = Probe {
         pre_join_button: false,
         ..banner
     };
-    assert_eq!(decide(clear, 700), Step::Click("join"));
+    assert_eq!(bot.step(clear, 700), Step::Click("join"));
     // One that never goes away is tried a few times, then left.
-    let mut clicks = Clicks::default();
-    let mut joined_at = None;
-    for ms in (0..10_000).step_by(100) {
-        let s = next_step(
-            Phase::Joining,
-            &banner,
-            &CallSignals::default(),
-            t0,
-            at(ms),
-            &clicks,
-            &limits(),
-        );
-        match s {
-            Step::Click("join") => {
-                joined_at = Some(ms);
-                break;
-            }
-            Step::Click(target) => clicks.record(target, at(ms)),
-            _ => {}
-        }
-    }
-    assert_eq!(joined_at, Some(u64::from(PREJOIN_TRIES) * 500));
+    let clicks = Joiner::new().clicks_over(banner, 10_000, 100);
+    let joined_at = clicks.iter().find(|(_, t)| *t == "join").map(|(ms, _)| *ms);
+    assert_eq!(
+        joined_at,
+        Some(u64::from(PREJOIN_TRIES) * 500),
+        "{clicks:?}"
+    );
 }
 
 #[test]
 fn microphone_and_camera_go_off_before_joining() {
-    let t0 = Instant::now();
-    let at = |ms: u64| t0 + Duration::from_millis(ms);
-    let mut clicks = Clicks::default();
-    let mut decide = |p: Probe, ms: u64| {
-        let s = next_step(
-            Phase::Joining,
-            &p,
-            &CallSignals::default(),
-            t0,
-            at(ms),
-            &clicks,
-            &limits(),
-        );
-        if let Step::Click(target) = s {
-            clicks.record(target, at(ms));
-        }
-        s
-    };
+    let mut bot = Joiner::new();
     let both = Probe {
         name_filled: true,
         join_button: true,
@@ -140,41 +135,21 @@ fn microphone_and_camera_go_off_before_joining() {
         camera_on: true,
         ..Default::default()
     };
-    assert_eq!(decide(both, 0), Step::Click("mic"));
+    assert_eq!(bot.step(both, 0), Step::Click("mic"));
     // The toggle has not shown its new state yet: not clicked twice.
-    assert_eq!(decide(both, 50), Step::Wait);
+    assert_eq!(bot.step(both, 50), Step::Wait);
     let camera = Probe {
         mic_on: false,
         ..both
     };
-    assert_eq!(decide(camera, 100), Step::Click("camera"));
+    assert_eq!(bot.step(camera, 100), Step::Click("camera"));
     let off = Probe {
         camera_on: false,
         ..camera
     };
-    assert_eq!(decide(off, 150), Step::Click("join"));
+    assert_eq!(bot.step(off, 150), Step::Click("join"));
     // A camera toggle that never turns off is tried twice, then left.
-    let mut clicks = Clicks::default();
-    let stuck = Probe {
-        mic_on: false,
-        ..both
-    };
-    let mut steps = Vec::new();
-    for ms in (0..8_000).step_by(500) {
-        let s = next_step(
-            Phase::Joining,
-            &stuck,
-            &CallSignals::default(),
-            t0,
-            at(ms),
-            &clicks,
-            &limits(),
-        );
-        if let Step::Click(target) = s {
-            clicks.record(target, at(ms));
-            steps.push((ms, target));
-        }
-    }
+    let steps = Joiner::new().clicks_over(camera, 8_000, 500);
     assert_eq!(
         steps[..3],
         [(0, "camera"), (3_000, "camera"), (6_000, "join")],
