@@ -9,7 +9,7 @@ mod support;
 
 use std::time::Duration;
 
-use serde_json::Value;
+use serde_json::{Value, json};
 use support::*;
 
 const WAIT: Duration = Duration::from_secs(40);
@@ -85,9 +85,21 @@ async fn a_platform_end_to_end(
         (Some(false), Some(false)),
         "{u}"
     );
+    assert_eq!(
+        u["notices_open"], false,
+        "the call's notices are acknowledged: {u}"
+    );
     cluster.host(&call, "end", None).await;
     let b = api.wait_status(&id, "ENDED", WAIT).await;
     assert_eq!(b["statusReason"], "MEETING_ENDED", "{b:#}");
+    // Said by the platform's end screen (on Teams, an end-to-end encrypted
+    // call's own), not guessed from its controls going away.
+    let last = b["events"].as_array().and_then(|e| e.last()).cloned();
+    assert_eq!(
+        last.map(|e| e["detail"].clone()),
+        Some(json!("the meeting ended")),
+        "{b:#}"
+    );
 
     let m = api.media(&id).await;
     let mut people = names(&m["participants"], "name");

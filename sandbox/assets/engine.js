@@ -17,10 +17,14 @@
 //                                page receives any audio
 //   [data-open=X] / [data-panel=X]  a button and the panel it shows
 //   [data-overlay=cookies] / [data-overlay=notice]  with ?overlays=true
+//   [data-overlay=in-call]       with ?overlays=true, a notice shown a
+//                                second into the call until one of its
+//                                buttons is clicked
 //
 // Skin: { texts: { not_found, ended, denied, removed, left, sign_in, bots,
 // passcode_missing, passcode_wrong }, entry(p, self), speaking(el, on),
-// message(m), devices(state) }.
+// message(m), devices(state), and optionally outcome(kind) to draw an
+// ending's own screen }.
 (() => {
   const SKIN = window.SKIN;
   const $ = (sel) => document.querySelector(sel);
@@ -47,6 +51,7 @@
 
   const finish = (kind) => {
     role('outcome-text').textContent = SKIN.texts[kind];
+    if (SKIN.outcome) SKIN.outcome(kind);
     show('outcome');
     stopMedia();
     stopDevices();
@@ -104,6 +109,7 @@
   const uplink = () => ({
     mic_on: devices.micOn, camera_on: devices.cameraOn,
     audio_peak: devices.peak, video_frames: devices.frames,
+    notices_open: $$('[data-overlay="in-call"]').some((n) => !n.hidden),
   });
   function meterDevices() {
     if (devices.metering) return;
@@ -318,6 +324,14 @@
     }
   }
 
+  // In-call notices (a note taker, a recording) wait to be acknowledged.
+  function showNotices() {
+    for (const n of $$('[data-overlay="in-call"]')) {
+      for (const b of n.querySelectorAll('button')) b.addEventListener('click', () => { n.hidden = true; });
+      setTimeout(() => { n.hidden = false; }, 1000);
+    }
+  }
+
   fetch(`/api/meetings/${encodeURIComponent(id)}`).then((r) => (r.ok ? r.json() : null)).then(async (m) => {
     if (!m || m.missing) return finish('not_found');
     if (m.ended) return finish('ended');
@@ -411,6 +425,7 @@
     if (!meeting) return;
     if (!corruptSent) {
       corruptSent = true;
+      if (meeting.overlays) showNotices();
       if (meeting.corrupt_frames > 0) sendCorruptFrames(meeting.corrupt_frames);
       // A hung renderer: nothing on the page runs until it is over.
       if (meeting.hang_ms > 0) {

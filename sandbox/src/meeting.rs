@@ -85,7 +85,8 @@ pub struct MeetingOptions {
     pub device_toggles: bool,
     /// The lobby opens under a cookie banner that blocks it until answered,
     /// and then a notice lies over the join button, taking clicks at its
-    /// place as real overlays do.
+    /// place as real overlays do; in the call, a page's notices wait to be
+    /// acknowledged.
     pub overlays: bool,
     /// What stands before the lobby: nothing, a sign-in wall, or a wall
     /// against bots.
@@ -200,17 +201,21 @@ pub struct ParticipantView {
 
 /// What a guest's page sends: whether its microphone and camera were on
 /// (as it knocked, and since), the loudest 250 ms of its microphone while
-/// on (RMS, 0 to 1), and the camera frames it sent.
+/// on (RMS, 0 to 1), and the camera frames it sent; and whether a notice
+/// in the call waits to be acknowledged.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct Uplink {
     pub mic_on: bool,
     pub camera_on: bool,
     pub audio_peak: f32,
     pub video_frames: u64,
+    #[serde(default)]
+    pub notices_open: bool,
 }
 
 impl Uplink {
-    /// Folds a page's report in: on once is on, peaks and counts only grow.
+    /// Folds a page's report in: on once is on, peaks and counts only
+    /// grow; notices are as last reported.
     fn merge(&mut self, r: Uplink) {
         let peak = if r.audio_peak.is_finite() {
             r.audio_peak.clamp(0.0, 1.0)
@@ -221,6 +226,7 @@ impl Uplink {
         self.camera_on |= r.camera_on;
         self.audio_peak = self.audio_peak.max(peak);
         self.video_frames = self.video_frames.max(r.video_frames);
+        self.notices_open = r.notices_open;
     }
 }
 

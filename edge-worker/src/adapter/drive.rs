@@ -354,9 +354,12 @@ impl Watch {
             }
             self.capture_errors = errors;
         }
-        // Panels are opened once each: where the roster or the chat lives
-        // in a closed panel, it is never rendered.
-        if read.probe.people_button && !self.people_opened {
+        // Notices are acknowledged as they show (a modal one lies over the
+        // call); panels are opened once each: where the roster or the chat
+        // lives in a closed panel, it is never rendered.
+        if read.probe.notice {
+            page::click(bot.ctx, "notice").await;
+        } else if read.probe.people_button && !self.people_opened {
             page::click(bot.ctx, "people").await;
             self.people_opened = true;
         } else if read.probe.chat_button && !self.chat_opened {

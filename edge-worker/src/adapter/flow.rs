@@ -41,6 +41,10 @@ pub(crate) struct Probe {
     pub lobby: bool,
     pub in_call: bool,
     pub leave_button: bool,
+    /// The platform asks to confirm the leave.
+    pub leave_confirm: bool,
+    /// A notice in the call waits to be acknowledged.
+    pub notice: bool,
     pub chat_button: bool,
     /// A button that opens the People panel, while no roster is on screen.
     pub people_button: bool,

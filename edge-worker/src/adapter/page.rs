@@ -116,40 +116,37 @@ pub(super) async fn wake(ctx: &BotContext, nudge: u32) {
     let _ = tokio::time::timeout(CLICK_TIMEOUT, ctx.page.move_mouse(point)).await;
 }
 
-/// Clicks the first visible element matching one of the selectors.
-const CONFIRM_JS: &str = "(sels) => {
-  for (const s of sels) for (const el of document.querySelectorAll(s)) {
-    if (el.getClientRects().length) { el.click(); return true; }
-  }
-  return false;
-}";
 /// How long a leave waits for the platform's confirmation to show.
 const CONFIRM_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Leaves the call: the leave button, then the platform's confirmation if
-/// it asks for one.
+/// it asks for one. A toolbar that hid itself (Zoom's footer) is woken and
+/// the page read again first, so the button is on screen and marked.
 pub(super) async fn leave(ctx: &BotContext, platform: Platform) {
-    click(ctx, "leave").await;
-    let confirm = tables::table(platform).leave_confirm;
-    if confirm.is_empty() {
+    let probe = probe(platform);
+    // A page that is gone or hung has nothing left to leave or confirm.
+    let read_now = || async {
+        match tokio::time::timeout(CLICK_TIMEOUT, read(ctx, &probe)).await {
+            Ok(Ok(r)) => Some(r.probe),
+            _ => None,
+        }
+    };
+    wake(ctx, 0).await;
+    wake(ctx, 1).await;
+    if read_now().await.is_none() {
         return;
     }
-    let js = format!(
-        "({CONFIRM_JS})({})",
-        serde_json::to_string(confirm).expect("selectors serialize")
-    );
+    click(ctx, "leave").await;
+    if tables::table(platform).leave_confirm.is_empty() {
+        return;
+    }
     let deadline = tokio::time::Instant::now() + CONFIRM_WAIT;
     while tokio::time::Instant::now() < deadline {
-        let clicked =
-            match tokio::time::timeout(CLICK_TIMEOUT, ctx.page.evaluate(js.as_str())).await {
-                Ok(Ok(r)) => r.into_value::<bool>().unwrap_or(false),
-                // A page that is gone or hung has nothing left to confirm.
-                _ => return,
-            };
-        if clicked {
-            return;
+        match read_now().await {
+            Some(p) if p.leave_confirm => return click(ctx, "confirm").await,
+            Some(_) => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
+            None => return,
         }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
 }
 

@@ -107,12 +107,19 @@
     const label = fold(`${el.getAttribute('aria-label') || ''} ${el.innerText || ''}`);
     return table.people.not_people.some((t) => label.includes(fold(t)));
   };
-  const people = entries.filter((el) => !notPerson(el)).slice(0, 500).map((el) => ({
-    id: attr(el, table.people.id_attrs).slice(0, 256),
-    name: nameOf(el).slice(0, 256),
-    self: !!within(el, table.people.self_markers),
-    speaking: !!within(el, table.people.speaking),
-  }));
+  // Names on the tiles that show who speaks now, where those are apart
+  // from the roster.
+  const talking = new Set(all(table.people.speaker_tiles).filter(visible)
+    .map((el) => textOf(el, table.people.speaker_names).split('\n')[0].trim()).filter(Boolean));
+  const people = entries.filter((el) => !notPerson(el)).slice(0, 500).map((el) => {
+    const name = nameOf(el).slice(0, 256);
+    return {
+      id: attr(el, table.people.id_attrs).slice(0, 256),
+      name,
+      self: !!within(el, table.people.self_markers),
+      speaking: !!within(el, table.people.speaking) || talking.has(name),
+    };
+  });
   const chat = messages.slice(-100).map((el, i) => {
     const sender = textOf(el, table.chat.senders).split('\n')[0].slice(0, 256);
     const body = textOf(el, table.chat.texts);
@@ -136,13 +143,15 @@
     in_call: !lobby && !joinButton && table.in_call_all.every((s) => !!first([s]))
       && (!table.people.proves_call || people.length > 0),
     leave_button: mark(first(table.leave_buttons), 'leave'),
+    leave_confirm: mark(first(table.leave_confirm), 'confirm'),
+    notice: mark(first(table.notices), 'notice'),
     chat_button: mark(messages.length ? null : button(table.chat.open_buttons), 'chat'),
     people_button: mark(entries.length ? null : button(table.people.open_buttons), 'people'),
     denied: has(table.denied_texts),
     removed: has(table.removed_texts),
-    ended: has(table.ended_texts),
+    ended: has(table.ended_texts) || !!first(table.ended_screens),
     not_found: has(table.not_found_texts),
-    sign_in: has(table.sign_in_texts),
+    sign_in: has(table.sign_in_texts) || !!first(table.sign_in_screens),
     blocked: has(table.blocked_texts),
     passcode: has(table.passcode_texts),
     people,

@@ -30,12 +30,20 @@ pub(crate) struct Table {
     /// A confirmation some platforms ask for after the leave button;
     /// clicked when it shows.
     pub leave_confirm: &'static [&'static str],
+    /// Buttons that acknowledge a notice in the call (Meet's "Gemini is
+    /// taking notes", a recording notice); clicked whenever one shows.
+    pub notices: &'static [&'static str],
     pub denied_texts: &'static [&'static str],
     pub removed_texts: &'static [&'static str],
     pub ended_texts: &'static [&'static str],
     pub not_found_texts: &'static [&'static str],
     pub sign_in_texts: &'static [&'static str],
     pub blocked_texts: &'static [&'static str],
+    /// Screens that say the call ended, or that an account is needed,
+    /// in no words of the texts above (Teams' end screen of an end-to-end
+    /// encrypted call, Microsoft's login form): their elements alone.
+    pub ended_screens: &'static [&'static str],
+    pub sign_in_screens: &'static [&'static str],
     /// The meeting asks for a passcode, or says the link's is wrong.
     pub passcode_texts: &'static [&'static str],
     /// Same-origin frames the client may run in; the first present is read
@@ -68,6 +76,11 @@ pub(crate) struct Roster {
     pub self_markers: &'static [&'static str],
     /// Matches (on the entry or inside it) while the person speaks.
     pub speaking: &'static [&'static str],
+    /// Tiles apart from the roster that show who speaks now (Zoom's video
+    /// frames while their speaker talks), and where the speaker's name is
+    /// inside one: a person whose name is on such a tile is speaking.
+    pub speaker_tiles: &'static [&'static str],
+    pub speaker_names: &'static [&'static str],
     /// Entries whose label or text holds one of these are not people (a
     /// preview tile of effects, say).
     pub not_people: &'static [&'static str],
@@ -121,6 +134,7 @@ static MEET: Table = Table {
     in_call_all: &["[aria-label=\"Leave call\"]"],
     leave_buttons: &["[aria-label=\"Leave call\"]"],
     leave_confirm: &[],
+    notices: &["[data-mdc-dialog-action=\"ok\"]"],
     denied_texts: &[
         "denied your request",
         "No one responded to your request to join the call",
@@ -139,6 +153,8 @@ static MEET: Table = Table {
     ],
     sign_in_texts: &["Sign in to join", "Use your Google Account"],
     blocked_texts: &["You can't join this video call"],
+    ended_screens: &[],
+    sign_in_screens: &[],
     passcode_texts: &[],
     frames: &[],
     people: Roster {
@@ -149,9 +165,19 @@ static MEET: Table = Table {
         names: &[".name", "[data-self-name]", "span.notranslate"],
         name_attrs: &[],
         self_markers: &["[data-self=\"true\"]", "[data-self-name]"],
-        // The sandbox marks speakers explicitly; Meet's indicator classes
-        // change with releases (its data channels are the sturdier signal).
-        speaking: &["[data-speaking=\"true\"]", ".speaking", ".IisKdb"],
+        // The sandbox marks speakers explicitly. Meet's equalizer (`IisKdb`)
+        // is on every tile; while its person speaks it takes one of these
+        // classes, which change with releases (the data channels are the
+        // sturdier signal).
+        speaking: &[
+            "[data-speaking=\"true\"]",
+            ".Oaajhc",
+            ".HX2H7",
+            ".wEsLMd",
+            ".OgVli",
+        ],
+        speaker_tiles: &[],
+        speaker_names: &[],
         // The lobby's "Backgrounds and effects" preview carries a
         // participant id too.
         not_people: &["Backgrounds and effects", "visual_effects"],
@@ -204,6 +230,7 @@ static TEAMS: Table = Table {
         "[data-inp=\"hangup-button\"]",
     ],
     leave_confirm: &[],
+    notices: &[],
     denied_texts: &[
         "you were denied access",
         "Sorry, but you were denied access",
@@ -218,6 +245,8 @@ static TEAMS: Table = Table {
     not_found_texts: &["meeting URL is incorrect", "This meeting link is invalid"],
     sign_in_texts: &["Sign in to your account", "Pick an account"],
     blocked_texts: &["Please verify you are a human", "captcha"],
+    ended_screens: &["[data-tid=\"calling-e2ee-end-screen\"]"],
+    sign_in_screens: &["input[name=\"loginfmt\"]"],
     passcode_texts: &[],
     frames: &[],
     people: Roster {
@@ -235,6 +264,8 @@ static TEAMS: Table = Table {
         // The voice-level outline is on every tile; it shows speech when
         // the frame occlusion marks it.
         speaking: &[".vdi-frame-occlusion"],
+        speaker_tiles: &[],
+        speaker_names: &[],
         not_people: &[],
         proves_call: false,
     },
@@ -269,7 +300,9 @@ static ZOOM: Table = Table {
     ],
     leave_buttons: &["button[aria-label=\"Leave\"]", ".footer-button__leave"],
     leave_confirm: &["button.leave-meeting-options__btn--danger"],
-    denied_texts: &["host has removed you", "denied"],
+    notices: &[],
+    // Zoom's own sentences: a bare "denied" is in many a toast.
+    denied_texts: &["host has removed you", "Your request was denied"],
     removed_texts: &["You have been removed"],
     ended_texts: &["This meeting has been ended by host", "meeting has ended"],
     not_found_texts: &[
@@ -279,6 +312,8 @@ static ZOOM: Table = Table {
     ],
     sign_in_texts: &["Sign in to join this meeting", "only authenticated users"],
     blocked_texts: &["Automated bots aren't allowed", "use Zoom RTMS"],
+    ended_screens: &[],
+    sign_in_screens: &[],
     passcode_texts: &["Enter meeting passcode", "Incorrect passcode"],
     frames: &["iframe#webclient"],
     people: Roster {
@@ -290,9 +325,16 @@ static ZOOM: Table = Table {
         names: &[".participants-item__display-name"],
         name_attrs: &["aria-label"],
         self_markers: &[".participants-item__name-label"],
-        speaking: &[
-            ".participants-item__active-speaker",
-            ".speaker-active-container",
+        speaking: &[".participants-item__active-speaker"],
+        // The `--active` frames only: the speaker view's big frame stays on
+        // the last speaker through a silence.
+        speaker_tiles: &[
+            ".speaker-bar-container__video-frame--active",
+            ".gallery-video-container__video-frame--active",
+        ],
+        speaker_names: &[
+            ".video-avatar__avatar-footer span",
+            ".video-avatar__avatar-footer",
         ],
         not_people: &[],
         proves_call: false,
