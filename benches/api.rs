@@ -3,7 +3,8 @@
 //!     cargo bench --bench api
 //!
 //! One control plane (SQLite by default; PostgreSQL with
-//! `ATTACHE_TEST_POSTGRES_URL`), one tenant with an owner key and 20 queued
+//! `ATTACHE_TEST_POSTGRES_URL`, and Redis as well with
+//! `ATTACHE_TEST_REDIS_URL`), one tenant with an owner key and 20 queued
 //! bots. CONNECTIONS (32) keep-alive HTTP/1.1 connections send requests
 //! back to back for SECONDS (5) per query: `{ viewer { role } }`, then
 //! `bots(first: 20)`, each with the key. In the same run a bare
@@ -209,9 +210,17 @@ fn main() {
         config.api_burst = 10_000_000;
         config.create_bot_per_minute = 100_000;
         config.create_bot_burst = 100_000;
+        // Replicas on PostgreSQL keep authenticated keys only with Redis to
+        // tell each other of revocations: with ATTACHE_TEST_REDIS_URL too,
+        // the replica is set up as a deployment of several would be.
         let database = if std::env::var_os("ATTACHE_TEST_POSTGRES_URL").is_some() {
             config.database_url = fresh_postgres("api_bench");
-            "postgres"
+            config.redis_url = redis_url();
+            if config.redis_url.is_some() {
+                "postgres with redis"
+            } else {
+                "postgres"
+            }
         } else {
             "sqlite"
         };

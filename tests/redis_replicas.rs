@@ -322,3 +322,66 @@ async fn with_redis_down_and_back_no_bot_is_stuck_and_no_event_missed() {
         assert_eq!(b["statusReason"], "LEAVE_REQUESTED", "{b:#}");
     }
 }
+
+/// Replicas keep the keys that authenticated, so a request needs no
+/// database read; a key revoked on one replica still stops at the very
+/// next request on the others, which had just answered to it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_key_stops_at_the_next_request_on_every_replica() {
+    let (Some(db), Some(redis)) = (fresh_postgres("redis_revoke"), redis_url()) else {
+        return;
+    };
+    let cluster = Cluster::start_with(Options {
+        database_url: Some(db.clone()),
+        redis_url: Some(redis.clone()),
+        ..Default::default()
+    })
+    .await;
+    let owner = cluster.tenant("revoking").await;
+    let mut others = Vec::new();
+    for _ in 0..2 {
+        let redis = redis.clone();
+        others.push(cluster.replica(&db, |c| c.redis_url = Some(redis)).await);
+    }
+    for http in others.iter().chain([&owner.http]) {
+        wait_ready(http, false, Duration::from_secs(10)).await;
+    }
+    let viewer = |api: &Api| {
+        let api = api.clone();
+        async move { api.raw("{ viewer { role } }", json!({})).await.1 }
+    };
+    for round in 0..3 {
+        let v = owner
+            .gql(
+                "mutation { createApiKey(name: \"ci\", role: DEVELOPER) { apiKey { id } secret } }",
+                json!({}),
+            )
+            .await;
+        let key = &v["createApiKey"];
+        let secret = key["secret"].as_str().unwrap();
+        let apis: Vec<Api> = others.iter().map(|h| Api::new(h, secret)).collect();
+        for api in &apis {
+            for _ in 0..3 {
+                let v = viewer(api).await;
+                assert!(
+                    v["data"]["viewer"]["role"].is_string(),
+                    "round {round}: {v}"
+                );
+            }
+        }
+        owner
+            .gql(
+                "mutation($id: ID!) { revokeApiKey(id: $id) { id active } }",
+                json!({ "id": key["apiKey"]["id"] }),
+            )
+            .await;
+        for api in &apis {
+            let v = viewer(api).await;
+            assert_eq!(
+                v["errors"][0]["extensions"]["code"], "UNAUTHENTICATED",
+                "round {round}, {}: {v}",
+                api.http
+            );
+        }
+    }
+}

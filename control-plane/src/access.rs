@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use attache_tenant_policy::{Action, Decision, PLATFORM, Policy, PolicyError, Role, Subject};
 
 use crate::auth::{AuthError, authenticate_key, session_id};
+use crate::credentials::Credentials;
 use crate::store::{Store, now};
 
 /// How long a tenant's policy is kept before its overrides are read again
@@ -86,20 +87,32 @@ type PolicyCache = HashMap<String, (Instant, Arc<Policy>)>;
 
 /// Each tenant's policy (defaults plus its overrides), built on first use
 /// and kept for [`POLICY_TTL`].
+/// With them, the API keys that authenticated ([`Credentials`]).
 #[derive(Clone)]
 pub(crate) struct Policies {
     store: Store,
     platform: Arc<Policy>,
     tenants: Arc<Mutex<PolicyCache>>,
+    credentials: Credentials,
 }
 
 impl Policies {
-    pub(crate) async fn new(store: Store) -> Result<Policies, PolicyError> {
+    pub(crate) async fn new(
+        store: Store,
+        credentials: Credentials,
+    ) -> Result<Policies, PolicyError> {
         Ok(Policies {
             store,
             platform: Arc::new(Policy::for_platform().await?),
             tenants: Arc::default(),
+            credentials,
         })
+    }
+
+    /// The keys kept; told of every change that could take a key's right
+    /// away.
+    pub(crate) fn credentials(&self) -> &Credentials {
+        &self.credentials
     }
 
     pub(crate) fn platform(&self) -> Arc<Policy> {
@@ -139,7 +152,7 @@ pub(crate) async fn by_api_key(
     policies: &Policies,
     header: Option<&str>,
 ) -> Result<Principal, AuthError> {
-    let key = authenticate_key(store, header).await?;
+    let key = authenticate_key(store, &policies.credentials, header).await?;
     Ok(Principal {
         policy: policies.tenant(&key.tenant_id).await?,
         tenant_id: key.tenant_id,

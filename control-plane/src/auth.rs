@@ -4,7 +4,9 @@
 //! Keys look like `atk_<id>_<secret>`. The id finds the row; the secret's
 //! hash is compared in constant time. A key that does not exist costs the
 //! same hash and comparison as one that does, so response time says nothing
-//! about which keys exist. Failures say only "invalid API key".
+//! about which keys exist. Failures say only "invalid API key". Keys that
+//! authenticated are kept in memory until a change could take their right
+//! away ([`crate::credentials`]).
 
 use attache_tenant_policy::Role;
 use chrono::{DateTime, Utc};
@@ -12,6 +14,7 @@ use rand::Rng;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use crate::credentials::Credentials;
 use crate::entity::api_key;
 use crate::store::{Store, now};
 
@@ -90,9 +93,13 @@ fn split_key(key: &str) -> Option<(&str, &str)> {
 
 /// Resolves an `Authorization` header value to the key's holder. A key
 /// issued by a member works only while the membership lasts, and only while
-/// the member could still issue a key of that role.
+/// the member could still issue a key of that role. A key that authenticated
+/// is kept in `kept` (see [`Credentials`]) until a change could take its
+/// right away; a wrong secret for a kept key is checked against the
+/// database, as any other failure is.
 pub(crate) async fn authenticate_key(
     store: &Store,
+    kept: &Credentials,
     header: Option<&str>,
 ) -> Result<KeyHolder, AuthError> {
     let key = header
@@ -101,10 +108,22 @@ pub(crate) async fn authenticate_key(
         .unwrap_or_default();
     let (id, secret) = split_key(key).unwrap_or(("", ""));
     let presented = hash_secret(secret);
-    let row = if id.is_empty() {
+    let same = |stored: &str| -> bool { presented.as_bytes().ct_eq(stored.as_bytes()).into() };
+    // The generation before the row: a row read before a change is never
+    // kept past it.
+    let generation = if id.is_empty() {
         None
     } else {
-        store.api_key(id).await?
+        kept.generation().await
+    };
+    let hit = generation
+        .and_then(|g| kept.get(id, g))
+        .filter(|k| same(&k.row.secret_hash));
+    let from_kept = hit.is_some();
+    let row = match hit {
+        Some(k) => Some(k.row),
+        None if id.is_empty() => None,
+        None => store.api_key(id).await?,
     };
     // Compare against a fixed all-zero hash when there is no row, so both paths do
     // the same work.
@@ -112,8 +131,8 @@ pub(crate) async fn authenticate_key(
         .as_ref()
         .map(|r| r.secret_hash.as_str())
         .unwrap_or("0000000000000000000000000000000000000000000000000000000000000000");
-    let matches: bool = presented.as_bytes().ct_eq(stored.as_bytes()).into();
-    let row = match row {
+    let matches = same(stored);
+    let mut row = match row {
         Some(r) if matches && !id.is_empty() => r,
         _ => return Err(AuthError::Invalid),
     };
@@ -122,7 +141,9 @@ pub(crate) async fn authenticate_key(
         return Err(AuthError::Invalid);
     }
     let role = Role::parse(&row.role).ok_or(AuthError::Invalid)?;
-    if let Some(member_id) = &row.member_id {
+    // A kept key passed this under the same generation: no membership has
+    // changed since.
+    if let Some(member_id) = row.member_id.as_ref().filter(|_| !from_kept) {
         let member = store.member(member_id).await?.ok_or(AuthError::Invalid)?;
         let held = Role::parse(&member.role).ok_or(AuthError::Invalid)?;
         if member.tenant_id != row.tenant_id || !(held == role || held.may_assign(role)) {
@@ -135,13 +156,19 @@ pub(crate) async fn authenticate_key(
         .is_none_or(|used| at - used >= chrono::Duration::seconds(60))
     {
         store.touch_api_key(&row.id, at).await?;
+        row.last_used_at = Some(at);
+        kept.touched(&row.id, at);
     }
-    Ok(KeyHolder {
-        tenant_id: row.tenant_id,
+    let holder = KeyHolder {
+        tenant_id: row.tenant_id.clone(),
         role,
-        key_id: row.id,
-        member_id: row.member_id,
-    })
+        key_id: row.id.clone(),
+        member_id: row.member_id.clone(),
+    };
+    if let (false, Some(g)) = (from_kept, generation) {
+        kept.keep(row, g);
+    }
+    Ok(holder)
 }
 
 const SESSION_PREFIX: &str = "acs";

@@ -11,6 +11,7 @@ mod access;
 mod api;
 mod auth;
 mod console;
+mod credentials;
 
 // The lifecycle service, the only code that moves a bot, and what it tells.
 mod bots;
@@ -204,7 +205,11 @@ impl ControlPlane {
             fleet::ResultWriter::start(store.clone(), lanes, config.ingest_batch, metrics.clone());
         let state = AppState {
             results,
-            policies: access::Policies::new(store.clone()).await?,
+            policies: access::Policies::new(
+                store.clone(),
+                credentials::Credentials::new(&store, &bus, metrics.clone()),
+            )
+            .await?,
             audit: audit::AuditLog::new(store.clone()),
             oidc_http: console::oidc::http_client(),
             objects,

@@ -362,7 +362,7 @@ impl Metrics {
         for o in ["read", "claimed", "settled", "put_back", "readded"] {
             dispatch_entries.with_label_values(&[o]);
         }
-        for o in ["publish", "rate_limit", "dispatch"] {
+        for o in ["publish", "rate_limit", "dispatch", "credentials"] {
             redis_fallbacks.with_label_values(&[o]);
         }
         for o in ["sent", "received", "dropped"] {

@@ -128,7 +128,7 @@ impl ApiKeysMutation {
 
     /// Revokes a key; it is refused from the next request on.
     async fn revoke_api_key(&self, ctx: &Context<'_>, id: ID) -> Result<ApiKey> {
-        let (_, _, scoped) = guard(ctx, Action::ManageApiKeys)?;
+        let (state, _, scoped) = guard(ctx, Action::ManageApiKeys)?;
         note_target(ctx, format!("api_key:{}", id.0));
         let key = scoped
             .api_key(&id)
@@ -138,6 +138,7 @@ impl ApiKeysMutation {
         let role = stored_role(&key.role)?;
         may_give(ctx, role)?;
         scoped.revoke_api_key(&id).await.map_err(ApiError::from)?;
+        state.policies.credentials().changed().await;
         let key = scoped
             .api_key(&id)
             .await

@@ -186,7 +186,7 @@ impl MembersMutation {
     /// Changes a member's role. Takes effect on their next request, for
     /// their console session and their keys alike.
     async fn set_member_role(&self, ctx: &Context<'_>, id: ID, role: GqlRole) -> Result<Member> {
-        let (_, _, scoped) = guard(ctx, Action::ManageMembers)?;
+        let (state, _, scoped) = guard(ctx, Action::ManageMembers)?;
         let role = Role::from(role);
         note_target(ctx, format!("member:{}", id.0));
         let ((m, u), current) = manageable_member(ctx, &scoped, &id).await?;
@@ -201,6 +201,8 @@ impl MembersMutation {
             .set_member_role(&id, role)
             .await
             .map_err(ApiError::from)?;
+        // The member's keys may now be above what they could issue.
+        state.policies.credentials().changed().await;
         let mut m = m;
         m.role = role.as_str().to_string();
         Ok(Member::of((m, u))?)
@@ -209,7 +211,7 @@ impl MembersMutation {
     /// Removes a member. Their console sessions and the API keys they
     /// issued stop working at once.
     async fn remove_member(&self, ctx: &Context<'_>, id: ID) -> Result<bool> {
-        let (_, _, scoped) = guard(ctx, Action::ManageMembers)?;
+        let (state, _, scoped) = guard(ctx, Action::ManageMembers)?;
         note_target(ctx, format!("member:{}", id.0));
         let (_, current) = manageable_member(ctx, &scoped, &id).await?;
         if current == Role::Owner && scoped.count_owners().await.map_err(ApiError::from)? <= 1 {
@@ -218,6 +220,7 @@ impl MembersMutation {
         if !scoped.remove_member(&id).await.map_err(ApiError::from)? {
             return Err(ApiError::NotFound.into());
         }
+        state.policies.credentials().changed().await;
         Ok(true)
     }
 }

@@ -34,7 +34,7 @@ use crate::events::{ActivityEvent, BotMoved, TranscriptEvent};
 use crate::metrics::Metrics;
 
 pub(crate) use dispatch_queue::DispatchQueue;
-pub(crate) use redis_link::RedisLink;
+pub(crate) use redis_link::{CALL_TIMEOUT, RedisLink};
 
 /// Notices waiting to be published; past this, new ones are dropped (and
 /// a resync owed), never held without bound.

@@ -376,6 +376,8 @@ impl Run<'_> {
         self.progress.keys_destroyed.extend(destroyed);
         self.keep().await?;
         let rows = self.scoped().delete_tenant_rows().await?;
+        // Its keys went with it.
+        self.state.policies.credentials().changed().await;
         self.progress.add("tenant_settings", rows);
         self.keep().await
     }
