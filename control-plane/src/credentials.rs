@@ -45,8 +45,8 @@ pub(crate) struct Kept {
 enum Truth {
     /// This process alone changes credentials (one SQLite database).
     Local,
-    /// Replicas share the generation in Redis.
-    Shared(Bus, RedisLink),
+    /// Replicas share the generation in Redis (the bus has a link).
+    Shared(Box<Bus>),
     /// Replicas that cannot tell each other: nothing is kept.
     Off,
 }
@@ -66,7 +66,7 @@ struct Inner {
 impl Credentials {
     pub(crate) fn new(store: &Store, bus: &Bus, metrics: Metrics) -> Credentials {
         let truth = match bus.link() {
-            Some(link) => Truth::Shared(bus.clone(), link.clone()),
+            Some(_) => Truth::Shared(Box::new(bus.clone())),
             None if store.is_postgres() => Truth::Off,
             None => Truth::Local,
         };
@@ -90,11 +90,12 @@ impl Credentials {
             Truth::Local => Some(*self.inner.local.lock().expect("generation lock")),
             Truth::Off => None,
             // Not waited for while the bus knows Redis is down.
-            Truth::Shared(bus, _) if bus.health().degraded() => {
+            Truth::Shared(bus) if bus.health().degraded() => {
                 self.fallback();
                 None
             }
-            Truth::Shared(_, link) => {
+            Truth::Shared(bus) => {
+                let link = bus.link()?;
                 let mut conn = link.connection()?;
                 let name = Self::key_name(link);
                 match tokio::time::timeout(CALL_TIMEOUT, conn.get::<_, Option<u64>>(&name)).await {
@@ -153,15 +154,15 @@ impl Credentials {
     pub(crate) async fn changed(&self) {
         *self.inner.local.lock().expect("generation lock") += 1;
         self.inner.keys.lock().expect("credentials lock").clear();
-        if let Truth::Shared(_, link) = &self.inner.truth {
-            let incremented = match link.connection() {
-                Some(mut conn) => {
-                    let name = Self::key_name(link);
-                    matches!(
-                        tokio::time::timeout(CALL_TIMEOUT, conn.incr::<_, _, u64>(&name, 1)).await,
-                        Ok(Ok(_))
-                    )
-                }
+        if let Truth::Shared(bus) = &self.inner.truth {
+            let conn = bus
+                .link()
+                .and_then(|l| Some((l.connection()?, Self::key_name(l))));
+            let incremented = match conn {
+                Some((mut conn, name)) => matches!(
+                    tokio::time::timeout(CALL_TIMEOUT, conn.incr::<_, _, u64>(&name, 1)).await,
+                    Ok(Ok(_))
+                ),
                 None => false,
             };
             if !incremented {
