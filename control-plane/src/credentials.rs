@@ -45,8 +45,9 @@ pub(crate) struct Kept {
 enum Truth {
     /// This process alone changes credentials (one SQLite database).
     Local,
-    /// Replicas share the generation in Redis (the bus has a link).
-    Shared(Box<Bus>),
+    /// Replicas share the generation in Redis (the bus has a link), under
+    /// this key.
+    Shared { bus: Box<Bus>, name: String },
     /// Replicas that cannot tell each other: nothing is kept.
     Off,
 }
@@ -58,6 +59,7 @@ pub(crate) struct Credentials {
 
 struct Inner {
     truth: Truth,
+    /// The generation where this process alone keeps it.
     local: Mutex<u64>,
     keys: Mutex<HashMap<String, Kept>>,
     metrics: Metrics,
@@ -66,7 +68,10 @@ struct Inner {
 impl Credentials {
     pub(crate) fn new(store: &Store, bus: &Bus, metrics: Metrics) -> Credentials {
         let truth = match bus.link() {
-            Some(_) => Truth::Shared(Box::new(bus.clone())),
+            Some(link) => Truth::Shared {
+                bus: Box::new(bus.clone()),
+                name: link.name("credential-generation"),
+            },
             None if store.is_postgres() => Truth::Off,
             None => Truth::Local,
         };
@@ -80,25 +85,19 @@ impl Credentials {
         }
     }
 
-    fn key_name(link: &RedisLink) -> String {
-        link.name("credential-generation")
-    }
-
     /// The generation now, or `None` when kept keys cannot be trusted.
     pub(crate) async fn generation(&self) -> Option<u64> {
         match &self.inner.truth {
             Truth::Local => Some(*self.inner.local.lock().expect("generation lock")),
             Truth::Off => None,
             // Not waited for while the bus knows Redis is down.
-            Truth::Shared(bus) if bus.health().degraded() => {
+            Truth::Shared { bus, .. } if bus.health().degraded() => {
                 self.fallback();
                 None
             }
-            Truth::Shared(bus) => {
-                let link = bus.link()?;
-                let mut conn = link.connection()?;
-                let name = Self::key_name(link);
-                match tokio::time::timeout(CALL_TIMEOUT, conn.get::<_, Option<u64>>(&name)).await {
+            Truth::Shared { bus, name } => {
+                let mut conn = bus.link().and_then(RedisLink::connection)?;
+                match tokio::time::timeout(CALL_TIMEOUT, conn.get::<_, Option<u64>>(name)).await {
                     Ok(Ok(g)) => Some(g.unwrap_or(0)),
                     _ => {
                         self.fallback();
@@ -152,23 +151,23 @@ impl Credentials {
     /// once and on every replica at its next request. Called after the
     /// change commits, before the caller is answered.
     pub(crate) async fn changed(&self) {
-        *self.inner.local.lock().expect("generation lock") += 1;
         self.inner.keys.lock().expect("credentials lock").clear();
-        if let Truth::Shared(bus) = &self.inner.truth {
-            let conn = bus
-                .link()
-                .and_then(|l| Some((l.connection()?, Self::key_name(l))));
-            let incremented = match conn {
-                Some((mut conn, name)) => matches!(
-                    tokio::time::timeout(CALL_TIMEOUT, conn.incr::<_, _, u64>(&name, 1)).await,
-                    Ok(Ok(_))
-                ),
-                None => false,
-            };
-            if !incremented {
-                // Other replicas read the row again within MAX_AGE.
-                tracing::warn!("could not tell the other replicas that a credential changed");
-                self.fallback();
+        match &self.inner.truth {
+            Truth::Local => *self.inner.local.lock().expect("generation lock") += 1,
+            Truth::Off => {}
+            Truth::Shared { bus, name } => {
+                let incremented = match bus.link().and_then(RedisLink::connection) {
+                    Some(mut conn) => matches!(
+                        tokio::time::timeout(CALL_TIMEOUT, conn.incr::<_, _, u64>(name, 1)).await,
+                        Ok(Ok(_))
+                    ),
+                    None => false,
+                };
+                if !incremented {
+                    // Other replicas read the row again within MAX_AGE.
+                    tracing::warn!("could not tell the other replicas that a credential changed");
+                    self.fallback();
+                }
             }
         }
     }

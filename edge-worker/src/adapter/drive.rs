@@ -107,7 +107,7 @@ pub(crate) async fn drive(
             if matches!(phase, Phase::InCall { .. }) {
                 bot.reporter.status(BotStatus::Leaving).await;
             }
-            page::leave(ctx, a.platform).await;
+            page::leave(ctx, a.platform, &probe).await;
             break (BotStatus::Ended, StatusReason::LeaveRequested, None);
         }
         let asked = Instant::now();
@@ -199,7 +199,7 @@ pub(crate) async fn drive(
                 if matches!(phase, Phase::InCall { .. }) {
                     bot.reporter.status(BotStatus::Leaving).await;
                 }
-                page::leave(ctx, a.platform).await;
+                page::leave(ctx, a.platform, &probe).await;
                 break (status, reason, Some(detail.into()));
             }
         }

@@ -121,12 +121,12 @@ const CONFIRM_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Leaves the call: the leave button, then the platform's confirmation if
 /// it asks for one. A toolbar that hid itself (Zoom's footer) is woken and
-/// the page read again first, so the button is on screen and marked.
-pub(super) async fn leave(ctx: &BotContext, platform: Platform) {
-    let probe = probe(platform);
+/// the page read again first (with the session's `probe`), so the button is
+/// on screen and marked.
+pub(super) async fn leave(ctx: &BotContext, platform: Platform, probe: &str) {
     // A page that is gone or hung has nothing left to leave or confirm.
     let read_now = || async {
-        match tokio::time::timeout(CLICK_TIMEOUT, read(ctx, &probe)).await {
+        match tokio::time::timeout(CLICK_TIMEOUT, read(ctx, probe)).await {
             Ok(Ok(r)) => Some(r.probe),
             _ => None,
         }
