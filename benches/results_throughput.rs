@@ -116,15 +116,22 @@ fn segment(n: u64) -> ResultBody {
     })
 }
 
-/// Streams `frames` segments for one bot, `rate` a second (0: at once);
-/// returns each frame's ack latency.
+/// One bot's stream: when its first frame went, when its last was
+/// acknowledged, and each frame's acknowledgement latency.
+struct Streamed {
+    first_sent: Instant,
+    last_acked: Instant,
+    latencies: Vec<f64>,
+}
+
+/// Streams `frames` segments for one bot, `rate` a second (0: at once).
 async fn stream_bot(
     conn: quinn::Connection,
     a: Assignment,
     (frames, rate): (u64, u64),
     acked: Acks,
     progress: Arc<Notify>,
-) -> Vec<f64> {
+) -> Streamed {
     let mut out = conn.open_uni().await.unwrap();
     let mut sent_at = Vec::with_capacity(frames as usize + 2);
     let now_ms = chrono::Utc::now().timestamp_millis();
@@ -180,7 +187,11 @@ async fn stream_bot(
             latencies.push(at.duration_since(*sent).as_secs_f64() * 1000.0);
         }
     }
-    latencies
+    Streamed {
+        first_sent: sent_at[0],
+        last_acked: acks.last().map(|(_, at)| *at).unwrap_or_else(Instant::now),
+        latencies,
+    }
 }
 
 /// One round: `bots` bots at once. Returns (frames/s, ack p50, ack p99).
@@ -196,7 +207,6 @@ async fn round(
             .await;
     }
     let mut tasks = Vec::new();
-    let started = Instant::now();
     // An Assign may come again (the sweep repeats one not yet taken up,
     // as this worker's heartbeats list no bots): one stream per lease, as
     // a real worker keeps.
@@ -218,11 +228,18 @@ async fn round(
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
+    // Over the time frames were in flight: from the first frame sent to
+    // the last acknowledged (creating and dispatching the bots is not
+    // ingest).
     let mut lat = Vec::new();
+    let (mut first, mut last) = (None::<Instant>, None::<Instant>);
     for t in tasks {
-        lat.extend(t.await.unwrap());
+        let s = t.await.unwrap();
+        first = Some(first.map_or(s.first_sent, |f| f.min(s.first_sent)));
+        last = Some(last.map_or(s.last_acked, |l| l.max(s.last_acked)));
+        lat.extend(s.latencies);
     }
-    let secs = started.elapsed().as_secs_f64();
+    let secs = last.unwrap().duration_since(first.unwrap()).as_secs_f64();
     lat.sort_by(|a, b| a.partial_cmp(b).unwrap());
     let q = |p: f64| lat[((lat.len() - 1) as f64 * p) as usize];
     let total = bots as f64 * (frames.0 + 2) as f64;

@@ -16,10 +16,11 @@ use attache_protocol::{
     ControlMsg, DataKey, ErrorCode, IoFrameError, ResultFrame, WarningCode, read_frame,
 };
 use chrono::{DateTime, Utc};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tracing::Instrument;
 
 use super::validate::{self, Checked};
+use super::writer::Committed;
 use crate::AppState;
 use crate::entity::bot;
 use crate::entity::names::RecordingStatus;
@@ -27,11 +28,24 @@ use crate::events::{ActivityEvent, TranscriptEvent};
 use crate::recordings;
 use crate::sealing::Sealer;
 use crate::store::{
-    MatchKey, MediaWrite, ResultWrite, StoreError, Transition, Written, fence, now,
+    MatchKey, MediaWrite, ResultWrite, Segment, StoreError, Transition, Written, fence, now,
 };
+
+/// Frames of one stream handed to the writer and not yet acknowledged;
+/// past that, the stream stops reading and QUIC's flow control holds the
+/// worker back.
+const IN_FLIGHT: usize = 64;
 
 /// Reads one bot's result stream: persist, then acknowledge. Its logs
 /// carry the bot's and tenant's ids once the first frame names them.
+///
+/// Two halves run together: the reader opens each frame and hands it to
+/// the writer without waiting for the frame before it to commit; the
+/// acknowledger takes the outcomes in the stream's order and acknowledges
+/// through the last frame stored, once for every run of frames already
+/// committed. A status (a lifecycle move) and a recording's close (which
+/// reads what its chunks wrote) wait until every frame before them is
+/// acknowledged.
 pub(super) async fn results(
     state: AppState,
     worker_id: String,
@@ -43,16 +57,44 @@ pub(super) async fn results(
         bot_id = tracing::field::Empty,
         tenant_id = tracing::field::Empty
     );
-    read(state, worker_id, stream, tx, span.clone())
+    let (steps, taken) = mpsc::channel(IN_FLIGHT);
+    let reader = read(state.clone(), worker_id, stream, steps, span.clone());
+    async move { tokio::join!(reader, acknowledge(state, taken, tx)) }
         .instrument(span)
-        .await
+        .await;
+}
+
+/// One frame of the stream, in order, as the acknowledger takes it.
+enum Step {
+    /// Handed to the writer: stored once its batch commits.
+    Written {
+        frame: Acked,
+        committed: Committed,
+        after: Box<After>,
+    },
+    /// Already dealt with (a status moved, or refused before the writer).
+    Done {
+        frame: Acked,
+        outcome: Result<(), StoreError>,
+    },
+    /// Answered once everything before it is acknowledged.
+    Barrier(oneshot::Sender<()>),
+}
+
+/// What an acknowledgement of a frame says.
+#[derive(Clone, Copy)]
+struct Acked {
+    bot_id: uuid::Uuid,
+    generation: u64,
+    /// The last sequence number the frame stands for.
+    through: u64,
 }
 
 async fn read(
     state: AppState,
     worker_id: String,
     mut stream: quinn::RecvStream,
-    tx: mpsc::Sender<ControlMsg>,
+    steps: mpsc::Sender<Step>,
     span: tracing::Span,
 ) {
     let mut named = false;
@@ -63,19 +105,21 @@ async fn read(
     // tenant and store never change, and its lease is checked against the
     // row again by the writer's fence.
     let mut bot = None;
-    let rejected = |reason: &str| {
-        state
-            .metrics
-            .frames_rejected
-            .with_label_values(&[reason])
-            .inc()
+    let stop = |stream: &mut quinn::RecvStream| {
+        let _ = stream.stop(ErrorCode::Internal.quic_code().into());
     };
     loop {
-        let frame = match read_frame::<ResultFrame, _>(&mut stream).await {
+        let read = tokio::select! {
+            read = read_frame::<ResultFrame, _>(&mut stream) => read,
+            // The acknowledger stopped (a frame not persisted): the
+            // worker replays from the last acknowledgement.
+            () = steps.closed() => return stop(&mut stream),
+        };
+        let frame = match read {
             Ok(Some(f)) => f,
             Ok(None) | Err(IoFrameError::Io(_)) => return,
             Err(e) => {
-                rejected("malformed");
+                rejected(&state, "malformed");
                 tracing::warn!(error = %e, "malformed result frame; stream stopped");
                 let _ = stream.stop(ErrorCode::ProtocolViolation.quic_code().into());
                 return;
@@ -86,33 +130,119 @@ async fn read(
             .frames_received
             .with_label_values(&["results"])
             .inc();
-        let (bot_id, generation, seq) = (frame.bot_id, frame.generation, frame.seq);
+        let acked = Acked {
+            bot_id: frame.bot_id,
+            generation: frame.generation,
+            through: frame.seq,
+        };
         if !named {
-            span.record("bot_id", tracing::field::display(bot_id));
+            span.record("bot_id", tracing::field::display(acked.bot_id));
             named = true;
         }
-        match persist(&state, &worker_id, frame, &mut bot, &mut traced).await {
-            Ok(through) => {
+        let step = persist(&state, &worker_id, frame, &mut bot, &mut traced, &steps)
+            .await
+            .unwrap_or_else(|e| Step::Done {
+                frame: acked,
+                outcome: Err(e),
+            });
+        if steps.send(step).await.is_err() {
+            return stop(&mut stream);
+        }
+    }
+}
+
+/// Takes the reader's steps in order: acknowledges what was stored, asks
+/// the worker to let go of a bot it no longer holds, and stops at a frame
+/// that could not be persisted (the reader stops the stream, and the
+/// worker replays from the last acknowledgement).
+async fn acknowledge(
+    state: AppState,
+    mut steps: mpsc::Receiver<Step>,
+    tx: mpsc::Sender<ControlMsg>,
+) {
+    // Stored and not acknowledged yet: sent before waiting on anything.
+    let mut owed: Option<Acked> = None;
+    let ack = |owed: &mut Option<Acked>| {
+        let tx = tx.clone();
+        let a = owed.take();
+        async move {
+            if let Some(a) = a {
                 let _ = tx
                     .send(ControlMsg::Ack {
-                        bot_id,
-                        generation,
-                        seq: through.max(seq),
+                        bot_id: a.bot_id,
+                        generation: a.generation,
+                        seq: a.through,
                     })
                     .await;
             }
+        }
+    };
+    while let Some(step) = steps.recv().await {
+        let (frame, outcome) = match step {
+            Step::Barrier(answer) => {
+                ack(&mut owed).await;
+                let _ = answer.send(());
+                continue;
+            }
+            Step::Done { frame, outcome } => (frame, outcome),
+            Step::Written {
+                frame,
+                mut committed,
+                after,
+            } => {
+                let outcome = match committed.ready() {
+                    Some(o) => o,
+                    None => {
+                        ack(&mut owed).await;
+                        committed.outcome().await
+                    }
+                };
+                (frame, after.finish(&state, outcome).await)
+            }
+        };
+        match outcome {
+            Ok(()) => owed = Some(frame),
             Err(StoreError::Stale { .. }) | Err(StoreError::NotFound) => {
-                rejected("stale");
-                let _ = tx.send(ControlMsg::Revoke { bot_id, generation }).await;
+                ack(&mut owed).await;
+                rejected(&state, "stale");
+                let _ = tx
+                    .send(ControlMsg::Revoke {
+                        bot_id: frame.bot_id,
+                        generation: frame.generation,
+                    })
+                    .await;
             }
             Err(e) => {
-                rejected("unpersisted");
-                tracing::warn!(%bot_id, error = %e, "result not persisted; the worker will replay it");
-                let _ = stream.stop(ErrorCode::Internal.quic_code().into());
+                ack(&mut owed).await;
+                rejected(&state, "unpersisted");
+                tracing::warn!(bot_id = %frame.bot_id, error = %e, "result not persisted; the worker will replay it");
                 return;
             }
         }
+        if steps.is_empty() {
+            ack(&mut owed).await;
+        }
     }
+    ack(&mut owed).await;
+}
+
+fn rejected(state: &AppState, reason: &str) {
+    state
+        .metrics
+        .frames_rejected
+        .with_label_values(&[reason])
+        .inc()
+}
+
+/// Waits until every frame before this one is acknowledged.
+async fn barrier(steps: &mpsc::Sender<Step>) -> Result<(), StoreError> {
+    let stopped = || StoreError::Corrupt("the stream's acknowledgements stopped".into());
+    let (answer, answered) = oneshot::channel();
+    steps
+        .send(Step::Barrier(answer))
+        .await
+        .map_err(|_| stopped())?;
+    answered.await.map_err(|_| stopped())
 }
 
 /// One frame, as the lease holder sent it.
@@ -125,13 +255,17 @@ struct Frame<'a> {
     at: DateTime<Utc>,
 }
 
+/// Opens one frame and hands it on: a status moved through the lifecycle
+/// service (once every frame before it is stored), anything else to the
+/// writer.
 async fn persist(
     state: &AppState,
     worker_id: &str,
     frame: ResultFrame,
     cached: &mut Option<bot::Model>,
     traced: &mut bool,
-) -> Result<u64, StoreError> {
+    steps: &mpsc::Sender<Step>,
+) -> Result<Step, StoreError> {
     let id = frame.bot_id.to_string();
     let generation = frame.generation as i64;
     let bot = match cached.take() {
@@ -183,6 +317,11 @@ async fn persist(
         seq: frame.seq as i64,
         at,
     };
+    let acked = |through: u64| Acked {
+        bot_id: frame.bot_id,
+        generation: frame.generation,
+        through: through.max(frame.seq),
+    };
     match checked {
         Checked::NotTheWorkers => Err(StoreError::Stale {
             got: generation,
@@ -193,40 +332,55 @@ async fn persist(
             reason,
             detail,
         } => {
+            barrier(steps).await?;
             let mut t = Transition::new(&id, status, reason);
             t.expect_generation = Some(generation);
             t.result_seq = Some(f.seq);
             t.detail = detail;
             t.at = at;
             // The row moved: read it again for the next frame.
-            state
-                .bots
-                .apply(t)
-                .instrument(span)
-                .await
-                .map(|_| frame.seq)
+            let outcome = state.bots.apply(t).instrument(span).await.map(|_| ());
+            Ok(Step::Done {
+                frame: acked(frame.seq),
+                outcome,
+            })
         }
         // Persisted (or persisted before) as one place: acknowledged
         // through the last frame it stands for.
         Checked::Skipped { through } if through >= frame.seq => {
             let lost = through - frame.seq + 1;
             tracing::warn!(bot_id = %id, from = frame.seq, through, "the worker dropped {lost} results before they were acknowledged");
-            let written = write(state, &f, Checked::Skipped { through })
+            let (committed, after) = write(state, &f, Checked::Skipped { through })
                 .instrument(span)
-                .await;
+                .await?;
             *cached = Some(bot.clone());
-            written.map(|()| through)
+            Ok(Step::Written {
+                frame: acked(through),
+                committed,
+                after,
+            })
         }
         checked => {
-            let written = write(state, &f, checked).instrument(span).await;
+            if matches!(checked, Checked::RecordingFinished { .. }) {
+                barrier(steps).await?;
+            }
+            let (committed, after) = write(state, &f, checked).instrument(span).await?;
             *cached = Some(bot.clone());
-            written.map(|()| frame.seq)
+            Ok(Step::Written {
+                frame: acked(frame.seq),
+                committed,
+                after,
+            })
         }
     }
 }
 
-/// Stores what a bot saw and heard.
-async fn write(state: &AppState, f: &Frame<'_>, checked: Checked) -> Result<(), StoreError> {
+/// Hands what a bot saw and heard to the writer.
+async fn write(
+    state: &AppState,
+    f: &Frame<'_>,
+    checked: Checked,
+) -> Result<(Committed, Box<After>), StoreError> {
     let (tenant_id, bot_id) = (f.bot.tenant_id.as_str(), f.bot.id.as_str());
     let s = Sealer::new(f.key, bot_id);
     let person = |id: String| MatchKey {
@@ -303,7 +457,7 @@ async fn write(state: &AppState, f: &Frame<'_>, checked: Checked) -> Result<(), 
             }
         }
         Checked::Transcript { key, segment } => {
-            let write = MediaWrite::Transcript {
+            let write = MediaWrite::Transcript(Segment {
                 text_sealed: s.transcript_text(&key, &segment.text),
                 speaker_sealed: segment
                     .speaker
@@ -315,7 +469,7 @@ async fn write(state: &AppState, f: &Frame<'_>, checked: Checked) -> Result<(), 
                 confidence: segment.confidence as f64,
                 language: segment.language.clone(),
                 is_final: segment.is_final,
-            };
+            });
             transcript = Some(TranscriptEvent {
                 tenant_id: tenant_id.to_string(),
                 bot_id: bot_id.to_string(),
@@ -407,40 +561,72 @@ async fn write(state: &AppState, f: &Frame<'_>, checked: Checked) -> Result<(), 
         at: f.at,
         write,
     };
-    match state.results.write(write).await? {
-        Written::Applied => {
-            if closes_recording && let Ok(objects) = objects() {
-                recordings::drop_chunks(objects, tenant_id, bot_id, f.generation).await;
+    let committed = state.results.submit(write).await?;
+    let after = After {
+        tenant_id: tenant_id.to_string(),
+        bot_id: bot_id.to_string(),
+        generation: f.generation,
+        seq: f.seq,
+        closes_recording: closes_recording.then(|| f.bot.object_store.clone()),
+        activity,
+        transcript,
+    };
+    Ok((committed, Box::new(after)))
+}
+
+/// What follows a frame's commit: its live events, its metrics, and the
+/// chunks of a recording it closed.
+struct After {
+    tenant_id: String,
+    bot_id: String,
+    generation: i64,
+    seq: i64,
+    /// The object store of the recording the frame closed.
+    closes_recording: Option<Option<String>>,
+    activity: bool,
+    transcript: Option<TranscriptEvent>,
+}
+
+impl After {
+    async fn finish(
+        self,
+        state: &AppState,
+        outcome: Result<Written, StoreError>,
+    ) -> Result<(), StoreError> {
+        let (tenant_id, bot_id) = (self.tenant_id.as_str(), self.bot_id.as_str());
+        match outcome? {
+            Written::Applied => {
+                if let Some(store) = &self.closes_recording
+                    && let Ok(objects) = state.objects.named(store.as_deref())
+                {
+                    recordings::drop_chunks(objects, tenant_id, bot_id, self.generation).await;
+                }
+                if self.activity {
+                    state.events.publish_activity(ActivityEvent {
+                        tenant_id: self.tenant_id.clone(),
+                        bot_id: self.bot_id.clone(),
+                    });
+                }
+                if let Some(t) = self.transcript {
+                    let kind = if t.segment.as_ref().is_some_and(|s| s.is_final) {
+                        "final"
+                    } else {
+                        "partial"
+                    };
+                    state
+                        .metrics
+                        .transcript_segments
+                        .with_label_values(&[kind])
+                        .inc();
+                    state.events.publish_transcript(t);
+                }
             }
-            if activity {
-                state.events.publish_activity(ActivityEvent {
-                    tenant_id: tenant_id.to_string(),
-                    bot_id: bot_id.to_string(),
-                });
-            }
-            if let Some(t) = transcript {
-                let kind = if t.segment.as_ref().is_some_and(|s| s.is_final) {
-                    "final"
-                } else {
-                    "partial"
-                };
-                state
-                    .metrics
-                    .transcript_segments
-                    .with_label_values(&[kind])
-                    .inc();
-                state.events.publish_transcript(t);
+            Written::Duplicate => {}
+            Written::Refused(why) => {
+                rejected(state, "invalid");
+                tracing::warn!(bot_id, seq = self.seq, why, "result frame refused");
             }
         }
-        Written::Duplicate => {}
-        Written::Refused(why) => {
-            state
-                .metrics
-                .frames_rejected
-                .with_label_values(&["invalid"])
-                .inc();
-            tracing::warn!(bot_id, seq = f.seq, why, "result frame refused");
-        }
+        Ok(())
     }
-    Ok(())
 }

@@ -1,8 +1,10 @@
 //! The ingest writer: result frames from every bot stream on this replica
 //! are persisted in batches, many frames of many bots per transaction,
-//! instead of one transaction each. A stream hands over one frame at a
-//! time and acknowledges it once its batch has committed, so each bot's
-//! frames stay in order and nothing is acknowledged before it is stored.
+//! instead of one transaction each. A stream hands its frames over in
+//! order, without waiting for the one before to commit (up to a bound of
+//! its own), and acknowledges each once its batch has committed: each
+//! bot's frames stay in order and nothing is acknowledged before it is
+//! stored.
 //!
 //! Flow control: each lane's queue is bounded. When the database falls
 //! behind, streams wait to hand over their next frame, stop reading, and
@@ -52,19 +54,41 @@ impl ResultWriter {
         }
     }
 
-    /// Persists one frame's write; returns once its batch has committed
-    /// (or failed).
-    pub(crate) async fn write(&self, write: ResultWrite) -> Result<Written, StoreError> {
+    /// Hands one frame's write to its lane (waiting while the lane is
+    /// full); the answer comes once its batch has committed (or failed).
+    /// A bot's frames handed over in order are committed in order.
+    pub(crate) async fn submit(&self, write: ResultWrite) -> Result<Committed, StoreError> {
         let mut h = std::collections::hash_map::DefaultHasher::new();
         write.bot_id.hash(&mut h);
         let lane = &self.lanes[(h.finish() % self.lanes.len() as u64) as usize];
         let (done, outcome) = oneshot::channel();
-        let stopped = || StoreError::Corrupt("the ingest writer has stopped".into());
         lane.send(Pending { write, done })
             .await
             .map_err(|_| stopped())?;
-        outcome.await.map_err(|_| stopped())?
+        Ok(Committed(outcome))
     }
+}
+
+/// A write in a lane's hands: what became of it, once its batch is done.
+pub(crate) struct Committed(oneshot::Receiver<Result<Written, StoreError>>);
+
+impl Committed {
+    /// The outcome if the batch is already done.
+    pub(crate) fn ready(&mut self) -> Option<Result<Written, StoreError>> {
+        match self.0.try_recv() {
+            Ok(o) => Some(o),
+            Err(oneshot::error::TryRecvError::Empty) => None,
+            Err(oneshot::error::TryRecvError::Closed) => Some(Err(stopped())),
+        }
+    }
+
+    pub(crate) async fn outcome(self) -> Result<Written, StoreError> {
+        self.0.await.map_err(|_| stopped())?
+    }
+}
+
+fn stopped() -> StoreError {
+    StoreError::Corrupt("the ingest writer has stopped".into())
 }
 
 async fn lane(store: Store, mut rx: mpsc::Receiver<Pending>, max_batch: usize, metrics: Metrics) {

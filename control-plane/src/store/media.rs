@@ -15,6 +15,7 @@ use sea_orm::{
 
 use super::activity;
 use super::fence::{self, Place};
+use super::segments::{Segment, Segments};
 use super::{Scoped, Slice, Store, StoreError, Window};
 use crate::entity::names::{RecordingStatus, Stored};
 use crate::entity::{
@@ -63,16 +64,7 @@ pub(crate) enum MediaWrite {
         text_sealed: Vec<u8>,
     },
     /// A transcript segment.
-    Transcript {
-        key: String,
-        start_ms: i64,
-        end_ms: i64,
-        speaker_sealed: Option<Vec<u8>>,
-        text_sealed: Vec<u8>,
-        confidence: f64,
-        language: Option<String>,
-        is_final: bool,
-    },
+    Transcript(Segment),
     RecordingStarted {
         format: String,
         object_key: String,
@@ -451,60 +443,12 @@ pub(super) async fn write_one(
             .insert(txn)
             .await?;
         }
-        MediaWrite::Transcript {
-            key,
-            start_ms,
-            end_ms,
-            speaker_sealed,
-            text_sealed,
-            confidence,
-            language,
-            is_final,
-        } => {
-            let existing = transcript_segment::Entity::find()
-                .filter(transcript_segment::Column::BotId.eq(bot_id.clone()))
-                .filter(transcript_segment::Column::SegmentKey.eq(key.clone()))
-                .one(txn)
-                .await?;
-            match existing {
-                // A final segment is never replaced by a late partial.
-                Some(old) if old.is_final && !is_final => {
-                    return Ok(Written::Refused("a partial segment after its final"));
-                }
-                Some(old) => {
-                    let mut row: transcript_segment::ActiveModel = old.into();
-                    row.start_ms = Set(start_ms);
-                    row.end_ms = Set(end_ms);
-                    row.speaker = Set(None);
-                    row.speaker_sealed = Set(speaker_sealed);
-                    row.text_sealed = Set(text_sealed);
-                    row.confidence = Set(confidence);
-                    row.language = Set(language);
-                    row.is_final = Set(is_final);
-                    row.updated_at = Set(at);
-                    row.update(txn).await?;
-                }
-                None => {
-                    transcript_segment::ActiveModel {
-                        bot_id: Set(bot_id),
-                        tenant_id: Set(tenant_id),
-                        generation: Set(generation),
-                        segment_key: Set(key),
-                        start_ms: Set(start_ms),
-                        end_ms: Set(end_ms),
-                        speaker: Set(None),
-                        speaker_sealed: Set(speaker_sealed),
-                        text_sealed: Set(text_sealed),
-                        confidence: Set(confidence),
-                        language: Set(language),
-                        is_final: Set(is_final),
-                        updated_at: Set(at),
-                        ..Default::default()
-                    }
-                    .insert(txn)
-                    .await?;
-                }
-            }
+        MediaWrite::Transcript(segment) => {
+            let key = (bot.id.clone(), segment.key.clone());
+            let mut segments = Segments::read(txn, [key]).await?;
+            let written = segments.put(bot, generation, at, segment);
+            segments.write(txn).await?;
+            return Ok(written);
         }
         MediaWrite::Nothing => return Ok(Written::Refused("invalid frame")),
     }

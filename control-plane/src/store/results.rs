@@ -9,11 +9,14 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
-use sea_orm::sea_query::Expr;
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, TransactionTrait};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DatabaseTransaction, DbBackend, EntityTrait, QueryFilter,
+    Statement, TransactionTrait,
+};
 
 use super::fence::{self, Place};
 use super::media::write_one;
+use super::segments::Segments;
 use super::{MediaWrite, Store, StoreError, Written};
 use crate::entity::bot;
 
@@ -91,6 +94,14 @@ impl Store {
                 (b.id.clone(), (b, first))
             })
             .collect();
+        let mut segments = Segments::read(
+            &txn,
+            batch.iter().filter_map(|r| match &r.write {
+                MediaWrite::Transcript(s) => Some((r.bot_id.clone(), s.key.clone())),
+                _ => None,
+            }),
+        )
+        .await?;
         let mut outcomes = Vec::with_capacity(batch.len());
         for r in batch {
             let Some((bot, _)) = bots.get_mut(&r.bot_id) else {
@@ -105,30 +116,81 @@ impl Store {
                 Ok(Place::Duplicate) => outcomes.push(Ok(Written::Duplicate)),
                 Ok(Place::Next) => {
                     let last = r.write.last_seq(r.seq);
-                    outcomes.push(Ok(write_one(&txn, bot, r.generation, r.at, r.write).await?));
+                    let written = match r.write {
+                        MediaWrite::Transcript(s) => segments.put(bot, r.generation, r.at, s),
+                        write => write_one(&txn, bot, r.generation, r.at, write).await?,
+                    };
+                    outcomes.push(Ok(written));
                     bot.last_result_seq = last;
                 }
                 Err(e) => outcomes.push(Err(e)),
             }
         }
-        for (bot, first) in bots.values() {
-            if bot.last_result_seq == *first {
-                continue;
-            }
-            let moved = bot::Entity::update_many()
-                .filter(bot::Column::Id.eq(bot.id.clone()))
-                .filter(bot::Column::LeaseGeneration.eq(bot.lease_generation))
-                .filter(bot::Column::LastResultSeq.eq(*first))
-                .col_expr(bot::Column::LastResultSeq, Expr::value(bot.last_result_seq))
-                .exec(&txn)
-                .await?;
-            if moved.rows_affected != 1 {
-                return Err(StoreError::Conflict);
-            }
-        }
+        segments.write(&txn).await?;
+        let mut moves: Vec<_> = bots
+            .into_values()
+            .filter(|(bot, first)| bot.last_result_seq != *first)
+            .map(|(bot, first)| (bot.id, bot.lease_generation, first, bot.last_result_seq))
+            .collect();
+        moves.sort();
+        move_sequences(&txn, &moves).await?;
         txn.commit().await?;
         Ok(outcomes)
     }
+}
+
+/// Moves each bot's last result sequence number from `first` to `last`
+/// (id, lease generation, first, last), by compare-and-swap: one
+/// statement per few hundred bots, and a conflict if any bot's row moved
+/// meanwhile.
+async fn move_sequences(
+    txn: &DatabaseTransaction,
+    moves: &[(String, i64, i64, i64)],
+) -> Result<(), StoreError> {
+    let backend = txn.get_database_backend();
+    for chunk in moves.chunks(500) {
+        let mut n = 0;
+        let mut place = || {
+            n += 1;
+            match backend {
+                DbBackend::Postgres => format!("${n}"),
+                _ => "?".to_string(),
+            }
+        };
+        let rows: Vec<String> = chunk
+            .iter()
+            .map(|_| {
+                format!(
+                    "({}, CAST({} AS BIGINT), CAST({} AS BIGINT), CAST({} AS BIGINT))",
+                    place(),
+                    place(),
+                    place(),
+                    place()
+                )
+            })
+            .collect();
+        let sql = format!(
+            "UPDATE bots SET last_result_seq = v.column4 FROM (VALUES {}) AS v \
+             WHERE bots.id = v.column1 AND bots.lease_generation = v.column2 \
+             AND bots.last_result_seq = v.column3",
+            rows.join(", ")
+        );
+        let values = chunk.iter().flat_map(|(id, generation, first, last)| {
+            [
+                id.clone().into(),
+                (*generation).into(),
+                (*first).into(),
+                (*last).into(),
+            ]
+        });
+        let moved = txn
+            .execute_raw(Statement::from_sql_and_values(backend, sql, values))
+            .await?;
+        if moved.rows_affected() != chunk.len() as u64 {
+            return Err(StoreError::Conflict);
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -205,6 +267,125 @@ mod tests {
             .await;
         assert!(outcomes.iter().all(|o| matches!(o, Ok(Written::Applied))));
         assert_eq!((seq("a").await, seq("b").await), (3, 2));
+    }
+
+    fn segment(bot: &str, g: i64, seq: i64, key: &str, text: &str, is_final: bool) -> ResultWrite {
+        ResultWrite {
+            write: MediaWrite::Transcript(crate::store::Segment {
+                key: key.into(),
+                start_ms: seq * 1_000,
+                end_ms: seq * 1_000 + 900,
+                speaker_sealed: None,
+                text_sealed: text.as_bytes().to_vec(),
+                confidence: 0.9,
+                language: None,
+                is_final,
+            }),
+            ..frame(bot, "w1", g, seq)
+        }
+    }
+
+    #[tokio::test]
+    async fn a_batchs_segments_are_written_together_in_frame_order() {
+        let store = store_with_tenant().await;
+        for id in ["a", "b"] {
+            store.scoped("t1").insert_bot(new_bot(id)).await.unwrap();
+            store.transition(lease(id, "w1", 0)).await.unwrap();
+        }
+        let g = store.bot("a").await.unwrap().unwrap().lease_generation;
+        // Stored before the batch: a's "k1" (partial) and "k2" (final).
+        let before = store
+            .apply_results(vec![
+                segment("a", g, 1, "k1", "hel", false),
+                segment("a", g, 2, "k2", "done", true),
+            ])
+            .await;
+        assert!(before.iter().all(|o| matches!(o, Ok(Written::Applied))));
+        let outcomes = store
+            .apply_results(vec![
+                segment("a", g, 3, "k1", "hello", true), // the stored partial made final
+                segment("a", g, 4, "k2", "late", false), // a partial after its final
+                segment("b", g, 1, "k1", "new", false),  // the same key, another bot
+                segment("b", g, 2, "k1", "newer", true), // new in this batch, then final
+                segment("b", g, 3, "k1", "stale", false), // refused in memory too
+                segment("b", g, 4, "k3", "third", true),
+            ])
+            .await;
+        let kinds: Vec<_> = outcomes.into_iter().map(|o| o.unwrap()).collect();
+        assert_eq!(
+            kinds,
+            [
+                Written::Applied,
+                Written::Refused("a partial segment after its final"),
+                Written::Applied,
+                Written::Applied,
+                Written::Refused("a partial segment after its final"),
+                Written::Applied,
+            ]
+        );
+        let mut rows: Vec<(String, String, String, bool)> =
+            crate::entity::transcript_segment::Entity::find()
+                .all(store.db())
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|r| {
+                    let text = String::from_utf8(r.text_sealed).unwrap();
+                    (r.bot_id, r.segment_key, text, r.is_final)
+                })
+                .collect();
+        rows.sort();
+        let row = |b: &str, k: &str, t: &str, f: bool| (b.into(), k.into(), t.into(), f);
+        assert_eq!(
+            rows,
+            [
+                row("a", "k1", "hello", true),
+                row("a", "k2", "done", true),
+                row("b", "k1", "newer", true),
+                row("b", "k3", "third", true),
+            ]
+        );
+        let seq = |id: &'static str| {
+            let store = store.clone();
+            async move { store.bot(id).await.unwrap().unwrap().last_result_seq }
+        };
+        assert_eq!((seq("a").await, seq("b").await), (4, 4));
+    }
+
+    #[tokio::test]
+    async fn a_bot_whose_row_moved_meanwhile_is_a_conflict_for_the_whole_move() {
+        let store = store_with_tenant().await;
+        for id in ["a", "b"] {
+            store.scoped("t1").insert_bot(new_bot(id)).await.unwrap();
+            store.transition(lease(id, "w1", 0)).await.unwrap();
+        }
+        let g = store.bot("a").await.unwrap().unwrap().lease_generation;
+        let txn = store.db().begin().await.unwrap();
+        // b's sequence moved on since the batch read it: the statement
+        // moves a but not b, and the whole batch is refused.
+        bot::Entity::update_many()
+            .filter(bot::Column::Id.eq("b"))
+            .col_expr(
+                bot::Column::LastResultSeq,
+                sea_orm::sea_query::Expr::value(7),
+            )
+            .exec(&txn)
+            .await
+            .unwrap();
+        let moves = [("a".to_string(), g, 0, 2), ("b".to_string(), g, 0, 3)];
+        assert!(matches!(
+            move_sequences(&txn, &moves).await,
+            Err(StoreError::Conflict)
+        ));
+        drop(txn);
+        let txn = store.db().begin().await.unwrap();
+        move_sequences(&txn, &moves).await.unwrap();
+        txn.commit().await.unwrap();
+        let seq = |id: &'static str| {
+            let store = store.clone();
+            async move { store.bot(id).await.unwrap().unwrap().last_result_seq }
+        };
+        assert_eq!((seq("a").await, seq("b").await), (2, 3));
     }
 
     #[tokio::test]
