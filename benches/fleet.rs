@@ -21,6 +21,10 @@
 //! and lost counts bots that did not end MEETING_ENDED or whose
 //! acknowledged transcript segments are not all stored.
 
+/// The binary's allocator (`src/main.rs`), so the figures are the product's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod sim;
 #[path = "../tests/support/mod.rs"]
 mod support;

@@ -16,6 +16,11 @@
 //!     results_throughput: F frames/s, ack p50 A ms, ack p99 B ms, bots 1000, workers 50, database postgres
 //!
 //! SQLite by default; with ATTACHE_TEST_POSTGRES_URL set, PostgreSQL.
+//! BASELINE=0 runs the batched control plane alone.
+
+/// The binary's allocator (`src/main.rs`), so the figures are the product's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod sim;
 #[path = "../tests/support/mod.rs"]
@@ -80,7 +85,8 @@ async fn sim_worker(cluster: &Cluster, capacity: u32) -> SimWorker {
     });
     tokio::spawn(async move {
         loop {
-            tokio::time::sleep(HEARTBEAT).await;
+            // At the product's interval (`product_timings`).
+            tokio::time::sleep(Duration::from_secs(2)).await;
             let hb = WorkerMsg::Heartbeat {
                 load: Load {
                     active_bots: 0,
@@ -250,6 +256,19 @@ async fn round(
         q(0.5),
         q(0.99)
     );
+    let metrics = cluster.metrics().await;
+    let sum = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .filter(|l| l.starts_with(name))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    println!(
+        "       {:.0} frames per batch on average so far",
+        sum("attache_control_plane_ingest_batch_frames_sum")
+            / sum("attache_control_plane_ingest_batch_frames_count").max(1.0)
+    );
     (total / secs, q(0.5), q(0.99))
 }
 
@@ -275,12 +294,21 @@ async fn run(
             "batched by the ingest writer"
         }
     );
+    let tweak: fn(&mut attache_control_plane::Config) = if one_per_transaction {
+        |c| {
+            product_timings(c);
+            c.ingest_batch = 1
+        }
+    } else {
+        product_timings
+    };
     let cluster = Cluster::start_with(Options {
         database_url: database_url.map(|u| own_postgres_database(u, tag)),
         create_bot_limit: Some((100_000, 100_000)),
         api_limit: Some((100_000, 100_000)),
-        tweak: one_per_transaction
-            .then_some(|c: &mut attache_control_plane::Config| c.ingest_batch = 1),
+        // The product's timings, not the tests' short ones (a link is
+        // dead after four missed heartbeats).
+        tweak: Some(tweak),
         ..Default::default()
     })
     .await;
@@ -291,11 +319,24 @@ async fn run(
     }
     let one = round(&cluster, &api, &mut workers, 1, frames).await;
     let all = round(&cluster, &api, &mut workers, bots, frames).await;
+    // Nothing of this run may go on into the next: its workers hang up
+    // and its control plane stops.
+    for w in &workers {
+        w.conn.close(0u32.into(), b"done");
+    }
+    drop(workers);
+    drop(cluster);
+    tokio::time::sleep(Duration::from_secs(2)).await;
     println!(
         "  {bots} bots at once persist {:.1}× the frames per second of one bot alone",
         all.0 / one.0
     );
     all
+}
+
+fn product_timings(c: &mut attache_control_plane::Config) {
+    c.heartbeat_interval = Duration::from_secs(2);
+    c.worker_grace = Duration::from_secs(15);
 }
 
 fn main() {
@@ -321,14 +362,22 @@ fn main() {
         };
         // The baseline first: the same control plane, one frame per
         // transaction (as before the ingest writer batched them).
-        let before = run(database_url.as_deref(), true, bots, n_workers, frames).await;
+        // BASELINE=0 leaves it out (to profile the batched run alone).
+        let before = (env("BASELINE", 1) != 0)
+            .then(|| run(database_url.as_deref(), true, bots, n_workers, frames));
+        let before = match before {
+            Some(run) => Some(run.await),
+            None => None,
+        };
         let after = run(database_url.as_deref(), false, bots, n_workers, frames).await;
-        println!(
-            "batched: {:.1}× the frames per second of one frame per transaction, ack p99 {:.0} ms against {:.0} ms",
-            after.0 / before.0,
-            after.2,
-            before.2
-        );
+        if let Some(before) = before {
+            println!(
+                "batched: {:.1}× the frames per second of one frame per transaction, ack p99 {:.0} ms against {:.0} ms",
+                after.0 / before.0,
+                after.2,
+                before.2
+            );
+        }
         println!(
             "results_throughput: {:.0} frames/s, ack p50 {:.0} ms, ack p99 {:.0} ms, bots {bots}, workers {n_workers}, database {database}",
             after.0, after.1, after.2

@@ -11,7 +11,13 @@ mod telemetry;
 mod worker_args;
 
 use clap::Parser;
+use mimalloc::MiMalloc;
 use tokio_util::sync::CancellationToken;
+
+/// Under result ingest glibc's malloc took a quarter of the control
+/// plane's CPU; mimalloc's per-thread heaps do not contend.
+#[global_allocator]
+static ALLOCATOR: MiMalloc = MiMalloc;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {

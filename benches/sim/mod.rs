@@ -47,8 +47,14 @@ pub async fn connect(
     .unwrap();
     tls.alpn_protocols = vec![ALPN_FLEET.to_vec()];
     let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls).unwrap();
+    // As a real worker's link: kept alive while its streams wait on flow
+    // control.
+    let mut client = quinn::ClientConfig::new(Arc::new(crypto));
+    let mut transport = quinn::TransportConfig::default();
+    transport.keep_alive_interval(Some(std::time::Duration::from_millis(250)));
+    client.transport_config(Arc::new(transport));
     let mut ep = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
-    ep.set_default_client_config(quinn::ClientConfig::new(Arc::new(crypto)));
+    ep.set_default_client_config(client);
     let conn = ep
         .connect(control_plane, "localhost")
         .unwrap()
