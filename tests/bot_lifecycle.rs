@@ -142,8 +142,9 @@ async fn scheduled_and_queued_bots_wait_and_can_be_called_off() {
     );
 }
 
-/// Status texts are the platform's, not the participants': a chat message
-/// and a display name that read like an ending end nothing.
+/// Status texts are the platform's, not the participants' or the
+/// meeting's: a chat message, a display name and a meeting title that read
+/// like an ending or a lobby end nothing and keep nobody out.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn what_participants_write_or_are_called_ends_nothing() {
     let mut cluster = Cluster::start().await;
@@ -153,12 +154,14 @@ async fn what_participants_write_or_are_called_ends_nothing() {
         .post(format!("{}/api/meetings", cluster.sandbox))
         .json(&json!({
             "id": "wordy",
+            "title": "Call ended? Meeting ended: the retro",
             "admission": "open",
             "custom_script": {
                 "participants": [{ "name": "Host" }, { "name": "You've been removed", "join_ms": 500 }],
                 "chat": [
                     { "sender": "Host", "at_ms": 800, "text": "Meeting ended? No, the meeting has ended for Bob only." },
                     { "sender": "Host", "at_ms": 900, "text": "Someone in the call denied your request to join" },
+                    { "sender": "Host", "at_ms": 1000, "text": "Asking to be let in? I will let you in" },
                 ],
             },
         }))
@@ -179,7 +182,7 @@ async fn what_participants_write_or_are_called_ends_nothing() {
             .iter()
             .filter_map(|c| c["text"].as_str())
             .collect();
-        if texts.len() == 2 {
+        if texts.len() == 3 {
             break;
         }
         assert!(std::time::Instant::now() < deadline, "chat not read: {m:#}");

@@ -161,8 +161,11 @@ async fn uplink(cluster: &Cluster, meeting: &str, name: &str) -> Value {
 }
 
 /// The whole call's meeting: the host admits, the demo script, a cookie
-/// banner and an overlay, the page's second variant.
-const CALL: &str = "admission=manual&script=demo&overlays=true&variant=1";
+/// banner and an overlay, the page's second variant, and a title in each
+/// platform's words for an ending (only the platform's own status elements
+/// say that).
+const CALL: &str = "admission=manual&script=demo&overlays=true&variant=1\
+    &title=Call%20ended%2C%20the%20meeting%20has%20ended%3A%20a%20retro";
 
 const TURNED_AWAY: [(&str, &str); 4] = [
     ("admission=deny&admit_after_ms=300", "ADMISSION_DENIED"),

@@ -151,7 +151,9 @@ pub(crate) async fn drive(
         }
         // No call controls: perhaps only hidden until the mouse moves
         // (Zoom's footer), which is tried before their absence is judged.
-        if !read.probe.in_call && last_nudge.is_none_or(|t| now.duration_since(t) >= NUDGE_EVERY) {
+        if !read.probe.call_controls
+            && last_nudge.is_none_or(|t| now.duration_since(t) >= NUDGE_EVERY)
+        {
             nudges += 1;
             last_nudge = Some(now);
             page::wake(ctx, nudges).await;

@@ -39,7 +39,11 @@ pub(crate) struct Probe {
     pub mic_on: bool,
     pub camera_on: bool,
     pub lobby: bool,
-    pub in_call: bool,
+    /// The call's own controls are on screen and no join button is (and,
+    /// where the roster proves the call, a person is in it). Lobbies show
+    /// call controls too: admission also needs no lobby text, while in the
+    /// call a lobby's words (a caption, a chat line) change nothing.
+    pub call_controls: bool,
     pub leave_button: bool,
     /// The platform asks to confirm the leave.
     pub leave_confirm: bool,
@@ -191,7 +195,7 @@ pub(crate) fn next_step(
             if now.duration_since(active) >= ms(limits.silence_ms) {
                 return Step::Leave(Ended, SilenceTooLong, "no sound and nobody speaking");
             }
-            match (p.in_call, absent_since) {
+            match (p.call_controls, absent_since) {
                 (true, Some(_)) => Step::Enter(Phase::InCall {
                     since,
                     absent_since: None,
@@ -221,7 +225,7 @@ pub(crate) fn next_step(
             if p.ended {
                 return Step::Finish(Ended, MeetingEnded, "the meeting ended before admission");
             }
-            if p.in_call {
+            if p.call_controls && !p.lobby {
                 return Step::Enter(Phase::InCall {
                     since: now,
                     absent_since: None,

@@ -152,19 +152,28 @@ pub(super) async fn leave(ctx: &BotContext, platform: Platform, probe: &str) {
 
 /// Where the element is, once scrolled into view: `under` the mouse at its
 /// centre, `covered` by something else there, or `gone` from the screen
-/// since the probe marked it (not to be clicked at all).
+/// since the probe marked it (not to be clicked at all). When it is under
+/// the mouse, it notes whether the mouse's click then reaches it.
 const WHERE_JS: &str = "function () {
   if (!this.isConnected || !this.getClientRects().length) return 'gone';
   this.scrollIntoView({ block: 'center', inline: 'center' });
   const r = this.getBoundingClientRect();
   if (r.width === 0 && r.height === 0) return 'gone';
   const hit = document.elementFromPoint(r.left + r.width / 2, r.top + r.height / 2);
-  return hit && (hit === this || this.contains(hit)) ? 'under' : 'covered';
+  if (!hit || !(hit === this || this.contains(hit))) return 'covered';
+  this.__attacheClicked = false;
+  this.addEventListener('click', () => { this.__attacheClicked = true; }, { once: true, capture: true });
+  return 'under';
 }";
+
+/// Whether the mouse's click reached the element (`false` when an overlay
+/// that showed meanwhile took it).
+const REACHED_JS: &str = "function () { return this.__attacheClicked === true; }";
 
 /// Clicks what the probe marked `target`: with the mouse where the element
 /// is the one under it, else through the DOM (an overlay, a banner or a
-/// toast over it would take the mouse's click). A page that does not
+/// toast over it would take the mouse's click), and through the DOM too
+/// when one that showed meanwhile took the mouse's. A page that does not
 /// answer within [`CLICK_TIMEOUT`] is not waited for.
 pub(super) async fn click(ctx: &BotContext, target: &str) {
     let sel = format!("[data-attache=\"{target}\"]");
@@ -192,7 +201,25 @@ pub(super) async fn click(ctx: &BotContext, target: &str) {
                     .await
                     .map(|_| ())
             }
-            _ => el.click().await.map(|_| ()),
+            _ => match el.click().await {
+                Ok(_) => {
+                    let reached = el.call_js_fn(REACHED_JS, false).await.ok();
+                    let missed = reached
+                        .and_then(|r| r.result.value)
+                        .is_some_and(|v| v == serde_json::Value::Bool(false));
+                    if missed {
+                        // Something that showed between the look and the
+                        // click took it: once more, through the DOM.
+                        tracing::debug!(target, "the click was taken; clicking through the DOM");
+                        el.call_js_fn("function () { this.click(); }", false)
+                            .await
+                            .map(|_| ())
+                    } else {
+                        Ok(())
+                    }
+                }
+                Err(e) => Err(e),
+            },
         };
         if let Err(e) = done {
             tracing::debug!(target, error = %e, "click failed");

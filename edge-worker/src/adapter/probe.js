@@ -81,23 +81,39 @@
   // its button is clicked).
   const entries = all(table.people.items).filter(visible);
   const messages = all(table.chat.items).filter(visible);
-  // What participants wrote or are called is theirs, not the platform's: a
-  // status text counts only where it shows more often in the page's
-  // visible text than in the roster's entries and the chat's messages.
-  const text = fold(root.body ? root.body.innerText : '');
-  const count = (hay, needle) => {
-    let n = 0;
-    for (let i = hay.indexOf(needle); i !== -1; i = hay.indexOf(needle, i + needle.length)) n++;
-    return n;
+  // What participants wrote or are called is theirs, not the platform's:
+  // the roster's entries and the chat's messages. A status text counts
+  // only where it is still in the visible text of `scopes` with theirs
+  // taken out (worked out only once some text matched at all).
+  const theirs = new Map();
+  const ownText = (el) => {
+    if (!theirs.has(el)) theirs.set(el, fold(el.innerText).trim());
+    return theirs.get(el);
   };
-  let theirs = null;
-  const has = (list) => list.some((t) => {
-    const want = fold(t);
-    const n = count(text, want);
-    if (n === 0) return false;
-    if (!theirs) theirs = entries.concat(messages).map((el) => fold(el.innerText));
-    return n > theirs.reduce((sum, own) => sum + count(own, want), 0);
-  });
+  const saying = (scopes) => {
+    const raw = scopes.map((s) => fold(s.innerText));
+    let platforms = null;
+    return (list) => list.some((t) => {
+      const want = fold(t);
+      if (!raw.some((r) => r.includes(want))) return false;
+      platforms = platforms || raw.map((text, i) => {
+        for (const el of entries.concat(messages)) {
+          const own = scopes[i].contains(el) ? ownText(el) : '';
+          const at = own ? text.indexOf(own) : -1;
+          if (at !== -1) text = text.slice(0, at) + text.slice(at + own.length);
+        }
+        return text;
+      });
+      return platforms.some((r) => r.includes(want));
+    });
+  };
+  // A lobby says so anywhere on its page; endings, refusals and walls are
+  // read only in the platform's own dialog and status elements (the
+  // outermost of nested ones), never in a title, a caption or a shared
+  // screen.
+  const onPage = saying(root.body ? [root.body] : []);
+  const areas = all(table.status_areas).filter(visible);
+  const inStatus = saying(areas.filter((a) => !areas.some((b) => b !== a && b.contains(a))));
   const nameOf = (el) => {
     const inner = within(el, table.people.names);
     const label = inner ? '' : attr(el, table.people.name_attrs).split(',')[0];
@@ -129,7 +145,7 @@
   });
   const nameInput = first(table.name_inputs);
   const joinButton = button(table.join_buttons);
-  const lobby = has(table.lobby_texts);
+  const lobby = onPage(table.lobby_texts);
   return {
     name_input: mark(nameInput && !nameInput.value ? nameInput : null, 'name'),
     name_filled: !!nameInput && !!nameInput.value,
@@ -138,22 +154,22 @@
     mic_on: mark(first(table.mic_on), 'mic'),
     camera_on: mark(first(table.camera_on), 'camera'),
     lobby,
-    // Lobbies show call controls too (Meet's "Leave call"): the call is
-    // proven by its controls with no lobby text and no join button left.
-    in_call: !lobby && !joinButton && table.in_call_all.every((s) => !!first([s]))
+    // The call's own controls with no join button left (lobbies show call
+    // controls too, Meet's "Leave call": admission also needs no lobby text).
+    call_controls: !joinButton && table.in_call_all.every((s) => !!first([s]))
       && (!table.people.proves_call || people.length > 0),
     leave_button: mark(first(table.leave_buttons), 'leave'),
     leave_confirm: mark(first(table.leave_confirm), 'confirm'),
     notice: mark(first(table.notices), 'notice'),
     chat_button: mark(messages.length ? null : button(table.chat.open_buttons), 'chat'),
     people_button: mark(entries.length ? null : button(table.people.open_buttons), 'people'),
-    denied: has(table.denied_texts),
-    removed: has(table.removed_texts),
-    ended: has(table.ended_texts) || !!first(table.ended_screens),
-    not_found: has(table.not_found_texts),
-    sign_in: has(table.sign_in_texts) || !!first(table.sign_in_screens),
-    blocked: has(table.blocked_texts),
-    passcode: has(table.passcode_texts),
+    denied: inStatus(table.denied_texts),
+    removed: inStatus(table.removed_texts),
+    ended: inStatus(table.ended_texts) || !!first(table.ended_screens),
+    not_found: inStatus(table.not_found_texts),
+    sign_in: inStatus(table.sign_in_texts) || !!first(table.sign_in_screens),
+    blocked: inStatus(table.blocked_texts),
+    passcode: inStatus(table.passcode_texts),
     people,
     chat,
     lag_ms: lagMs,

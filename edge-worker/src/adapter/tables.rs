@@ -33,6 +33,10 @@ pub(crate) struct Table {
     /// Buttons that acknowledge a notice in the call (Meet's "Gemini is
     /// taking notes", a recording notice); clicked whenever one shows.
     pub notices: &'static [&'static str],
+    /// The platform's own dialog and status elements: the texts below
+    /// (refusals, endings, walls) are read only inside them, never in a
+    /// meeting's title, a caption or what participants wrote.
+    pub status_areas: &'static [&'static str],
     pub denied_texts: &'static [&'static str],
     pub removed_texts: &'static [&'static str],
     pub ended_texts: &'static [&'static str],
@@ -135,6 +139,13 @@ static MEET: Table = Table {
     leave_buttons: &["[aria-label=\"Leave call\"]"],
     leave_confirm: &[],
     notices: &["[data-mdc-dialog-action=\"ok\"]"],
+    // `.roSPhc` holds the end and refusal screens' words (Vexa).
+    status_areas: &[
+        ".roSPhc",
+        "[role=\"dialog\"]",
+        "[role=\"alertdialog\"]",
+        "[role=\"alert\"]",
+    ],
     denied_texts: &[
         "denied your request",
         "No one responded to your request to join the call",
@@ -231,6 +242,12 @@ static TEAMS: Table = Table {
     ],
     leave_confirm: &[],
     notices: &[],
+    // The retry screen's title says why the call is over (Vexa).
+    status_areas: &[
+        "#calling-retry-screen-title",
+        "[role=\"dialog\"]",
+        "[role=\"alert\"]",
+    ],
     denied_texts: &[
         "you were denied access",
         "Sorry, but you were denied access",
@@ -301,6 +318,12 @@ static ZOOM: Table = Table {
     leave_buttons: &["button[aria-label=\"Leave\"]", ".footer-button__leave"],
     leave_confirm: &["button.leave-meeting-options__btn--danger"],
     notices: &[],
+    // Zoom's modals say endings and refusals in their title (Vexa).
+    status_areas: &[
+        ".zm-modal-body-title",
+        "[role=\"dialog\"]",
+        "[role=\"alert\"]",
+    ],
     // Zoom's own sentences: a bare "denied" is in many a toast.
     denied_texts: &["host has removed you", "Your request was denied"],
     removed_texts: &["You have been removed"],

@@ -174,13 +174,31 @@ fn lobby_and_admission_are_detected_positively() {
         Step::Wait
     );
     let call = Probe {
-        in_call: true,
+        call_controls: true,
         ..Default::default()
     };
     assert!(matches!(
         step(Phase::Lobby { since: t0 }, call, t0, 1000),
         Step::Enter(Phase::InCall { .. })
     ));
+    // Meet's lobby has a "Leave call" button: controls beside a lobby text
+    // are the lobby still...
+    let controls_in_lobby = Probe {
+        call_controls: true,
+        lobby: true,
+        ..Default::default()
+    };
+    assert_eq!(
+        step(Phase::Lobby { since: t0 }, controls_in_lobby, t0, 1000),
+        Step::Wait
+    );
+    // ...while in the call a lobby's words (a caption of "I will let you
+    // in", a chat line) do not take the bot out of it.
+    let in_call = Phase::InCall {
+        since: t0,
+        absent_since: None,
+    };
+    assert_eq!(step(in_call, controls_in_lobby, t0, 10_000), Step::Wait);
 }
 
 #[test]
@@ -255,7 +273,7 @@ fn failures_carry_their_true_reason() {
         (
             in_call,
             Probe {
-                in_call: true,
+                call_controls: true,
                 removed: true,
                 ..Default::default()
             },
@@ -274,7 +292,7 @@ fn failures_carry_their_true_reason() {
         (
             in_call,
             Probe {
-                in_call: true,
+                call_controls: true,
                 ..Default::default()
             },
             60_000,
@@ -302,7 +320,7 @@ fn flickering_call_ui_is_debounced() {
     };
     assert_eq!(step(p1, gone, t0, 2_000), Step::Wait);
     let back = Probe {
-        in_call: true,
+        call_controls: true,
         ..Default::default()
     };
     assert_eq!(step(p1, back, t0, 2_500), Step::Enter(phase));
@@ -321,7 +339,7 @@ fn auto_leave_rules_end_the_call_with_their_reasons() {
         absent_since: None,
     };
     let p = Probe {
-        in_call: true,
+        call_controls: true,
         ..Default::default()
     };
     let decide = |call: CallSignals, after: u64| {
