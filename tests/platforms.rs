@@ -266,3 +266,42 @@ async fn teams_mixed_audio_is_heard_once_and_a_silent_mix_gives_way() {
     );
     assert!(second > 0.01, "then the speakers' own tracks: {second}");
 }
+
+/// A large Meet's grid shows only some of the people in it: the People
+/// button's count says the others are there, so the bot is not alone when
+/// no other tile shows; and where the count says nobody else came, the
+/// bot still leaves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn meet_counts_the_people_its_grid_leaves_out() {
+    let mut cluster = Cluster::start().await;
+    cluster.add_worker(2).await;
+    let api = cluster.tenant("acme").await;
+    let rules = json!({ "nobodyJoinedSeconds": 2, "aloneSeconds": 2 });
+    // One host in the call, and only the bot's own tile on screen.
+    let crowded = api
+        .create_bot_with(
+            &cluster.platform_meeting("meet", "meet-grid", "admission=open&tiles=1"),
+            rules.clone(),
+        )
+        .await;
+    let empty = api
+        .create_bot_with(
+            &cluster.platform_meeting(
+                "meet",
+                "meet-grid-empty",
+                "admission=open&script=empty&tiles=1",
+            ),
+            rules,
+        )
+        .await;
+    api.wait_status(&crowded, "IN_CALL", WAIT).await;
+    let b = api.wait_status(&empty, "ENDED", WAIT).await;
+    assert_eq!(b["statusReason"], "NOBODY_JOINED", "{b:#}");
+    // Well past both rules' 2 s.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let b = api.bot(&crowded).await;
+    assert_eq!(b["status"], "IN_CALL", "{b:#}");
+    api.leave(&crowded).await;
+    let b = api.wait_status(&crowded, "ENDED", WAIT).await;
+    assert_eq!(b["statusReason"], "LEAVE_REQUESTED", "{b:#}");
+}

@@ -10,6 +10,8 @@
 //   [data-confirm=SELECTOR]      a leave button that first shows this
 //                                confirmation (whose own button leaves)
 //   [data-role=people|chat]      where entries and messages go
+//   [data-role=people-count]     where the page says how many are in the
+//                                call (drawn by SKIN.count), if it does
 //   [data-role=outcome-text]     where an ending is said
 //   [data-role=continue]         the launcher's way on to the lobby
 //   [data-role=passcode]         the passcode field, when one is asked for
@@ -23,8 +25,9 @@
 //
 // Skin: { texts: { not_found, ended, denied, removed, left, sign_in, bots,
 // passcode_missing, passcode_wrong }, entry(p, self), speaking(el, on),
-// message(m), devices(state), and optionally outcome(kind) to draw an
-// ending's own screen }.
+// message(m), devices(state), count(el, n) where the page has a
+// people-count, and optionally outcome(kind) to draw an ending's own
+// screen }.
 (() => {
   const SKIN = window.SKIN;
   const $ = (sel) => document.querySelector(sel);
@@ -378,8 +381,15 @@
     });
   }
 
-  function renderPeople(list) {
+  function renderPeople(everyone) {
     const box = role('people');
+    const count = role('people-count');
+    if (count) SKIN.count(count, everyone.length);
+    // A large meeting's grid: the page's own tile first, then as many as fit.
+    const mine = (p) => !!seat && p.id === seat.participant_id;
+    const list = meeting && meeting.tiles
+      ? everyone.filter(mine).concat(everyone.filter((p) => !mine(p))).slice(0, meeting.tiles)
+      : everyone;
     const seen = new Set(list.map((p) => p.id));
     for (const [pid, el] of entries) {
       if (seen.has(pid)) continue;
@@ -389,12 +399,12 @@
     }
     for (const p of list) {
       if (entries.has(p.id)) continue;
-      const el = SKIN.entry(p, !!seat && p.id === seat.participant_id);
+      const el = SKIN.entry(p, mine(p));
       entries.set(p.id, el);
       box.appendChild(el);
     }
     castIds.clear();
-    for (const p of list) if (p.host) castIds.set(p.name, p.id);
+    for (const p of everyone) if (p.host) castIds.set(p.name, p.id);
     renderSpeaking();
   }
 

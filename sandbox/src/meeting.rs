@@ -96,6 +96,10 @@ pub struct MeetingOptions {
     /// Besides one track per speaker, a server-mixed track of them all, as
     /// Teams sends ("mainAudio" in its stream's id).
     pub mix: Mix,
+    /// The call shows the tiles of at most this many people, the page's
+    /// own first, as a large meeting's grid does; the rest are only
+    /// counted (on pages that show a count).
+    pub tiles: Option<u32>,
 }
 
 /// A mixed track beside the speakers' own.
@@ -140,6 +144,7 @@ impl Default for MeetingOptions {
             wall: Wall::None,
             passcode: None,
             mix: Mix::None,
+            tiles: None,
         }
     }
 }
@@ -246,6 +251,7 @@ pub struct MeetingView {
     /// A page must carry the passcode to knock.
     pub passcode_required: bool,
     pub mix: Mix,
+    pub tiles: Option<u32>,
     /// The meeting's script (speech and chat in time order), or `None`.
     pub script: Option<Script>,
     /// How long each clip plays, in milliseconds.
@@ -431,6 +437,7 @@ impl Meeting {
             wall: self.options.wall,
             passcode_required: self.options.passcode.is_some(),
             mix: self.options.mix,
+            tiles: self.options.tiles,
             script: self.script.clone(),
             clip_ms: speech::CLIPS
                 .iter()

@@ -310,9 +310,12 @@ impl Watch {
         }
         let call = &mut self.call;
         let was_alone = call.others == 0;
-        call.roster_readable = self.roster.readable;
-        call.others = self.roster.others();
-        call.others_seen = self.roster.others_seen;
+        // Where the platform counts who is there, the tiles on screen may
+        // be only some of them: alone only when both say so.
+        let counted = read.people_count.map(|n| n.saturating_sub(1) as usize);
+        call.roster_readable = self.roster.readable || counted.is_some();
+        call.others = self.roster.others().max(counted.unwrap_or(0));
+        call.others_seen = call.others_seen || self.roster.others_seen || call.others > 0;
         call.alone_since = match (call.others, was_alone) {
             (0, true) => call.alone_since.or(Some(now)),
             (0, false) => Some(now),

@@ -29,6 +29,10 @@ pub(super) struct PageRead {
     pub probe: Probe,
     #[serde(default)]
     pub people: Vec<Person>,
+    /// How many people the platform says are in the call, the bot
+    /// included, where it says so.
+    #[serde(default)]
+    pub people_count: Option<u32>,
     #[serde(default)]
     pub chat: Vec<ChatLine>,
     /// How late the page's own timer was since the last read, in ms.

@@ -143,6 +143,9 @@
     const id = attr(el, table.chat.id_attrs) || `${sender}\u0000${body}\u0000${Math.max(0, messages.length - 100) + i}`;
     return { id: id.slice(0, 256), sender, text: body };
   });
+  // How many the platform says are in the call, where it says so.
+  const counted = first(table.people.count);
+  const number = counted && /\d+/.exec(`${counted.getAttribute('aria-label') || ''} ${counted.innerText || ''}`);
   const nameInput = first(table.name_inputs);
   const joinButton = button(table.join_buttons);
   const lobby = onPage(table.lobby_texts);
@@ -171,6 +174,7 @@
     blocked: inStatus(table.blocked_texts),
     passcode: inStatus(table.passcode_texts),
     people,
+    people_count: number ? Math.min(Number(number[0]), 100000) : null,
     chat,
     lag_ms: lagMs,
     framed: root !== document,

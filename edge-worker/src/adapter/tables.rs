@@ -91,6 +91,11 @@ pub(crate) struct Roster {
     /// A person in the roster is part of the proof of admission (where the
     /// roster is on screen in the call, not only in a panel).
     pub proves_call: bool,
+    /// Elements whose label or text holds how many people are in the call,
+    /// the bot included (Meet's People button, "People - 3 joined"). A
+    /// large meeting's grid shows only some: while the count says others
+    /// are there, the bot is not alone, whatever the tiles show.
+    pub count: &'static [&'static str],
 }
 
 #[derive(Debug, Serialize)]
@@ -193,6 +198,8 @@ static MEET: Table = Table {
         // participant id too.
         not_people: &["Backgrounds and effects", "visual_effects"],
         proves_call: true,
+        // The People button's label (Engagium's Meet DOM reference, 2025-11).
+        count: &["[aria-label^=\"People - \"]"],
     },
     chat: Chat {
         open_buttons: &["Chat with everyone"],
@@ -285,6 +292,7 @@ static TEAMS: Table = Table {
         speaker_names: &[],
         not_people: &[],
         proves_call: false,
+        count: &[],
     },
     chat: Chat {
         open_buttons: &["Chat"],
@@ -361,6 +369,7 @@ static ZOOM: Table = Table {
         ],
         not_people: &[],
         proves_call: false,
+        count: &[],
     },
     chat: Chat {
         open_buttons: &["open the chat panel", "Chat"],
