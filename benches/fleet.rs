@@ -13,7 +13,8 @@
 //! seconds a transcript segment and a speaker change every second and a
 //! recording chunk every two, then the recording's totals and ENDED
 //! (MEETING_ENDED). Bots are created through GraphQL at CREATE_RATE (1,000)
-//! a second. The last line is
+//! a second, by clients with at most CREATE_CONCURRENCY (256) requests open
+//! at once. The last line is
 //!
 //!     fleet: 10000 bots, 500 workers, create p99 C ms, assign p99 D ms, F frames/s, cp rss R MiB, lost L
 //!
@@ -148,16 +149,21 @@ async fn control_plane_half() {
         enrolled.elapsed().as_secs_f64()
     );
 
-    // Bots, at the creation rate.
+    // Bots, at the creation rate, from clients with at most
+    // CREATE_CONCURRENCY (256) requests open at once, as a client's
+    // connection pool holds them. A create is timed from when it was due,
+    // so waiting for a free connection counts.
     let created: Arc<Mutex<Vec<(String, u64, f64)>>> = Arc::default();
+    let open = Arc::new(tokio::sync::Semaphore::new(env("CREATE_CONCURRENCY", 256)));
     let start = tokio::time::Instant::now();
     let mut tasks = Vec::with_capacity(bots);
     for i in 0..bots {
         tokio::time::sleep_until(start + Duration::from_secs_f64(i as f64 / rate as f64)).await;
-        let (api, created) = (api.clone(), created.clone());
+        let (api, created, open) = (api.clone(), created.clone(), open.clone());
         let url = cluster.meeting(&format!("fleet-{i}"), "");
         tasks.push(tokio::spawn(async move {
             let (sent_ms, t0) = (unix_ms(), Instant::now());
+            let _slot = open.acquire().await.unwrap();
             let id = api.create_bot(&url, "Fleet Bot").await;
             let ms = t0.elapsed().as_secs_f64() * 1000.0;
             created.lock().unwrap().push((id, sent_ms, ms));

@@ -85,10 +85,8 @@ async fn dispatch_once(state: &AppState, started: Instant) -> Result<bool, Store
     let candidates = state.links.candidates();
     let mut active: HashMap<String, u32> = HashMap::new();
     if !candidates.is_empty() {
-        for b in state.store.leased_bots(None).await? {
-            if let Some(w) = b.worker_id {
-                *active.entry(w).or_default() += 1;
-            }
+        for (w, n) in state.store.leases_per_worker().await? {
+            active.insert(w, u32::try_from(n).unwrap_or(u32::MAX));
         }
     }
     let live: HashSet<Group> = state

@@ -239,16 +239,26 @@ impl Store {
         &self,
         worker_id: Option<&str>,
     ) -> Result<Vec<bot::Model>, DbErr> {
-        let leased: Vec<&str> = BotStatus::ALL
-            .iter()
-            .filter(|s| s.is_leased())
-            .map(|s| s.as_str())
-            .collect();
-        let mut q = bot::Entity::find().filter(bot::Column::Status.is_in(leased));
+        let mut q = bot::Entity::find().filter(bot::Column::Status.is_in(leased_statuses()));
         if let Some(w) = worker_id {
             q = q.filter(bot::Column::WorkerId.eq(w));
         }
         q.all(&self.db).await
+    }
+
+    /// How many leases each worker holds: counted in the database, so a
+    /// dispatch pass does not read every leased bot to learn it.
+    pub(crate) async fn leases_per_worker(&self) -> Result<Vec<(String, i64)>, DbErr> {
+        bot::Entity::find()
+            .select_only()
+            .column(bot::Column::WorkerId)
+            .column_as(bot::Column::Id.count(), "n")
+            .filter(bot::Column::Status.is_in(leased_statuses()))
+            .filter(bot::Column::WorkerId.is_not_null())
+            .group_by(bot::Column::WorkerId)
+            .into_tuple::<(String, i64)>()
+            .all(&self.db)
+            .await
     }
 
     pub(crate) async fn bot(&self, id: &str) -> Result<Option<bot::Model>, DbErr> {
@@ -543,6 +553,15 @@ impl Scoped<'_> {
     }
 }
 
+/// The statuses in which a bot is under lease.
+fn leased_statuses() -> Vec<&'static str> {
+    BotStatus::ALL
+        .iter()
+        .filter(|s| s.is_leased())
+        .map(|s| s.as_str())
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -570,6 +589,41 @@ mod tests {
         t.expect_generation = Some(generation);
         t.result_seq = Some(seq);
         t
+    }
+
+    #[tokio::test]
+    async fn leases_are_counted_per_worker_and_only_while_held() {
+        let store = fixtures::store_with_tenant().await;
+        for (id, worker) in [
+            ("a", Some("w1")),
+            ("b", Some("w1")),
+            ("c", Some("w2")),
+            ("d", None),
+        ] {
+            store
+                .scoped("t1")
+                .insert_bot(fixtures::new_bot(id))
+                .await
+                .unwrap();
+            if let Some(w) = worker {
+                store.transition(lease(id, w, 0)).await.unwrap();
+            }
+        }
+        // An ended bot holds nothing.
+        let g = store.bot("c").await.unwrap().unwrap().lease_generation;
+        store
+            .transition(report(
+                "c",
+                g,
+                1,
+                BotStatus::Ended,
+                Some(StatusReason::MeetingEnded),
+            ))
+            .await
+            .unwrap();
+        let mut counts = store.leases_per_worker().await.unwrap();
+        counts.sort();
+        assert_eq!(counts, [("w1".to_string(), 2)]);
     }
 
     #[tokio::test]
