@@ -86,6 +86,7 @@
   // only where it is still in the visible text of `scopes` with theirs
   // taken out (worked out only once some text matched at all).
   const theirs = new Map();
+  const theirElements = entries.concat(messages);
   const ownText = (el) => {
     if (!theirs.has(el)) theirs.set(el, fold(el.innerText).trim());
     return theirs.get(el);
@@ -97,7 +98,7 @@
       const want = fold(t);
       if (!raw.some((r) => r.includes(want))) return false;
       platforms = platforms || raw.map((text, i) => {
-        for (const el of entries.concat(messages)) {
+        for (const el of theirElements) {
           const own = scopes[i].contains(el) ? ownText(el) : '';
           const at = own ? text.indexOf(own) : -1;
           if (at !== -1) text = text.slice(0, at) + text.slice(at + own.length);
