@@ -8,7 +8,7 @@
 //!   (id, status, lease generation, result sequence), so replicas and racing
 //!   tasks can never apply two conflicting moves.
 
-use attache_protocol::TransitionError;
+use attache_protocol::{BotStatus, TransitionError};
 use chrono::{DateTime, Utc};
 use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbErr, EntityTrait};
 
@@ -78,6 +78,16 @@ impl Store {
     pub(crate) fn is_postgres(&self) -> bool {
         self.db.get_database_backend() == sea_orm::DatabaseBackend::Postgres
     }
+}
+
+/// The names of the statuses `keep` holds for, as stored: for a query's
+/// `IN (…)`.
+pub(crate) fn statuses_where(keep: fn(BotStatus) -> bool) -> Vec<&'static str> {
+    BotStatus::ALL
+        .iter()
+        .filter(|s| keep(**s))
+        .map(|s| s.as_str())
+        .collect()
 }
 
 pub(crate) fn now() -> DateTime<Utc> {

@@ -14,6 +14,7 @@
 //! fixture and a demo, never a place to keep data.
 
 mod meeting;
+mod options;
 mod routes;
 mod script;
 mod speech;

@@ -239,7 +239,8 @@ impl Store {
         &self,
         worker_id: Option<&str>,
     ) -> Result<Vec<bot::Model>, DbErr> {
-        let mut q = bot::Entity::find().filter(bot::Column::Status.is_in(leased_statuses()));
+        let mut q = bot::Entity::find()
+            .filter(bot::Column::Status.is_in(super::statuses_where(BotStatus::is_leased)));
         if let Some(w) = worker_id {
             q = q.filter(bot::Column::WorkerId.eq(w));
         }
@@ -253,7 +254,7 @@ impl Store {
             .select_only()
             .column(bot::Column::WorkerId)
             .column_as(bot::Column::Id.count(), "n")
-            .filter(bot::Column::Status.is_in(leased_statuses()))
+            .filter(bot::Column::Status.is_in(super::statuses_where(BotStatus::is_leased)))
             .filter(bot::Column::WorkerId.is_not_null())
             .group_by(bot::Column::WorkerId)
             .into_tuple::<(String, i64)>()
@@ -551,15 +552,6 @@ impl Scoped<'_> {
             .all(self.db)
             .await
     }
-}
-
-/// The statuses in which a bot is under lease.
-fn leased_statuses() -> Vec<&'static str> {
-    BotStatus::ALL
-        .iter()
-        .filter(|s| s.is_leased())
-        .map(|s| s.as_str())
-        .collect()
 }
 
 #[cfg(test)]

@@ -31,14 +31,6 @@ const OPEN_RECORDING: &str = "RECORDING";
 /// Deliveries nothing will send again.
 const SETTLED_DELIVERIES: [&str; 2] = ["DELIVERED", "FAILED"];
 
-fn final_statuses() -> Vec<&'static str> {
-    BotStatus::ALL
-        .iter()
-        .filter(|s| s.is_final())
-        .map(|s| s.as_str())
-        .collect()
-}
-
 /// A bot whose data of some class the sweep may delete.
 #[derive(Debug, Clone)]
 pub(crate) struct Candidate {
@@ -89,7 +81,7 @@ fn b(c: bot::Column) -> Expr {
 fn bot_gone_by(tenant: &str, cutoff: DateTime<Utc>) -> Condition {
     Condition::all()
         .add(b(bot::Column::TenantId).eq(tenant))
-        .add(b(bot::Column::Status).is_in(final_statuses()))
+        .add(b(bot::Column::Status).is_in(super::statuses_where(BotStatus::is_final)))
         .add(b(bot::Column::EndedAt).lte(cutoff))
         .add(unheld(tenant, b(bot::Column::Id)))
 }
