@@ -45,6 +45,39 @@ fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
         .unwrap_or(default)
 }
 
+/// What the worker measures it could take more of, and a bot's cost there
+/// (it runs with --fixed-capacity, so the bench decides the steps).
+async fn measured_room(metrics: &str) -> String {
+    let text = reqwest::get(format!("http://{metrics}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let value = |name: &str| {
+        text.lines()
+            .find_map(|l| {
+                l.strip_prefix(name)
+                    .and_then(|v| v.trim().parse::<f64>().ok())
+            })
+            .unwrap_or(f64::NAN)
+    };
+    let limit = ["configured", "cpu", "memory", "joins"]
+        .into_iter()
+        .find(|l| {
+            value(&format!(
+                "attache_edge_worker_room_limited{{limit=\"{l}\"}} "
+            )) == 1.0
+        })
+        .unwrap_or("?");
+    format!(
+        "room for {} more (bounded by {limit}), a bot {:.3} cores and {} MiB",
+        value("attache_edge_worker_room "),
+        value("attache_edge_worker_bot_millicores ") / 1000.0,
+        value("attache_edge_worker_bot_memory_mib "),
+    )
+}
+
 /// The worker's audio counters: frames received, dropped, corrupt.
 async fn frame_counters(metrics: &str) -> (f64, f64, f64) {
     let text = reqwest::get(format!("http://{metrics}/metrics"))
@@ -253,6 +286,7 @@ fn main() {
                 "        cpu by thread: {}",
                 top_threads(&threads0, &threads1, secs, 12)
             );
+            println!("        worker measured: {}", measured_room(&metrics).await);
             if in_call < target || dropped > 0.0 || missing > 0.0 {
                 println!("        step failed: not every bot held its call with all its audio");
                 break;

@@ -28,8 +28,17 @@ pub(crate) struct EdgeWorkerArgs {
     /// none).
     #[arg(long, env = "ATTACHE_JOIN_TOKEN_FILE")]
     pub join_token_file: Option<PathBuf>,
+    /// Most bots at once. The worker measures how many more it can hold
+    /// (CPU headroom, memory, pages loading) and takes at most this many.
     #[arg(long, env = "ATTACHE_CAPACITY", default_value_t = 4)]
     pub capacity: u32,
+    /// Take --capacity bots whatever the machine measures.
+    #[arg(long, env = "ATTACHE_FIXED_CAPACITY")]
+    pub fixed_capacity: bool,
+    /// Memory the worker leaves to the machine when it works out how many
+    /// more bots it can hold.
+    #[arg(long, env = "ATTACHE_MEMORY_RESERVE_MIB", default_value_t = 512)]
+    pub memory_reserve_mib: u64,
     /// Most meeting pages loading at once (default: one per CPU, at least
     /// two); other bots wait their turn in JOINING, so that a join storm
     /// does not starve bots already in calls.
@@ -90,6 +99,8 @@ impl EdgeWorkerArgs {
             true,
         )?;
         c.capacity = self.capacity;
+        c.fixed_capacity = self.fixed_capacity;
+        c.memory_reserve_mib = self.memory_reserve_mib;
         if let Some(n) = self.max_joining {
             c.max_joining = n;
         }

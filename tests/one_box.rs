@@ -148,3 +148,54 @@ async fn bots_created_together_load_their_pages_in_turn() {
     let worker = cluster.worker_metrics_text(0).await;
     assert_eq!(metric(&worker, "attache_edge_worker_joins_waiting "), 0.0);
 }
+
+/// A worker takes only the bots it measures room for, `--capacity` being
+/// the upper bound: one that must leave the machine more memory than it
+/// has advertises no room, is sent nothing (the bot waits, WORKERS_BUSY)
+/// and says in its metrics that memory is what ran out; a worker with room
+/// beside it gets the bot.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_worker_takes_only_the_bots_it_measures_room_for() {
+    let mut cluster = Cluster::start().await;
+    cluster
+        .add_worker_with(4, "local", None, |c| {
+            c.fixed_capacity = false;
+            c.memory_reserve_mib = 1 << 40;
+        })
+        .await;
+    let api = cluster.tenant("acme").await;
+    let id = api
+        .create_bot(
+            &cluster.meeting("room", "admission=open&script=demo-loop"),
+            "Room Bot",
+        )
+        .await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let b = api.bot(&id).await;
+        assert_eq!(b["status"], "QUEUED", "{b:#}");
+        if b["statusReason"] == "WORKERS_BUSY" {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{b:#}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let m = cluster.worker_metrics_text(0).await;
+    assert_eq!(metric(&m, "attache_edge_worker_room "), 0.0, "{m}");
+    assert_eq!(
+        metric(&m, "attache_edge_worker_room_limited{limit=\"memory\"} "),
+        1.0
+    );
+    assert_eq!(metric(&m, "attache_edge_worker_bots_active "), 0.0);
+    // A measuring worker with room takes it.
+    cluster
+        .add_worker_with(4, "local", None, |c| c.fixed_capacity = false)
+        .await;
+    api.wait_status(&id, "IN_CALL", Duration::from_secs(60))
+        .await;
+    let m = cluster.worker_metrics_text(1).await;
+    assert_eq!(metric(&m, "attache_edge_worker_bots_active "), 1.0);
+    assert!(metric(&m, "attache_edge_worker_bot_memory_mib ") > 0.0);
+    api.leave(&id).await;
+    api.wait_status(&id, "ENDED", Duration::from_secs(30)).await;
+}

@@ -15,8 +15,15 @@ pub struct Config {
     /// One-time join token (`attache admin worker-token`), needed only until
     /// the worker has enrolled.
     pub join_token: Option<String>,
-    /// Most bots this worker runs at once.
+    /// Most bots this worker runs at once. Unless `fixed_capacity`, the
+    /// worker takes fewer when it measures that it cannot hold more (CPU,
+    /// memory, pages loading): this is the upper bound.
     pub capacity: u32,
+    /// Advertise `capacity` as it is, without measuring (a host whose
+    /// other work is accounted for elsewhere).
+    pub fixed_capacity: bool,
+    /// Memory left to the machine when the worker works out its room.
+    pub memory_reserve_mib: u64,
     /// Most meeting pages loading at once; other bots wait their turn
     /// (in JOINING) so that a join storm does not starve bots in calls.
     pub max_joining: u32,
@@ -44,6 +51,8 @@ impl Config {
             data_dir: data_dir.into(),
             join_token: None,
             capacity: 4,
+            fixed_capacity: false,
+            memory_reserve_mib: 512,
             max_joining: default_max_joining(),
             chromium: PathBuf::from("/usr/bin/chromium"),
             reconnect_min: Duration::from_millis(200),

@@ -31,6 +31,8 @@ mod adapter;
 pub mod audio;
 /// One shared headless Chromium, one isolated context per bot.
 mod browser;
+/// How many more bots the worker can hold, from what it measures.
+mod capacity;
 /// Audio capture from the meeting page into the recording and the transcriber.
 mod capture;
 /// The one wall clock every result is stamped with.

@@ -14,14 +14,15 @@
 use std::time::Duration;
 
 use attache_protocol::{
-    BotReport, ControlMsg, ErrorCode, IoFrameError, Load, PROTOCOL_VERSION, WorkerMsg, read_frame,
-    write_frame,
+    BotReport, BotStatus, ControlMsg, ErrorCode, IoFrameError, Load, PROTOCOL_VERSION, WorkerMsg,
+    read_frame, write_frame,
 };
 use rand::Rng;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use crate::capacity;
 use crate::identity::{Identity, IdentityError, client_endpoint, resolve};
 use crate::outbox::Outbox;
 use crate::session::{BotDeps, Sessions, StartOutcome};
@@ -145,7 +146,7 @@ impl Worker {
         let hello = WorkerMsg::Hello {
             protocol_version: PROTOCOL_VERSION,
             software_version: env!("CARGO_PKG_VERSION").to_string(),
-            capacity: config.capacity,
+            capacity: self.capacity(),
             bots: self.running_and_unreported(),
         };
         write_frame(&mut send, &hello).await?;
@@ -226,12 +227,59 @@ impl Worker {
         result
     }
 
+    /// How many more bots this worker can take now: `--capacity` less
+    /// those running, or less when it measures that the machine cannot
+    /// hold them (unless `--fixed-capacity`).
+    fn room(&self) -> capacity::Room {
+        let config = &self.deps.config;
+        let reports = self.sessions.reports();
+        let bots = capacity::Bots {
+            active: reports.len() as u32,
+            starting: reports
+                .iter()
+                .filter(|r| {
+                    matches!(
+                        r.status,
+                        BotStatus::Dispatched | BotStatus::Joining | BotStatus::WaitingRoom
+                    )
+                })
+                .count() as u32,
+            waiting: self.deps.metrics.joins_waiting.get().max(0) as u32,
+        };
+        let measured = self
+            .deps
+            .load
+            .room(bots, config.capacity, config.memory_reserve_mib as f64);
+        // The gauges say what was measured, --fixed-capacity or not.
+        let m = &self.deps.metrics;
+        m.room.set(i64::from(measured.more));
+        for limit in capacity::Limit::ALL {
+            m.room_limited
+                .with_label_values(&[limit.as_str()])
+                .set(i64::from(limit == measured.limit));
+        }
+        m.bot_millicores
+            .set((measured.cost().cores * 1000.0).round() as i64);
+        m.bot_mib.set(measured.cost().mib.round() as i64);
+        if config.fixed_capacity {
+            capacity::fixed(bots, config.capacity, measured.cost())
+        } else {
+            measured
+        }
+    }
+
+    /// What the worker advertises: the bots it runs and those it has room
+    /// for.
+    fn capacity(&self) -> u32 {
+        self.sessions.active() + self.room().more
+    }
+
     /// This worker's load and bots, with the gauges they feed.
     fn heartbeat(&self) -> WorkerMsg {
         let metrics = &self.deps.metrics;
         let load = Load {
             active_bots: self.sessions.active(),
-            capacity: self.deps.config.capacity,
+            capacity: self.capacity(),
             rss_mib: rss_mib(),
             draining: self.draining,
         };
@@ -278,11 +326,11 @@ impl Worker {
                 if self.draining {
                     return Some(refuse(ErrorCode::ResourceExhausted, "worker is draining"));
                 }
-                if self.sessions.active() >= self.deps.config.capacity {
-                    return Some(refuse(
-                        ErrorCode::ResourceExhausted,
-                        "worker is at capacity",
-                    ));
+                let room = self.room();
+                if room.more == 0 {
+                    let why = format!("worker has no room: {room}");
+                    tracing::info!(bot_id = %a.bot_id, limit = room.limit.as_str(), "{why}");
+                    return Some(refuse(ErrorCode::ResourceExhausted, &why));
                 }
                 let (bot_id, generation, key) = (a.bot_id, a.generation, a.data_key.clone());
                 let begun = self
@@ -409,16 +457,9 @@ impl Worker {
     }
 }
 
-/// This process's resident memory (the browser's is its own, for now).
+/// Resident memory of this process and the browser it started.
 fn rss_mib() -> u32 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        })
-        .map_or(0, |kb| (kb / 1024) as u32)
+    (crate::load::own_processes().rss_bytes >> 20) as u32
 }
 
 #[cfg(test)]

@@ -4,11 +4,16 @@
 //! (`PAGE_UNRESPONSIVE` or `WORKER_OVERLOADED`).
 //!
 //! The CPU is sampled from `/proc/stat` once a second and smoothed over a
-//! few seconds; where there is no `/proc/stat` it reads as idle.
+//! few seconds; where there is no `/proc/stat` it reads as idle. The same
+//! pass reads the memory available (`/proc/meminfo`) and what the worker's
+//! own processes (itself and its browser's) take, from which the worker
+//! works out how many more bots it can hold ([`crate::capacity`]).
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::capacity::{self, Bots, Cost, Room, Sample};
 
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -22,16 +27,39 @@ pub(crate) struct Load {
     /// Smoothed share of CPU time not idle, in thousandths.
     busy_permille: AtomicU32,
     stalled_pages: AtomicU32,
+    measured: Mutex<Measured>,
+}
+
+#[derive(Debug, Default)]
+struct Measured {
+    /// The latest sample (its `busy` is filled in when read), and how
+    /// many have been taken.
+    sample: Sample,
+    taken: u64,
+    /// What a bot costs, and the sample it was last taught.
+    cost: Cost,
+    taught: u64,
 }
 
 impl Load {
     /// Starts sampling until `stop`.
     pub(crate) fn start(tasks: &TaskTracker, stop: CancellationToken) -> Arc<Load> {
         let load = Arc::new(Load::default());
+        // The first reading at once: the hello already tells the truth.
+        load.observe(Sample {
+            cores: cores(),
+            busy: 0.0,
+            mem_available_mib: mem_available_mib().unwrap_or(f64::MAX),
+            own_cores: 0.0,
+            own_mib: own_processes().rss_bytes as f64 / (1 << 20) as f64,
+        });
         let sampled = load.clone();
         tasks.spawn(async move {
             let mut last = cpu_ticks();
+            let mut own_last = (own_processes(), Instant::now());
             let mut tick = tokio::time::interval(SAMPLE);
+            // An interval's first tick is at once.
+            tick.tick().await;
             loop {
                 tokio::select! {
                     _ = stop.cancelled() => return,
@@ -45,6 +73,17 @@ impl Load {
                     sampled.observe_busy(busy);
                 }
                 last = now;
+                let own = (own_processes(), Instant::now());
+                let secs = own.1.duration_since(own_last.1).as_secs_f64().max(0.001);
+                let ticks = own.0.ticks.saturating_sub(own_last.0.ticks);
+                own_last = own;
+                sampled.observe(Sample {
+                    cores: cores(),
+                    busy: 0.0,
+                    mem_available_mib: mem_available_mib().unwrap_or(f64::MAX),
+                    own_cores: ticks as f64 / TICKS_PER_SEC / secs,
+                    own_mib: own_last.0.rss_bytes as f64 / (1 << 20) as f64,
+                });
             }
         });
         load
@@ -56,6 +95,31 @@ impl Load {
         let smoothed = was + (busy.clamp(0.0, 1.0) - was) / 3.0;
         self.busy_permille
             .store((smoothed * 1000.0).round() as u32, Ordering::Relaxed);
+    }
+
+    pub(crate) fn observe(&self, sample: Sample) {
+        let mut m = self.measured.lock().expect("load lock");
+        m.sample = sample;
+        m.taken += 1;
+    }
+
+    /// How many more bots the worker can hold now, at most `cap` in all,
+    /// leaving `reserve_mib` of memory to the machine. Each new sample
+    /// teaches the cost of a bot once.
+    pub(crate) fn room(&self, bots: Bots, cap: u32, reserve_mib: f64) -> Room {
+        let mut m = self.measured.lock().expect("load lock");
+        let mut sample = m.sample;
+        if m.taken == 0 {
+            // Not measured yet: an idle machine with memory to spare.
+            sample.cores = cores();
+            sample.mem_available_mib = f64::MAX;
+        }
+        sample.busy = self.busy();
+        if m.taken > m.taught {
+            m.taught = m.taken;
+            m.cost.learn(&sample, bots);
+        }
+        capacity::room(&sample, &m.cost, bots, cap, reserve_mib)
     }
 
     /// Share of the machine's CPU time that is busy, 0 to 1.
@@ -87,6 +151,75 @@ impl Drop for StallGuard {
     fn drop(&mut self) {
         self.0.stalled_pages.fetch_sub(1, Ordering::Relaxed);
     }
+}
+
+/// Clock ticks per second in `/proc` (`USER_HZ`, 100 on Linux).
+const TICKS_PER_SEC: f64 = 100.0;
+const PAGE_BYTES: u64 = 4096;
+
+fn cores() -> f64 {
+    std::thread::available_parallelism().map_or(1.0, |n| n.get() as f64)
+}
+
+/// `MemAvailable` from `/proc/meminfo`, in MiB.
+fn mem_available_mib() -> Option<f64> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let kb: f64 = info
+        .lines()
+        .find_map(|l| l.strip_prefix("MemAvailable:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kb / 1024.0)
+}
+
+/// CPU time and resident memory of this process and all it started.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Own {
+    pub ticks: u64,
+    pub rss_bytes: u64,
+}
+
+/// Reads every process's `stat` once and sums this process's tree (the
+/// browser and its renderers are its descendants).
+pub(crate) fn own_processes() -> Own {
+    let mut procs: Vec<(u32, u32, u64, u64)> = Vec::new();
+    if let Ok(dir) = std::fs::read_dir("/proc") {
+        for e in dir.flatten() {
+            let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+                continue;
+            };
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+                continue;
+            };
+            // After the command's closing parenthesis: state, ppid, ...
+            let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
+                continue;
+            };
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            let num = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+            procs.push((pid, num(1) as u32, num(11) + num(12), num(21) * PAGE_BYTES));
+        }
+    }
+    let mut tree = vec![std::process::id()];
+    let mut own = Own::default();
+    let mut i = 0;
+    while i < tree.len() {
+        let parent = tree[i];
+        for &(pid, ppid, ticks, rss) in &procs {
+            if pid == parent {
+                own.ticks += ticks;
+                own.rss_bytes += rss;
+            }
+            if ppid == parent && !tree.contains(&pid) {
+                tree.push(pid);
+            }
+        }
+        i += 1;
+    }
+    own
 }
 
 /// Busy and total ticks of the whole machine, from `/proc/stat`.
@@ -140,5 +273,55 @@ mod tests {
     fn the_machine_is_read() {
         let (busy, total) = cpu_ticks().expect("/proc/stat");
         assert!(total > 0 && busy <= total);
+        assert!(mem_available_mib().expect("/proc/meminfo") > 0.0);
+    }
+
+    #[test]
+    fn the_workers_own_processes_include_its_children() {
+        let alone = own_processes();
+        assert!(alone.rss_bytes > 0);
+        // A child that holds 64 MiB resident.
+        let mut child = std::process::Command::new("python3")
+            .args([
+                "-c",
+                "import sys,time; b=bytearray(64<<20); print(1, flush=True); time.sleep(30)",
+            ])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("python3 runs");
+        let mut line = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+            &mut line,
+        )
+        .unwrap();
+        let with_child = own_processes();
+        child.kill().ok();
+        child.wait().ok();
+        assert!(
+            with_child.rss_bytes >= alone.rss_bytes + (60 << 20),
+            "{alone:?} then {with_child:?}"
+        );
+    }
+
+    #[test]
+    fn room_is_read_from_the_latest_sample_and_teaches_once() {
+        let load = Load::default();
+        let bots = Bots {
+            active: 2,
+            starting: 0,
+            waiting: 0,
+        };
+        // Before any sample: only --capacity bounds it.
+        assert_eq!(load.room(bots, 4, 512.0).more, 2);
+        load.observe(Sample {
+            cores: 2.0,
+            busy: 0.0,
+            mem_available_mib: 512.0 + 150.0,
+            own_cores: 0.4,
+            own_mib: 300.0,
+        });
+        let r = load.room(bots, 6, 512.0);
+        assert_eq!((r.more, r.limit), (1, capacity::Limit::Memory));
     }
 }

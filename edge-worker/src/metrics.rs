@@ -19,6 +19,10 @@ pub(crate) struct Metrics {
     pub page_stalls: IntCounter,
     pub pages_stalled: IntGauge,
     pub joins_waiting: IntGauge,
+    pub room: IntGauge,
+    pub room_limited: prometheus::IntGaugeVec,
+    pub bot_millicores: IntGauge,
+    pub bot_mib: IntGauge,
     pub recorded_seconds: IntCounter,
     pub outbox_pending: IntGauge,
     pub link_connected: IntGauge,
@@ -90,6 +94,33 @@ impl Metrics {
                 &r,
                 "attache_edge_worker_joins_waiting",
                 "Bots waiting for their turn to load their meeting page",
+            ),
+            room: gauge(
+                &r,
+                "attache_edge_worker_room",
+                "More bots the worker measures it can take now (at most --capacity; with --fixed-capacity it takes --capacity all the same)",
+            ),
+            room_limited: {
+                let g = prometheus::IntGaugeVec::new(
+                    prometheus::Opts::new(
+                        "attache_edge_worker_room_limited",
+                        "1 for what bounds the worker's room now: configured, cpu, memory or joins",
+                    ),
+                    &["limit"],
+                )
+                .expect("metric");
+                r.register(Box::new(g.clone())).expect("unique metric");
+                g
+            },
+            bot_millicores: gauge(
+                &r,
+                "attache_edge_worker_bot_millicores",
+                "CPU a bot here was measured to take, in thousandths of a core",
+            ),
+            bot_mib: gauge(
+                &r,
+                "attache_edge_worker_bot_memory_mib",
+                "Resident memory a bot here was measured to add, in MiB",
             ),
             recorded_seconds: counter(
                 &r,

@@ -233,6 +233,10 @@ impl Cluster {
         wc.reconnect_min = Duration::from_millis(50);
         wc.reconnect_max = Duration::from_millis(500);
         wc.metrics_addr = Some("127.0.0.1:0".parse().unwrap());
+        // These workers share the machine with every other test running:
+        // they take the bots their tests give them. What a worker measures
+        // it can hold is tested on its own (tests/one_box.rs).
+        wc.fixed_capacity = true;
         // Tests that stop a worker mid-meeting want its bots out soon.
         wc.drain_timeout = DRAIN_TIMEOUT;
         wc
@@ -344,6 +348,7 @@ impl Cluster {
             .arg(&dir)
             .arg("--capacity")
             .arg(capacity.to_string())
+            .arg("--fixed-capacity")
             .arg("--chromium")
             .arg(chromium())
             .arg("--drain-timeout")

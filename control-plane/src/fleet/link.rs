@@ -222,7 +222,7 @@ async fn run(
                     }
                     Ok(Some(WorkerMsg::Refused { bot_id, generation, code, message })) => {
                         tracing::info!(%bot_id, generation, code = %code, "worker refused a command: {message}");
-                        repair::on_refused(state, &worker.id, bot_id, generation, code).await;
+                        repair::on_refused(state, &worker.id, bot_id, generation, code, &message).await;
                     }
                     Ok(Some(WorkerMsg::Hello { .. })) => return Err(violation("second hello".into())),
                     Ok(None) => return Ok(()),

@@ -35,7 +35,7 @@ pub(super) async fn on_hello(state: &AppState, worker_id: &str, reported: &[BotR
             Repair::Expire { bot_id, generation } => {
                 let id = bot_id.to_string();
                 if let Err(e) =
-                    expire_leases(state, worker_id, Some((&id, generation as i64))).await
+                    expire_leases(state, worker_id, Some((&id, generation as i64)), None).await
                 {
                     tracing::warn!(error = %e, "cannot expire a lease; the sweep will retry");
                 }
@@ -104,7 +104,7 @@ pub(super) async fn on_heartbeat(
                 tracing::warn!(%bot_id, generation, "the worker stopped running a bot without a final status");
                 let id = bot_id.to_string();
                 if let Err(e) =
-                    expire_leases(state, worker_id, Some((&id, generation as i64))).await
+                    expire_leases(state, worker_id, Some((&id, generation as i64)), None).await
                 {
                     tracing::warn!(error = %e, "cannot expire a lease; the next heartbeat retries");
                 }
@@ -202,7 +202,7 @@ async fn sweep_once(state: &AppState) -> Result<(), StoreError> {
         {
             continue;
         }
-        if let Err(e) = expire_leases(state, worker_id, None).await {
+        if let Err(e) = expire_leases(state, worker_id, None, None).await {
             tracing::warn!(worker_id, error = %e, "cannot take back leases yet; retrying next tick");
         }
     }
@@ -261,6 +261,7 @@ pub(super) async fn on_refused(
     bot_id: uuid::Uuid,
     generation: u64,
     code: ErrorCode,
+    message: &str,
 ) {
     state
         .metrics
@@ -273,8 +274,13 @@ pub(super) async fn on_refused(
     if code != ErrorCode::ResourceExhausted {
         return;
     }
+    // Until its next heartbeat, the worker takes no more.
+    state.links.full(worker_id);
     let id = bot_id.to_string();
-    if let Err(e) = expire_leases(state, worker_id, Some((&id, generation as i64))).await {
+    let why = format!("worker {worker_id} refused it: {message}");
+    if let Err(e) =
+        expire_leases(state, worker_id, Some((&id, generation as i64)), Some(&why)).await
+    {
         tracing::warn!(error = %e, "cannot requeue a refused bot; the sweep will retry");
     }
 }
@@ -295,11 +301,13 @@ pub(crate) fn lost_worker_outcome(
     }
 }
 
-/// Takes back a worker's leases (all of them, or one bot's).
+/// Takes back a worker's leases (all of them, or one bot's), saying why
+/// in each bot's event (`why`; else that the worker was lost).
 pub(super) async fn expire_leases(
     state: &AppState,
     worker_id: &str,
     only: Option<(&str, i64)>,
+    why: Option<&str>,
 ) -> Result<(), StoreError> {
     for b in state.store.leased_bots(Some(worker_id)).await? {
         if only.is_some_and(|(id, g)| id != b.id || g != b.lease_generation) {
@@ -310,7 +318,7 @@ pub(super) async fn expire_leases(
         let mut t = Transition::new(&b.id, to, reason);
         t.expect_generation = Some(b.lease_generation);
         t.expect_status = Some(status);
-        t.detail = Some(format!("worker {worker_id} lost"));
+        t.detail = Some(why.map_or_else(|| format!("worker {worker_id} lost"), str::to_string));
         match state.bots.apply(t).await {
             Ok(Applied::Moved(..)) => {
                 // Should the worker still be (or come back) online, the

@@ -26,7 +26,6 @@ pub(crate) struct Link {
 struct Entry {
     region: String,
     pool: Option<String>,
-    capacity: u32,
     draining: bool,
     link: Option<Link>,
     liveness: Liveness,
@@ -54,7 +53,6 @@ impl Entry {
         Entry {
             region,
             pool: None,
-            capacity: 0,
             draining: false,
             link: None,
             liveness,
@@ -104,7 +102,13 @@ impl Registry {
             .or_insert_with(|| Entry::unseen(hello.region.clone(), Liveness::Lost, now));
         e.region = hello.region;
         e.pool = hello.pool;
-        e.capacity = hello.capacity;
+        // Until its first heartbeat, what it said in its hello.
+        e.load = Load {
+            active_bots: hello.bots.len() as u32,
+            capacity: hello.capacity,
+            rss_mib: 0,
+            draining: false,
+        };
         e.software_version = hello.software_version;
         e.observed = Some(hello.bots);
         e.draining = false;
@@ -140,6 +144,15 @@ impl Registry {
             // link it never takes them again.
             e.draining |= load.draining;
             e.observed = Some(bots);
+        }
+    }
+
+    /// The worker refused a bot for want of room: it is offered none until
+    /// its next heartbeat says how much it has.
+    pub(crate) fn full(&self, id: &str) {
+        if let Some(e) = self.lock().get_mut(id) {
+            let running = e.observed.as_ref().map_or(0, |b| b.len() as u32);
+            e.load.capacity = e.load.capacity.min(running);
         }
     }
 
@@ -220,7 +233,7 @@ impl Registry {
                 id: id.clone(),
                 region: e.region.clone(),
                 pool: e.pool.clone(),
-                capacity: e.capacity,
+                capacity: e.load.capacity,
             })
             .collect()
     }

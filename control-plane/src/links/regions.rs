@@ -34,11 +34,8 @@ pub(crate) fn region_loads(
         let Some(v) = views.get(&w.id).filter(|v| v.connected) else {
             continue;
         };
-        // Before its first heartbeat, the capacity it enrolled with.
-        let capacity = match v.load.capacity {
-            0 => w.capacity.max(0) as u32,
-            c => c,
-        };
+        // What it measured in its last heartbeat (or said in its hello).
+        let capacity = v.load.capacity;
         r.workers += 1;
         r.capacity += i64::from(capacity);
         r.active_bots += i64::from(v.load.active_bots);
