@@ -16,8 +16,12 @@
 //!
 //! `TRANSCRIBE=1` gives every bot the local speech-to-text engine.
 //!
-//! The sandbox's speakers play and encode in the bot's own page (a pair of
-//! RTCPeerConnections there), so their cost is in the renderers' figure.
+//! The sandbox's speakers are sent from outside the bot's page, as a
+//! platform's media server sends them (`speakers=remote`: the sandbox
+//! server sends each clip's Opus packets over its own peer connection), so
+//! the bot's page only decodes and the worker's figures are the bot's own.
+//! `SPEAKERS=page` plays and encodes them in the bot's page instead (a pair
+//! of RTCPeerConnections there), as the sandbox does by default.
 //!
 //! Ends with the largest step that passed:
 //!
@@ -149,6 +153,7 @@ fn main() {
         .collect();
     let hold = Duration::from_secs(env_or("HOLD_SECS", 60));
     let transcribe = std::env::var("TRANSCRIBE").is_ok_and(|v| v == "1");
+    let speakers = std::env::var("SPEAKERS").unwrap_or_else(|_| "remote".into());
     let top = *steps.iter().max().expect("at least one step");
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -193,7 +198,7 @@ fn main() {
         let mut first_pss: Option<(usize, u64)> = None;
         let mut attempted = 0;
         println!(
-            "bots_per_box: steps {steps:?}, each held {} s, transcription {}",
+            "bots_per_box: steps {steps:?}, each held {} s, transcription {}, speakers {speakers}",
             hold.as_secs(),
             if transcribe { "local" } else { "off" }
         );
@@ -202,7 +207,10 @@ fn main() {
             let mut added = Vec::new();
             while bots.len() + added.len() < target {
                 let n = bots.len() + added.len();
-                let url = cluster.meeting(&format!("box{n}"), "admission=open&script=demo-loop");
+                let url = cluster.meeting(
+                    &format!("box{n}"),
+                    &format!("admission=open&script=demo-loop&speakers={speakers}"),
+                );
                 let transcription = if transcribe { json!({"provider": "LOCAL"}) } else { json!({"provider": "NONE"}) };
                 let d = api
                     .gql(

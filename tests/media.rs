@@ -51,11 +51,11 @@ async fn sandbox_view(cluster: &Cluster, meeting: &str) -> Value {
 
 /// Runs the scripted meeting to its end and checks everything the bot
 /// brought back.
-async fn a_scripted_meeting_is_heard_and_recorded(cluster: Cluster, meeting: &str) {
+async fn a_scripted_meeting_is_heard_and_recorded(cluster: Cluster, meeting: &str, query: &str) {
     let api = cluster.tenant("acme").await;
     let id = api
         .create_bot(
-            &cluster.meeting(meeting, "admission=open&script=demo"),
+            &cluster.meeting(meeting, &format!("admission=open&script=demo{query}")),
             "Listening Bot",
         )
         .await;
@@ -180,7 +180,17 @@ async fn a_scripted_meeting_is_heard_and_recorded(cluster: Cluster, meeting: &st
 async fn a_scripted_meeting_is_recorded_to_the_local_store() {
     let mut cluster = Cluster::start().await;
     cluster.add_worker(1).await;
-    a_scripted_meeting_is_heard_and_recorded(cluster, "media-local").await;
+    a_scripted_meeting_is_heard_and_recorded(cluster, "media-local", "").await;
+}
+
+/// The voices come from outside the bot's page, as from a platform's media
+/// server: the sandbox sends each clip's Opus packets over its own peer
+/// connection, and the bot hears and records them just the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn voices_sent_from_outside_the_page_are_heard_and_recorded() {
+    let mut cluster = Cluster::start().await;
+    cluster.add_worker(1).await;
+    a_scripted_meeting_is_heard_and_recorded(cluster, "media-remote", "&speakers=remote").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -194,7 +204,7 @@ async fn a_scripted_meeting_is_recorded_to_s3() {
     })
     .await;
     cluster.add_worker(1).await;
-    a_scripted_meeting_is_heard_and_recorded(cluster, "media-s3").await;
+    a_scripted_meeting_is_heard_and_recorded(cluster, "media-s3", "").await;
 }
 
 /// Each auto-leave rule ends its bot with its own reason.

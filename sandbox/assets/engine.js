@@ -200,6 +200,7 @@
     const script = meeting.script;
     const speakers = [...new Set(script.speech.map((u) => u.speaker))];
     if (!speakers.length) return null;
+    if (meeting.speakers === 'remote') return startRemoteMedia(speakers);
     const ctx = new AudioContext({ sampleRate: 48000 });
     const state = { ctx, pcs: [], timer: null };
     media = state;
@@ -289,6 +290,29 @@
     };
     schedule();
     state.timer = setInterval(schedule, 1000);
+    return state;
+  }
+
+  // `speakers=remote`: the voices come from the sandbox server, one
+  // receive-only transceiver per speaker in the order they first speak, as
+  // a platform's media server sends them; the page only decodes.
+  async function startRemoteMedia(speakers) {
+    const pc = new RTCPeerConnection();
+    const state = { pcs: [pc], stop: () => pc.close() };
+    media = state;
+    pc.ontrack = (e) => {
+      const a = document.createElement('audio');
+      a.srcObject = e.streams[0] || new MediaStream([e.track]);
+      a.autoplay = true;
+      document.body.appendChild(a);
+    };
+    for (let i = 0; i < speakers.length; i++) pc.addTransceiver('audio', { direction: 'recvonly' });
+    const offer = await pc.createOffer();
+    await pc.setLocalDescription(offer);
+    const r = await api('/speakers', { ...seat, offer: { type: 'offer', sdp: offer.sdp } });
+    if (!r.ok) throw new Error(`speakers: ${r.status} ${await r.text()}`);
+    await pc.setRemoteDescription(await r.json());
+    if (media !== state) throw new Error('the call is over');
     return state;
   }
 

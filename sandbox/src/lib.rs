@@ -15,6 +15,7 @@
 
 mod meeting;
 mod options;
+mod peer;
 mod routes;
 mod script;
 mod speech;
@@ -23,7 +24,7 @@ use std::sync::Arc;
 
 pub use meeting::{
     Admission, AudioMode, MeetingOptions, MeetingView, Mix, ParticipantState, ParticipantView,
-    SelfView, Uplink, Wall,
+    SelfView, Speakers, Uplink, Wall,
 };
 pub use routes::{REPLICAS, router};
 pub use script::{BUILTIN_SCRIPTS, ChatView, Script, ScriptedChat, ScriptedParticipant, Utterance};

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-pub use crate::options::{Admission, AudioMode, MeetingOptions, Mix, Wall};
+pub use crate::options::{Admission, AudioMode, MeetingOptions, Mix, Speakers, Wall};
 use crate::script::{ChatView, Script, ScriptedParticipant};
 use crate::speech;
 
@@ -93,6 +93,7 @@ pub struct MeetingView {
     pub passcode_required: bool,
     pub mix: Mix,
     pub tiles: Option<u32>,
+    pub speakers: Speakers,
     /// The meeting's script (speech and chat in time order), or `None`.
     pub script: Option<Script>,
     /// How long each clip plays, in milliseconds.
@@ -279,6 +280,7 @@ impl Meeting {
             passcode_required: self.options.passcode.is_some(),
             mix: self.options.mix,
             tiles: self.options.tiles,
+            speakers: self.options.speakers,
             script: self.script.clone(),
             clip_ms: speech::CLIPS
                 .iter()
@@ -460,6 +462,44 @@ impl Meetings {
             }
             Ok(view)
         })
+    }
+
+    /// What the sandbox sends an admitted page from outside it
+    /// (`speakers=remote`): the speech and the call's clock.
+    pub(crate) fn peer_plan(
+        &self,
+        id: &str,
+        pid: &str,
+        secret: &str,
+    ) -> Result<crate::peer::Plan, SandboxError> {
+        self.with(id, |m, now| {
+            if m.options.speakers != Speakers::Remote {
+                return Err(SandboxError::Invalid(
+                    "this meeting's speakers are played in the page (speakers=page)".into(),
+                ));
+            }
+            let p = m.seat(pid, secret)?;
+            if p.state != ParticipantState::Admitted {
+                return Err(SandboxError::Forbidden);
+            }
+            Ok(crate::peer::Plan {
+                speech: m.plan.speech.clone(),
+                repeat_ms: m.plan.repeat_ms,
+                call_started: m.call_started.unwrap_or(now),
+                muted: m.options.audio == AudioMode::Muted,
+            })
+        })
+    }
+
+    /// Whether a page is still in the call.
+    pub(crate) fn in_call(&self, id: &str, pid: &str) -> bool {
+        self.with(id, |m, _| {
+            Ok(!m.ended
+                && m.participants
+                    .iter()
+                    .any(|p| p.id == pid && p.state == ParticipantState::Admitted))
+        })
+        .unwrap_or(false)
     }
 
     /// A page's report of what it sends.

@@ -85,6 +85,23 @@ pub struct MeetingOptions {
     /// own first, as a large meeting's grid does; the rest are only
     /// counted (on pages that show a count).
     pub tiles: Option<u32>,
+    /// Where the speakers' voices come from.
+    pub speakers: Speakers,
+}
+
+/// Where the scripted speakers' voices are sent from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Speakers {
+    /// Played and encoded in the page itself, through a pair of
+    /// `RTCPeerConnection`s: no other process is needed, and the page
+    /// pays for encoding what it hears.
+    #[default]
+    Page,
+    /// Sent by the sandbox server as a platform's media server sends them:
+    /// each clip's Opus packets as they were encoded, over one
+    /// `RTCPeerConnection` to the page, which only decodes. No mixed track.
+    Remote,
 }
 
 /// A mixed track beside the speakers' own.
@@ -130,6 +147,7 @@ impl Default for MeetingOptions {
             passcode: None,
             mix: Mix::None,
             tiles: None,
+            speakers: Speakers::Page,
         }
     }
 }
@@ -150,6 +168,11 @@ impl MeetingOptions {
             return Err(SandboxError::Invalid(format!(
                 "hang_ms must be 0 to {MAX_HANG_MS}"
             )));
+        }
+        if self.speakers == Speakers::Remote && self.mix != Mix::None {
+            return Err(SandboxError::Invalid(
+                "speakers=remote sends no mixed track: use mix=none".into(),
+            ));
         }
         let mut script = match (custom, &self.script) {
             (Some(s), _) => s,

@@ -45,6 +45,7 @@ pub fn router(sandbox: Sandbox) -> Router {
         .route("/api/meetings/{id}/knock", post(knock))
         .route("/api/meetings/{id}/poll", post(poll))
         .route("/api/meetings/{id}/leave", post(leave))
+        .route("/api/meetings/{id}/speakers", post(speakers))
         .route("/api/meetings/{id}/admit", post(admit))
         .route("/api/meetings/{id}/deny", post(deny))
         .route("/api/meetings/{id}/remove", post(remove))
@@ -280,6 +281,26 @@ async fn poll(
             .report_uplink(&id, &seat.participant_id, &seat.secret, u)?;
     }
     Ok(Json(s.inner.poll(&id, &seat.participant_id, &seat.secret)?).into_response())
+}
+
+#[derive(Deserialize)]
+struct SpeakersBody {
+    participant_id: String,
+    secret: String,
+    offer: str0m::change::SdpOffer,
+}
+
+/// An admitted page's offer for the speakers' voices (`speakers=remote`):
+/// answered by the sandbox's own peer, which then sends them.
+async fn speakers(
+    State(s): State<Sandbox>,
+    Path(id): Path<String>,
+    Json(body): Json<SpeakersBody>,
+) -> Result<Response, SandboxError> {
+    let plan = s.inner.peer_plan(&id, &body.participant_id, &body.secret)?;
+    let answer =
+        crate::peer::answer(s.inner.clone(), id, body.participant_id, plan, body.offer).await?;
+    Ok(Json(answer).into_response())
 }
 
 async fn leave(

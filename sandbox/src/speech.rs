@@ -40,6 +40,75 @@ pub fn clip(name: &str) -> Option<&'static Clip> {
     CLIPS.iter().find(|c| c.name == name)
 }
 
+/// One Opus packet of a clip: where it starts (48 kHz samples from the
+/// clip's start) and its bytes, as the Ogg file holds it.
+#[derive(Debug, Clone)]
+pub(crate) struct Packet {
+    pub at: u64,
+    pub data: std::sync::Arc<[u8]>,
+}
+
+/// The Opus packets of an Ogg/Opus file, headers left out: a clip sent as
+/// it was encoded, with nothing decoded or encoded again.
+pub(crate) fn packets(bytes: &[u8]) -> Vec<Packet> {
+    let mut out = Vec::new();
+    let mut at = 0;
+    let mut partial: Vec<u8> = Vec::new();
+    let mut headers = 0;
+    let mut clock = 0u64;
+    while at + 27 <= bytes.len() && &bytes[at..at + 4] == b"OggS" {
+        let segments = bytes[at + 26] as usize;
+        let Some(lacing) = bytes.get(at + 27..at + 27 + segments) else {
+            break;
+        };
+        let mut body = at + 27 + segments;
+        for &len in lacing {
+            let Some(part) = bytes.get(body..body + len as usize) else {
+                return out;
+            };
+            partial.extend_from_slice(part);
+            body += len as usize;
+            // A lacing value under 255 ends a packet.
+            if len < 255 {
+                let packet = std::mem::take(&mut partial);
+                // OpusHead and OpusTags come first.
+                if headers < 2 {
+                    headers += 1;
+                    continue;
+                }
+                let samples = opus_samples(&packet);
+                out.push(Packet {
+                    at: clock,
+                    data: packet.into(),
+                });
+                clock += samples;
+            }
+        }
+        at = body;
+    }
+    out
+}
+
+/// How many 48 kHz samples an Opus packet holds, from its TOC byte
+/// (RFC 6716, 3.1).
+fn opus_samples(packet: &[u8]) -> u64 {
+    let Some(&toc) = packet.first() else {
+        return 0;
+    };
+    let config = toc >> 3;
+    let frame = match config {
+        0..=11 => [480, 960, 1920, 2880][usize::from(config % 4)],
+        12..=15 => [480, 960][usize::from(config % 2)],
+        _ => [120, 240, 480, 960][usize::from(config % 4)],
+    };
+    let frames = match toc & 3 {
+        0 => 1,
+        1 | 2 => 2,
+        _ => packet.get(1).map_or(0, |b| u64::from(b & 0x3f)),
+    };
+    frame * frames
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -80,6 +149,24 @@ mod tests {
                 "{}: update CLIPS after scripts/make-speech.sh",
                 c.name
             );
+        }
+    }
+
+    #[test]
+    fn a_clips_packets_cover_it_from_start_to_end() {
+        for c in CLIPS {
+            let p = packets(c.bytes);
+            assert!(p.len() > 10, "{}", c.name);
+            let last = p.last().unwrap();
+            let end_ms = (last.at + opus_samples(&last.data)) / 48;
+            // The pre-skip (a few ms) is played too.
+            assert!(
+                end_ms >= c.duration_ms && end_ms <= c.duration_ms + 30,
+                "{}: {end_ms} ms of packets for {} ms",
+                c.name,
+                c.duration_ms
+            );
+            assert!(p.windows(2).all(|w| w[0].at < w[1].at));
         }
     }
 
