@@ -100,7 +100,7 @@ mod tests {
             ("a".to_string(), view(true, false, 4, 1)),
             ("b".to_string(), view(true, true, 4, 2)),
             ("c".to_string(), view(false, false, 4, 0)),
-            // Connected, no heartbeat yet: its enrolled capacity (4).
+            // Connected, and it measured no room: it counts with none.
             ("f".to_string(), view(true, false, 0, 0)),
             ("e".to_string(), view(true, false, 4, 0)),
             ("p".to_string(), view(true, false, 2, 1)),
@@ -111,9 +111,9 @@ mod tests {
             loads[&key("eu", "shared")],
             RegionLoad {
                 workers: 3,
-                capacity: 12,
+                capacity: 8,
                 active_bots: 3,
-                free: 7,
+                free: 3,
             },
             "a's and f's room: b drains, c is away"
         );
