@@ -308,7 +308,6 @@ impl Watch {
             bot.speakers.observe(at_ms, &body);
             bot.emitter.send(at_ms, body).await;
         }
-        bot.speakers.read(at);
         let call = &mut self.call;
         let was_alone = call.others == 0;
         // Where the platform counts who is there, the tiles on screen may

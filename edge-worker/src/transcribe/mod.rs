@@ -12,13 +12,11 @@
 //! recording: the recorder hands it audio without waiting, and a bot whose
 //! engine fails keeps recording.
 
-mod cut;
 mod deepgram;
 mod local;
 mod openai;
 pub(crate) mod vad;
 
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -75,9 +73,6 @@ pub(crate) trait SpeechToText: Send {
 #[derive(Clone, Default)]
 pub(crate) struct SpeakerLog {
     turns: Arc<Mutex<Vec<Turn>>>,
-    /// Up to when (Unix ms) the platform's speaker signal has been read;
-    /// 0 until it is read at all.
-    read_through: Arc<AtomicI64>,
 }
 
 #[derive(Debug, Clone)]
@@ -123,16 +118,6 @@ impl SpeakerLog {
         if turns.len() > 10_000 {
             turns.drain(..5_000);
         }
-    }
-
-    /// The page was read at `at_ms`: every change shown until then is in.
-    pub(crate) fn read(&self, at_ms: i64) {
-        self.read_through.fetch_max(at_ms, Ordering::Relaxed);
-    }
-
-    /// Up to when the speaker signal has been read, once it is read.
-    pub(crate) fn read_through(&self) -> Option<i64> {
-        Some(self.read_through.load(Ordering::Relaxed)).filter(|&t| t > 0)
     }
 
     /// When the person shown speaking changed, after `after` (Unix ms): the

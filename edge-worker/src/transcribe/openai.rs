@@ -12,8 +12,7 @@ use futures::future::BoxFuture;
 use serde::Deserialize;
 use tokio::sync::mpsc;
 
-use super::cut::Cutter;
-use super::vad::Utterance;
+use super::vad::{Cut, Utterance, Vad};
 use super::{Audio, Output, Recognized, SpeechToText, SttError, wav};
 
 pub(crate) struct Client {
@@ -159,7 +158,7 @@ impl SpeechToText for Chunked {
         mut out: Output,
     ) -> BoxFuture<'static, ()> {
         async move {
-            let mut cutter = Cutter::default();
+            let mut vad = Vad::default();
             let mut changes_seen = i64::MIN;
             while let Some(a) = audio.recv().await {
                 let block = match a {
@@ -170,31 +169,31 @@ impl SpeechToText for Chunked {
                     Audio::Block(b) => b,
                 };
                 // A new speaker ends the utterance of the one before.
-                let mut read_through = None;
                 if let Some(zero) = out.start_ms {
                     for at in out.speakers.changes_after(changes_seen) {
                         changes_seen = at;
-                        if let Ok(at) = u64::try_from(at - zero) {
-                            cutter.change(at);
+                        let Ok(at) = u64::try_from(at - zero) else {
+                            continue;
+                        };
+                        if let Some(u) = vad.split_near(at) {
+                            send(&self.client, &mut out, &u, true, Some(Instant::now())).await;
                         }
                     }
-                    read_through = out
-                        .speakers
-                        .read_through()
-                        .map(|t| u64::try_from(t - zero).unwrap_or(0));
                 }
-                let ready = cutter.push(block, read_through, Instant::now());
-                for (u, ended) in ready.finals {
-                    send(&self.client, &mut out, &u, true, Some(ended)).await;
-                }
-                // A partial is worth sending only if the engine is keeping
-                // up: skipped when audio is waiting.
-                if let Some(u) = ready.partial.filter(|_| audio.len() < 25) {
-                    send(&self.client, &mut out, &u, false, None).await;
+                match vad.push(block) {
+                    Some(Cut::Final(u)) => {
+                        send(&self.client, &mut out, &u, true, Some(Instant::now())).await
+                    }
+                    // A partial is worth sending only if the engine is
+                    // keeping up: skipped when audio is waiting.
+                    Some(Cut::Partial(u)) if audio.len() < 25 => {
+                        send(&self.client, &mut out, &u, false, None).await;
+                    }
+                    Some(Cut::Partial(_)) | None => {}
                 }
             }
-            for (u, ended) in cutter.finish(Instant::now()) {
-                send(&self.client, &mut out, &u, true, Some(ended)).await;
+            if let Some(u) = vad.finish() {
+                send(&self.client, &mut out, &u, true, Some(Instant::now())).await;
             }
         }
         .boxed()

@@ -25,9 +25,9 @@ const MIN_LEVEL: f32 = 0.008;
 const OVER_FLOOR: f32 = 3.0;
 /// Speaking indicators lag the voice: a change shown at `t` is looked for
 /// from this long before `t`...
-pub(crate) const SPLIT_BEFORE_MS: u64 = 500;
+const SPLIT_BEFORE_MS: u64 = 500;
 /// ...to this long after it.
-pub(crate) const SPLIT_AFTER_MS: u64 = 100;
+const SPLIT_AFTER_MS: u64 = 100;
 /// Neither side of a cut at a change of speaker is shorter than this.
 const MIN_SPLIT_MS: u64 = 300;
 
@@ -79,43 +79,6 @@ impl Default for Vad {
 
 fn level(block: &[f32]) -> f32 {
     (block.iter().map(|s| s * s).sum::<f32>() / block.len().max(1) as f32).sqrt()
-}
-
-/// Whether a change of speaker shown at `at_ms` falls inside `u`, well
-/// after its start.
-pub(crate) fn spans(u: &Utterance, at_ms: u64) -> bool {
-    at_ms
-        .saturating_sub(SPLIT_BEFORE_MS)
-        .max(u.start_ms + MIN_SPLIT_MS)
-        < (at_ms + SPLIT_AFTER_MS).min(u.end_ms)
-}
-
-/// Cuts `u` at the quietest 20 ms around a change of speaker shown at
-/// `at_ms` (indicators lag the voice); the rest, numbered `n`, is returned.
-fn split(u: &mut Utterance, at_ms: u64, n: u32) -> Option<Utterance> {
-    if !spans(u, at_ms) {
-        return None;
-    }
-    let lo = at_ms
-        .saturating_sub(SPLIT_BEFORE_MS)
-        .max(u.start_ms + MIN_SPLIT_MS);
-    let hi = (at_ms + SPLIT_AFTER_MS).min(u.end_ms);
-    // Block boundaries from the utterance's start.
-    let block_at = |ms: u64| ((ms - u.start_ms) / BLOCK_MS) as usize;
-    let cut = (block_at(lo)..block_at(hi)).min_by(|&a, &b| {
-        let la = level(&u.pcm[a * BLOCK..(a + 1) * BLOCK]);
-        let lb = level(&u.pcm[b * BLOCK..(b + 1) * BLOCK]);
-        la.total_cmp(&lb)
-    })?;
-    let cut_ms = u.start_ms + cut as u64 * BLOCK_MS;
-    let rest = Utterance {
-        n,
-        start_ms: cut_ms,
-        end_ms: u.end_ms,
-        pcm: u.pcm.split_off(cut * BLOCK),
-    };
-    u.end_ms = cut_ms;
-    Some(rest)
 }
 
 impl Vad {
@@ -180,29 +143,35 @@ impl Vad {
     /// at the quietest 20 ms around that moment and is returned; the rest
     /// goes on as the next utterance.
     pub(crate) fn split_near(&mut self, at_ms: u64) -> Option<Utterance> {
-        let n = self.next;
         let u = self.current.as_mut()?;
-        let rest = split(u, at_ms, n)?;
+        let lo = at_ms
+            .saturating_sub(SPLIT_BEFORE_MS)
+            .max(u.start_ms + MIN_SPLIT_MS);
+        let hi = (at_ms + SPLIT_AFTER_MS).min(u.end_ms);
+        if lo >= hi {
+            return None;
+        }
+        // Block boundaries from the utterance's start.
+        let block_at = |ms: u64| ((ms - u.start_ms) / BLOCK_MS) as usize;
+        let cut = (block_at(lo)..block_at(hi)).min_by(|&a, &b| {
+            let la = level(&u.pcm[a * BLOCK..(a + 1) * BLOCK]);
+            let lb = level(&u.pcm[b * BLOCK..(b + 1) * BLOCK]);
+            la.total_cmp(&lb)
+        })?;
+        let cut_ms = u.start_ms + cut as u64 * BLOCK_MS;
+        let rest = Utterance {
+            n: self.next,
+            start_ms: cut_ms,
+            end_ms: u.end_ms,
+            pcm: u.pcm.split_off(cut * BLOCK),
+        };
         self.next += 1;
+        u.end_ms = cut_ms;
         self.blocks_in = rest.pcm.len() / BLOCK;
         self.partial_at = self.blocks_in;
         // A pause under way may have begun before the cut.
         self.quiet_run = self.quiet_run.min(self.blocks_in as u32);
         self.current.replace(rest)
-    }
-
-    /// Cuts an utterance already ended at a change of speaker shown at
-    /// `at_ms`, as [`Vad::split_near`] does the one under way: `u` keeps
-    /// what came before, the rest is returned.
-    pub(crate) fn split_ended(&mut self, u: &mut Utterance, at_ms: u64) -> Option<Utterance> {
-        let rest = split(u, at_ms, self.next)?;
-        self.next += 1;
-        Some(rest)
-    }
-
-    /// How much of the recording has been pushed (ms).
-    pub(crate) fn clock_ms(&self) -> u64 {
-        self.blocks * BLOCK_MS
     }
 
     /// The recording ended: the utterance under way, if any.
