@@ -49,23 +49,29 @@ fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
         .unwrap_or(default)
 }
 
-/// What the worker measures it could take more of, and a bot's cost there
-/// (it runs with --fixed-capacity, so the bench decides the steps).
-async fn measured_room(metrics: &str) -> String {
+/// The worker's metrics: a reader of one sample by name (`missing` when
+/// it is not there).
+async fn worker_metrics(metrics: &str, missing: f64) -> impl Fn(&str) -> f64 {
     let text = reqwest::get(format!("http://{metrics}/metrics"))
         .await
         .unwrap()
         .text()
         .await
         .unwrap();
-    let value = |name: &str| {
+    move |name: &str| {
         text.lines()
             .find_map(|l| {
                 l.strip_prefix(name)
                     .and_then(|v| v.trim().parse::<f64>().ok())
             })
-            .unwrap_or(f64::NAN)
-    };
+            .unwrap_or(missing)
+    }
+}
+
+/// What the worker measures it could take more of, and a bot's cost there
+/// (it runs with --fixed-capacity, so the bench decides the steps).
+async fn measured_room(metrics: &str) -> String {
+    let value = worker_metrics(metrics, f64::NAN).await;
     let limit = ["configured", "cpu", "memory", "joins"]
         .into_iter()
         .find(|l| {
@@ -84,20 +90,7 @@ async fn measured_room(metrics: &str) -> String {
 
 /// The worker's audio counters: frames received, dropped, corrupt.
 async fn frame_counters(metrics: &str) -> (f64, f64, f64) {
-    let text = reqwest::get(format!("http://{metrics}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let value = |name: &str| {
-        text.lines()
-            .find_map(|l| {
-                l.strip_prefix(name)
-                    .and_then(|v| v.trim().parse::<f64>().ok())
-            })
-            .unwrap_or(0.0)
-    };
+    let value = worker_metrics(metrics, 0.0).await;
     (
         value("attache_edge_worker_audio_frames_total "),
         value("attache_edge_worker_audio_frames_dropped_total "),

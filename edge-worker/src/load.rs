@@ -122,6 +122,11 @@ impl Load {
         capacity::room(&sample, &m.cost, bots, cap, reserve_mib)
     }
 
+    /// Resident memory of the worker and its browser at the last sample.
+    pub(crate) fn own_mib(&self) -> u32 {
+        self.measured.lock().expect("load lock").sample.own_mib as u32
+    }
+
     /// Share of the machine's CPU time that is busy, 0 to 1.
     pub(crate) fn busy(&self) -> f64 {
         self.busy_permille.load(Ordering::Relaxed) as f64 / 1000.0
