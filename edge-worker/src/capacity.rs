@@ -6,8 +6,13 @@
 //! which of them ran out.
 //!
 //! The cost of a bot is learnt from the worker's own processes (itself and
-//! the browser it started): their CPU and resident memory, less what they
-//! take with no bot, shared among the bots running. Until a bot has run,
+//! the browser it started). Its CPU is theirs shared among the bots
+//! running. Its memory is what one more bot adds to their proportional set
+//! size (shared pages counted once, not in every process that maps them):
+//! the slope of that size against the number of bots, once the number has
+//! varied; until then, their size less what they took with no bot, shared
+//! among the bots. The browser's own processes, started with the first
+//! bot, are so charged to the bots only until a second one ran. Until a bot has run,
 //! a bot is taken to cost what it costs on a small machine with
 //! audio-only capture ([`PRIOR_CORES`], [`PRIOR_MIB`]).
 
@@ -21,6 +26,9 @@ pub(crate) const PRIOR_CORES: f64 = 0.25;
 pub(crate) const PRIOR_MIB: f64 = 150.0;
 /// A learnt cost moves this far towards each new measurement.
 const LEARN: f64 = 0.2;
+/// Each memory reading weighs this much less at every new one, in the
+/// line through them (about twenty readings count).
+const KEEP: f64 = 0.95;
 
 /// One reading of the machine and of the worker's own processes.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
@@ -33,6 +41,8 @@ pub(crate) struct Sample {
     /// CPU (in cores) and resident memory of the worker and its browser.
     pub own_cores: f64,
     pub own_mib: f64,
+    /// Their proportional set size, in the samples it was read in.
+    pub own_pss_mib: Option<f64>,
 }
 
 /// The worker's bots at this moment.
@@ -53,7 +63,50 @@ pub(crate) struct Cost {
     pub mib: f64,
     /// The worker's own memory with no bot running.
     idle_mib: Option<f64>,
-    learnt: bool,
+    /// Memory against bots, in the samples with every bot in its call.
+    line: Line,
+    learnt_cores: bool,
+    learnt_mib: bool,
+}
+
+/// A straight line through (bots, MiB) readings, older ones weighing less.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+struct Line {
+    w: f64,
+    x: f64,
+    y: f64,
+    xx: f64,
+    xy: f64,
+}
+
+impl Line {
+    fn add(&mut self, x: f64, y: f64) {
+        for v in [
+            &mut self.w,
+            &mut self.x,
+            &mut self.y,
+            &mut self.xx,
+            &mut self.xy,
+        ] {
+            *v *= KEEP;
+        }
+        self.w += 1.0;
+        self.x += x;
+        self.y += y;
+        self.xx += x * x;
+        self.xy += x * y;
+    }
+
+    /// What one more bot adds, once the readings' numbers of bots differ
+    /// enough to tell a bot from what is there anyway.
+    fn slope(&self) -> Option<f64> {
+        if self.w <= 0.0 {
+            return None;
+        }
+        let (mx, my) = (self.x / self.w, self.y / self.w);
+        let var = self.xx / self.w - mx * mx;
+        (var >= 0.2).then(|| (self.xy / self.w - mx * my) / var)
+    }
 }
 
 impl Default for Cost {
@@ -62,7 +115,9 @@ impl Default for Cost {
             cores: PRIOR_CORES,
             mib: PRIOR_MIB,
             idle_mib: None,
-            learnt: false,
+            line: Line::default(),
+            learnt_cores: false,
+            learnt_mib: false,
         }
     }
 }
@@ -72,10 +127,9 @@ impl Cost {
     /// with bots all in their calls, what each one adds.
     pub(crate) fn learn(&mut self, s: &Sample, bots: Bots) {
         if bots.active == 0 {
-            self.idle_mib = Some(match self.idle_mib {
-                Some(m) => m + (s.own_mib - m) * LEARN,
-                None => s.own_mib,
-            });
+            if let Some(pss) = s.own_pss_mib {
+                self.idle_mib = Some(self.idle_mib.map_or(pss, |m| m + (pss - m) * LEARN));
+            }
             return;
         }
         if bots.starting > 0 || bots.waiting > 0 {
@@ -83,13 +137,28 @@ impl Cost {
         }
         let n = f64::from(bots.active);
         let cores = (s.own_cores / n).clamp(0.01, 8.0);
-        let mib = ((s.own_mib - self.idle_mib.unwrap_or(0.0)) / n).clamp(10.0, 16_384.0);
-        if self.learnt {
-            self.cores += (cores - self.cores) * LEARN;
-            self.mib += (mib - self.mib) * LEARN;
-        } else {
-            (self.cores, self.mib, self.learnt) = (cores, mib, true);
+        self.cores = ease(self.cores, cores, &mut self.learnt_cores);
+        let Some(pss) = s.own_pss_mib else {
+            return;
+        };
+        self.line.add(n, pss);
+        let clamp = |mib: f64| mib.clamp(10.0, 16_384.0);
+        match self.line.slope() {
+            Some(added) => (self.mib, self.learnt_mib) = (clamp(added), true),
+            None => {
+                let each = clamp((pss - self.idle_mib.unwrap_or(0.0)) / n);
+                self.mib = ease(self.mib, each, &mut self.learnt_mib);
+            }
         }
+    }
+}
+
+/// The first measurement, then a fifth of the way towards each next one.
+fn ease(was: f64, now: f64, learnt: &mut bool) -> f64 {
+    if std::mem::replace(learnt, true) {
+        was + (now - was) * LEARN
+    } else {
+        now
     }
 }
 
@@ -236,6 +305,7 @@ mod tests {
             mem_available_mib,
             own_cores: 0.0,
             own_mib: 0.0,
+            own_pss_mib: None,
         }
     }
 
@@ -293,7 +363,7 @@ mod tests {
         let mut cost = Cost::default();
         let idle = Sample {
             own_cores: 0.02,
-            own_mib: 400.0,
+            own_pss_mib: Some(400.0),
             ..machine(0.1, 20_000.0)
         };
         cost.learn(&idle, bots(0, 0, 0));
@@ -301,28 +371,66 @@ mod tests {
         // in its call.
         let loading = Sample {
             own_cores: 1.5,
-            own_mib: 700.0,
+            own_pss_mib: Some(700.0),
             ..idle
         };
         cost.learn(&loading, bots(4, 2, 0));
         assert_eq!((cost.cores, cost.mib), (PRIOR_CORES, PRIOR_MIB));
         let steady = Sample {
             own_cores: 0.6,
-            own_mib: 800.0,
+            own_pss_mib: Some(800.0),
             ..idle
         };
         cost.learn(&steady, bots(4, 0, 0));
         assert!((cost.cores - 0.15).abs() < 1e-9, "{}", cost.cores);
         assert!((cost.mib - 100.0).abs() < 1e-9, "{}", cost.mib);
-        // Later samples move it a fifth of the way.
+        // Later samples move it a fifth of the way; one without a memory
+        // reading teaches the CPU only.
         let heavier = Sample {
             own_cores: 1.0,
+            own_pss_mib: None,
             ..steady
         };
         cost.learn(&heavier, bots(4, 0, 0));
         assert!((cost.cores - 0.17).abs() < 1e-9, "{}", cost.cores);
+        assert!((cost.mib - 100.0).abs() < 1e-9, "{}", cost.mib);
         // So that many bots fit the measured headroom.
         let r = room(&machine(0.5, 20_000.0), &cost, bots(4, 0, 0), 30, 512.0);
         assert_eq!((r.more, r.limit), (4, Limit::Cpu));
+    }
+
+    #[test]
+    fn memory_is_what_one_more_bot_adds_once_the_number_has_varied() {
+        let mut cost = Cost::default();
+        // 200 MiB before the browser started, 250 more with it, and each
+        // bot adds 70.
+        let with = |bots: f64| Sample {
+            own_pss_mib: Some(200.0 + 250.0 + 70.0 * bots),
+            ..machine(0.0, 5_000.0)
+        };
+        cost.learn(
+            &Sample {
+                own_pss_mib: Some(200.0),
+                ..machine(0.0, 20_000.0)
+            },
+            bots(0, 0, 0),
+        );
+        // One bot: the browser is charged to it, nothing tells them apart.
+        for _ in 0..3 {
+            cost.learn(&with(1.0), bots(1, 0, 0));
+        }
+        assert!((cost.mib - 320.0).abs() < 1e-9, "{}", cost.mib);
+        // Two, then five: the slope is the bot alone.
+        for _ in 0..3 {
+            cost.learn(&with(2.0), bots(2, 0, 0));
+        }
+        assert!((cost.mib - 70.0).abs() < 1e-6, "{}", cost.mib);
+        for _ in 0..3 {
+            cost.learn(&with(5.0), bots(5, 0, 0));
+        }
+        assert!((cost.mib - 70.0).abs() < 1e-6, "{}", cost.mib);
+        // 5,000 MiB available, 512 kept: 64 bots' worth.
+        let r = room(&with(5.0), &cost, bots(5, 0, 0), 1000, 512.0);
+        assert_eq!((r.more, r.limit), (64, Limit::Memory));
     }
 }

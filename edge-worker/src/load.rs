@@ -7,7 +7,9 @@
 //! few seconds; where there is no `/proc/stat` it reads as idle. The same
 //! pass reads the memory available (`/proc/meminfo`) and what the worker's
 //! own processes (itself and its browser's) take, from which the worker
-//! works out how many more bots it can hold ([`crate::capacity`]).
+//! works out how many more bots it can hold ([`crate::capacity`]). Their
+//! proportional set size, which costs the kernel a walk of each process's
+//! pages, is read every [`PSS_EVERY`] samples.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
@@ -19,6 +21,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 const SAMPLE: Duration = Duration::from_secs(1);
+/// Every how many samples the proportional set size is read: about 2 ms
+/// per browser process.
+const PSS_EVERY: u64 = 10;
 /// A machine this busy, with more than one page stalled, is overloaded.
 const OVERLOADED_BUSY: f64 = 0.85;
 
@@ -46,17 +51,20 @@ impl Load {
     pub(crate) fn start(tasks: &TaskTracker, stop: CancellationToken) -> Arc<Load> {
         let load = Arc::new(Load::default());
         // The first reading at once: the hello already tells the truth.
+        let own = own_processes(true);
         load.observe(Sample {
             cores: cores(),
             busy: 0.0,
             mem_available_mib: mem_available_mib().unwrap_or(f64::MAX),
             own_cores: 0.0,
-            own_mib: own_processes().rss_bytes as f64 / (1 << 20) as f64,
+            own_mib: mib(own.rss_bytes),
+            own_pss_mib: own.pss_bytes.map(mib),
         });
         let sampled = load.clone();
         tasks.spawn(async move {
             let mut last = cpu_ticks();
-            let mut own_last = (own_processes(), Instant::now());
+            let mut own_last = (own, Instant::now());
+            let mut taken = 0u64;
             let mut tick = tokio::time::interval(SAMPLE);
             // An interval's first tick is at once.
             tick.tick().await;
@@ -73,7 +81,8 @@ impl Load {
                     sampled.observe_busy(busy);
                 }
                 last = now;
-                let own = (own_processes(), Instant::now());
+                taken += 1;
+                let own = (own_processes(taken.is_multiple_of(PSS_EVERY)), Instant::now());
                 let secs = own.1.duration_since(own_last.1).as_secs_f64().max(0.001);
                 let ticks = own.0.ticks.saturating_sub(own_last.0.ticks);
                 own_last = own;
@@ -82,7 +91,8 @@ impl Load {
                     busy: 0.0,
                     mem_available_mib: mem_available_mib().unwrap_or(f64::MAX),
                     own_cores: ticks as f64 / TICKS_PER_SEC / secs,
-                    own_mib: own_last.0.rss_bytes as f64 / (1 << 20) as f64,
+                    own_mib: mib(own_last.0.rss_bytes),
+                    own_pss_mib: own_last.0.pss_bytes.map(mib),
                 });
             }
         });
@@ -180,16 +190,23 @@ fn mem_available_mib() -> Option<f64> {
     Some(kb / 1024.0)
 }
 
-/// CPU time and resident memory of this process and all it started.
+fn mib(bytes: u64) -> f64 {
+    bytes as f64 / (1 << 20) as f64
+}
+
+/// CPU time and memory of this process and all it started.
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct Own {
     pub ticks: u64,
     pub rss_bytes: u64,
+    /// Proportional set size, when asked for and readable.
+    pub pss_bytes: Option<u64>,
 }
 
 /// Reads every process's `stat` once and sums this process's tree (the
-/// browser and its renderers are its descendants).
-pub(crate) fn own_processes() -> Own {
+/// browser and its renderers are its descendants); with `pss`, their
+/// proportional set sizes too.
+pub(crate) fn own_processes(pss: bool) -> Own {
     let mut procs: Vec<(u32, u32, u64, u64)> = Vec::new();
     if let Ok(dir) = std::fs::read_dir("/proc") {
         for e in dir.flatten() {
@@ -224,7 +241,26 @@ pub(crate) fn own_processes() -> Own {
         }
         i += 1;
     }
+    if pss {
+        // A child that ended since is simply not counted.
+        own.pss_bytes = pss_bytes(tree[0])
+            .map(|me| me + tree[1..].iter().filter_map(|&p| pss_bytes(p)).sum::<u64>());
+    }
     own
+}
+
+/// `Pss` from `/proc/<pid>/smaps_rollup`.
+fn pss_bytes(pid: u32) -> Option<u64> {
+    let rollup = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?;
+    let kb: u64 = rollup
+        .lines()
+        .find_map(|l| l.strip_prefix("Pss:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kb * 1024)
 }
 
 /// Busy and total ticks of the whole machine, from `/proc/stat`.
@@ -283,8 +319,10 @@ mod tests {
 
     #[test]
     fn the_workers_own_processes_include_its_children() {
-        let alone = own_processes();
+        let alone = own_processes(true);
         assert!(alone.rss_bytes > 0);
+        let alone_pss = alone.pss_bytes.expect("smaps_rollup is readable");
+        assert!(alone_pss > 0 && alone_pss <= alone.rss_bytes, "{alone:?}");
         // A child that holds 64 MiB resident.
         let mut child = std::process::Command::new("python3")
             .args([
@@ -300,13 +338,19 @@ mod tests {
             &mut line,
         )
         .unwrap();
-        let with_child = own_processes();
+        let with_child = own_processes(true);
         child.kill().ok();
         child.wait().ok();
         assert!(
             with_child.rss_bytes >= alone.rss_bytes + (60 << 20),
             "{alone:?} then {with_child:?}"
         );
+        // The child's own pages are its alone: all in its share.
+        assert!(
+            with_child.pss_bytes.unwrap() >= alone_pss + (60 << 20),
+            "{alone:?} then {with_child:?}"
+        );
+        assert!(own_processes(false).pss_bytes.is_none());
     }
 
     #[test]
@@ -325,6 +369,7 @@ mod tests {
             mem_available_mib: 512.0 + 150.0,
             own_cores: 0.4,
             own_mib: 300.0,
+            own_pss_mib: Some(200.0),
         });
         let r = load.room(bots, 6, 512.0);
         assert_eq!((r.more, r.limit), (1, capacity::Limit::Memory));
