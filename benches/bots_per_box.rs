@@ -98,6 +98,49 @@ async fn frame_counters(metrics: &str) -> (f64, f64, f64) {
     )
 }
 
+/// The worker's transcription latency histogram (utterance ended to its
+/// segment sent), as (upper bound in ms, count at or below it).
+async fn latency_buckets(metrics: &str) -> Vec<(f64, f64)> {
+    let text = reqwest::get(format!("http://{metrics}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .filter_map(|l| {
+            let rest = l.strip_prefix(
+                "attache_edge_worker_transcription_latency_milliseconds_bucket{le=\"",
+            )?;
+            let (le, count) = rest.split_once("\"} ")?;
+            let le = if le == "+Inf" {
+                f64::INFINITY
+            } else {
+                le.parse().ok()?
+            };
+            Some((le, count.trim().parse().ok()?))
+        })
+        .collect()
+}
+
+/// The bucket bound under which share `q` of the segments between two
+/// readings fell, and how many there were.
+fn latency_quantile(before: &[(f64, f64)], after: &[(f64, f64)], q: f64) -> (f64, f64) {
+    let counts: Vec<(f64, f64)> = after
+        .iter()
+        .map(|&(le, n)| {
+            let was = before.iter().find(|b| b.0 == le).map_or(0.0, |b| b.1);
+            (le, n - was)
+        })
+        .collect();
+    let total = counts.last().map_or(0.0, |c| c.1);
+    let at = counts
+        .iter()
+        .find(|c| c.1 >= q * total)
+        .map_or(f64::NAN, |c| c.0);
+    (at, total)
+}
+
 /// Seconds from createBot to IN_CALL, once the bot is in its call.
 async fn join_secs(api: &Api, id: &str, within: Duration) -> Option<f64> {
     let deadline = Instant::now() + within;
@@ -225,6 +268,7 @@ fn main() {
             // Pages settle before the hold.
             tokio::time::sleep(Duration::from_secs(5)).await;
             let (frames0, dropped0, corrupt0) = frame_counters(&metrics).await;
+            let latency0 = latency_buckets(&metrics).await;
             let group0 = group_usage(pgid);
             let threads0 = thread_ticks(pgid);
             let machine0 = machine_ticks();
@@ -235,6 +279,7 @@ fn main() {
             let threads1 = thread_ticks(pgid);
             let machine1 = machine_ticks();
             let (frames1, dropped1, corrupt1) = frame_counters(&metrics).await;
+            let latency1 = latency_buckets(&metrics).await;
             let mut in_call = 0;
             let mut left = std::collections::BTreeMap::<String, usize>::new();
             for id in &bots {
@@ -288,6 +333,17 @@ fn main() {
                 top_threads(&threads0, &threads1, secs, 12)
             );
             println!("        worker measured: {}", measured_room(&metrics).await);
+            if transcribe {
+                let (p50, segments) = latency_quantile(&latency0, &latency1, 0.5);
+                let (p99, _) = latency_quantile(&latency0, &latency1, 0.99);
+                println!(
+                    "        transcription: {segments:.0} segments ({:.1} per bot a minute), \
+                     utterance end to segment p50 under {:.1} s, p99 under {:.1} s",
+                    segments / target as f64 / secs * 60.0,
+                    p50 / 1000.0,
+                    p99 / 1000.0
+                );
+            }
             if in_call < target || dropped > 0.0 || missing > 0.0 {
                 println!("        step failed: not every bot held its call with all its audio");
                 break;

@@ -169,7 +169,8 @@ impl Metrics {
                         "From the end of an utterance to its final segment",
                     )
                     .buckets(vec![
-                        100.0, 250.0, 500.0, 1000.0, 2000.0, 4000.0, 8000.0, 16000.0,
+                        100.0, 250.0, 500.0, 1000.0, 2000.0, 4000.0, 8000.0, 16000.0, 32000.0,
+                        64000.0,
                     ]),
                 )
                 .expect("metric");

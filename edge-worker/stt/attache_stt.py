@@ -10,7 +10,16 @@ it would to a hosted endpoint:
   GET  /health                    {"status": "ok", "model": ...}
 
 If ATTACHE_STT_API_KEY is set, every request must carry
-"Authorization: Bearer <key>". Once the model is loaded and the socket bound,
+"Authorization: Bearer <key>".
+
+One model serves every bot of the worker, one request at a time, and is
+shared fairly: of the requests waiting, a final one goes before a partial
+one, and among those the stream that has had the least of the model's time
+lately goes first, so a bot that talks at length (or sends many requests)
+never holds the others up by more than the request already running. A
+request names its stream in "X-Attache-Stream" (the worker sends its bot's
+id) and marks a partial result with "X-Attache-Partial: 1"; without them
+each connection is a stream and every request is final. Once the model is loaded and the socket bound,
 exactly one line goes to stdout, "attache-stt listening on HOST:PORT", for the
 parent process to read the port from; logs go to stderr. SIGTERM or SIGINT
 stops the server at once (dropping any request in flight) with exit status 0.
@@ -34,7 +43,9 @@ import json
 import logging
 import signal
 import sys
+import itertools
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import faster_whisper
@@ -90,8 +101,54 @@ def text_field(fields, name, default=None):
         raise BadRequest(f"field {name!r} is not UTF-8 text") from None
 
 
+class FairShare:
+    """Lets one job at a time run, choosing among those waiting: finals
+    before partials, then the stream with the least model time lately (time
+    used halves every HALF_LIFE seconds), then the oldest."""
+
+    HALF_LIFE = 30.0
+
+    def __init__(self):
+        self.cond = threading.Condition()
+        self.busy = False
+        self.waiting = []
+        self.used = {}  # stream -> seconds of model time, decayed
+        self.decayed_at = time.monotonic()
+        self.order = itertools.count()
+
+    def _decay(self):
+        now = time.monotonic()
+        keep = 0.5 ** ((now - self.decayed_at) / self.HALF_LIFE)
+        self.decayed_at = now
+        self.used = {k: v * keep for k, v in self.used.items() if v * keep > 0.001}
+
+    def _next(self):
+        return min(self.waiting, key=lambda t: (t[1], self.used.get(t[0], 0.0), t[2]))
+
+    def run(self, stream, partial, job):
+        ticket = (stream, bool(partial), next(self.order))
+        with self.cond:
+            self.waiting.append(ticket)
+            try:
+                while self.busy or self._next() is not ticket:
+                    self.cond.wait()
+            finally:
+                self.waiting.remove(ticket)
+            self.busy = True
+        started = time.monotonic()
+        try:
+            return job()
+        finally:
+            with self.cond:
+                self.busy = False
+                self._decay()
+                self.used[stream] = self.used.get(stream, 0.0) + time.monotonic() - started
+                self.cond.notify_all()
+
+
 class Transcriber:
-    """One Whisper model; CTranslate2 runs one request at a time on it."""
+    """One Whisper model; CTranslate2 runs one request at a time on it,
+    shared fairly among the streams."""
 
     def __init__(self, path, name, threads, beam_size):
         self.name = name
@@ -99,9 +156,9 @@ class Transcriber:
         self.model = faster_whisper.WhisperModel(
             path, device="cpu", compute_type="int8", cpu_threads=threads, num_workers=1
         )
-        self.lock = threading.Lock()
+        self.share = FairShare()
 
-    def transcribe(self, data, language, prompt):
+    def transcribe(self, data, language, prompt, stream, partial):
         # Decoding (PyAV: WAV, Ogg/Opus, MP3, ...) resamples to 16 kHz mono and
         # can run alongside another request; only the model is serialized.
         try:
@@ -114,7 +171,8 @@ class Transcriber:
         if language is not None and language not in self.model.supported_languages:
             # An English-only model would otherwise answer in English anyway.
             raise BadRequest(f"language {language!r} is not one this model transcribes")
-        with self.lock:
+
+        def job():
             segments, info = self.model.transcribe(
                 audio,
                 language=language,
@@ -125,8 +183,10 @@ class Transcriber:
                 # risk clipping word edges.
                 vad_filter=False,
             )
-            # Segments are a lazy generator: the work happens here, under the lock.
-            segments = list(segments)
+            # Segments are a lazy generator: the work happens here, in turn.
+            return list(segments), info
+
+        segments, info = self.share.run(stream, partial, job)
         return {
             "text": "".join(s.text for s in segments).strip(),
             "language": info.language,
@@ -202,8 +262,14 @@ class Handler(BaseHTTPRequestHandler):
                 raise BadRequest(f"response_format must be one of {', '.join(FORMATS)}")
             # "model" is accepted for compatibility and ignored: one model is loaded.
             language = text_field(fields, "language")
+            stream = self.headers.get("X-Attache-Stream") or "%s:%s" % self.client_address[:2]
+            partial = self.headers.get("X-Attache-Partial") == "1"
             result = self.transcriber.transcribe(
-                fields["file"][1], language and language.lower(), text_field(fields, "prompt")
+                fields["file"][1],
+                language and language.lower(),
+                text_field(fields, "prompt"),
+                stream,
+                partial,
             )
         except BadRequest as err:
             self.send_json(400, str(err))

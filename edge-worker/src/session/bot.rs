@@ -144,7 +144,7 @@ async fn transcriber(
     speakers: &SpeakerLog,
 ) -> Option<Transcriber> {
     let spec = a.transcription.as_ref()?;
-    match deps.engines.build(spec).await {
+    match deps.engines.build(spec, &a.bot_id.to_string()).await {
         Ok(engine) => Some(Transcriber {
             engine,
             output: Output::new(

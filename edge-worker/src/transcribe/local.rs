@@ -106,3 +106,94 @@ impl LocalEngine {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::time::Instant;
+
+    use super::*;
+    use crate::transcribe::openai::Client;
+
+    fn client(base: &str, stream: &str) -> Client {
+        Client {
+            http: reqwest::Client::new(),
+            base: base.to_string(),
+            model: "tiny.en".into(),
+            api_key: None,
+            language: None,
+            stream: Some(stream.to_string()),
+        }
+    }
+
+    /// Four bots keep the engine busy, each sending its next utterance as
+    /// soon as the last is answered; a fifth that speaks once waits for
+    /// the request already running, not behind one of each of theirs.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_bot_that_speaks_at_length_does_not_hold_up_the_others() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = LocalEngine::new(&Config::new("https://127.0.0.1:1", dir.path()));
+        if engine.python.is_none() && std::env::var_os("ATTACHE_REQUIRE_SERVICES").is_none() {
+            eprintln!("skipped: no Python with faster-whisper (install_stt)");
+            return;
+        }
+        let base = engine.endpoint().await.expect("the local engine starts");
+        // Five seconds of a quiet hiss: any audio costs the model a turn.
+        let mut seed = 7u32;
+        let pcm: Arc<Vec<f32>> = Arc::new(
+            (0..16_000 * 5)
+                .map(|_| {
+                    seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                    (seed >> 16) as f32 / 65_536.0 * 0.02 - 0.01
+                })
+                .collect(),
+        );
+        let answered = Arc::new(AtomicU32::new(0));
+        let served: Arc<Vec<AtomicU32>> = Arc::new((0..4).map(|_| AtomicU32::new(0)).collect());
+        let stop = tokio_util::sync::CancellationToken::new();
+        let mut talkers = Vec::new();
+        for i in 0..4 {
+            let (c, pcm, answered, served, stop) = (
+                client(&base, &format!("talker-{i}")),
+                pcm.clone(),
+                answered.clone(),
+                served.clone(),
+                stop.clone(),
+            );
+            talkers.push(tokio::spawn(async move {
+                while !stop.is_cancelled() {
+                    c.recognize(&pcm, false).await.expect("the engine answers");
+                    answered.fetch_add(1, Ordering::SeqCst);
+                    served[i].fetch_add(1, Ordering::SeqCst);
+                }
+            }));
+        }
+        // Every talker has had the model once and is queued again.
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while served.iter().any(|s| s.load(Ordering::SeqCst) == 0) {
+            assert!(
+                Instant::now() < deadline,
+                "the engine served no one in time"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let before = answered.load(Ordering::SeqCst);
+        client(&base, "brief")
+            .recognize(&pcm[..16_000], false)
+            .await
+            .expect("the engine answers");
+        let meanwhile = answered.load(Ordering::SeqCst) - before;
+        stop.cancel();
+        for t in talkers {
+            t.await.unwrap();
+        }
+        // The one running, and at most one more answered as it was sent;
+        // first come, first served would be four.
+        assert!(
+            meanwhile <= 2,
+            "{meanwhile} of the talkers' requests were answered while the brief one waited"
+        );
+    }
+}

@@ -289,10 +289,12 @@ impl Engines {
         }
     }
 
-    /// The engine for one bot's settings.
+    /// The engine for one bot's settings; `bot` names its stream to the
+    /// local engine, which shares itself fairly among the bots.
     pub(crate) async fn build(
         &self,
         spec: &TranscriptionSpec,
+        bot: &str,
     ) -> Result<Box<dyn SpeechToText>, SttError> {
         Ok(match &spec.provider {
             TranscriptionProvider::OpenAiCompatible {
@@ -305,6 +307,7 @@ impl Engines {
                 model: model.clone(),
                 api_key: api_key.clone(),
                 language: spec.language.clone(),
+                stream: None,
             })),
             TranscriptionProvider::Local { model } => {
                 let base = self.local.endpoint().await?;
@@ -314,6 +317,7 @@ impl Engines {
                     model: model.clone(),
                     api_key: None,
                     language: spec.language.clone(),
+                    stream: Some(bot.to_string()),
                 }))
             }
             TranscriptionProvider::Deepgram {

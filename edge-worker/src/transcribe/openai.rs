@@ -22,6 +22,10 @@ pub(crate) struct Client {
     pub model: String,
     pub api_key: Option<Secret>,
     pub language: Option<String>,
+    /// For the local engine: the bot, named in `X-Attache-Stream` with
+    /// `X-Attache-Partial` on partial results, by which it shares itself
+    /// fairly. A hosted engine is told neither.
+    pub stream: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -82,7 +86,11 @@ pub(crate) fn parse(body: &[u8]) -> Result<Recognized, SttError> {
 }
 
 impl Client {
-    pub(crate) async fn recognize(&self, pcm: &[f32]) -> Result<Recognized, SttError> {
+    pub(crate) async fn recognize(
+        &self,
+        pcm: &[f32],
+        partial: bool,
+    ) -> Result<Recognized, SttError> {
         let part = reqwest::multipart::Part::bytes(wav(pcm))
             .file_name("speech.wav")
             .mime_str("audio/wav")
@@ -98,6 +106,12 @@ impl Client {
         let mut req = self.http.post(url).multipart(form);
         if let Some(k) = &self.api_key {
             req = req.bearer_auth(k.expose());
+        }
+        if let Some(stream) = &self.stream {
+            req = req.header("X-Attache-Stream", stream);
+            if partial {
+                req = req.header("X-Attache-Partial", "1");
+            }
         }
         let resp = req
             .send()
@@ -135,7 +149,7 @@ async fn send(
     is_final: bool,
     ended: Option<Instant>,
 ) {
-    match client.recognize(&u.pcm).await {
+    match client.recognize(&u.pcm, !is_final).await {
         Ok(r) => {
             out.segment(
                 format!("u{}", u.n),
