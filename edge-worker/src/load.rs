@@ -82,7 +82,10 @@ impl Load {
                 }
                 last = now;
                 taken += 1;
-                let own = (own_processes(taken.is_multiple_of(PSS_EVERY)), Instant::now());
+                let own = (
+                    own_processes(taken.is_multiple_of(PSS_EVERY)),
+                    Instant::now(),
+                );
                 let secs = own.1.duration_since(own_last.1).as_secs_f64().max(0.001);
                 let ticks = own.0.ticks.saturating_sub(own_last.0.ticks);
                 own_last = own;

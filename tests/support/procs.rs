@@ -154,7 +154,8 @@ fn group_pids(pgid: i32) -> Vec<(i32, String)> {
     pids
 }
 
-/// The worker, Chromium's browser process, or a helper's `--type=`.
+/// The worker, its speech-to-text engine, Chromium's browser process, or a
+/// helper's `--type=`.
 fn process_kind(pid: i32) -> String {
     let cmdline =
         String::from_utf8_lossy(&std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default())
@@ -166,6 +167,7 @@ fn process_kind(pid: i32) -> String {
     match args.find_map(|a| a.strip_prefix("--type=")) {
         Some(t) => t.to_string(),
         None if program.ends_with("attache") => "worker".to_string(),
+        None if cmdline.contains("attache_stt.py") => "speech-to-text".to_string(),
         None => "browser".to_string(),
     }
 }
