@@ -181,16 +181,22 @@ fn cores() -> f64 {
 
 /// `MemAvailable` from `/proc/meminfo`, in MiB.
 fn mem_available_mib() -> Option<f64> {
-    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let kb: f64 = info
-        .lines()
-        .find_map(|l| l.strip_prefix("MemAvailable:"))?
+    let kb = kib_field(
+        &std::fs::read_to_string("/proc/meminfo").ok()?,
+        "MemAvailable:",
+    )?;
+    Some(kb as f64 / 1024.0)
+}
+
+/// A `Name:   123 kB` line of a `/proc` file, in KiB.
+fn kib_field(text: &str, name: &str) -> Option<u64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name))?
         .trim()
         .trim_end_matches("kB")
         .trim()
         .parse()
-        .ok()?;
-    Some(kb / 1024.0)
+        .ok()
 }
 
 fn mib(bytes: u64) -> f64 {
@@ -255,15 +261,7 @@ pub(crate) fn own_processes(pss: bool) -> Own {
 /// `Pss` from `/proc/<pid>/smaps_rollup`.
 fn pss_bytes(pid: u32) -> Option<u64> {
     let rollup = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?;
-    let kb: u64 = rollup
-        .lines()
-        .find_map(|l| l.strip_prefix("Pss:"))?
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .ok()?;
-    Some(kb * 1024)
+    Some(kib_field(&rollup, "Pss:")? * 1024)
 }
 
 /// Busy and total ticks of the whole machine, from `/proc/stat`.
