@@ -10,7 +10,9 @@
 //! still in their call, their joins (createBot → IN_CALL), audio frames
 //! dropped by the worker and frames missing against the wall clock, the
 //! CPU of the worker's process group (worker, Chromium, its renderers and
-//! helpers, split by kind) and of the machine, and the group's PSS. A step
+//! helpers, split by kind) and of the machine, and the group's PSS, per
+//! bot over the idle worker (Chromium running, no bot) and per bot added
+//! since the step before. A step
 //! passes when every bot is in its call with no frame dropped or missing;
 //! the run stops at the first step that does not.
 //!
@@ -23,7 +25,8 @@
 //! `SPEAKERS=page` plays and encodes them in the bot's page instead (a pair
 //! of RTCPeerConnections there), as the sandbox does by default.
 //!
-//! Ends with the largest step that passed:
+//! Ends with the largest step that passed, its memory per bot over the
+//! idle worker:
 //!
 //!     bots_per_box: N bots in call of M, join p50 J s, dropped frames D, cpu C cores, pss per added bot P MiB
 
@@ -227,11 +230,31 @@ fn main() {
             .await;
         let pgid = worker.pgid();
         let api = cluster.tenant("box").await;
+        // The worker starts Chromium as it starts; bots are added once it
+        // runs, and memory is counted from the worker idle with it.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let started = |text: String| {
+            text.lines()
+                .any(|l| l.starts_with("attache_edge_worker_browser_starts_total ") && !l.ends_with(" 0"))
+        };
+        loop {
+            let text = match reqwest::get(format!("http://{metrics}/metrics")).await {
+                Ok(r) => r.text().await.unwrap_or_default(),
+                // Not serving yet.
+                Err(_) => String::new(),
+            };
+            if started(text) || Instant::now() > deadline {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
         tokio::time::sleep(Duration::from_secs(2)).await;
+        let idle = group_usage(pgid).total().pss_kib;
+        println!("idle worker: pss {:.0} MiB", idle as f64 / 1024.0);
         let mut bots: Vec<String> = Vec::new();
         let mut joins: Vec<f64> = Vec::new();
         let mut passed: Option<Step> = None;
-        let mut first_pss: Option<(usize, u64)> = None;
+        let mut last_pss = (0usize, idle);
         let mut attempted = 0;
         println!(
             "bots_per_box: steps {steps:?}, each held {} s, transcription {}, speakers {speakers}",
@@ -240,6 +263,7 @@ fn main() {
         );
         for &target in &steps {
             attempted = target;
+            let joining0 = (group_usage(pgid), Instant::now());
             let mut added = Vec::new();
             while bots.len() + added.len() < target {
                 let n = bots.len() + added.len();
@@ -262,6 +286,17 @@ fn main() {
             let step_joins: Vec<Option<f64>> = futures::future::join_all(waits).await;
             let mut step_joined: Vec<f64> = step_joins.iter().flatten().copied().collect();
             joins.extend(step_joined.iter().copied());
+            // What the joins cost (the bots already in calls included).
+            let joining1 = group_usage(pgid);
+            let joining_secs = joining0.1.elapsed().as_secs_f64();
+            let core_secs =
+                ticks_to_cores(joining1.total().cpu_ticks - joining0.0.total().cpu_ticks, 1.0);
+            println!(
+                "        joining {} bots: {joining_secs:.1} s, {:.2} core-seconds a join; by process: {}",
+                added.len(),
+                core_secs / added.len().max(1) as f64,
+                joining1.cpu_split_since(&joining0.0, joining_secs)
+            );
             bots.extend(added);
             let max_join = step_joined.iter().copied().fold(0.0, f64::max);
             let step_p50 = median(&mut step_joined);
@@ -311,17 +346,16 @@ fn main() {
             let received = frames1 - frames0;
             let missing = (expected - received - EDGE_FRAMES * bots.len() as f64).max(0.0);
             let pss = group1.total().pss_kib;
-            let first = *first_pss.get_or_insert((target, pss));
-            let per_added = if target > first.0 {
-                (pss as f64 - first.1 as f64) / 1024.0 / (target - first.0) as f64
-            } else {
-                f64::NAN
-            };
+            let per_bot = (pss as f64 - idle as f64) / 1024.0 / target as f64;
+            let since_last =
+                (pss as f64 - last_pss.1 as f64) / 1024.0 / (target - last_pss.0) as f64;
+            last_pss = (target, pss);
             println!(
                 "{target:>2} bots: {in_call} in call, join p50 {step_p50:.1} s max {max_join:.1} s, \
                  frames {:.1}/s per bot, dropped {dropped:.0}, missing {missing:.0}, \
                  cpu {cpu:.2} cores ({:.3} per bot), machine {machine:.2} cores, \
-                 pss {:.0} MiB ({per_added:.0} MiB per added bot)",
+                 pss {:.0} MiB ({per_bot:.0} MiB per bot over the idle worker, \
+                 {since_last:.0} MiB per bot added since the last step)",
                 received / secs / bots.len() as f64,
                 cpu / target as f64,
                 pss as f64 / 1024.0,
@@ -363,12 +397,7 @@ fn main() {
         drop(worker);
         let (n, j, d, c, p) = match &passed {
             Some(s) => {
-                let first = first_pss.unwrap();
-                let per_added = if s.bots > first.0 {
-                    (s.pss_kib as f64 - first.1 as f64) / 1024.0 / (s.bots - first.0) as f64
-                } else {
-                    f64::NAN
-                };
+                let per_added = (s.pss_kib as f64 - idle as f64) / 1024.0 / s.bots as f64;
                 (s.in_call, s.join_p50, s.dropped, s.cpu, per_added)
             }
             None => (0, f64::NAN, f64::NAN, f64::NAN, f64::NAN),

@@ -46,6 +46,11 @@ pub(crate) struct EdgeWorkerArgs {
     pub max_joining: Option<u32>,
     #[arg(long, env = "ATTACHE_CHROMIUM", default_value = "/usr/bin/chromium")]
     pub chromium: PathBuf,
+    /// Start Chromium with the first bot rather than with the worker (it
+    /// holds a few hundred MiB while no bot runs; started ahead, the first
+    /// bots of a burst do not wait for it).
+    #[arg(long, env = "ATTACHE_BROWSER_ON_DEMAND")]
+    pub browser_on_demand: bool,
     /// One more Chromium flag, without its leading dashes
     /// (`--chromium-arg renderer-process-limit=8`); repeatable, or
     /// space-separated in the environment variable.
@@ -105,6 +110,7 @@ impl EdgeWorkerArgs {
             c.max_joining = n;
         }
         c.chromium = self.chromium.clone();
+        c.browser_at_start = !self.browser_on_demand;
         c.chromium_args = self.chromium_args.clone();
         c.metrics_addr = self.metrics_addr;
         c.stt_python = self.stt_python.clone();

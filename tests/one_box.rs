@@ -108,6 +108,42 @@ async fn a_page_hung_for_good_is_given_up() {
     assert!(m["recording"]["durationMs"].as_u64().unwrap() > 0, "{m:#}");
 }
 
+/// A worker starts Chromium when it starts, before any bot, and its first
+/// bot joins in that browser; a worker told to wait starts none until a
+/// bot needs it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_browser_starts_with_the_worker_not_with_its_first_bot() {
+    let mut cluster = Cluster::start().await;
+    cluster
+        .add_worker_with(1, "local", None, |w| w.browser_at_start = true)
+        .await;
+    cluster.add_worker_in(1, "later", None).await;
+    let starts = |m: &str| metric(m, "attache_edge_worker_browser_starts_total ");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while starts(&cluster.worker_metrics_text(0).await) < 1.0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "Chromium did not start with the worker"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(starts(&cluster.worker_metrics_text(1).await), 0.0);
+    let api = cluster.tenant("acme").await;
+    let id = api
+        .create_bot(
+            &cluster.meeting("warm", "admission=open&script=demo-loop"),
+            "Warm Bot",
+        )
+        .await;
+    api.wait_status(&id, "IN_CALL", Duration::from_secs(60))
+        .await;
+    let m = cluster.worker_metrics_text(0).await;
+    assert_eq!(metric(&m, "attache_edge_worker_bots_active "), 1.0, "{m}");
+    assert_eq!(starts(&m), 1.0, "the bot used the browser already running");
+    api.leave(&id).await;
+    api.wait_status(&id, "ENDED", Duration::from_secs(30)).await;
+}
+
 /// With one page loading at a time, bots created together wait their turn
 /// (the worker's gauge shows them waiting) and all reach their calls.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

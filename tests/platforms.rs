@@ -14,6 +14,10 @@ use support::*;
 
 const WAIT: Duration = Duration::from_secs(40);
 
+/// The bot's name, with letters no US keyboard has: the platform gets it
+/// as given.
+const BOT_NAME: &str = "Zoë Ó Note Taker";
+
 fn names(list: &Value, field: &str) -> Vec<String> {
     list.as_array()
         .unwrap()
@@ -36,10 +40,7 @@ async fn a_platform_end_to_end(
     // The whole call: banner, overlay, toggles, join, the demo script.
     let call = format!("{kind}-call");
     let id = api
-        .create_bot(
-            &cluster.platform_meeting(kind, &call, call_query),
-            "Note Taker",
-        )
+        .create_bot(&cluster.platform_meeting(kind, &call, call_query), BOT_NAME)
         .await;
     assert_eq!(api.bot(&id).await["platform"], platform);
     api.wait_status(&id, "WAITING_ROOM", WAIT).await;
@@ -47,7 +48,7 @@ async fn a_platform_end_to_end(
     // lobby times out after 4 s in the tests).
     tokio::time::sleep(Duration::from_millis(1_500)).await;
     assert_eq!(api.bot(&id).await["status"], "WAITING_ROOM");
-    cluster.host(&call, "admit", Some("Note Taker")).await;
+    cluster.host(&call, "admit", Some(BOT_NAME)).await;
     api.wait_status(&id, "IN_CALL", WAIT).await;
 
     // The failures, while the call goes on.
@@ -79,7 +80,7 @@ async fn a_platform_end_to_end(
 
     // The demo's speech is over by 8.5 s into the call; Carol has left.
     tokio::time::sleep(Duration::from_secs(11)).await;
-    let u = uplink(&cluster, &call, "Note Taker").await;
+    let u = uplink(&cluster, &call, BOT_NAME).await;
     assert_eq!(
         (u["mic_on"].as_bool(), u["camera_on"].as_bool()),
         (Some(false), Some(false)),

@@ -28,6 +28,9 @@ pub struct Config {
     /// (in JOINING) so that a join storm does not starve bots in calls.
     pub max_joining: u32,
     pub chromium: PathBuf,
+    /// Start Chromium with the worker, so that the first bots of a burst
+    /// do not wait for it; otherwise with the first bot.
+    pub browser_at_start: bool,
     pub reconnect_min: Duration,
     pub reconnect_max: Duration,
     /// Extra Chromium flags (without leading dashes).
@@ -55,6 +58,7 @@ impl Config {
             memory_reserve_mib: 512,
             max_joining: default_max_joining(),
             chromium: PathBuf::from("/usr/bin/chromium"),
+            browser_at_start: true,
             reconnect_min: Duration::from_millis(200),
             reconnect_max: Duration::from_secs(10),
             chromium_args: Vec::new(),

@@ -135,6 +135,11 @@ impl EdgeWorker {
         let load = load::Load::start(&tasks, sampling.clone());
         let deps = session::BotDeps::new(self.config, self.metrics, spool, tasks.clone(), load);
         let browser = deps.browser.clone();
+        if deps.config.browser_at_start {
+            let warming = browser.clone();
+            let (joining, spares) = (deps.joining.clone(), deps.config.max_joining as usize);
+            tasks.spawn(async move { warming.warm(joining, spares).await });
+        }
         link::run(self.identity, deps, shutdown).await;
         sampling.cancel();
         browser.shutdown().await;

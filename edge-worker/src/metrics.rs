@@ -19,6 +19,8 @@ pub(crate) struct Metrics {
     pub page_stalls: IntCounter,
     pub pages_stalled: IntGauge,
     pub joins_waiting: IntGauge,
+    pub browser_starts: IntCounter,
+    pub spare_pages: IntGauge,
     pub room: IntGauge,
     pub room_limited: prometheus::IntGaugeVec,
     pub bot_millicores: IntGauge,
@@ -94,6 +96,16 @@ impl Metrics {
                 &r,
                 "attache_edge_worker_joins_waiting",
                 "Bots waiting for their turn to load their meeting page",
+            ),
+            browser_starts: counter(
+                &r,
+                "attache_edge_worker_browser_starts_total",
+                "Chromium started: with the worker (or its first bot), and again after it died",
+            ),
+            spare_pages: gauge(
+                &r,
+                "attache_edge_worker_spare_pages",
+                "Browser contexts made ahead for the next bots' joins",
             ),
             room: gauge(
                 &r,

@@ -239,6 +239,10 @@ impl Cluster {
         wc.fixed_capacity = true;
         // Tests that stop a worker mid-meeting want its bots out soon.
         wc.drain_timeout = DRAIN_TIMEOUT;
+        // Many tests start workers that run one bot or none: each starts
+        // Chromium when a bot needs it (tests/one_box.rs tests the start
+        // ahead).
+        wc.browser_at_start = false;
         wc
     }
 

@@ -1,5 +1,6 @@
 //! The page loop of one bot: opens the meeting, reads the page every
-//! [`POLL`] ([`JOIN_POLL`] while joining), carries out the flow's next
+//! [`POLL`] ([`JOIN_POLL`] while joining, [`ACTED_POLL`] after an action
+//! there), carries out the flow's next
 //! step, and while in the call turns the roster, the chat and the sound
 //! into results. It ends on the flow's decision, a leave request, a crashed
 //! page or one stalled for good, and never decides a status by itself:
@@ -37,6 +38,10 @@ const NUDGE_EVERY: Duration = Duration::from_secs(1);
 const POLL: Duration = Duration::from_millis(200);
 /// Joining pages are few (see the module's note): they are read faster.
 const JOIN_POLL: Duration = Duration::from_millis(50);
+/// After typing or a click while joining, the page is read again this
+/// soon: what the action shows (the next button, the lobby, the call) is
+/// usually there at once.
+const ACTED_POLL: Duration = Duration::from_millis(10);
 /// How often a read still outstanding is looked at.
 const STALL_TICK: Duration = Duration::from_millis(500);
 /// Sound counts as current for this long after the last loud frame.
@@ -97,6 +102,7 @@ pub(crate) async fn drive(
             Ok(Ok(_)) => {}
         },
     }
+    ctx.quiet_network().await;
     let mut phase = Phase::Joining;
     let mut clicks = Clicks::default();
     let (mut nudges, mut last_nudge) = (0, None::<Instant>);
@@ -167,6 +173,7 @@ pub(crate) async fn drive(
             &clicks,
             &a.limits,
         );
+        let acted = matches!(step, Step::TypeName | Step::Click(_));
         match step {
             Step::Wait => {}
             Step::TypeName => {
@@ -205,10 +212,10 @@ pub(crate) async fn drive(
                 break (status, reason, Some(detail.into()));
             }
         }
-        let poll = if phase == Phase::Joining {
-            JOIN_POLL
-        } else {
-            POLL
+        let poll = match phase {
+            Phase::Joining if acted => ACTED_POLL,
+            Phase::Joining => JOIN_POLL,
+            _ => POLL,
         };
         tokio::select! {
             _ = cancel.cancelled() => {}

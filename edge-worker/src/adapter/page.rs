@@ -5,6 +5,7 @@
 //! tables alone.
 
 use attache_protocol::Platform;
+use chromiumoxide::cdp::browser_protocol::input::InsertTextParams;
 use chromiumoxide::cdp::browser_protocol::inspector::{
     EnableParams as InspectorEnable, EventTargetCrashed,
 };
@@ -47,6 +48,8 @@ pub(super) enum PageError {
     Cdp(#[from] CdpError),
     #[error("{0}")]
     Unreadable(#[from] serde_json::Error),
+    #[error("no {0} on the page")]
+    Missing(&'static str),
 }
 
 /// The probe for one platform: the script applied to its table.
@@ -67,46 +70,90 @@ pub(super) async fn crashes(ctx: &BotContext) -> Result<EventStream<EventTargetC
     ctx.page.event_listener::<EventTargetCrashed>().await
 }
 
-/// Acts on what the probe marked inside one of the page's same-origin
-/// frames (where a client such as Zoom's runs): `click`s or `focus`es it.
-const IN_FRAME_JS: &str = "(name, act) => {
-  for (const f of document.querySelectorAll('iframe')) {
-    let d;
-    try { d = f.contentDocument; } catch (e) { continue; }
-    const el = d && d.querySelector(`[data-attache=\"${name}\"]`);
-    if (el && el.getClientRects().length) { el[act](); return true; }
+/// Acts on what the probe marked `name` (`data-attache`), in the page or
+/// in one of its same-origin frames (where a client such as Zoom's runs),
+/// in one evaluation:
+/// - `where`: where it is once scrolled into view: `under` the mouse at
+///   its centre (`x`, `y`; the click it then gets is noted), `covered` by
+///   something else there, `framed` (in a frame: clicked through the DOM),
+///   or `gone` (not on screen since the probe marked it);
+/// - `reached`: whether the mouse's click reached it (`missed` when an
+///   overlay that showed meanwhile took it);
+/// - `click`: clicks it through the DOM;
+/// - `focus`: focuses it and selects its text, so an edit replaces it.
+const ACT_JS: &str = "(name, act) => {
+  const find = (doc, framed) => {
+    const el = doc.querySelector(`[data-attache=\"${name}\"]`);
+    if (el && el.isConnected && el.getClientRects().length) return { el, framed };
+    for (const f of doc.querySelectorAll('iframe')) {
+      let d;
+      try { d = f.contentDocument; } catch (e) { continue; }
+      const found = d && find(d, true);
+      if (found) return found;
+    }
+    return null;
+  };
+  const found = find(document, false);
+  if (!found) return { place: 'gone' };
+  const el = found.el;
+  if (act === 'focus') { el.focus(); if (el.select) el.select(); return { place: 'focused' }; }
+  if (act === 'click') { el.click(); return { place: 'clicked' }; }
+  if (act === 'reached') return { place: el.__attacheClicked === true ? 'reached' : 'missed' };
+  if (found.framed) return { place: 'framed' };
+  let r = el.getBoundingClientRect();
+  if (r.top < 0 || r.left < 0 || r.bottom > innerHeight || r.right > innerWidth) {
+    el.scrollIntoView({ block: 'center', inline: 'center' });
+    r = el.getBoundingClientRect();
   }
-  return false;
+  if (r.width === 0 && r.height === 0) return { place: 'gone' };
+  const x = r.left + r.width / 2, y = r.top + r.height / 2;
+  const hit = document.elementFromPoint(x, y);
+  if (!hit || !(hit === el || el.contains(hit))) return { place: 'covered' };
+  el.__attacheClicked = false;
+  el.addEventListener('click', () => { el.__attacheClicked = true; }, { once: true, capture: true });
+  return { place: 'under', x, y };
 }";
 
-async fn in_frame(ctx: &BotContext, target: &str, act: &str) -> bool {
+/// What [`ACT_JS`] found.
+#[derive(Debug, Deserialize)]
+struct Acted {
+    place: String,
+    #[serde(default)]
+    x: f64,
+    #[serde(default)]
+    y: f64,
+}
+
+/// Runs [`ACT_JS`] on `target`; `None` if the page did not answer.
+async fn act(ctx: &BotContext, target: &str, act: &str) -> Option<Acted> {
     let js = format!(
-        "({IN_FRAME_JS})({}, {})",
+        "({ACT_JS})({}, {})",
         serde_json::to_string(target).expect("a name serializes"),
         serde_json::to_string(act).expect("a name serializes")
     );
-    match tokio::time::timeout(CLICK_TIMEOUT, ctx.page.evaluate(js)).await {
-        Ok(Ok(r)) => r.into_value::<bool>().unwrap_or(false),
-        _ => false,
+    match ctx.page.evaluate(js).await {
+        Ok(r) => r.into_value().ok(),
+        Err(e) => {
+            tracing::debug!(target, act, error = %e, "the page did not answer");
+            None
+        }
     }
 }
 
-pub(super) async fn type_name(ctx: &BotContext, name: &str) -> chromiumoxide::error::Result<()> {
-    // Focused rather than clicked: a banner over the field would take the
-    // click, and the keys with it. Keys go to whatever has the focus, in a
-    // frame too.
-    match ctx.page.find_element("[data-attache=\"name\"]").await {
-        Ok(el) => {
-            el.focus().await?;
-            el.type_str(name).await?;
-        }
-        Err(e) => {
-            if !in_frame(ctx, "name", "focus").await {
-                return Err(e);
-            }
-            ctx.page.find_element("body").await?.type_str(name).await?;
-        }
+/// Puts the bot's name in the name field: focused rather than clicked (a
+/// banner over the field would take the click), its text selected, and
+/// the name inserted as one edit (`Input.insertText`, as a paste or an
+/// input method would), which fires the field's input events at once and
+/// takes any letter, where keys typed one by one cost a round trip each
+/// and exist only for a keyboard's characters. The edit goes to whatever
+/// has the focus, in a frame too.
+pub(super) async fn type_name(ctx: &BotContext, name: &str) -> Result<(), PageError> {
+    let focused = tokio::time::timeout(CLICK_TIMEOUT, act(ctx, "name", "focus")).await;
+    match focused {
+        Ok(Some(a)) if a.place == "focused" => {}
+        _ => return Err(PageError::Missing("name field")),
     }
+    ctx.page.execute(InsertTextParams::new(name)).await?;
     Ok(())
 }
 
@@ -154,79 +201,41 @@ pub(super) async fn leave(ctx: &BotContext, platform: Platform, probe: &str) {
     }
 }
 
-/// Where the element is, once scrolled into view: `under` the mouse at its
-/// centre, `covered` by something else there, or `gone` from the screen
-/// since the probe marked it (not to be clicked at all). When it is under
-/// the mouse, it notes whether the mouse's click then reaches it.
-const WHERE_JS: &str = "function () {
-  if (!this.isConnected || !this.getClientRects().length) return 'gone';
-  this.scrollIntoView({ block: 'center', inline: 'center' });
-  const r = this.getBoundingClientRect();
-  if (r.width === 0 && r.height === 0) return 'gone';
-  const hit = document.elementFromPoint(r.left + r.width / 2, r.top + r.height / 2);
-  if (!hit || !(hit === this || this.contains(hit))) return 'covered';
-  this.__attacheClicked = false;
-  this.addEventListener('click', () => { this.__attacheClicked = true; }, { once: true, capture: true });
-  return 'under';
-}";
-
-/// Whether the mouse's click reached the element (`false` when an overlay
-/// that showed meanwhile took it).
-const REACHED_JS: &str = "function () { return this.__attacheClicked === true; }";
-
 /// Clicks what the probe marked `target`: with the mouse where the element
 /// is the one under it, else through the DOM (an overlay, a banner or a
-/// toast over it would take the mouse's click), and through the DOM too
-/// when one that showed meanwhile took the mouse's. A page that does not
-/// answer within [`CLICK_TIMEOUT`] is not waited for.
+/// toast over it would take the mouse's click; in a frame, the mouse's
+/// point would be the frame's), and through the DOM too when one that
+/// showed meanwhile took the mouse's. A page that does not answer within
+/// [`CLICK_TIMEOUT`] is not waited for.
 pub(super) async fn click(ctx: &BotContext, target: &str) {
-    let sel = format!("[data-attache=\"{target}\"]");
     let clicked = tokio::time::timeout(CLICK_TIMEOUT, async {
-        let el = match ctx.page.find_element(sel).await {
-            Ok(el) => el,
-            Err(e) => {
-                if !in_frame(ctx, target, "click").await {
-                    tracing::debug!(target, error = %e, "nothing to click");
-                }
-                return;
-            }
+        let Some(found) = act(ctx, target, "where").await else {
+            return;
         };
-        let place = el
-            .call_js_fn(WHERE_JS, false)
-            .await
-            .ok()
-            .and_then(|r| r.result.value)
-            .and_then(|v| v.as_str().map(str::to_string));
-        let done = match place.as_deref() {
-            Some("gone") => return tracing::debug!(target, "gone before the click"),
-            Some("covered") => {
-                tracing::debug!(target, "covered; clicking through the DOM");
-                el.call_js_fn("function () { this.click(); }", false)
+        match found.place.as_str() {
+            "under" => {
+                let point = chromiumoxide::layout::Point {
+                    x: found.x,
+                    y: found.y,
+                };
+                if let Err(e) = ctx.page.click(point).await {
+                    return tracing::debug!(target, error = %e, "click failed");
+                }
+                if act(ctx, target, "reached")
                     .await
-                    .map(|_| ())
-            }
-            _ => match el.click().await {
-                Ok(_) => {
-                    let reached = el.call_js_fn(REACHED_JS, false).await.ok();
-                    let missed = reached
-                        .and_then(|r| r.result.value)
-                        .is_some_and(|v| v == serde_json::Value::Bool(false));
-                    if missed {
-                        // Something that showed between the look and the
-                        // click took it: once more, through the DOM.
-                        tracing::debug!(target, "the click was taken; clicking through the DOM");
-                        el.call_js_fn("function () { this.click(); }", false)
-                            .await
-                            .map(|_| ())
-                    } else {
-                        Ok(())
-                    }
+                    .is_some_and(|a| a.place == "missed")
+                {
+                    // Something that showed between the look and the
+                    // click took it: once more, through the DOM.
+                    tracing::debug!(target, "the click was taken; clicking through the DOM");
+                    act(ctx, target, "click").await;
                 }
-                Err(e) => Err(e),
-            },
-        };
-        if let Err(e) = done {
-            tracing::debug!(target, error = %e, "click failed");
+            }
+            "covered" | "framed" => {
+                tracing::debug!(target, place = %found.place, "clicking through the DOM");
+                act(ctx, target, "click").await;
+            }
+            _ => tracing::debug!(target, "nothing to click"),
         }
     })
     .await;

@@ -52,7 +52,7 @@ impl BotDeps {
         load: Arc<Load>,
     ) -> BotDeps {
         BotDeps {
-            browser: BrowserPool::new(config.clone(), tasks.clone()),
+            browser: BrowserPool::new(config.clone(), metrics.clone(), tasks.clone()),
             engines: Arc::new(Engines::new(&config)),
             joining: Arc::new(tokio::sync::Semaphore::new(config.max_joining as usize)),
             load,
