@@ -366,9 +366,10 @@ impl Store {
                 q = q.col_expr(bot::Column::EndedAt, Expr::value(t.at));
             }
         }
-        if q.exec(&txn).await?.rows_affected != 1 {
+        // The compare-and-swap, returning the row as it now is.
+        let Some(updated) = q.exec_with_returning(&txn).await?.into_iter().next() else {
             return Err(StoreError::Conflict);
-        }
+        };
         if !moves {
             txn.commit().await?;
             return Ok(Applied::Unchanged);
@@ -412,10 +413,6 @@ impl Store {
             .insert(&txn)
             .await?;
         }
-        let updated = bot::Entity::find_by_id(bot.id.clone())
-            .one(&txn)
-            .await?
-            .ok_or(StoreError::NotFound)?;
         webhooks::on_status(&txn, &updated, &event).await?;
         txn.commit().await?;
         Ok(Applied::Moved(updated, event))

@@ -47,6 +47,22 @@ pub(crate) fn event_payload(
     .to_string()
 }
 
+/// The tenant's enabled endpoints.
+async fn endpoints<C: ConnectionTrait>(
+    db: &C,
+    tenant_id: &str,
+) -> Result<Vec<webhook_endpoint::Model>, DbErr> {
+    webhook_endpoint::Entity::find()
+        .filter(webhook_endpoint::Column::TenantId.eq(tenant_id))
+        .filter(webhook_endpoint::Column::Enabled.eq(true))
+        .all(db)
+        .await
+}
+
+fn subscribes(e: &webhook_endpoint::Model, event_type: &str) -> bool {
+    e.event_types.split(',').any(|t| t == event_type)
+}
+
 /// Queues `event_type` for every enabled endpoint of the tenant that
 /// subscribes to it.
 pub(super) async fn enqueue<C: ConnectionTrait>(
@@ -57,15 +73,21 @@ pub(super) async fn enqueue<C: ConnectionTrait>(
     payload: String,
     at: DateTime<Utc>,
 ) -> Result<(), DbErr> {
-    let endpoints = webhook_endpoint::Entity::find()
-        .filter(webhook_endpoint::Column::TenantId.eq(tenant_id))
-        .filter(webhook_endpoint::Column::Enabled.eq(true))
-        .all(db)
-        .await?;
-    for e in endpoints
-        .iter()
-        .filter(|e| e.event_types.split(',').any(|t| t == event_type))
-    {
+    let endpoints = endpoints(db, tenant_id).await?;
+    enqueue_to(db, &endpoints, tenant_id, bot_id, event_type, payload, at).await
+}
+
+/// Queues `event_type` for those of `endpoints` that subscribe to it.
+async fn enqueue_to<C: ConnectionTrait>(
+    db: &C,
+    endpoints: &[webhook_endpoint::Model],
+    tenant_id: &str,
+    bot_id: Option<&str>,
+    event_type: &str,
+    payload: String,
+    at: DateTime<Utc>,
+) -> Result<(), DbErr> {
+    for e in endpoints.iter().filter(|e| subscribes(e, event_type)) {
         webhook_delivery::ActiveModel {
             webhook_id: Set(format!("msg_{}", uuid::Uuid::new_v4().simple())),
             tenant_id: Set(tenant_id.to_string()),
@@ -87,12 +109,18 @@ pub(super) async fn enqueue<C: ConnectionTrait>(
     Ok(())
 }
 
-/// Events of one stored status change.
+/// Events of one stored status change. The tenant's endpoints are read
+/// once for all of them; a bot's segments are counted only for an
+/// endpoint that wants to hear of its transcript.
 pub(super) async fn on_status<C: ConnectionTrait>(
     db: &C,
     b: &bot::Model,
     ev: &bot_event::Model,
 ) -> Result<(), DbErr> {
+    let endpoints = endpoints(db, &b.tenant_id).await?;
+    if endpoints.is_empty() {
+        return Ok(());
+    }
     let data = json!({
         "botId": b.id,
         "status": ev.status,
@@ -100,28 +128,25 @@ pub(super) async fn on_status<C: ConnectionTrait>(
         "detail": ev.detail,
         "at": ev.at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
     });
-    enqueue(
-        db,
-        &b.tenant_id,
-        Some(&b.id),
-        STATUS_CHANGED,
-        event_payload(STATUS_CHANGED, ev.at, data.clone()),
-        ev.at,
-    )
-    .await?;
-    let is_final = ev.status.is_final();
-    if !is_final {
+    let to = |event_type: &'static str, data: serde_json::Value| {
+        enqueue_to(
+            db,
+            &endpoints,
+            &b.tenant_id,
+            Some(&b.id),
+            event_type,
+            event_payload(event_type, ev.at, data),
+            ev.at,
+        )
+    };
+    to(STATUS_CHANGED, data.clone()).await?;
+    if !ev.status.is_final() {
         return Ok(());
     }
-    enqueue(
-        db,
-        &b.tenant_id,
-        Some(&b.id),
-        BOT_ENDED,
-        event_payload(BOT_ENDED, ev.at, data),
-        ev.at,
-    )
-    .await?;
+    to(BOT_ENDED, data).await?;
+    if !endpoints.iter().any(|e| subscribes(e, TRANSCRIPT_READY)) {
+        return Ok(());
+    }
     let segments = transcript_segment::Entity::find()
         .filter(transcript_segment::Column::BotId.eq(b.id.clone()))
         .filter(transcript_segment::Column::IsFinal.eq(true))
@@ -129,15 +154,7 @@ pub(super) async fn on_status<C: ConnectionTrait>(
         .await?;
     if segments > 0 {
         let data = json!({ "botId": b.id, "segments": segments });
-        enqueue(
-            db,
-            &b.tenant_id,
-            Some(&b.id),
-            TRANSCRIPT_READY,
-            event_payload(TRANSCRIPT_READY, ev.at, data),
-            ev.at,
-        )
-        .await?;
+        to(TRANSCRIPT_READY, data).await?;
     }
     Ok(())
 }
