@@ -222,6 +222,13 @@ impl BrowserPool {
         unreachable!("two attempts")
     }
 
+    /// Lets go of the spare contexts (their browser is going), and says so.
+    fn drop_spares(&self) {
+        let spares = std::mem::take(&mut *self.spares.lock().expect("spares"));
+        self.metrics.spare_pages.set(0);
+        drop(spares);
+    }
+
     /// Drops `browser` from the pool if it is gone (its connection ended),
     /// so that the next context starts a new one; a browser that still
     /// answers stays: the other bots in it are still in their meetings.
@@ -235,8 +242,7 @@ impl BrowserPool {
         };
         if gone && let Some(r) = guard.take() {
             // Spares made in it went with it.
-            let spares = std::mem::take(&mut *self.spares.lock().expect("spares"));
-            drop(spares);
+            self.drop_spares();
             self.stop(r).await;
         }
         gone
@@ -246,8 +252,7 @@ impl BrowserPool {
         let mut guard = self.running.lock().await;
         self.closed.store(true, Ordering::Relaxed);
         self.spare_taken.notify_one();
-        let spares = std::mem::take(&mut *self.spares.lock().expect("spares"));
-        drop(spares);
+        self.drop_spares();
         if let Some(r) = guard.take() {
             self.stop(r).await;
         }
