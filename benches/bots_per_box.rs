@@ -233,17 +233,15 @@ fn main() {
         // The worker starts Chromium as it starts; bots are added once it
         // runs, and memory is counted from the worker idle with it.
         let deadline = Instant::now() + Duration::from_secs(30);
-        let started = |text: String| {
-            text.lines()
-                .any(|l| l.starts_with("attache_edge_worker_browser_starts_total ") && !l.ends_with(" 0"))
-        };
         loop {
+            // Not serving yet: no text.
             let text = match reqwest::get(format!("http://{metrics}/metrics")).await {
                 Ok(r) => r.text().await.unwrap_or_default(),
-                // Not serving yet.
                 Err(_) => String::new(),
             };
-            if started(text) || Instant::now() > deadline {
+            let started = text.contains("attache_edge_worker_browser_starts_total ")
+                && metric(&text, "attache_edge_worker_browser_starts_total ") >= 1.0;
+            if started || Instant::now() > deadline {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(200)).await;

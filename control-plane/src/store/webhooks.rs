@@ -74,14 +74,14 @@ pub(super) async fn enqueue<C: ConnectionTrait>(
     at: DateTime<Utc>,
 ) -> Result<(), DbErr> {
     let endpoints = endpoints(db, tenant_id).await?;
-    enqueue_to(db, &endpoints, tenant_id, bot_id, event_type, payload, at).await
+    enqueue_to(db, &endpoints, bot_id, event_type, payload, at).await
 }
 
-/// Queues `event_type` for those of `endpoints` that subscribe to it.
+/// Queues `event_type` for those of `endpoints` (one tenant's) that
+/// subscribe to it.
 async fn enqueue_to<C: ConnectionTrait>(
     db: &C,
     endpoints: &[webhook_endpoint::Model],
-    tenant_id: &str,
     bot_id: Option<&str>,
     event_type: &str,
     payload: String,
@@ -90,7 +90,7 @@ async fn enqueue_to<C: ConnectionTrait>(
     for e in endpoints.iter().filter(|e| subscribes(e, event_type)) {
         webhook_delivery::ActiveModel {
             webhook_id: Set(format!("msg_{}", uuid::Uuid::new_v4().simple())),
-            tenant_id: Set(tenant_id.to_string()),
+            tenant_id: Set(e.tenant_id.clone()),
             endpoint_id: Set(e.id.clone()),
             bot_id: Set(bot_id.map(String::from)),
             event_type: Set(event_type.to_string()),
@@ -132,7 +132,6 @@ pub(super) async fn on_status<C: ConnectionTrait>(
         enqueue_to(
             db,
             &endpoints,
-            &b.tenant_id,
             Some(&b.id),
             event_type,
             event_payload(event_type, ev.at, data),

@@ -124,17 +124,18 @@ struct Acted {
     y: f64,
 }
 
-/// Runs [`ACT_JS`] on `target`; `None` if the page did not answer.
-async fn act(ctx: &BotContext, target: &str, act: &str) -> Option<Acted> {
+/// Runs [`ACT_JS`]'s `what` on `target`; `None` if the page did not
+/// answer.
+async fn act(ctx: &BotContext, target: &str, what: &str) -> Option<Acted> {
     let js = format!(
         "({ACT_JS})({}, {})",
         serde_json::to_string(target).expect("a name serializes"),
-        serde_json::to_string(act).expect("a name serializes")
+        serde_json::to_string(what).expect("a name serializes")
     );
     match ctx.page.evaluate(js).await {
         Ok(r) => r.into_value().ok(),
         Err(e) => {
-            tracing::debug!(target, act, error = %e, "the page did not answer");
+            tracing::debug!(target, what, error = %e, "the page did not answer");
             None
         }
     }
