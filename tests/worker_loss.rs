@@ -167,7 +167,12 @@ async fn a_worker_shutting_down_takes_its_bots_out_with_a_true_reason() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crashed_renderer_fails_its_bot_alone() {
     let cluster = Cluster::start().await;
-    let worker = cluster.spawn_worker_process_with_capacity(2).await;
+    // Chromium on demand, so no context is made ahead: the renderers that
+    // appear with the second bot are its own, not a spare's made for a
+    // bot still to come.
+    let worker = cluster
+        .spawn_worker_process_args(temp_dir("worker-proc"), 2, &[], &["--browser-on-demand"])
+        .await;
     let api = cluster.tenant("acme").await;
     let survivor = api
         .create_bot(&cluster.meeting("crash-a", "admission=open"), "Survivor")

@@ -388,9 +388,10 @@
         role('lobby-error').textContent = body.error;
         return;
       }
-      seat = body;
-      show('waiting');
-      poll();
+      seat = { participant_id: body.participant_id, secret: body.secret };
+      // The answer carries the first view: an open meeting shows the call
+      // at once, as the platforms do, with no waiting screen between.
+      if (settle(body.view)) setTimeout(poll, 250);
     });
   }
 
@@ -489,18 +490,23 @@
     } catch (e) {
       return setTimeout(poll, 500);
     }
-    if (view.ended) return finish('ended');
+    if (settle(view)) setTimeout(poll, 250);
+  }
+
+  // Shows what a view says; false once the page is done with the meeting.
+  function settle(view) {
+    if (view.ended) { finish('ended'); return false; }
     switch (view.state) {
       case 'lobby': show('waiting'); break;
       case 'admitted':
         show('call');
         inCall(view);
         break;
-      case 'denied': return finish('denied');
-      case 'removed': return finish('removed');
-      case 'left': return finish('left');
+      case 'denied': finish('denied'); return false;
+      case 'removed': finish('removed'); return false;
+      case 'left': finish('left'); return false;
     }
-    setTimeout(poll, 250);
+    return true;
   }
 
   show(launcher ? 'launcher' : 'lobby');

@@ -264,7 +264,11 @@ async fn knock(
     if let Some(u) = body.uplink {
         s.inner.report_uplink(&id, &participant_id, &secret, u)?;
     }
-    Ok(Json(json!({ "participant_id": participant_id, "secret": secret })).into_response())
+    let view = s.inner.poll(&id, &participant_id, &secret)?;
+    Ok(
+        Json(json!({ "participant_id": participant_id, "secret": secret, "view": view }))
+            .into_response(),
+    )
 }
 
 async fn poll(
