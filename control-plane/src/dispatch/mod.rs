@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 
 use attache_protocol::{BotStatus, ControlMsg, StatusReason};
 use chrono::{DateTime, Utc};
+use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 
 use crate::AppState;
@@ -141,11 +142,7 @@ async fn lease(
         .store
         .due_bots(&group.region, group.pool.as_deref(), at, take)
         .await?;
-    for bot in due {
-        if place(state, bot, group, candidates, active).await? == Placed::NoRoom {
-            break;
-        }
-    }
+    place(state, due, group, candidates, active).await?;
     Ok(())
 }
 
@@ -219,23 +216,35 @@ async fn lease_from_stream(
     }
     count("claimed", taken.claimed);
     count("read", taken.entries.len() - taken.claimed);
-    let (mut settled, mut back) = (Vec::new(), Vec::new());
-    for e in taken.entries {
-        let bot = state.store.bot(&e.bot_id).await?.filter(|b| {
+    let ids: Vec<String> = taken.entries.iter().map(|e| e.bot_id.clone()).collect();
+    let mut ours: HashMap<String, bot::Model> = state
+        .store
+        .bots(&ids)
+        .await?
+        .into_iter()
+        .filter(|b| {
             b.status == BotStatus::Queued
                 && b.join_at <= at
                 && b.region == region
                 && b.pool.as_deref() == pool
-        });
-        match bot {
-            // Leased elsewhere, ended, or not ours: nothing to do.
+        })
+        .map(|b| (b.id.clone(), b))
+        .collect();
+    let (mut settled, mut waiting, mut bots) = (Vec::new(), Vec::new(), Vec::new());
+    for e in taken.entries {
+        match ours.remove(&e.bot_id) {
+            Some(bot) => {
+                bots.push(bot);
+                waiting.push(e);
+            }
+            // Leased elsewhere, ended, not ours, or a second entry of a
+            // bot: nothing to do but settle it.
             None => settled.push(e),
-            Some(bot) => match place(state, bot, group, candidates, active).await? {
-                Placed::Settled => settled.push(e),
-                Placed::NoRoom => back.push(e),
-            },
         }
     }
+    let placed = place(state, bots, group, candidates, active).await?;
+    let back = waiting.split_off(placed);
+    settled.extend(waiting);
     count("settled", settled.len());
     count("put_back", back.len());
     if back.is_empty() {
@@ -261,40 +270,106 @@ fn redis_failed(state: &AppState, e: redis::RedisError) -> FromStream {
     FromStream::Unreachable
 }
 
-#[derive(Debug, PartialEq, Eq)]
-enum Placed {
-    /// Leased, ended by a leave request, or taken by someone else.
-    Settled,
-    /// No worker of the group here has room.
-    NoRoom,
-}
+/// Leases taken at once in a pass. Each is a few round trips to the
+/// database and one to the worker's link; taken one after the other, a
+/// pass leased about 150 bots a second however many cores the database had.
+const PLACING: usize = 8;
 
-/// Leases one queued bot to the group's worker with the most room, by
-/// compare-and-swap, and sends the worker its assignment.
+/// Places `bots`, in order, while the group has room: the first that finds
+/// none and all after it wait for the next pass. Returns how many were
+/// settled (leased, ended by a leave request, or taken by someone else).
+/// Workers are chosen in order, so the leases spread as one at a time
+/// would; the leases themselves are taken side by side.
 async fn place(
     state: &AppState,
-    bot: bot::Model,
+    bots: Vec<bot::Model>,
     group: &Group,
     candidates: &[Candidate],
     active: &mut HashMap<String, u32>,
-) -> Result<Placed, StoreError> {
-    if bot.leave_requested {
-        // Asked to leave while it was being taken back from a worker.
-        let mut t = Transition::new(
-            &bot.id,
-            BotStatus::Ended,
-            Some(StatusReason::LeaveRequested),
-        );
-        t.expect_status = Some(BotStatus::Queued);
-        t.expect_generation = Some(bot.lease_generation);
-        if let Err(e) = state.bots.apply(t).await {
-            tracing::debug!(bot_id = %bot.id, error = %e, "leave of a requeued bot not applied; next pass");
+) -> Result<usize, StoreError> {
+    let mut jobs = Vec::with_capacity(bots.len());
+    for bot in bots {
+        if bot.leave_requested {
+            jobs.push((bot, None));
+            continue;
         }
-        return Ok(Placed::Settled);
+        let Some(worker) = choose_worker(candidates, active, group) else {
+            break;
+        };
+        *active.entry(worker.id.clone()).or_default() += 1;
+        jobs.push((bot, Some(worker)));
     }
-    let Some(worker) = choose_worker(candidates, active, group) else {
-        return Ok(Placed::NoRoom);
+    let settled = jobs.len();
+    let placing: Vec<_> = jobs
+        .into_iter()
+        .map(|(bot, worker)| place_one(state, bot, worker, group))
+        .collect();
+    let outcomes: Vec<_> = futures::stream::iter(placing)
+        .buffer_unordered(PLACING)
+        .collect()
+        .await;
+    let mut failed = None;
+    for (worker, outcome) in outcomes {
+        let leased = match outcome {
+            Ok(leased) => leased,
+            Err(e) => {
+                failed.get_or_insert(e);
+                false
+            }
+        };
+        // A lease not taken leaves its worker's room as it was.
+        if let (Some(w), false) = (worker, leased)
+            && let Some(n) = active.get_mut(&w.id)
+        {
+            *n = n.saturating_sub(1);
+        }
+    }
+    match failed {
+        Some(e) => Err(e),
+        None => Ok(settled),
+    }
+}
+
+/// One bot of [`place`]: ended if it was asked to leave, else leased to
+/// `worker`; with the worker, and whether it was leased or ended.
+async fn place_one<'a>(
+    state: &AppState,
+    bot: bot::Model,
+    worker: Option<&'a Candidate>,
+    group: &Group,
+) -> (Option<&'a Candidate>, Result<bool, StoreError>) {
+    let outcome = match worker {
+        None => end_requeued(state, &bot).await.map(|()| true),
+        Some(w) => lease_to(state, bot, w, group).await,
     };
+    (worker, outcome)
+}
+
+/// A requeued bot asked to leave while it was being taken back from a
+/// worker ends here.
+async fn end_requeued(state: &AppState, bot: &bot::Model) -> Result<(), StoreError> {
+    let mut t = Transition::new(
+        &bot.id,
+        BotStatus::Ended,
+        Some(StatusReason::LeaveRequested),
+    );
+    t.expect_status = Some(BotStatus::Queued);
+    t.expect_generation = Some(bot.lease_generation);
+    if let Err(e) = state.bots.apply(t).await {
+        tracing::debug!(bot_id = %bot.id, error = %e, "leave of a requeued bot not applied; next pass");
+    }
+    Ok(())
+}
+
+/// Leases one queued bot to `worker` by compare-and-swap and sends the
+/// worker its assignment. False if the bot was not leased (it moved
+/// meanwhile: leased elsewhere, or ended).
+async fn lease_to(
+    state: &AppState,
+    bot: bot::Model,
+    worker: &Candidate,
+    group: &Group,
+) -> Result<bool, StoreError> {
     let mut t = Transition::new(&bot.id, BotStatus::Dispatched, None);
     t.expect_status = Some(BotStatus::Queued);
     t.expect_generation = Some(bot.lease_generation);
@@ -306,7 +381,6 @@ async fn place(
                 .max(leased.queued_at.unwrap_or(leased.created_at));
             let waited = (ev.at - due_since).num_milliseconds().max(0) as f64 / 1000.0;
             state.metrics.dispatch_latency.observe(waited);
-            *active.entry(worker.id.clone()).or_default() += 1;
             tracing::info!(bot_id = %leased.id, tenant_id = %leased.tenant_id, worker_id = %worker.id,
                 region = %group.region, pool = group.pool.as_deref().unwrap_or("shared"),
                 generation = leased.lease_generation, "bot dispatched");
@@ -317,9 +391,9 @@ async fn place(
                     .links
                     .send(&worker.id, ControlMsg::Assign(Box::new(a)));
             }
-            Ok(Placed::Settled)
+            Ok(true)
         }
-        Ok(_) | Err(StoreError::Conflict) | Err(StoreError::Stale { .. }) => Ok(Placed::Settled),
+        Ok(_) | Err(StoreError::Conflict) | Err(StoreError::Stale { .. }) => Ok(false),
         Err(e) => Err(e),
     }
 }

@@ -266,6 +266,17 @@ impl Store {
         bot::Entity::find_by_id(id.to_string()).one(&self.db).await
     }
 
+    /// The bots of `ids` that exist, in one query, in no particular order.
+    pub(crate) async fn bots(&self, ids: &[String]) -> Result<Vec<bot::Model>, DbErr> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        bot::Entity::find()
+            .filter(bot::Column::Id.is_in(ids.iter().cloned()))
+            .all(&self.db)
+            .await
+    }
+
     pub(crate) async fn count_by_status(&self) -> Result<Vec<(String, i64)>, DbErr> {
         bot::Entity::find()
             .select_only()
