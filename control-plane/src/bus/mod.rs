@@ -128,7 +128,7 @@ pub(crate) struct Seen(Option<u64>);
 pub(crate) struct Bus {
     replica: Arc<str>,
     /// `None`: no Redis, nothing leaves this process.
-    out: Option<mpsc::Sender<Notice>>,
+    out: Option<Lanes>,
     health: watch::Receiver<Health>,
     link: Option<RedisLink>,
     queue: Option<DispatchQueue>,
@@ -140,7 +140,28 @@ pub(crate) struct Bus {
 pub(crate) struct Driver {
     link: RedisLink,
     outbox: mpsc::Receiver<Notice>,
+    control: mpsc::Receiver<Notice>,
     health: watch::Sender<Health>,
+}
+
+/// Where this replica's notices wait to be published: two lanes, each in
+/// order, so that what moves bots (dispatch entries and wake-ups, commands
+/// to workers) never waits behind the live feeds' notices, which come with
+/// every stored result and can run seconds behind on a loaded replica.
+#[derive(Clone)]
+struct Lanes {
+    feeds: mpsc::Sender<Notice>,
+    control: mpsc::Sender<Notice>,
+}
+
+impl Notice {
+    /// Whether it travels in the control lane (see [`Lanes`]).
+    fn moves_bots(&self) -> bool {
+        matches!(
+            self,
+            Notice::Queued { .. } | Notice::Dispatch | Notice::Command { .. }
+        )
+    }
 }
 
 impl Bus {
@@ -170,7 +191,8 @@ impl Bus {
         let link = RedisLink::new(url, deployment)?;
         let replica: Arc<str> = uuid::Uuid::new_v4().to_string().into();
         let queue = DispatchQueue::new(link.clone(), &replica, claim_idle);
-        let (out, outbox) = mpsc::channel(OUTBOX);
+        let (feeds, outbox) = mpsc::channel(OUTBOX);
+        let (control, control_box) = mpsc::channel(OUTBOX);
         // Degraded until the first subscription is confirmed.
         let (health, rx) = watch::channel(Health {
             listening: false,
@@ -179,7 +201,7 @@ impl Bus {
         metrics.redis_degraded.set(1);
         let bus = Bus {
             replica,
-            out: Some(out),
+            out: Some(Lanes { feeds, control }),
             health: rx,
             link: Some(link.clone()),
             queue: Some(queue),
@@ -190,6 +212,7 @@ impl Bus {
             Driver {
                 link,
                 outbox,
+                control: control_box,
                 health,
             },
         ))
@@ -234,7 +257,12 @@ impl Bus {
     /// notice (counted), and the readers' fallback covers it.
     pub(crate) fn publish(&self, notice: Notice) {
         let Some(out) = &self.out else { return };
-        if out.try_send(notice).is_err() {
+        let lane = if notice.moves_bots() {
+            &out.control
+        } else {
+            &out.feeds
+        };
+        if lane.try_send(notice).is_err() {
             self.metrics
                 .bus_notices
                 .with_label_values(&["dropped"])
@@ -267,24 +295,28 @@ impl Driver {
         let Driver {
             link,
             outbox,
+            control,
             health,
         } = self;
         let replica = state.bus.replica.to_string();
         let queue = state.bus.queue.clone().expect("a Redis bus has a queue");
         let health = Arc::new(health);
         let (incoming_tx, mut incoming) = mpsc::channel::<Notice>(OUTBOX);
-        let publisher = redis_link::publish_loop(
-            link.clone(),
-            redis_link::Queued {
-                queue,
-                wakeup: state.dispatch_wakeup.clone(),
-            },
-            replica.clone(),
-            outbox,
-            health.clone(),
-            state.metrics.clone(),
-            shutdown.clone(),
-        );
+        let lane = |outbox| {
+            redis_link::publish_loop(
+                link.clone(),
+                redis_link::Queued {
+                    queue: queue.clone(),
+                    wakeup: state.dispatch_wakeup.clone(),
+                },
+                replica.clone(),
+                outbox,
+                health.clone(),
+                state.metrics.clone(),
+                shutdown.clone(),
+            )
+        };
+        let publisher = futures::future::join(lane(outbox), lane(control));
         let subscriber = redis_link::subscribe_loop(
             link,
             replica,

@@ -15,7 +15,7 @@ use super::{DispatchQueue, Envelope, Health, Notice};
 use crate::metrics::Metrics;
 
 /// Most notices published in one round trip.
-const BATCH: usize = 256;
+const BATCH: usize = 1024;
 /// How long one Redis call may take before Redis counts as unreachable.
 pub(crate) const CALL_TIMEOUT: Duration = Duration::from_secs(1);
 /// The pause between attempts to reach Redis again.
