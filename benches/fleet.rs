@@ -205,13 +205,36 @@ async fn control_plane_half() {
 
     let created = created.lock().unwrap().clone();
     let create_p99 = p99(created.iter().map(|c| c.2).collect());
-    let assign_p99 = p99(created
+    // Assign latency by when the bot was created: a wait that comes with
+    // the load shows in every tenth, a transient in one.
+    let waits: Vec<(u64, f64)> = created
         .iter()
         .filter_map(|(id, sent, _)| {
             seen.get(id)
-                .map(|s| s.assigned_ms.saturating_sub(*sent) as f64)
+                .map(|s| (*sent, s.assigned_ms.saturating_sub(*sent) as f64))
         })
-        .collect());
+        .collect();
+    let first_sent = waits.iter().map(|w| w.0).min().unwrap_or(0);
+    let last_sent = waits
+        .iter()
+        .map(|w| w.0)
+        .max()
+        .unwrap_or(0)
+        .max(first_sent + 1);
+    let mut tenths: Vec<Vec<f64>> = vec![Vec::new(); 10];
+    for (sent, ms) in &waits {
+        let i = ((sent - first_sent) * 10 / (last_sent - first_sent + 1)) as usize;
+        tenths[i.min(9)].push(*ms);
+    }
+    let by_tenth: Vec<String> = tenths
+        .into_iter()
+        .map(|mut t| format!("{:.0}/{:.0}", median(&mut t), p99(t)))
+        .collect();
+    println!(
+        "  assign p50/p99 ms by tenth of the creation: {}",
+        by_tenth.join(" ")
+    );
+    let assign_p99 = p99(waits.iter().map(|w| w.1).collect());
     let per_second = frames as f64 / ((last_ms - first_ms).max(1) as f64 / 1000.0);
 
     // What is stored against what the workers were told was stored.
@@ -255,6 +278,8 @@ async fn control_plane_half() {
         l.starts_with("attache_control_plane_fleet_leases_expired_total")
             || l.starts_with("attache_control_plane_ingest_batch_frames_sum")
             || l.starts_with("attache_control_plane_ingest_batch_frames_count")
+            || l.starts_with("attache_control_plane_dispatch_entries_total")
+            || l.starts_with("attache_control_plane_bus_notices_total")
     }) {
         println!("  {l}");
     }

@@ -217,6 +217,10 @@ async fn lease_from_stream(
     count("claimed", taken.claimed);
     count("read", taken.entries.len() - taken.claimed);
     let ids: Vec<String> = taken.entries.iter().map(|e| e.bot_id.clone()).collect();
+    // Due by now, not by the pass's start: a bot queued since then may
+    // have its entry read already, and an entry settled unleased leaves
+    // its bot waiting until it is found missing from the stream.
+    let due_by = now();
     let mut ours: HashMap<String, bot::Model> = state
         .store
         .bots(&ids)
@@ -224,7 +228,7 @@ async fn lease_from_stream(
         .into_iter()
         .filter(|b| {
             b.status == BotStatus::Queued
-                && b.join_at <= at
+                && b.join_at <= due_by
                 && b.region == region
                 && b.pool.as_deref() == pool
         })
