@@ -343,7 +343,10 @@ async fn place_one<'a>(
     group: &Group,
 ) -> (Option<&'a Candidate>, Result<bool, StoreError>) {
     let outcome = match worker {
-        None => end_requeued(state, &bot).await.map(|()| true),
+        None => {
+            end_requeued(state, &bot).await;
+            Ok(true)
+        }
         Some(w) => lease_to(state, bot, w, group).await,
     };
     (worker, outcome)
@@ -351,7 +354,7 @@ async fn place_one<'a>(
 
 /// A requeued bot asked to leave while it was being taken back from a
 /// worker ends here.
-async fn end_requeued(state: &AppState, bot: &bot::Model) -> Result<(), StoreError> {
+async fn end_requeued(state: &AppState, bot: &bot::Model) {
     let mut t = Transition::new(
         &bot.id,
         BotStatus::Ended,
@@ -362,7 +365,6 @@ async fn end_requeued(state: &AppState, bot: &bot::Model) -> Result<(), StoreErr
     if let Err(e) = state.bots.apply(t).await {
         tracing::debug!(bot_id = %bot.id, error = %e, "leave of a requeued bot not applied; next pass");
     }
-    Ok(())
 }
 
 /// Leases one queued bot to `worker` by compare-and-swap and sends the
