@@ -372,24 +372,7 @@ async fn old_rows_are_sealed_and_read_the_same_on_sqlite() {
 
 #[tokio::test]
 async fn old_rows_are_sealed_and_read_the_same_on_postgres() {
-    match std::env::var("ATTACHE_TEST_POSTGRES_URL") {
-        Ok(url) if !url.is_empty() => {
-            // A database of its own: nothing else's rows, nor its own left
-            // elsewhere.
-            use sea_orm::ConnectionTrait;
-            let name = format!("backfill_{}", uuid::Uuid::new_v4().simple());
-            let server = crate::store::Store::open(&url).await.unwrap();
-            server
-                .db()
-                .execute_unprepared(&format!("CREATE DATABASE {name}"))
-                .await
-                .unwrap();
-            let (base, _) = url.rsplit_once('/').unwrap();
-            old_rows_are_sealed_and_read_the_same(Some(format!("{base}/{name}"))).await
-        }
-        _ if std::env::var_os("ATTACHE_REQUIRE_SERVICES").is_some() => {
-            panic!("ATTACHE_TEST_POSTGRES_URL is not set; run the suite with scripts/test")
-        }
-        _ => eprintln!("skipped: ATTACHE_TEST_POSTGRES_URL is not set (scripts/test sets it)"),
+    if let Some(url) = crate::store::fixtures::postgres_database().await {
+        old_rows_are_sealed_and_read_the_same(Some(url)).await
     }
 }

@@ -9,7 +9,44 @@ use crate::entity::tenant;
 
 /// A fresh SQLite store with tenant `t1` (shared, region `local`).
 pub(crate) async fn store_with_tenant() -> Store {
-    let store = Store::open("sqlite::memory:").await.unwrap();
+    with_tenant(Store::open("sqlite::memory:").await.unwrap()).await
+}
+
+/// The same on a PostgreSQL database of its own, made on the server at
+/// `ATTACHE_TEST_POSTGRES_URL` (`scripts/test` starts one); `None` when
+/// it is unset, unless the suite requires its services.
+pub(crate) async fn postgres_store_with_tenant() -> Option<Store> {
+    let url = postgres_database().await?;
+    Some(with_tenant(Store::open(&url).await.unwrap()).await)
+}
+
+/// The URL of a new, empty database on the server at
+/// `ATTACHE_TEST_POSTGRES_URL`: nothing else's rows in it, nor its own
+/// left elsewhere.
+pub(crate) async fn postgres_database() -> Option<String> {
+    use sea_orm::ConnectionTrait;
+    let url = match std::env::var("ATTACHE_TEST_POSTGRES_URL") {
+        Ok(url) if !url.is_empty() => url,
+        _ if std::env::var_os("ATTACHE_REQUIRE_SERVICES").is_some() => {
+            panic!("ATTACHE_TEST_POSTGRES_URL is not set; run the suite with scripts/test")
+        }
+        _ => {
+            eprintln!("skipped: ATTACHE_TEST_POSTGRES_URL is not set (scripts/test sets it)");
+            return None;
+        }
+    };
+    let name = format!("store_{}", uuid::Uuid::new_v4().simple());
+    let server = Store::open(&url).await.unwrap();
+    server
+        .db()
+        .execute_unprepared(&format!("CREATE DATABASE {name}"))
+        .await
+        .unwrap();
+    let (base, _) = url.rsplit_once('/').unwrap();
+    Some(format!("{base}/{name}"))
+}
+
+async fn with_tenant(store: Store) -> Store {
     store.migrate().await.unwrap();
     store
         .insert_tenant(tenant::Model {

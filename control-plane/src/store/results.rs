@@ -195,8 +195,26 @@ async fn move_sequences(
 
 #[cfg(test)]
 mod tests {
-    use super::super::fixtures::{lease, new_bot, store_with_tenant};
+    use super::super::fixtures::{lease, new_bot, postgres_store_with_tenant, store_with_tenant};
     use super::*;
+
+    /// Each case on SQLite and on PostgreSQL, whose statements differ.
+    macro_rules! on_both {
+        ($case:ident) => {
+            mod $case {
+                #[tokio::test]
+                async fn sqlite() {
+                    super::$case(super::store_with_tenant().await).await
+                }
+                #[tokio::test]
+                async fn postgres() {
+                    if let Some(store) = super::postgres_store_with_tenant().await {
+                        super::$case(store).await
+                    }
+                }
+            }
+        };
+    }
 
     fn frame(bot: &str, worker: &str, generation: i64, seq: i64) -> ResultWrite {
         ResultWrite {
@@ -212,9 +230,8 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn one_transaction_applies_each_frame_by_its_own_fence() {
-        let store = store_with_tenant().await;
+    on_both!(one_transaction_applies_each_frame_by_its_own_fence);
+    async fn one_transaction_applies_each_frame_by_its_own_fence(store: Store) {
         for id in ["a", "b"] {
             store.scoped("t1").insert_bot(new_bot(id)).await.unwrap();
             store.transition(lease(id, "w1", 0)).await.unwrap();
@@ -285,9 +302,8 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn a_batchs_segments_are_written_together_in_frame_order() {
-        let store = store_with_tenant().await;
+    on_both!(a_batchs_segments_are_written_together_in_frame_order);
+    async fn a_batchs_segments_are_written_together_in_frame_order(store: Store) {
         for id in ["a", "b"] {
             store.scoped("t1").insert_bot(new_bot(id)).await.unwrap();
             store.transition(lease(id, "w1", 0)).await.unwrap();
@@ -352,9 +368,8 @@ mod tests {
         assert_eq!((seq("a").await, seq("b").await), (4, 4));
     }
 
-    #[tokio::test]
-    async fn a_bot_whose_row_moved_meanwhile_is_a_conflict_for_the_whole_move() {
-        let store = store_with_tenant().await;
+    on_both!(a_bot_whose_row_moved_meanwhile_is_a_conflict_for_the_whole_move);
+    async fn a_bot_whose_row_moved_meanwhile_is_a_conflict_for_the_whole_move(store: Store) {
         for id in ["a", "b"] {
             store.scoped("t1").insert_bot(new_bot(id)).await.unwrap();
             store.transition(lease(id, "w1", 0)).await.unwrap();
@@ -388,9 +403,8 @@ mod tests {
         assert_eq!((seq("a").await, seq("b").await), (2, 3));
     }
 
-    #[tokio::test]
-    async fn a_skipped_range_is_one_warning_and_the_sequence_goes_on_after_it() {
-        let store = store_with_tenant().await;
+    on_both!(a_skipped_range_is_one_warning_and_the_sequence_goes_on_after_it);
+    async fn a_skipped_range_is_one_warning_and_the_sequence_goes_on_after_it(store: Store) {
         store.scoped("t1").insert_bot(new_bot("a")).await.unwrap();
         store.transition(lease("a", "w1", 0)).await.unwrap();
         let g = store.bot("a").await.unwrap().unwrap().lease_generation;
