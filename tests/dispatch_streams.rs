@@ -4,7 +4,9 @@
 //! one entry is lost outright. When a worker links to A, every bot is
 //! leased once: the fresh entries read, the dead replica's claimed, the
 //! lost one found missing and added again, all well before A's database
-//! poll (30 s) could have done it. Settled entries leave the stream.
+//! poll (30 s) could have done it. Settled entries leave the stream. And
+//! an entry lost while others wait in the stream is added again by the
+//! dispatcher's sweep, without waiting for the stream to empty.
 
 mod support;
 
@@ -197,4 +199,78 @@ async fn queued_bots_are_offered_once_claimed_from_a_dead_replica_and_readded_wh
         assert!(Instant::now() < deadline, "{len} entries, {marked} marked");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// The sweep: an entry lost while its stream still holds others (here no
+/// worker has room, so no pass reads the stream at all) is added again
+/// within the sweep's period, not once the stream has emptied.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_entry_lost_behind_others_is_added_again_by_the_sweep() {
+    let (Some(db), Some(redis)) = (fresh_postgres("dispatch_sweep"), RedisServer::start()) else {
+        return;
+    };
+    let cluster = Cluster::start_with(Options {
+        database_url: Some(db),
+        redis_url: Some(redis.url.clone()),
+        api_limit: Some((100_000, 100_000)),
+        tweak: Some(|c| c.dispatch_interval = Duration::from_secs(30)),
+        ..Default::default()
+    })
+    .await;
+    let api = cluster.tenant("acme").await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while metric(&cluster.http, "attache_control_plane_redis_degraded").await != 0.0 {
+        assert!(Instant::now() < deadline, "stays degraded");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for n in 0..3 {
+        let meeting = cluster.meeting(&format!("sweep-{n}"), "admission=manual");
+        api.create_bot(&meeting, &format!("Queued {n}")).await;
+    }
+    let client = redis::Client::open(redis.url.as_str()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let key = loop {
+        let keys: Vec<String> = conn.keys("attache:*:dispatch:local").await.unwrap();
+        if let [k] = keys.as_slice()
+            && conn.xlen::<_, usize>(k).await.unwrap() == 3
+        {
+            break k.clone();
+        }
+        assert!(Instant::now() < deadline, "3 entries never in {keys:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let members = key.replace("dispatch:local", "dispatch:queued");
+    let entries: redis::streams::StreamRangeReply = conn.xrange_all(&key).await.unwrap();
+    let lost = entries.ids[1].clone();
+    let lost_bot: String = lost.get("bot").unwrap();
+    let _: usize = conn.xdel(&key, &[&lost.id]).await.unwrap();
+    let _: usize = conn.srem(&members, &lost_bot).await.unwrap();
+
+    let readded = "attache_control_plane_dispatch_entries_total{outcome=\"readded\"}";
+    let lost_at = Instant::now();
+    let deadline = lost_at + Duration::from_secs(20);
+    loop {
+        let back: bool = conn.sismember(&members, &lost_bot).await.unwrap();
+        if back {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{lost_bot} never added again");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    eprintln!(
+        "dispatch sweep: the lost entry was back after {:?}",
+        lost_at.elapsed()
+    );
+    assert_eq!(metric(&cluster.http, readded).await, 1.0);
+    let bots: Vec<String> = conn
+        .xrange_all::<_, redis::streams::StreamRangeReply>(&key)
+        .await
+        .unwrap()
+        .ids
+        .iter()
+        .map(|e| e.get::<String>("bot").unwrap())
+        .collect();
+    assert_eq!(bots.len(), 3, "{bots:?}");
+    assert!(bots.contains(&lost_bot), "{bots:?}");
 }

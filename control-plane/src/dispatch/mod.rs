@@ -38,13 +38,27 @@ const BATCH: u64 = 64;
 /// How long a bot may be due without an entry in its dispatch stream
 /// before it counts as missing from it rather than on its way.
 const IN_FLIGHT: Duration = Duration::from_secs(2);
+/// How often every group's due bots are checked against its stream, also
+/// while the stream has entries.
+const SWEEP: Duration = Duration::from_secs(10);
+/// The oldest due bots a sweep checks per group.
+const SWEEP_TAKE: u64 = 1_000;
 /// How soon a dispatcher looks again at a stream whose due bots it has
 /// room for but cannot read yet.
 const SOON: Duration = Duration::from_millis(500);
 
 pub(crate) async fn run(state: AppState, shutdown: CancellationToken) {
     let started = Instant::now();
+    let mut swept = Instant::now();
     loop {
+        if let Some(q) = state.bus.dispatch_queue()
+            && swept.elapsed() >= SWEEP
+        {
+            swept = Instant::now();
+            if let Err(e) = sweep(&state, q).await {
+                tracing::warn!(error = %e, "dispatch stream sweep failed; retrying");
+            }
+        }
         let wait = match dispatch_once(&state, started).await {
             Ok(false) => next_wait(&state).await,
             Ok(true) => next_wait(&state).await.min(SOON),
@@ -52,6 +66,11 @@ pub(crate) async fn run(state: AppState, shutdown: CancellationToken) {
                 tracing::warn!(error = %e, "dispatch pass failed; retrying");
                 state.config.dispatch_interval
             }
+        };
+        // The sweep's time comes round even with nothing to wake the pass.
+        let wait = match state.bus.dispatch_queue() {
+            Some(_) => wait.min(SWEEP.saturating_sub(swept.elapsed())),
+            None => wait,
         };
         tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -184,35 +203,13 @@ async fn lease_from_stream(
         // entries were lost (Redis restarted, a publish was dropped) or
         // are still on their way (queued just now: the bus wakes this
         // dispatcher again once they are in). The lost ones are added again.
-        let settled = at - chrono::Duration::from_std(IN_FLIGHT).unwrap_or_default();
-        let due = state.store.due_bots(region, pool, at, take).await?;
-        if due.is_empty() {
-            return Ok(FromStream::Done);
-        }
-        let ids: Vec<String> = due
-            .into_iter()
-            .filter(|b| b.join_at.max(b.queued_at.unwrap_or(b.created_at)) <= settled)
-            .map(|b| b.id)
-            .collect();
-        let missing = match queue.missing(&ids).await {
-            Ok(m) => m,
-            Err(e) => return Ok(redis_failed(state, e)),
-        };
-        if !missing.is_empty() {
-            if let Err(e) = queue.add(region, pool, &missing).await {
-                return Ok(redis_failed(state, e));
-            }
-            count("readded", missing.len());
-            tracing::info!(
-                region,
-                pool = pool.unwrap_or("shared"),
-                bots = missing.len(),
-                "due bots missing from the dispatch stream added again"
-            );
-            state.dispatch_wakeup.notify_one();
-            return Ok(FromStream::Done);
-        }
-        return Ok(FromStream::Soon);
+        return Ok(
+            match add_missing(state, queue, region, pool, at, take).await? {
+                Missing::Unreachable => FromStream::Unreachable,
+                Missing::NoneDue | Missing::Added => FromStream::Done,
+                Missing::OnTheirWay => FromStream::Soon,
+            },
+        );
     }
     count("claimed", taken.claimed);
     count("read", taken.entries.len() - taken.claimed);
@@ -262,6 +259,79 @@ async fn lease_from_stream(
         tracing::debug!(error = %e, "dispatch entries not settled; claimed again later");
     }
     Ok(FromStream::Done)
+}
+
+/// What checking a group's due bots against its stream found.
+enum Missing {
+    Unreachable,
+    NoneDue,
+    /// Bots due long enough to have an entry had none: added again.
+    Added,
+    /// Every due bot has its entry, or was queued too recently to tell.
+    OnTheirWay,
+}
+
+/// Adds again the entries of a group's oldest `take` due bots that have
+/// been due for longer than [`IN_FLIGHT`] and are missing from its stream.
+async fn add_missing(
+    state: &AppState,
+    queue: &DispatchQueue,
+    region: &str,
+    pool: Option<&str>,
+    at: DateTime<Utc>,
+    take: u64,
+) -> Result<Missing, StoreError> {
+    let settled = at - chrono::Duration::from_std(IN_FLIGHT).unwrap_or_default();
+    let due = state.store.due_bots(region, pool, at, take).await?;
+    if due.is_empty() {
+        return Ok(Missing::NoneDue);
+    }
+    let ids: Vec<String> = due
+        .into_iter()
+        .filter(|b| b.join_at.max(b.queued_at.unwrap_or(b.created_at)) <= settled)
+        .map(|b| b.id)
+        .collect();
+    let unreachable = |e| {
+        redis_failed(state, e);
+        Ok(Missing::Unreachable)
+    };
+    let missing = match queue.missing(&ids).await {
+        Ok(m) => m,
+        Err(e) => return unreachable(e),
+    };
+    if missing.is_empty() {
+        return Ok(Missing::OnTheirWay);
+    }
+    if let Err(e) = queue.add(region, pool, &missing).await {
+        return unreachable(e);
+    }
+    state
+        .metrics
+        .dispatch_entries
+        .with_label_values(&["readded"])
+        .inc_by(missing.len() as u64);
+    tracing::info!(
+        region,
+        pool = pool.unwrap_or("shared"),
+        bots = missing.len(),
+        "due bots missing from the dispatch stream added again"
+    );
+    state.dispatch_wakeup.notify_one();
+    Ok(Missing::Added)
+}
+
+/// Checks every group's oldest due bots against its stream, entries or
+/// not: an entry lost behind a long queue would otherwise wait for the
+/// stream to empty. A lost entry's bot ages into the oldest checked.
+async fn sweep(state: &AppState, queue: &DispatchQueue) -> Result<(), StoreError> {
+    let at = now();
+    for g in state.store.queue_groups(at).await? {
+        let found = add_missing(state, queue, &g.region, g.pool.as_deref(), at, SWEEP_TAKE);
+        if let Missing::Unreachable = found.await? {
+            return Ok(());
+        }
+    }
+    Ok(())
 }
 
 fn redis_failed(state: &AppState, e: redis::RedisError) -> FromStream {
