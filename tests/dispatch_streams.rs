@@ -39,6 +39,21 @@ async fn stream_key(conn: &mut redis::aio::MultiplexedConnection) -> String {
     keys[0].clone()
 }
 
+/// The key of region `local`'s dispatch stream, once it holds `n` entries.
+async fn stream_holding(conn: &mut redis::aio::MultiplexedConnection, n: usize) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let keys: Vec<String> = conn.keys("attache:*:dispatch:local").await.unwrap();
+        if let [k] = keys.as_slice()
+            && conn.xlen::<_, usize>(k).await.unwrap() == n
+        {
+            return k.clone();
+        }
+        assert!(Instant::now() < deadline, "{n} entries never in {keys:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queued_bots_are_offered_once_claimed_from_a_dead_replica_and_readded_when_lost() {
     let (Some(db), Some(redis)) = (fresh_postgres("dispatch_streams"), RedisServer::start()) else {
@@ -82,17 +97,7 @@ async fn queued_bots_are_offered_once_claimed_from_a_dead_replica_and_readded_wh
     }
     let client = redis::Client::open(redis.url.as_str()).unwrap();
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let key = loop {
-        let keys: Vec<String> = conn.keys("attache:*:dispatch:local").await.unwrap();
-        if let [k] = keys.as_slice()
-            && conn.xlen::<_, usize>(k).await.unwrap() == 4
-        {
-            break k.clone();
-        }
-        assert!(Instant::now() < deadline, "4 entries never in {keys:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let key = stream_holding(&mut conn, 4).await;
     assert_eq!(stream_key(&mut conn).await, key);
     let members = key.replace("dispatch:local", "dispatch:queued");
 
@@ -229,17 +234,7 @@ async fn an_entry_lost_behind_others_is_added_again_by_the_sweep() {
     }
     let client = redis::Client::open(redis.url.as_str()).unwrap();
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let key = loop {
-        let keys: Vec<String> = conn.keys("attache:*:dispatch:local").await.unwrap();
-        if let [k] = keys.as_slice()
-            && conn.xlen::<_, usize>(k).await.unwrap() == 3
-        {
-            break k.clone();
-        }
-        assert!(Instant::now() < deadline, "3 entries never in {keys:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let key = stream_holding(&mut conn, 3).await;
     let members = key.replace("dispatch:local", "dispatch:queued");
     let entries: redis::streams::StreamRangeReply = conn.xrange_all(&key).await.unwrap();
     let lost = entries.ids[1].clone();
